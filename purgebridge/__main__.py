@@ -1,0 +1,3 @@
+from purgebridge.cli import main
+
+main()

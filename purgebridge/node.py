@@ -1,0 +1,79 @@
+"""A Varnish node: where purges are sent. Parsing of ``host:port`` lives here."""
+
+from dataclasses import dataclass
+import ipaddress
+import re
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+@dataclass(frozen=True, order=True)
+class Node:
+    """One Varnish listener. ``name`` is what tables and logs show."""
+
+    host: str
+    port: int
+    group: str = ""
+
+    @property
+    def netloc(self):
+        """``host:port`` with IPv6 literals in brackets, as HTTP wants it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def name(self):
+        return self.netloc
+
+    def __str__(self):
+        return self.netloc
+
+
+def valid_host(host):
+    """True for an IP literal (v4 or v6, no brackets) or a DNS hostname."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+
+
+def parse_node(text, default_port):
+    """Parse ``host``, ``host:port``, ``[v6]:port`` or ``http://host:port``.
+
+    Raises ``ValueError`` with a message fit to follow the variable name.
+    """
+    raw = text.strip()
+    if raw.startswith("http://"):
+        raw = raw[len("http://"):].rstrip("/")
+    elif "://" in raw:
+        raise ValueError(f"node {text!r}: only http:// nodes are supported (Varnish speaks plain HTTP)")
+    if not raw:
+        raise ValueError("empty node entry")
+    port = default_port
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise ValueError(f"node {text!r}: missing ']' after IPv6 address")
+        host, rest = raw[1:end], raw[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"node {text!r}: expected ':port' after ']'")
+            port = rest[1:]
+    elif raw.count(":") == 1:
+        host, port = raw.split(":")
+    elif raw.count(":") > 1:
+        host = raw  # bare IPv6 without port
+    else:
+        host = raw
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"node {text!r}: port must be a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"node {text!r}: port must be 1-65535")
+    if not valid_host(host):
+        raise ValueError(f"node {text!r}: {host!r} is not an IP address or hostname")
+    if ":" in host:
+        host = str(ipaddress.ip_address(host))
+    return Node(host=host, port=port)

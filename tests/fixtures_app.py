@@ -1,0 +1,1 @@
+"""Fixtures for the Flask app (filled in by the service work)."""

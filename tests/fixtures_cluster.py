@@ -1,0 +1,1 @@
+"""Fixtures for real varnishd clusters (filled in by the cluster work)."""

@@ -1,0 +1,221 @@
+"""The ``purgebridge`` command: one click group, one function per sub-command.
+
+Exit codes scripts can trust:
+
+- 0  every node acknowledged every request (purged or not cached)
+- 1  something failed or was refused (the output says which node and URL)
+- 2  usage or configuration error; nothing was sent
+
+Options that are settings (``--node``, ``--timeout``...) are handed to
+``config.load_settings`` as overrides, so the precedence rules live in one
+place (config.py), not here.
+"""
+
+import json
+import logging
+import sys
+
+import click
+
+from purgebridge import __version__
+from purgebridge.config import load_settings
+from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
+from purgebridge.fanout import Outcome, fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_ITEMS = 200
+
+
+def _settings(ctx, require_nodes=True):
+    """Resolve settings once per invocation; config errors exit 2 with one line."""
+    opts = ctx.find_root().obj
+    overrides = {
+        "PURGEBRIDGE_NODES": ",".join(opts["nodes"]) if opts["nodes"] else None,
+        "PURGEBRIDGE_VCL": opts["vcl"],
+        "PURGEBRIDGE_ACL": opts["acl"],
+        "PURGEBRIDGE_TIMEOUT": opts["timeout"],
+        "PURGEBRIDGE_RETRIES": opts["retries"],
+    }
+    try:
+        return load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+
+
+def fail_usage(message):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def render_table(report):
+    """Per-node table: node, purged, not cached, failed, refused, time."""
+    headers = ["node", "purged", "not cached", "failed", "refused", "time"]
+    rows = [[n["node"], n["purged"], n["not_cached"], n["failed"], n["refused"], f"{n['seconds'] * 1000:.0f} ms"]
+            for n in report.to_dict()["nodes"]]
+    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+             for row in [headers] + rows]
+    problems = report.to_dict()["problems"]
+    if problems:
+        lines.append("")
+        lines.append("not acknowledged:")
+        for p in problems:
+            lines.append(f"  {p['node']}  {p['outcome']:<8} {p['item']}  ({p['reason']}, {p['attempts']} tries)")
+    for error in report.errors:
+        lines.append(f"error: {error}")
+    return "\n".join(lines)
+
+
+def _emit(report, as_json):
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(render_table(report))
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+def _run(settings, items, as_json):
+    """Fan items out with a progress bar on a terminal for long lists."""
+    total = len(items) * len(settings.nodes)
+    if sys.stderr.isatty() and len(items) >= PROGRESS_MIN_ITEMS:
+        with click.progressbar(length=total, label="purging", file=sys.stderr) as bar:
+            report = fan_out(settings.nodes, items, settings, progress=bar.update)
+    else:
+        report = fan_out(settings.nodes, items, settings)
+    _emit(report, as_json)
+
+
+def _read_urls(args):
+    urls = []
+    for arg in args:
+        if arg == "-":
+            urls.extend(line.strip() for line in sys.stdin
+                        if line.strip() and not line.lstrip().startswith("#"))
+        else:
+            urls.append(arg)
+    return urls
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="purgebridge")
+@click.option("--node", "nodes", multiple=True, metavar="HOST:PORT",
+              help="Varnish node (repeatable). Replaces PURGEBRIDGE_NODES.")
+@click.option("--vcl", type=click.Path(dir_okay=False), help="Read nodes from this VCL's acl (PURGEBRIDGE_VCL).")
+@click.option("--acl", help="Name of the acl in --vcl (PURGEBRIDGE_ACL, default 'purge').")
+@click.option("--timeout", help="Seconds to wait for a node (PURGEBRIDGE_TIMEOUT).")
+@click.option("--retries", help="Extra tries for failed purges (PURGEBRIDGE_RETRIES).")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="Read settings from this file instead of ./.env.")
+@click.option("-v", "--verbose", count=True, help="Log retries (-v) and debug details (-vv) to stderr.")
+@click.pass_context
+def cli(ctx, nodes, vcl, acl, timeout, retries, env_file, verbose):
+    """Purge URLs, bans and surrogate keys on every Varnish node, and run the relay.
+
+    Settings come from defaults, then .env, then the environment, then these
+    flags (see docs/configuration.md). Exit status: 0 all acknowledged,
+    1 something failed or was refused, 2 usage or configuration error.
+    """
+    ctx.obj = {"nodes": nodes, "vcl": vcl, "acl": acl, "timeout": timeout, "retries": retries,
+               "env_file": env_file}
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.argument("urls", nargs=-1)
+@click.option("--all", "purge_all", is_flag=True, help="Ban everything cached for --host.")
+@click.option("--host", help="Site host for --all and --key (host or host:port).")
+@click.option("--key", "keys", multiple=True, help="Surrogate key to purge (repeatable; needs xkey in the VCL).")
+@click.option("--soft", is_flag=True, help="Soft-purge keys (expire but keep for grace).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_context
+def purge(ctx, urls, purge_all, host, keys, soft, as_json):
+    """Purge URLS on every node; '-' reads URLs from stdin, one per line.
+
+    \b
+    purgebridge purge https://example.test/ https://example.test/feed/
+    purgebridge sitemap-urls | purgebridge purge -
+    purgebridge purge --all --host example.test
+    purgebridge purge --key post-42 --key front --host example.test
+    """
+    if (purge_all or keys) and not host:
+        fail_usage("--all and --key need --host")
+    if not (urls or purge_all or keys):
+        fail_usage("give at least one URL, '-' for stdin, --all or --key")
+    settings = _settings(ctx)
+    try:
+        items = [purge_for_url(u, settings.proto_header) for u in _read_urls(urls)]
+        if purge_all:
+            items.append(purge_all_for(host))
+        if keys:
+            items.extend(keys_for(host, keys, soft=soft))
+    except InvalidURL as exc:
+        fail_usage(f"{exc}; nothing was sent")
+    if not items:
+        fail_usage("no URLs read from stdin; nothing was sent")
+    _run(settings, items, as_json)
+
+
+@cli.command()
+@click.argument("regex")
+@click.option("--host", required=True, help="Site host whose objects are banned.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_context
+def ban(ctx, regex, host, as_json):
+    """Ban every object on --host whose path+query matches REGEX.
+
+    \b
+    purgebridge ban --host example.test '^/category/news/'
+    """
+    settings = _settings(ctx)
+    try:
+        items = [ban_for(host, regex)]
+    except InvalidURL as exc:
+        fail_usage(f"{exc}; nothing was sent")
+    _run(settings, items, as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_context
+def nodes(ctx, as_json):
+    """List every configured node, whether it answers, and its latency.
+
+    Each node gets a PURGE of a URL nothing caches, so the answer also shows
+    whether the node's ACL lets this machine purge. Exit 1 if any node is down
+    or refuses.
+    """
+    settings = _settings(ctx)
+    probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)
+    report = fan_out(settings.nodes, [probe], settings.replace(retries=0))
+    rows = []
+    for node_report in report.nodes:
+        result = node_report.results[0]
+        state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
+        rows.append({"node": node_report.node.name, "state": state, "answer": result.reason,
+                     "latency_ms": round(node_report.seconds * 1000, 1)})
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "nodes": rows}, indent=2))
+    else:
+        width = max([len(r["node"]) for r in rows] + [4])
+        click.echo(f"{'node'.ljust(width)}  {'state':<15} {'latency':>9}  answer")
+        for r in rows:
+            click.echo(f"{r['node'].ljust(width)}  {r['state']:<15} {r['latency_ms']:>6.1f} ms  {r['answer']}")
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--keep-running", is_flag=True, help="Leave the demo cluster up until Ctrl-C.")
+def demo(keep_running):
+    """Start an origin and three varnishd nodes on loopback and purge through them."""
+    from purgebridge.demo import run_demo
+
+    sys.exit(run_demo(click.echo, keep_running=keep_running))
+
+
+def main():
+    """Console-script entry point: errors we raise on purpose never show a traceback."""
+    try:
+        cli(standalone_mode=True)
+    except PurgebridgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)

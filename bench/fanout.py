@@ -1,0 +1,146 @@
+"""Benchmark: PURGE throughput of the fan-out against a naive sender and a pipelined ceiling.
+
+Not a test. Starts three varnishd nodes on 127.0.0.11-13 (purgebridge.localcluster),
+then, in one run, sends the same 3,000 distinct URLs to every node with:
+
+  (a) purgebridge's fan-out (purgebridge.fanout.fan_out, default settings)
+  (b) a naive sender: one PURGE at a time on a new connection (requests), what
+      WordPress purge plugins do; run on a bounded sample of URLs
+  (c) a ceiling: a raw HTTP/1.1 sender per node that writes every request at
+      once on one socket and only counts answers (no parsing, no bookkeeping)
+
+and prints URL x node purges per second with ratios; --write updates
+docs/benchmarks.md. Targets: (a) >= 0.5 x (c) and >= 20 x (b).
+
+    python bench/fanout.py [--urls 3000] [--rounds 3] [--write]
+"""
+
+import argparse
+import pathlib
+import socket
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import requests  # noqa: E402
+
+from common import machine, write_section  # noqa: E402
+from purgebridge.config import load_settings  # noqa: E402
+from purgebridge.fanout import fan_out, purge_for_url  # noqa: E402
+from purgebridge.localcluster import start_cluster  # noqa: E402
+
+HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+DEADLINE = 240  # seconds: the whole benchmark stops by itself
+
+
+def urls(n):
+    return [f"http://bench.example.test/2026/11/post-{i}/" for i in range(n)]
+
+
+def run_purgebridge(nodes, url_list):
+    settings = load_settings({}, environ={}, dotenv_path="").replace(nodes=tuple(nodes))
+    items = [purge_for_url(u) for u in url_list]
+    t0 = time.perf_counter()
+    report = fan_out(settings.nodes, items, settings)
+    elapsed = time.perf_counter() - t0
+    assert report.ok, report.to_dict()["problems"][:3]
+    return len(items) * len(nodes) / elapsed
+
+
+def run_naive(nodes, url_list, budget):
+    sent, t0 = 0, time.perf_counter()
+    for url in url_list:
+        for node in nodes:
+            path = url.split("bench.example.test", 1)[1]
+            r = requests.request("PURGE", f"http://{node.netloc}{path}", headers={"Host": "bench.example.test"},
+                                 timeout=5)
+            assert r.status_code == 200, r.status_code
+            sent += 1
+        if time.perf_counter() - t0 > budget:
+            break
+    return sent / (time.perf_counter() - t0)
+
+
+def _raw_node(node, payload, count, out, index):
+    sock = socket.create_connection((node.host, node.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    writer = threading.Thread(target=sock.sendall, args=(payload,))
+    writer.start()
+    seen, tail = 0, b""
+    while seen < count:
+        data = sock.recv(262144)
+        if not data:
+            break
+        chunk = tail + data
+        seen += chunk.count(b"HTTP/1.1 200")
+        tail = chunk[-12:]
+        seen -= tail.count(b"HTTP/1.1 200")  # counted again with the next chunk
+    seen += tail.count(b"HTTP/1.1 200")
+    writer.join()
+    sock.close()
+    out[index] = seen
+
+
+def run_ceiling(nodes, url_list):
+    payload = b"".join(purge_for_url(u).encode() for u in url_list)
+    out = [0] * len(nodes)
+    threads = [threading.Thread(target=_raw_node, args=(n, payload, len(url_list), out, i)) for i, n in enumerate(nodes)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert sum(out) == len(url_list) * len(nodes), out
+    return sum(out) / elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--urls", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--naive-seconds", type=float, default=5.0)
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    started = time.monotonic()
+    url_list = urls(args.urls)
+    with start_cluster(hosts=HOSTS) as cluster:
+        nodes = [vn.node for vn in cluster.nodes]
+        pb, ceiling, naive = [], [], []
+        for round_no in range(args.rounds):  # interleaved so drift hits all three alike
+            if time.monotonic() - started > DEADLINE:
+                break
+            ceiling.append(run_ceiling(nodes, url_list))
+            pb.append(run_purgebridge(nodes, url_list))
+            naive.append(run_naive(nodes, url_list, args.naive_seconds / args.rounds))
+            print(f"round {round_no + 1}: ceiling {ceiling[-1]:,.0f}/s  purgebridge {pb[-1]:,.0f}/s  "
+                  f"naive {naive[-1]:,.0f}/s", file=sys.stderr)
+    med = {name: statistics.median(v) for name, v in (("pb", pb), ("ceiling", ceiling), ("naive", naive))}
+    r_ceiling, r_naive = med["pb"] / med["ceiling"], med["pb"] / med["naive"]
+    rows = [
+        "| sender | URL x node purges/s (median of %d rounds) | purgebridge / this |" % len(pb),
+        "|---|---:|---:|",
+        f"| (c) ceiling: raw pipelined socket per node, no parsing | {med['ceiling']:,.0f} | {r_ceiling:.2f} |",
+        f"| (a) purgebridge fan-out (2 conns x 64 pipelined per node) | {med['pb']:,.0f} | 1.00 |",
+        f"| (b) naive: one PURGE per new connection (requests) | {med['naive']:,.0f} | {r_naive:.1f} |",
+    ]
+    verdict = (f"Targets: purgebridge >= 0.5 x ceiling: **{r_ceiling:.2f}** "
+               f"({'met' if r_ceiling >= 0.5 else 'NOT met'}); >= 20 x naive: **{r_naive:.1f}** "
+               f"({'met' if r_naive >= 20 else 'NOT met'}).")
+    text = "\n".join([
+        "## Fan-out throughput (`bench/fanout.py`)", "",
+        f"Three varnishd nodes on 127.0.0.11-13, {args.urls:,} distinct URLs each, all senders in one run, "
+        f"rounds interleaved. Machine: {machine()}.", "", *rows, "", verdict,
+    ])
+    print(text)
+    if args.write:
+        write_section("fanout", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

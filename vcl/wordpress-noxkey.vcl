@@ -1,0 +1,405 @@
+vcl 4.1;
+# GENERATED from vcl/wordpress.vcl by vcl/tests/make-noxkey.sh -- edit wordpress.vcl, then regenerate.
+#
+# purgebridge: production VCL for WordPress behind Varnish 7.1 (vcl 4.1).
+#
+# What it does, one named subroutine per feature (docs/vcl.md has the full
+# tour and the header table):
+#   purgebridge_normalise  Host and X-Forwarded-Proto normalised, internal headers dropped
+#   purgebridge_acl_gate   PURGE / BAN / PURGEKEYS / debug only from "acl purge", else 405
+#   purgebridge_purge      PURGE -> return (purge) (all variants), soft purge on request
+#   purgebridge_ban        BAN + X-Ban-Url -> lurker-friendly ban on obj.http.x-host/x-url
+#   purgebridge_keys       PURGEKEYS + xkey-purge / xkey-softpurge, keys scoped by Host
+#   purgebridge_nocache    wp-admin, wp-login.php, preview, xmlrpc, wp-cron, non-GET/HEAD
+#   purgebridge_static     static assets: cookies stripped both ways, long TTL
+#   purgebridge_cookies    logged-in / commenter / password cookies pass, others stripped
+#   purgebridge_grace      short grace while healthy, long grace (stale-on-error) when not
+#   purgebridge_hash       URL + Host + scheme; the request method is never hashed
+#   purgebridge_tag        x-url / x-host / scoped xkey stored on every object
+#   purgebridge_ttl        default TTL when the origin says nothing, Set-Cookie stripped
+#   purgebridge_xcache     X-Cache: HIT | MISS | PASS and X-Cache-Hits
+#   purgebridge_debug      x-url, x-host, xkey shown only to "X-Purgebridge-Debug: 1" from the ACL
+#
+# Site-specific settings live ONLY between the two "purgebridge site" marker
+# lines below; tooling replaces that region textually, so keep both marker
+# lines exactly as they are.
+#
+# Unused subroutines are a compile error in Varnish (vcc_err_unref); if you
+# drop a "call", delete the subroutine too or start varnishd with
+# -p vcc_err_unref=off.
+
+import std;
+import purge as purgevmod;     # named so that "acl purge" keeps its name
+
+# >>> purgebridge site: backend and acl
+backend default {
+    .host = "127.0.0.1";
+    .port = "8080";
+    .connect_timeout = 2s;
+    .first_byte_timeout = 60s;
+    .between_bytes_timeout = 10s;
+}
+
+acl purge { "127.0.0.1"; "::1"; }
+# <<< purgebridge site
+
+# Load-driven degradation (docs/vcl.md, "Degradation"): put degrade.vcl next
+# to this file and uncomment the next line. It must stay here: after the site
+# region (so "default" stays the first backend) and before the request rules.
+#include "./degrade.vcl";
+
+# ---------------------------------------------------------------------------
+# Tunables (edit here; they are plain constants on purpose)
+#   healthy grace      10s   stale served while a fresh copy is fetched
+#   stale-on-error     6h    how long stale copies are kept for a sick origin
+#   default TTL        1h    when the origin sends no Cache-Control / Expires
+#   static TTL         30d   images, CSS, JS, fonts, media
+# ---------------------------------------------------------------------------
+
+# ===========================================================================
+# Client side
+# ===========================================================================
+
+sub vcl_recv {
+    call purgebridge_normalise;
+    call purgebridge_acl_gate;
+    call purgebridge_purge;
+    call purgebridge_ban;
+    call purgebridge_keys;
+    # degrade.vcl, when included above, adds its vcl_recv part here.
+}
+
+sub vcl_recv {
+    call purgebridge_nocache;
+    call purgebridge_grace;
+    call purgebridge_static;
+    call purgebridge_cookies;
+    return (hash);
+}
+
+# Why: the cache key must not depend on Host spelling or on how the client
+# said the scheme, or the relay cannot know which variants exist.
+sub purgebridge_normalise {
+    if (req.restarts == 0) {
+        # Internal headers are only ever set by this VCL.
+        unset req.http.X-Purgebridge-Stale;
+        unset req.http.X-Purgebridge-Passed;
+        unset req.http.X-Purgebridge-Degrade-Level;
+        unset req.http.X-Purgebridge-Keys;
+        unset req.http.X-Purged-Count;
+    }
+    if (req.http.Host) {
+        set req.http.Host = regsub(std.tolower(req.http.Host), ":(80|443)$", "");
+    }
+    if (req.http.X-Forwarded-Proto ~ "(?i)^\s*https\s*(,|$)") {
+        set req.http.X-Forwarded-Proto = "https";
+    } else {
+        set req.http.X-Forwarded-Proto = "http";
+    }
+}
+
+# Why: invalidation and debug output are privileges of the nodes in "acl purge"
+# (client.ip; with a TLS terminator in front use the PROXY protocol so that
+# client.ip is the real peer, see docs/vcl.md).
+sub purgebridge_acl_gate {
+    if (req.method == "PURGE" || req.method == "BAN" || req.method == "PURGEKEYS") {
+        if (client.ip !~ purge) {
+            return (synth(405, "Not allowed"));
+        }
+    }
+    if (req.http.X-Purgebridge-Debug && client.ip !~ purge) {
+        unset req.http.X-Purgebridge-Debug;
+    }
+}
+
+# PURGE drops the object and every variant (Vary, gzip) under this URL + Host +
+# scheme. "X-Purge-Soft: 1" instead expires it but keeps it for grace
+# (purge.soft in vcl_hit / vcl_miss), so the next visitor gets stale content
+# while a fresh copy is fetched.
+sub purgebridge_purge {
+    if (req.method == "PURGE") {
+        if (req.http.X-Purge-Soft == "1") {
+            return (hash);
+        }
+        return (purge);
+    }
+}
+
+# BAN invalidates every object of this Host whose path+query matches the
+# regex in X-Ban-Url ("." = the whole host). Only obj.* is tested, so the ban
+# lurker can clean up in the background.
+sub purgebridge_ban {
+    if (req.method != "BAN") {
+        return;
+    }
+    if (!req.http.X-Ban-Url || req.http.X-Ban-Url == "") {
+        return (synth(400, "X-Ban-Url header required"));
+    }
+    if (req.http.X-Ban-Url ~ "\s") {
+        # Ban arguments are not quoted; match whitespace with \s instead.
+        return (synth(400, "X-Ban-Url must not contain whitespace"));
+    }
+    if (req.http.Host !~ "^[a-z0-9.:\[\]_-]+$") {
+        return (synth(400, "Bad or missing Host"));
+    }
+    if (std.ban("obj.http.x-host == " + req.http.Host +
+        " && obj.http.x-url ~ " + req.http.X-Ban-Url)) {
+        return (synth(200, "Banned"));
+    }
+    return (synth(400, "Bad ban: " + std.ban_error()));
+}
+
+# PURGEKEYS purges every object of this Host tagged with one of the keys in
+# xkey-purge (or soft-purges those in xkey-softpurge). Keys are stored as
+# "<host>:<key>" (purgebridge_tag), and the requested keys get the same
+# prefix here, so one site's keys never touch another site on the same node.
+sub purgebridge_keys {
+    if (req.method != "PURGEKEYS") {
+        return;
+    }
+    if (!req.http.xkey-purge && !req.http.xkey-softpurge) {
+        return (synth(400, "xkey-purge or xkey-softpurge header required"));
+    }
+    if (req.http.Host !~ "^[a-z0-9.:\[\]_-]+$") {
+        return (synth(400, "Bad or missing Host"));
+    }
+    if (req.http.xkey-purge) {
+        set req.http.X-Purgebridge-Keys = req.http.xkey-purge;
+    } else {
+        set req.http.X-Purgebridge-Keys = req.http.xkey-softpurge;
+    }
+    set req.http.X-Purgebridge-Keys = regsuball(
+        regsuball(" " + req.http.X-Purgebridge-Keys, "[\s,]+", " "),
+        " ([^ ]+)", " " + req.http.Host + ":\1");
+    if (req.http.X-Purgebridge-Keys !~ "[^ ]") {
+        return (synth(400, "No key given"));
+    }
+    if (req.method == "PURGEKEYS") {
+        return (synth(501, "Key purges need vmod xkey (varnish-modules)"));
+    }
+    return (synth(200, "Purged " + req.http.X-Purged-Count));
+}
+
+# Never cache the admin, logins, previews, XML-RPC, cron, or anything that
+# is not a GET / HEAD.
+sub purgebridge_nocache {
+    if (req.method != "GET" && req.method != "HEAD") {
+        return (pass);
+    }
+    if (req.url ~ "^/wp-(admin|login\.php|cron\.php)" ||
+        req.url ~ "^/xmlrpc\.php" ||
+        req.url ~ "[?&]preview=true(&|$)" ||
+        req.http.Authorization) {
+        return (pass);
+    }
+}
+
+# Static assets are the same for everybody: no cookies in, none out, long TTL
+# (purgebridge_static_ttl). Query strings are kept (WordPress's ?ver= busts).
+sub purgebridge_static {
+    if (req.url ~ "(?i)^[^?]*\.(css|js|mjs|map|png|jpe?g|gif|webp|avif|svgz?|ico|bmp|woff2?|ttf|otf|eot|mp4|webm|ogg|ogv|mp3|m4a|wav|flac|pdf|zip|gz|tgz|bz2|7z)(\?.*)?$") {
+        unset req.http.Cookie;
+        return (hash);
+    }
+}
+
+# Logged-in users, commenters and visitors of password-protected posts see
+# personal pages: pass. Every other cookie (analytics, wordpress_test_cookie)
+# is dropped so the anonymous page is shared.
+sub purgebridge_cookies {
+    if (req.http.Cookie ~ "(^|;\s*)(wordpress_logged_in_|wordpress_sec_|wp-postpass_|comment_author_|wp-settings-)") {
+        return (pass);
+    }
+    unset req.http.Cookie;
+}
+
+# Grace: while the origin is healthy, serve stale content for at most 10s
+# while it is refreshed in the background. When the backend is sick (a probe
+# on "default" says so) or a fetch just failed (vcl_deliver restarts with
+# X-Purgebridge-Stale), serve anything still kept (beresp.grace = 6h).
+sub purgebridge_grace {
+    if (req.http.X-Purgebridge-Stale != "1" && std.healthy(req.backend_hint)) {
+        set req.grace = 10s;
+    }
+}
+
+sub vcl_hash {
+    call purgebridge_hash;
+}
+
+sub purgebridge_hash {
+    hash_data(req.url);
+    if (req.http.Host) {
+        hash_data(req.http.Host);
+    } else {
+        hash_data(server.ip);
+    }
+    hash_data(req.http.X-Forwarded-Proto);
+    return (lookup);
+}
+
+sub vcl_hit {
+    call purgebridge_soft_purge;
+}
+
+sub vcl_miss {
+    call purgebridge_soft_purge;
+    if (req.http.X-Purgebridge-Stale == "1") {
+        # Retry after a failed fetch found nothing stale: do not hit the
+        # failing origin a second time.
+        return (synth(503, "Backend fetch failed"));
+    }
+}
+
+sub purgebridge_soft_purge {
+    if (req.method == "PURGE") {
+        set req.http.X-Purged-Count = purgevmod.soft(0s);
+        return (synth(200, "Soft purged " + req.http.X-Purged-Count));
+    }
+}
+
+sub vcl_pass {
+    set req.http.X-Purgebridge-Passed = "1";
+}
+
+sub vcl_purge {
+    return (synth(200, "Purged"));
+}
+
+sub vcl_deliver {
+    # degrade.vcl, when included, adds X-Degrade-Level before this runs.
+    call purgebridge_stale_on_error;
+    call purgebridge_xcache;
+    call purgebridge_debug;
+}
+
+# A failed fetch (5xx) of a cacheable request is retried once with unlimited
+# grace: if a stale copy is still kept it is served instead of the error.
+sub purgebridge_stale_on_error {
+    if (resp.status >= 500 && req.restarts == 0 &&
+        (req.method == "GET" || req.method == "HEAD") &&
+        req.http.X-Purgebridge-Passed != "1") {
+        set req.http.X-Purgebridge-Stale = "1";
+        return (restart);
+    }
+}
+
+sub purgebridge_xcache {
+    if (obj.uncacheable) {
+        set resp.http.X-Cache = "PASS";
+    } else if (obj.hits > 0) {
+        set resp.http.X-Cache = "HIT";
+    } else {
+        set resp.http.X-Cache = "MISS";
+    }
+    set resp.http.X-Cache-Hits = obj.hits;
+}
+
+# Why: x-url / x-host / xkey exist for bans and key purges, not for visitors.
+sub purgebridge_debug {
+    if (req.http.X-Purgebridge-Debug != "1") {
+        unset resp.http.x-url;
+        unset resp.http.x-host;
+        unset resp.http.xkey;
+    }
+}
+
+sub vcl_synth {
+    call purgebridge_synth;
+}
+
+sub purgebridge_synth {
+    if (req.http.X-Purged-Count) {
+        set resp.http.X-Purged-Count = req.http.X-Purged-Count;
+    }
+    set resp.http.Content-Type = "text/plain; charset=utf-8";
+    set resp.body = resp.reason + {"
+"};
+    return (deliver);
+}
+
+# ===========================================================================
+# Backend side
+# ===========================================================================
+
+sub vcl_backend_fetch {
+    unset bereq.http.X-Purgebridge-Stale;
+    unset bereq.http.X-Purgebridge-Passed;
+    unset bereq.http.X-Purgebridge-Debug;
+    unset bereq.http.X-Purgebridge-Keys;
+    unset bereq.http.X-Purged-Count;
+}
+
+sub vcl_backend_response {
+    call purgebridge_tag;
+    # degrade.vcl, when included, adds its vcl_backend_response part here.
+}
+
+sub vcl_backend_response {
+    call purgebridge_backend_errors;
+    call purgebridge_static_ttl;
+    call purgebridge_ttl;
+    call purgebridge_grace_backend;
+}
+
+# Why: bans test obj.* only (lurker-friendly), so the object must carry its
+# own URL and Host. Origin keys are scoped "<host>:<key>" to match
+# purgebridge_keys.
+sub purgebridge_tag {
+    set beresp.http.x-url = bereq.url;
+    set beresp.http.x-host = bereq.http.Host;
+    if (beresp.http.xkey) {
+        std.collect(beresp.http.xkey, " ");
+        set beresp.http.xkey = regsub(
+            regsuball(
+                regsuball(" " + beresp.http.xkey, "[\s,]+", " "),
+                " ([^ ]+)", " " + bereq.http.Host + ":\1"),
+            "^ +", "");
+    }
+}
+
+# A 5xx from the origin never replaces a stale copy in a background refresh,
+# and is not cached.
+sub purgebridge_backend_errors {
+    if (beresp.status >= 500) {
+        if (bereq.is_bgfetch) {
+            return (abandon);
+        }
+        set beresp.ttl = 0s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }
+}
+
+sub purgebridge_static_ttl {
+    if (!bereq.uncacheable && bereq.url ~ "(?i)^[^?]*\.(css|js|mjs|map|png|jpe?g|gif|webp|avif|svgz?|ico|bmp|woff2?|ttf|otf|eot|mp4|webm|ogg|ogv|mp3|m4a|wav|flac|pdf|zip|gz|tgz|bz2|7z)(\?.*)?$") {
+        unset beresp.http.Set-Cookie;
+        if (beresp.status == 200) {
+            set beresp.ttl = 30d;
+        } else {
+            set beresp.ttl = 1m;
+        }
+        set beresp.grace = 6h;
+        return (deliver);
+    }
+}
+
+# Anonymous, cacheable responses lose Set-Cookie (a cookie there would leak
+# into the shared copy). When the origin gives no freshness at all, cache 1h;
+# purges keep it fresh. Explicit no-cache / private is respected (builtin VCL).
+sub purgebridge_ttl {
+    if (bereq.uncacheable) {
+        return;
+    }
+    unset beresp.http.Set-Cookie;
+    if (!beresp.http.Cache-Control && !beresp.http.Expires &&
+        !beresp.http.Surrogate-Control &&
+        (beresp.status == 200 || beresp.status == 203 || beresp.status == 301 ||
+         beresp.status == 404 || beresp.status == 410)) {
+        set beresp.ttl = 1h;
+    }
+}
+
+sub purgebridge_grace_backend {
+    set beresp.grace = 6h;
+}

@@ -1,0 +1,99 @@
+"""The Flask application factory for the relay service.
+
+``create_app`` wires the pieces once per app -- settings, allowed sites, the
+queue, metrics and (optionally) the worker -- and keeps them on
+``app.extensions["purgebridge"]`` so routes never reach for globals. Tests
+build as many apps as they like, each with its own queue file and metrics
+registry.
+"""
+
+from dataclasses import dataclass, field
+import logging
+import time
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from purgebridge.config import load_settings
+from purgebridge.metrics import Metrics
+from purgebridge.queue import Queue
+from purgebridge.sites import load_sites
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+
+
+@dataclass
+class Service:
+    """Everything the routes need; one per app."""
+
+    settings: object
+    sites: object
+    queue: object
+    metrics: object
+    worker: object = None
+    options: dict = field(default_factory=dict)  # host -> mapping.MappingOptions
+    started_at: float = field(default_factory=time.time)
+    owns_queue: bool = False
+
+    def mapping_options(self, host):
+        if host not in self.options:
+            self.options[host] = self.sites.mapping_options(host, self.settings)
+        return self.options[host]
+
+    def close(self):
+        """Stop the worker (if this app started it) and close the queue (if this app opened it)."""
+        if self.worker is not None and self.worker.running:
+            self.worker.stop(timeout=self.settings.timeout * 4)
+        if self.owns_queue:
+            self.queue.close()
+
+
+def create_app(overrides=None, *, settings=None, environ=None, queue=None, worker=None,
+               start_worker=False, deliver=None):
+    """Build the relay's Flask app.
+
+    ``overrides`` maps variable names to values, as CLI flags do
+    (``{"PURGEBRIDGE_SECRET": "...", "PURGEBRIDGE_QUEUE": "/tmp/q.sqlite3"}``);
+    ``settings`` skips loading entirely; ``environ`` replaces ``os.environ``
+    (and then no ``.env`` file is read, so tests never depend on the shell).
+    ``queue``/``worker`` inject existing objects; ``start_worker=True`` starts
+    an in-process :class:`~purgebridge.worker.Worker` (``deliver`` swaps
+    ``fanout.deliver`` for tests). Raises ``ConfigError`` for bad settings.
+    """
+    if settings is None:
+        settings = load_settings(overrides, environ=environ, dotenv_path="" if environ is not None else None)
+    sites = load_sites(settings, environ)
+    owns_queue = queue is None
+    if queue is None:
+        queue = Queue.from_settings(settings)
+    metrics = Metrics(queue)
+    service = Service(settings=settings, sites=sites, queue=queue, metrics=metrics, owns_queue=owns_queue)
+    for site in sites:  # bad per-site mapping options fail now, not on the first event
+        service.mapping_options(site.host)
+    if worker is None and start_worker:
+        from purgebridge import fanout
+        from purgebridge.worker import Worker
+
+        worker = Worker(queue, settings, deliver=deliver or fanout.deliver, metrics=metrics).start()
+    elif worker is not None and worker.metrics is None:
+        worker.metrics = metrics
+    service.worker = worker
+
+    app = Flask("purgebridge")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["purgebridge"] = service
+
+    from purgebridge.routes import bp
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):  # JSON for every error, including 404/405/413 raised by Flask itself
+        return jsonify({"error": exc.description or exc.name, "status": exc.code}), exc.code
+
+    log.info("relay app ready: %d site(s), %d node(s), queue %s",
+             len(sites), len(settings.nodes), queue.path)
+    return app

@@ -1,0 +1,91 @@
+"""Logging for ``purgebridge serve``: one JSON object per line, secrets never written.
+
+JSON because the relay runs under systemd/containers where logs are shipped
+and queried by field. Modules log with ``logging.getLogger(__name__)`` and
+lazy ``%s`` arguments as usual; this module only decides the format.
+
+Secrets: nothing in purgebridge logs a secret or token on purpose, and
+:class:`RedactSecrets` is the belt to those braces -- every record's final
+message (and exception text) has any configured secret value replaced by
+``***`` before it is written.
+"""
+
+import datetime
+import json
+import logging
+import sys
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every configured secret value in a record with ``***``."""
+
+    def __init__(self, secrets):
+        super().__init__()
+        # Longest first so a secret that contains another is replaced whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def _clean(self, text):
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record):
+        if not self.secrets:
+            return True
+        message = self._clean(record.getMessage())
+        record.msg, record.args = message, None
+        if record.exc_info:
+            record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD and isinstance(value, str):
+                setattr(record, name, self._clean(value))
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "msg", ...extra fields, "exc"}`` on one line."""
+
+    def format(self, record):
+        entry = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD and not name.startswith("_"):
+                entry[name] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(fmt="json", level=logging.INFO, secrets=(), stream=None):
+    """Configure the root logger for the service; returns the handler (tests remove it)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_purgebridge", False)]:
+        root.removeHandler(old)
+    handler._purgebridge = True
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under bursts
+    return handler
+
+
+def secrets_of(settings, sites=None):
+    """Every secret value the service knows: the global ones and each site's."""
+    found = [settings.secret, settings.webhook_token, settings.admin_token]
+    if sites is not None:
+        found.extend(site.secret for site in sites)
+    return [s for s in found if s]

@@ -1,0 +1,435 @@
+"""The durable delivery queue: every (node, invalidation) pair until that node confirmed it.
+
+Why per (node, item): a node that is down must get its purges when it comes
+back, without holding back the nodes that are up. Why on disk before the 202:
+the plugin forgets an event once the relay accepted it, so a relay crash
+between accept and delivery must not lose it.
+
+Backend: SQLite in WAL mode through the standard library. One file, no
+server; readers do not block the single writer. Writes from the threads of
+one process are serialised by a lock (cheaper than SQLite's busy-wait);
+``busy_timeout`` covers a second process such as ``purgebridge queue retry``
+run next to a live relay.
+
+Contract (what another backend, e.g. Redis Streams, has to provide)::
+
+    enqueue(nodes, items, source, signature=None, site="") -> Enqueued
+        One atomic write: the event row, the signature in the replay cache
+        (raises SignatureError(replay=True) if seen inside the window), and
+        one delivery per (node, item). An item whose ``key`` is already
+        *ready* (queued, not leased) for that node is merged into that row:
+        no new row, ``merges`` += 1, the oldest enqueue time kept.
+    seen_signature(signature) -> bool      cheap pre-check before parsing a body
+    claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
+        leased rows whose lease ran out (a crashed worker's claims come back)
+    ack(claims, outcome)      delivered: rows removed, totals counted
+    nack(claims, reason)      failed: back to ready after exponential backoff
+                              with jitter (attempt n waits ~backoff * 2**(n-1),
+                              capped at backoff_max)
+    dead(claims, reason)      not worth retrying (refused by the node): dead letter
+    expire()                  rows not delivered within max_age -> dead letters;
+                              also forgets signatures older than the window
+    retry_dead(node=None) -> int           dead letters back to ready
+    dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
+    wait(generation, timeout) / generation  in-process wake-up for workers
+
+States of a row: ``ready`` (waiting, maybe backing off until ``next_at``),
+``leased`` (claimed; ``next_at`` is the lease expiry), ``dead``. Delivered rows
+are deleted; counters keep the totals. ``last_at`` is the newest enqueue that
+was merged into a row: max age counts from it, so a fresh event is never
+dead-lettered because an older identical purge had been waiting long.
+"""
+
+from dataclasses import dataclass
+import json
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+
+from purgebridge.errors import SignatureError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+REPLAY_WINDOW = 300
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    site TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    items INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    merged INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signatures (
+    signature TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    node TEXT NOT NULL,
+    key TEXT NOT NULL,
+    item TEXT NOT NULL,
+    state TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    first_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    merges INTEGER NOT NULL DEFAULT 0,
+    lease TEXT,
+    last_error TEXT NOT NULL DEFAULT '',
+    dead_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_ready ON deliveries(node, key) WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(node, next_at) WHERE state != 'dead';
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL,
+    node TEXT NOT NULL DEFAULT '',
+    value INTEGER NOT NULL,
+    PRIMARY KEY (name, node)
+);
+"""
+
+_UPSERT = """
+INSERT INTO deliveries(node, key, item, state, event_id, first_at, last_at, next_at)
+VALUES (?, ?, ?, 'ready', ?, ?, ?, ?)
+ON CONFLICT(node, key) WHERE state = 'ready'
+DO UPDATE SET merges = merges + 1, last_at = excluded.last_at
+"""
+
+_COUNT = """
+INSERT INTO counters(name, node, value) VALUES (?, ?, ?)
+ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value
+"""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    event_id: str
+    items: int    # distinct invalidations in the event
+    rows: int     # new (node, item) rows
+    merged: int   # (node, item) pairs merged into a row already waiting
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One leased delivery; hand it back to ack/nack/dead."""
+
+    id: int
+    node: str
+    key: str
+    item: dict
+    attempts: int    # including this one
+    first_at: float  # oldest enqueue merged into this row (latency is measured from it)
+    lease: str
+
+
+class Queue:
+    """SQLite implementation of the queue contract in the module docstring."""
+
+    def __init__(self, path, backoff=0.1, backoff_max=5.0, max_age=86400.0,
+                 replay_window=REPLAY_WINDOW, synchronous="FULL", clock=time.time, rng=random.random):
+        self.path = os.fspath(path)
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.max_age = max_age
+        self.replay_window = replay_window
+        self.synchronous = synchronous
+        self.clock = clock
+        self.rng = rng
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self.generation = 0
+        self._closed = False
+        with self._write_lock:
+            db = self._db()
+            db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs):
+        """The queue the service and the CLI use: ``PURGEBRIDGE_QUEUE`` and the retry settings."""
+        return cls(settings.queue, backoff=settings.backoff, backoff_max=max(settings.backoff_max, settings.backoff),
+                   max_age=settings.max_age, **kwargs)
+
+    # --- connections ---------------------------------------------------------
+
+    def _db(self):
+        if self._closed:
+            raise RuntimeError("queue is closed")
+        db = getattr(self._local, "db", None)
+        if db is None:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            db.execute("PRAGMA busy_timeout = 10000")
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    class _Tx:
+        def __init__(self, queue):
+            self.queue = queue
+
+        def __enter__(self):
+            self.queue._write_lock.acquire()
+            try:
+                self.db = self.queue._db()
+                self.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.queue._write_lock.release()
+                raise
+            return self.db
+
+        def __exit__(self, kind, value, tb):
+            try:
+                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+            finally:
+                self.queue._write_lock.release()
+            return False
+
+    def _write(self):
+        return Queue._Tx(self)
+
+    def close(self):
+        """Close every thread's connection (the WAL is checkpointed by the last one)."""
+        self._closed = True
+        with self._connections_lock:
+            for db in self._connections:
+                try:
+                    db.close()
+                except sqlite3.Error:  # another thread's connection mid-use at shutdown
+                    pass
+            self._connections.clear()
+
+    # --- wake-ups (in-process only) ---------------------------------------------
+
+    def _notify(self):
+        with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+    def wait(self, generation, timeout):
+        """Block until something was enqueued/re-queued after ``generation``, or ``timeout``."""
+        with self._changed:
+            if self.generation == generation:
+                self._changed.wait(timeout)
+            return self.generation
+
+    def notify(self):
+        """Wake waiting workers (used on shutdown)."""
+        self._notify()
+
+    # --- writes ------------------------------------------------------------------
+
+    def seen_signature(self, signature, now=None):
+        now = self.clock() if now is None else now
+        row = self._db().execute("SELECT seen_at FROM signatures WHERE signature = ?", (signature,)).fetchone()
+        return row is not None and row[0] >= now - self.replay_window
+
+    def enqueue(self, nodes, items, source, signature=None, site="", now=None):
+        """Store one accepted event; see the module docstring. ``items`` have ``.key`` and ``.to_dict()``."""
+        now = self.clock() if now is None else now
+        event_id = uuid.uuid4().hex
+        unique = {}
+        for item in items:
+            unique.setdefault(item.key, item)
+        payloads = [(key, json.dumps(item.to_dict(), separators=(",", ":"))) for key, item in unique.items()]
+        params = [(node, key, payload, event_id, now, now, now) for node in nodes for key, payload in payloads]
+        with self._write() as db:
+            if signature:
+                row = db.execute("SELECT seen_at FROM signatures WHERE signature = ?", (signature,)).fetchone()
+                if row is not None and row[0] >= now - self.replay_window:
+                    raise SignatureError("signature already used (replay)", replay=True)
+                db.execute("INSERT OR REPLACE INTO signatures(signature, seen_at) VALUES (?, ?)", (signature, now))
+            db.executemany(_UPSERT, params)
+            rows = db.execute("SELECT COUNT(*) FROM deliveries WHERE event_id = ?", (event_id,)).fetchone()[0]
+            merged = len(params) - rows
+            db.execute("INSERT INTO events(id, source, site, received_at, items, rows, merged) VALUES (?,?,?,?,?,?,?)",
+                       (event_id, source, site, now, len(payloads), rows, merged))
+            db.executemany(_COUNT, [("events", "", 1), ("merged", "", merged), ("rows", "", rows)])
+        if params:
+            self._notify()
+        return Enqueued(event_id=event_id, items=len(payloads), rows=rows, merged=merged)
+
+    def claim(self, node, limit=256, lease=30.0, now=None):
+        """Lease up to ``limit`` due rows of ``node`` for ``lease`` seconds."""
+        now = self.clock() if now is None else now
+        token = uuid.uuid4().hex
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, key, item, attempts, first_at FROM deliveries "
+                "WHERE node = ? AND state != 'dead' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+                (node, now, limit)).fetchall()
+            if not rows:
+                return []
+            db.executemany("UPDATE deliveries SET state = 'leased', next_at = ?, lease = ?, attempts = attempts + 1 "
+                           "WHERE id = ?", [(now + lease, token, row[0]) for row in rows])
+        return [Claim(id=row[0], node=node, key=row[1], item=json.loads(row[2]), attempts=row[3] + 1,
+                      first_at=row[4], lease=token) for row in rows]
+
+    def ack(self, claims, outcome="purged", now=None):
+        """Delivered: delete the rows. Returns the seconds each waited since its first enqueue."""
+        now = self.clock() if now is None else now
+        if not claims:
+            return []
+        with self._write() as db:
+            db.executemany("DELETE FROM deliveries WHERE id = ? AND lease = ?", [(c.id, c.lease) for c in claims])
+            counts = {}
+            for claim in claims:
+                counts[claim.node] = counts.get(claim.node, 0) + 1
+            db.executemany(_COUNT, [(outcome, node, n) for node, n in counts.items()])
+        return [max(0.0, now - claim.first_at) for claim in claims]
+
+    def backoff_delay(self, attempts):
+        """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
+        base = min(self.backoff_max, self.backoff * (2 ** max(0, attempts - 1)))
+        return base / 2 + self.rng() * base / 2
+
+    def nack(self, claims, reason, now=None):
+        """Failed: back to ready with backoff. A row whose key got re-queued meanwhile merges into it."""
+        now = self.clock() if now is None else now
+        if not claims:
+            return
+        reason = str(reason)[:500]
+        with self._write() as db:
+            for claim in claims:
+                try:
+                    db.execute("UPDATE deliveries SET state = 'ready', next_at = ?, last_error = ?, lease = NULL "
+                               "WHERE id = ? AND lease = ?",
+                               (now + self.backoff_delay(claim.attempts), reason, claim.id, claim.lease))
+                except sqlite3.IntegrityError:
+                    self._merge_into_ready(db, claim.id, claim.node, claim.key, claim.first_at)
+            db.execute(_COUNT, ("failed_attempts", claims[0].node, len(claims)))
+        self._notify()
+
+    @staticmethod
+    def _merge_into_ready(db, row_id, node, key, first_at):
+        db.execute("UPDATE deliveries SET merges = merges + 1, first_at = MIN(first_at, ?) "
+                   "WHERE node = ? AND key = ? AND state = 'ready'", (first_at, node, key))
+        db.execute("DELETE FROM deliveries WHERE id = ?", (row_id,))
+
+    def dead(self, claims, reason, now=None):
+        """Not worth retrying (e.g. the node answered 403/405): keep as a dead letter with the reason."""
+        now = self.clock() if now is None else now
+        if not claims:
+            return
+        with self._write() as db:
+            db.executemany("UPDATE deliveries SET state = 'dead', dead_at = ?, last_error = ?, lease = NULL "
+                           "WHERE id = ? AND lease = ?", [(now, str(reason)[:500], c.id, c.lease) for c in claims])
+            db.execute(_COUNT, ("dead_lettered", claims[0].node, len(claims)))
+        log.warning("dead-lettered %d purge(s) for %s: %s", len(claims), claims[0].node, reason)
+
+    def expire(self, now=None):
+        """Dead-letter rows not delivered within ``max_age``; forget old signatures. Returns rows expired."""
+        now = self.clock() if now is None else now
+        with self._write() as db:
+            expired = db.execute(
+                "UPDATE deliveries SET state = 'dead', dead_at = ?, lease = NULL, "
+                "last_error = 'not delivered within max age' || CASE WHEN last_error != '' "
+                "THEN ' (last error: ' || last_error || ')' ELSE '' END "
+                "WHERE state != 'dead' AND last_at < ? AND next_at <= ?",
+                (now, now - self.max_age, now)).rowcount
+            if expired:
+                db.execute(_COUNT, ("dead_lettered", "", expired))
+            db.execute("DELETE FROM signatures WHERE seen_at < ?", (now - 2 * self.replay_window,))
+        if expired:
+            log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
+        return expired
+
+    def retry_dead(self, node=None, now=None):
+        """Put dead letters (of one node, or all) back to ready. Returns how many were re-queued."""
+        now = self.clock() if now is None else now
+        where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
+        count = 0
+        with self._write() as db:
+            rows = db.execute(f"SELECT id, node, key, first_at FROM deliveries WHERE {where}", args).fetchall()
+            for row_id, row_node, key, first_at in rows:
+                try:
+                    db.execute("UPDATE deliveries SET state = 'ready', next_at = ?, last_at = ?, attempts = 0, "
+                               "dead_at = NULL WHERE id = ?", (now, now, row_id))
+                except sqlite3.IntegrityError:
+                    self._merge_into_ready(db, row_id, row_node, key, first_at)
+                count += 1
+            if count:
+                db.execute(_COUNT, ("retried", "", count))
+        if count:
+            self._notify()
+        return count
+
+    # --- reads ---------------------------------------------------------------------
+
+    def next_due(self, node, now=None):
+        """Seconds until ``node`` has a row due (0 if now), or None when it has nothing queued."""
+        now = self.clock() if now is None else now
+        row = self._db().execute("SELECT MIN(next_at) FROM deliveries WHERE node = ? AND state != 'dead'",
+                                 (node,)).fetchone()
+        return None if row[0] is None else max(0.0, row[0] - now)
+
+    def dead_letters(self, limit=100, node=None):
+        where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
+        rows = self._db().execute(
+            f"SELECT id, node, item, first_at, dead_at, attempts, last_error FROM deliveries WHERE {where} "
+            "ORDER BY dead_at, id LIMIT ?", args + (limit,)).fetchall()
+        return [{"id": r[0], "node": r[1], "item": json.loads(r[2]), "first_at": r[3], "dead_at": r[4],
+                 "attempts": r[5], "reason": r[6]} for r in rows]
+
+    def depth(self):
+        return self._db().execute("SELECT COUNT(*) FROM deliveries WHERE state != 'dead'").fetchone()[0]
+
+    def stats(self, now=None):
+        """Queue depth, in-flight, dead letters, oldest pending age -- in total and per node -- and totals."""
+        now = self.clock() if now is None else now
+        db = self._db()
+        nodes = {}
+        for node, state, count, oldest in db.execute(
+                "SELECT node, state, COUNT(*), MIN(first_at) FROM deliveries GROUP BY node, state"):
+            entry = nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+            if state == "dead":
+                entry["dead"] += count
+                continue
+            entry["pending" if state == "ready" else "in_flight"] += count
+            age = max(0.0, now - oldest)
+            entry["oldest_pending_age"] = max(entry["oldest_pending_age"] or 0.0, age)
+        totals, per_node = {}, {}
+        for name, node, value in db.execute("SELECT name, node, value FROM counters"):
+            totals[name] = totals.get(name, 0) + value
+            if node:
+                per_node.setdefault(node, {})[name] = value
+        for node, counts in per_node.items():
+            nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+            nodes[node]["totals"] = counts
+        ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
+        return {
+            "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()),
+            "pending": sum(n["pending"] for n in nodes.values()),
+            "in_flight": sum(n["in_flight"] for n in nodes.values()),
+            "dead": sum(n["dead"] for n in nodes.values()),
+            "oldest_pending_age": max(ages) if ages else None,
+            "nodes": nodes,
+            "totals": totals,
+        }
+
+    def writable(self):
+        """True when a write transaction can be opened (for /readyz)."""
+        try:
+            with self._write() as db:
+                db.execute("SELECT 1")
+            return True
+        except (sqlite3.Error, RuntimeError) as exc:
+            log.error("queue %s is not writable: %s", self.path, exc)
+            return False

@@ -1,0 +1,352 @@
+"""HTTP routes of the relay. Validation lives in ``validation``, storage in ``queue``.
+
+Every refusal happens before the queue is touched, and the 202 is only sent
+after the queue's transaction committed: the caller may forget an event the
+moment it sees 202. The order of checks is cheapest-first and never parses
+what has not been authenticated: size (413), signature or token (401),
+replay (409), JSON and schema (400), sites (403).
+
+Secrets, tokens and bodies are never logged; refusals are logged with the
+route, status and reason only.
+"""
+
+import hmac
+import logging
+import socket
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from purgebridge import fanout, signing
+from purgebridge.errors import InvalidEvent, InvalidURL, SignatureError
+from purgebridge.fanout import Outcome
+from purgebridge.mapping import map_batch, map_content
+from purgebridge.metrics import CONTENT_TYPE
+from purgebridge.openapi import spec
+from purgebridge.sites import normalise_host
+from purgebridge.urls import site_of
+from purgebridge.validation import parse_json, validate_purge, validate_webhook, validate_wordpress_event
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("relay", __name__)
+
+TIMESTAMP_HEADER = "X-Purgebridge-Timestamp"
+SIGNATURE_HEADER = "X-Purgebridge-Signature"
+REACHABLE_FOR = 60.0  # a node answered within this many seconds counts as reachable for /readyz
+
+
+class Refused(Exception):
+    """Raised inside a route to answer with ``status`` and queue nothing."""
+
+    def __init__(self, status, message, field=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def service():
+    return current_app.extensions["purgebridge"]
+
+
+@bp.errorhandler(Refused)
+def _refused(exc):
+    route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
+    service().metrics.event(route, exc.status)
+    log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
+    body = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 and route != "wordpress_event" else {}
+    return jsonify(body), exc.status, headers
+
+
+# --- shared checks -------------------------------------------------------------
+
+def _body():
+    """The raw body, refusing more than MAX_CONTENT_LENGTH before reading it (413)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise Refused(413, f"body over {limit // 1024} KiB")
+    try:
+        data = request.get_data(cache=True)
+    except Exception as exc:  # werkzeug's RequestEntityTooLarge when a chunked body runs past the limit
+        if getattr(exc, "code", None) == 413:
+            raise Refused(413, f"body over {limit // 1024} KiB") from None
+        raise
+    if len(data) > limit:
+        raise Refused(413, f"body over {limit // 1024} KiB")
+    return data
+
+
+def _bearer(expected, what):
+    """Constant-time check of ``Authorization: Bearer <token>`` against a configured token."""
+    if not expected:
+        raise Refused(401, f"{what} token not configured on this relay")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refused(401, f"missing bearer token ({what})")
+    if not hmac.compare_digest(token.strip().encode("utf-8"), expected.encode("utf-8")):
+        raise Refused(401, f"wrong bearer token ({what})")
+
+
+def _json():
+    try:
+        return parse_json(_body())
+    except InvalidEvent as exc:
+        raise Refused(400, str(exc), exc.field) from None
+
+
+def _allowed_host(host, what):
+    if host not in service().sites:
+        raise Refused(403, f"{what} is not a site this relay may purge")
+    return host
+
+
+def _url_host(url, field):
+    try:
+        return _allowed_host(site_of(url), f"host of {url!r} ({field})")
+    except InvalidURL as exc:
+        raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
+
+
+def _site_host(site):
+    try:
+        return _allowed_host(normalise_host(site), f"site {site!r}")
+    except InvalidURL as exc:
+        raise Refused(400, f"site: {exc.reason}", "site") from None
+
+
+def _nodes():
+    nodes = service().settings.nodes
+    if not nodes:
+        raise Refused(503, "no Varnish nodes configured")
+    return nodes
+
+
+def _items(urls, keys, purge_all, host, soft=False, ban=None):
+    """Invalidations for mapped URLs/keys. A purge_all makes everything else redundant."""
+    settings = service().settings
+    try:
+        if purge_all:
+            return [fanout.purge_all_for(host)]
+        items = [fanout.purge_for_url(url, settings.proto_header) for url in urls]
+        if keys:
+            items.extend(fanout.keys_for(host, list(keys), soft=soft))
+        if ban:
+            items.append(fanout.ban_for(host, ban))
+        return items
+    except InvalidURL as exc:
+        raise Refused(400, str(exc)) from None
+
+
+def _check_mapped_hosts(urls):
+    for url in urls:
+        _url_host(url, "mapped URL")
+
+
+def _enqueue(items, source, signature=None, site="", route="event"):
+    svc = service()
+    try:
+        queued = svc.queue.enqueue([n.name for n in _nodes()], items, source, signature=signature, site=site)
+    except SignatureError as exc:  # lost the race with an identical request
+        raise Refused(409, str(exc)) from None
+    svc.metrics.event(route, 202)
+    log.info("accepted %s event %s from %s: %d item(s) x %d node(s), %d merged",
+             source, queued.event_id, site or "-", queued.items, len(svc.settings.nodes), queued.merged)
+    return jsonify({"event_id": queued.event_id, "queued": queued.items,
+                    "nodes": len(svc.settings.nodes), "merged": queued.merged}), 202
+
+
+# --- routes --------------------------------------------------------------------------
+
+@bp.post("/v1/events/wordpress")
+def wordpress_event():
+    """A signed batch from the WordPress plugin (docs/events.md)."""
+    svc = service()
+    body = _body()
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    try:
+        secret_name = signing.verify(svc.sites.secrets(), request.headers.get(TIMESTAMP_HEADER, ""),
+                                     signature, body)
+    except SignatureError as exc:
+        raise Refused(401, str(exc)) from None
+    signature = signature.strip().lower()
+    if svc.queue.seen_signature(signature):
+        raise Refused(409, "signature already used (replay)")
+    try:
+        data = validate_wordpress_event(parse_json(body))
+    except InvalidEvent as exc:
+        raise Refused(400, str(exc), exc.field) from None
+    host = _url_host(data["site"], "site")
+    if not svc.sites.secret_covers(secret_name, host):
+        raise Refused(403, f"the secret that signed this event is not the one for site {host}")
+    _nodes()
+    try:
+        mapped = map_batch(data["site"], data["changes"], svc.mapping_options(host))
+    except InvalidEvent as exc:
+        raise Refused(400, str(exc), exc.field) from None
+    except InvalidURL as exc:
+        raise Refused(400, str(exc)) from None
+    _check_mapped_hosts(mapped.urls)
+    items = _items(mapped.urls, mapped.keys, mapped.purge_all, host)
+    return _enqueue(items, "wordpress", signature=signature, site=host, route="wordpress_event")
+
+
+@bp.post("/v1/webhook")
+def webhook():
+    """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
+    svc = service()
+    _bearer(svc.settings.webhook_token, "webhook")
+    try:
+        req = validate_webhook(_json())
+    except InvalidEvent as exc:
+        raise Refused(400, str(exc), exc.field) from None
+    host = _site_host(req.site) if req.site else None
+    for index, url in enumerate(req.urls):
+        _url_host(url, f"urls[{index}]")
+    urls, keys, purge_all = list(req.urls), list(req.keys), req.purge_all
+    if req.content:
+        content_urls = [req.content.get("url"), req.content.get("old_url")] + list(req.content.get("collections") or [])
+        content_hosts = [_url_host(u, "content") for u in content_urls if u]
+        content_host = content_hosts[0] if content_hosts else host
+        if content_host is None:
+            raise Refused(400, "site: required when content has only keys", "site")
+        try:
+            mapped = map_content(req.content, svc.mapping_options(content_host))
+        except InvalidEvent as exc:
+            raise Refused(400, f"content.{exc.field}: {exc.message}", f"content.{exc.field}") from None
+        _check_mapped_hosts(mapped.urls)
+        urls.extend(mapped.urls)
+        if mapped.keys:
+            if host is None:
+                host = content_host
+            keys.extend(mapped.keys)
+        purge_all = purge_all or mapped.purge_all
+        host = host or content_host
+    _nodes()
+    items = _items(list(dict.fromkeys(urls)), list(dict.fromkeys(keys)), purge_all, host, soft=req.soft)
+    return _enqueue(items, "webhook", site=host or "", route="webhook")
+
+
+@bp.post("/v1/purge")
+def purge():
+    """Admin purge: queued like the rest, or with ``"wait": true`` sent now and answered with the report."""
+    svc = service()
+    _bearer(svc.settings.admin_token, "admin")
+    try:
+        req = validate_purge(_json())
+    except InvalidEvent as exc:
+        raise Refused(400, str(exc), exc.field) from None
+    host = _site_host(req.site) if req.site else None
+    for index, url in enumerate(req.urls):
+        _url_host(url, f"urls[{index}]")
+    nodes = _nodes()
+    items = _items(req.urls, req.keys, req.purge_all, host, soft=req.soft, ban=req.ban)
+    if not req.wait:
+        return _enqueue(items, "admin", site=host or "", route="purge")
+    return _purge_now(nodes, items, host)
+
+
+def _purge_now(nodes, items, host):
+    """Fan out synchronously; anything that failed but may succeed later goes to the queue."""
+    svc = service()
+    report = fanout.fan_out(list(nodes), items, svc.settings)
+    retry = {}
+    for node_report in report.nodes:
+        for result in node_report.results:
+            if result.outcome is Outcome.FAILED and (result.status is None or fanout.classify(result.status)[1]):
+                retry.setdefault(node_report.node.name, []).append(result.item)
+            svc.metrics.purged(node_report.node.name, result.outcome.value)
+    queued = 0
+    for node_name, node_items in retry.items():
+        queued += svc.queue.enqueue([node_name], node_items, "admin-retry", site=host or "").rows
+    svc.metrics.event("purge", 200 if report.ok else 502)
+    body = report.to_dict()
+    body["queued_for_retry"] = queued
+    return jsonify(body), 200 if report.ok else 502
+
+
+@bp.get("/v1/status")
+def status():
+    """Nodes (up/down, last error, latency), queue depth, oldest pending age, dead letters, totals."""
+    svc = service()
+    _bearer(svc.settings.admin_token, "admin")
+    stats = svc.queue.stats()
+    worker_states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
+    nodes = []
+    for node in svc.settings.nodes:
+        entry = {"node": node.name, "up": None, "last_contact": None, "latency_ms": None,
+                 "last_error": "", "last_error_at": None}
+        entry.update(worker_states.get(node.name, {}))
+        queue_entry = stats["nodes"].get(node.name, {})
+        entry.update({"pending": queue_entry.get("pending", 0), "in_flight": queue_entry.get("in_flight", 0),
+                      "dead": queue_entry.get("dead", 0),
+                      "oldest_pending_age": queue_entry.get("oldest_pending_age")})
+        nodes.append(entry)
+    return jsonify({
+        "version": _version(),
+        "uptime": round(time.time() - svc.started_at, 1),
+        "worker": bool(svc.worker and svc.worker.running),
+        "sites": svc.sites.hosts,
+        "nodes": nodes,
+        "queue": {k: stats[k] for k in ("depth", "pending", "in_flight", "dead", "oldest_pending_age")},
+        "dead_letters": svc.queue.dead_letters(limit=20),
+        "totals": stats["totals"],
+    })
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process answers. Says nothing about the queue or the nodes (that is /readyz)."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when the queue takes writes and at least one node is reachable."""
+    svc = service()
+    problems = []
+    queue_ok = svc.queue.writable()
+    if not queue_ok:
+        problems.append("queue not writable")
+    reachable = _reachable_nodes(svc)
+    if not reachable:
+        problems.append("no node reachable")
+    body = {"ready": not problems, "queue_writable": queue_ok, "reachable_nodes": reachable, "problems": problems}
+    return jsonify(body), 200 if not problems else 503
+
+
+def _reachable_nodes(svc):
+    now = time.time()
+    states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
+    found = []
+    for node in svc.settings.nodes:
+        state = states.get(node.name)
+        if state and state["up"] and state["last_contact"] and now - state["last_contact"] < REACHABLE_FOR:
+            found.append(node.name)
+            continue
+        try:
+            with socket.create_connection((node.host, node.port), timeout=min(1.0, svc.settings.timeout)):
+                found.append(node.name)
+        except OSError:
+            pass
+    return found
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(service().metrics.render(), mimetype=CONTENT_TYPE)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(spec())
+
+
+def _version():
+    from purgebridge import __version__
+
+    return __version__

@@ -187,7 +187,7 @@ def render_vcl(vcl_path, backend_host, backend_port, acl_entries):
 
     The region is everything between the exact lines ``SITE_BEGIN`` and
     ``SITE_END``; it becomes ``backend default`` pointing at the origin and
-    ``acl purge`` with ``acl_entries`` (``"127.0.0.1"``, ``"127.0.0.0/8"``,
+    the region's acl (``purge`` unless the region names another) with ``acl_entries`` (``"127.0.0.1"``, ``"127.0.0.0/8"``,
     ``"!127.0.0.5"`` or already-quoted VCL such as ``'"::1"'``).
     """
     text = Path(vcl_path).read_text(encoding="utf-8")
@@ -201,6 +201,7 @@ def render_vcl(vcl_path, backend_host, backend_port, acl_entries):
             f"{vcl_path}: needs the marker lines {SITE_BEGIN!r} and {SITE_END!r} "
             "around its backend and acl") from None
     acl = "\n".join("    " + _acl_line(e) for e in acl_entries)
+    acl_name = _region_acl_name(vcl_path, "\n".join(lines[begin + 1:end]))
     region = [
         SITE_BEGIN,
         "backend default {",
@@ -208,12 +209,30 @@ def render_vcl(vcl_path, backend_host, backend_port, acl_entries):
         f'    .port = "{int(backend_port)}";',
         "}",
         "",
-        "acl purge {",
+        f"acl {acl_name} {{",
         acl,
         "}",
         SITE_END,
     ]
     return "\n".join(lines[:begin] + region + lines[end + 1:]) + "\n"
+
+
+def _region_acl_name(vcl_path, region_text):
+    """The name of the acl the VCL's own site region defines ("purge" if none).
+
+    Keeping the VCL's name means its ``client.ip ~ <name>`` checks still work.
+    """
+    from purgebridge.errors import VCLParseError
+    from purgebridge.vclacl import parse_acls
+
+    try:
+        names = list(parse_acls(region_text, str(vcl_path)))
+    except VCLParseError as exc:
+        raise LocalClusterError(f"site region of {vcl_path}: {exc}") from None
+    if len(names) > 1:
+        raise LocalClusterError(f"site region of {vcl_path} defines several acls ({', '.join(names)}); "
+                                "expected one")
+    return names[0] if names else "purge"
 
 
 def has_site_markers(vcl_path):

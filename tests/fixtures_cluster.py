@@ -1,7 +1,8 @@
 """Fixtures for real varnishd clusters on loopback in front of a tiny origin.
 
 - ``cluster_vcl``   path of the VCL the nodes run (vcl/wordpress.vcl when it has
-                    the site markers, else tests/vcl/relay-test.vcl)
+                    the site markers, else tests/vcl/relay-test.vcl;
+                    PURGEBRIDGE_TEST_VCL=path overrides)
 - ``origin``        the origin (module scope); ``origin.hits[(host, path)]``
 - ``cluster``       three varnishd nodes on 127.0.0.11-13, one shared port, in front
                     of ``origin`` (module scope). After every test any node a test
@@ -15,6 +16,8 @@ varnishd missing is a test *failure* with an install hint, never a skip.
 """
 
 import itertools
+import os
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +33,13 @@ def _require_varnishd():
 
 @pytest.fixture(scope="session")
 def cluster_vcl():
+    """PURGEBRIDGE_TEST_VCL (a path) overrides the default, e.g. to run against tests/vcl/relay-test.vcl."""
     _require_varnishd()
+    override = os.environ.get("PURGEBRIDGE_TEST_VCL")
+    if override:
+        if not localcluster.has_site_markers(override):
+            pytest.fail(f"PURGEBRIDGE_TEST_VCL={override}: missing file or site marker lines", pytrace=False)
+        return Path(override).resolve()
     return localcluster.default_vcl_path()
 
 

@@ -182,3 +182,27 @@ def test_free_port_is_bindable_on_all_hosts():
         for sock in socks:
             sock.close()
     assert len(socks) == 3
+
+
+def test_render_vcl_keeps_the_acl_name_of_the_region(tmp_path):
+    source = tmp_path / "named.vcl"
+    source.write_text("vcl 4.1;\n" + localcluster.SITE_BEGIN + '\nacl purgers { "127.0.0.1"; }\n'
+                      + localcluster.SITE_END + "\nsub vcl_recv { if (client.ip ~ purgers) { } }\n")
+    text = render_vcl(source, "127.0.0.1", 8099, ["127.0.0.3"])
+    assert 'acl purgers {\n    "127.0.0.3";\n}' in text
+    assert "acl purge {" not in text
+
+
+def test_demo_shows_the_purge_reaching_every_node(cluster_vcl):
+    from purgebridge.demo import PURGED, run_demo
+
+    lines = []
+    assert run_demo(lines.append, vcl=cluster_vcl) == 0, "\n".join(lines)
+    out = "\n".join(lines)
+    assert "OK: the purge reached every node" in out
+    assert "PURGEBRIDGE_NODES=127.0.0.11:" in out
+    after = out.split("3. The same pages now")[1].split("Try it yourself")[0]
+    for path in PURGED:
+        row = next(line for line in after.splitlines() if line.split()[:1] == [path])
+        assert row.split()[1:] == ["MISS", "MISS", "MISS"], row
+    assert sum(line.split()[1:] == ["HIT", "HIT", "HIT"] for line in after.splitlines()) == 3

@@ -157,6 +157,8 @@ class Site:
 
     def resolve(self, target, schemes):
         """``(absolute URLs, None)`` for one rule target, or ``([], why)`` when it must be dropped."""
+        if target.startswith("//"):
+            return [], "protocol-relative URL; expected an absolute http(s) URL"
         if target.startswith("/"):
             url = f"{self.scheme}://{self.host}{self.path}{target[1:]}"
         else:

@@ -41,8 +41,9 @@ def urls(n):
     return [f"http://bench.example.test/2026/11/post-{i}/" for i in range(n)]
 
 
-def run_purgebridge(nodes, url_list):
-    settings = load_settings({}, environ={}, dotenv_path="").replace(nodes=tuple(nodes))
+def run_purgebridge(nodes, url_list, connections=None, depth=None):
+    settings = load_settings({"PURGEBRIDGE_CONNECTIONS": connections, "PURGEBRIDGE_PIPELINE": depth},
+                             environ={}, dotenv_path="").replace(nodes=tuple(nodes))
     items = [purge_for_url(u) for u in url_list]
     t0 = time.perf_counter()
     report = fan_out(settings.nodes, items, settings)
@@ -104,11 +105,13 @@ def main():
     parser.add_argument("--urls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--naive-seconds", type=float, default=5.0)
+    parser.add_argument("--sweep", action="store_true", help="also measure connections x pipeline depth")
+    parser.add_argument("--vcl", help="VCL for the nodes (default: vcl/wordpress.vcl)")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     started = time.monotonic()
     url_list = urls(args.urls)
-    with start_cluster(hosts=HOSTS) as cluster:
+    with start_cluster(args.vcl, hosts=HOSTS) as cluster:
         nodes = [vn.node for vn in cluster.nodes]
         pb, ceiling, naive = [], [], []
         for round_no in range(args.rounds):  # interleaved so drift hits all three alike
@@ -119,6 +122,12 @@ def main():
             naive.append(run_naive(nodes, url_list, args.naive_seconds / args.rounds))
             print(f"round {round_no + 1}: ceiling {ceiling[-1]:,.0f}/s  purgebridge {pb[-1]:,.0f}/s  "
                   f"naive {naive[-1]:,.0f}/s", file=sys.stderr)
+        sweep = []
+        if args.sweep:  # how the defaults were chosen: connections x pipeline depth
+            for conns, depth in ((1, 1), (4, 1), (1, 16), (1, 64), (2, 64), (4, 64), (2, 128), (2, 256)):
+                rates = [run_purgebridge(nodes, url_list, conns, depth) for _ in range(2)]
+                sweep.append((conns, depth, max(rates)))
+                print(f"sweep {conns} x {depth}: {max(rates):,.0f}/s", file=sys.stderr)
     med = {name: statistics.median(v) for name, v in (("pb", pb), ("ceiling", ceiling), ("naive", naive))}
     r_ceiling, r_naive = med["pb"] / med["ceiling"], med["pb"] / med["naive"]
     rows = [
@@ -136,6 +145,10 @@ def main():
         f"Three varnishd nodes on 127.0.0.11-13, {args.urls:,} distinct URLs each, all senders in one run, "
         f"rounds interleaved. Machine: {machine()}.", "", *rows, "", verdict,
     ])
+    if sweep:
+        text += "\n\nConnections per node x pipeline depth (best of 2, same run):\n\n"
+        text += "| connections | depth | purges/s |\n|---:|---:|---:|\n"
+        text += "\n".join(f"| {c} | {d} | {r:,.0f} |" for c, d, r in sweep)
     print(text)
     if args.write:
         write_section("fanout", text)

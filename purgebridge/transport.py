@@ -49,24 +49,38 @@ def encode_request(method, target, host, headers=()):
 
 
 class _Parser:
-    """Incremental response parser: feed bytes, take complete responses."""
+    """Incremental response parser: feed bytes, take complete responses.
+
+    Consumed bytes are dropped once per ``feed`` rather than once per answer:
+    deleting from the front of a bytearray moves everything behind it, and a
+    64 KiB read holds a hundred answers.
+    """
 
     def __init__(self):
         self.buf = bytearray()
+        self.pos = 0
         self.closing = False  # the server said Connection: close
 
     def feed(self, data):
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
         self.buf += data
+
+    @property
+    def pending(self):
+        """True when part of an answer has been read but not completed."""
+        return len(self.buf) > self.pos
 
     def take(self):
         """Return the next complete Response or None if more bytes are needed."""
-        end = self.buf.find(b"\r\n\r\n")
+        buf, pos = self.buf, self.pos
+        end = buf.find(b"\r\n\r\n", pos)
         if end < 0:
-            if len(self.buf) > _MAX_HEADER_BYTES:
+            if len(buf) - pos > _MAX_HEADER_BYTES:
                 raise ProtocolError("response headers too large")
             return None
-        head = bytes(self.buf[:end]).decode("latin-1")
-        lines = head.split("\r\n")
+        lines = buf[pos:end].decode("latin-1").split("\r\n")
         status_line = lines[0].split(" ", 2)
         if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
             raise ProtocolError(f"not an HTTP/1.1 status line: {lines[0][:60]!r}")
@@ -80,10 +94,9 @@ class _Parser:
             headers[name.strip().lower()] = value.strip()
         start = end + 4
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            body, consumed = self._chunked(start)
+            body, stop = self._chunked(start)
             if body is None:
                 return None
-            del self.buf[:consumed]
         else:
             length = headers.get("content-length")
             if length is None:
@@ -93,39 +106,42 @@ class _Parser:
                 raise ProtocolError("response without Content-Length on a pipelined connection")
             if not length.isdigit() or int(length) > _MAX_BODY_BYTES:
                 raise ProtocolError(f"bad Content-Length {length!r}")
-            if len(self.buf) < start + int(length):
+            stop = start + int(length)
+            if len(buf) < stop:
                 return None
-            body = bytes(self.buf[start:start + int(length)])
-            del self.buf[:start + int(length)]
+            body = bytes(buf[start:min(stop, start + 512)])
+        self.pos = stop
         if "close" in headers.get("connection", "").lower():
             self.closing = True
         return Response(status, reason, headers, body[:512])
 
     def _chunked(self, pos):
         body = bytearray()
+        buf = self.buf
         while True:
-            eol = self.buf.find(b"\r\n", pos)
+            eol = buf.find(b"\r\n", pos)
             if eol < 0:
                 return None, 0
-            size_text = bytes(self.buf[pos:eol]).split(b";")[0].strip()
+            size_text = bytes(buf[pos:eol]).split(b";")[0].strip()
             try:
                 size = int(size_text, 16)
             except ValueError:
                 raise ProtocolError("bad chunk size") from None
             pos = eol + 2
             if size == 0:
-                trailer_end = self.buf.find(b"\r\n", pos)
+                trailer_end = buf.find(b"\r\n", pos)
                 if trailer_end < 0:
                     return None, 0
                 while trailer_end != pos:  # skip trailer fields
                     pos = trailer_end + 2
-                    trailer_end = self.buf.find(b"\r\n", pos)
+                    trailer_end = buf.find(b"\r\n", pos)
                     if trailer_end < 0:
                         return None, 0
                 return bytes(body), trailer_end + 2
-            if len(self.buf) < pos + size + 2:
+            if len(buf) < pos + size + 2:
                 return None, 0
-            body += self.buf[pos:pos + size]
+            if len(body) < 512:
+                body += buf[pos:pos + size]
             pos += size + 2
 
 
@@ -182,7 +198,7 @@ class Connection:
                 data = self.sock.recv(65536)
                 if not data:
                     raise ProtocolError("node closed the connection"
-                                        + (" mid-response" if parser.buf else ""))
+                                        + (" mid-response" if parser.pending else ""))
                 parser.feed(data)
                 got = 0
                 while True:

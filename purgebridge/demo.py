@@ -9,13 +9,15 @@ also a smoke test of an installation.
 """
 
 import contextlib
+import http.client
 import logging
 import os
 import signal
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from purgebridge import localcluster
@@ -44,11 +46,16 @@ def _check(cluster):
             for node in cluster.nodes for path in PAGES}
 
 
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
 def _wait_for_ctrl_c(echo):
+    """Block until Ctrl-C (or SIGTERM, when we own the main thread)."""
     echo("\nThe nodes keep running. Press Ctrl-C to stop them.")
     previous = None
-    if threading_is_main():
-        previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(1)
@@ -59,25 +66,32 @@ def _wait_for_ctrl_c(echo):
             signal.signal(signal.SIGTERM, previous)
 
 
-def threading_is_main():
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _start_relay(cluster, workdir, echo):
-    """Run ``purgebridge serve`` against the demo nodes (insecure: local play only)."""
+    """Run the relay (``python -m purgebridge.server``) against the demo nodes.
+
+    It gets a fresh random secret and admin token, written to a 0600 file in
+    the demo's temporary directory (deleted when the demo stops) rather than
+    printed, so nothing secret ends up in a terminal log.
+    """
+    import secrets
+
     port = localcluster.free_port(["127.0.0.1"])
-    env = dict(os.environ,
-               PURGEBRIDGE_NODES=cluster.nodes_env(),
-               PURGEBRIDGE_LISTEN=f"127.0.0.1:{port}",
-               PURGEBRIDGE_INSECURE="true",
-               PURGEBRIDGE_SITES=SITE,
-               PURGEBRIDGE_QUEUE=os.path.join(workdir, "queue.sqlite3"),
-               PURGEBRIDGE_LOG_FORMAT="text")
+    relay_env = {
+        "PURGEBRIDGE_NODES": cluster.nodes_env(),
+        "PURGEBRIDGE_LISTEN": f"127.0.0.1:{port}",
+        "PURGEBRIDGE_SECRET": secrets.token_hex(16),
+        "PURGEBRIDGE_ADMIN_TOKEN": secrets.token_hex(16),
+        "PURGEBRIDGE_SITES": SITE,
+        "PURGEBRIDGE_QUEUE": os.path.join(workdir, "queue.sqlite3"),
+        "PURGEBRIDGE_LOG_FORMAT": "text",
+    }
+    env_file = os.path.join(workdir, "relay.env")
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(f"{name}={value}\n" for name, value in relay_env.items())
     log_path = os.path.join(workdir, "relay.log")
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "purgebridge", "serve"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "purgebridge.server"], env=dict(os.environ, **relay_env),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -86,13 +100,23 @@ def _start_relay(cluster, workdir, echo):
                 tail = fh.read()[-2000:]
             echo(f"relay did not start (exit status {proc.returncode}):\n{tail}")
             return None
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            echo(f"relay (purgebridge serve, insecure demo mode) listening on http://127.0.0.1:{port}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/healthz")
+                status = conn.getresponse().status
+            finally:
+                conn.close()
+            if status != 200:
+                echo(f"relay answered /healthz with {status}; see {log_path}")
+                _stop_relay(proc)
+                return None
+            echo(f"\nrelay listening on http://127.0.0.1:{port} for site {SITE}")
+            echo(f"  its settings, including a fresh secret and admin token: {env_file}")
+            echo(f"  its log: {log_path}")
             return proc
         time.sleep(0.1)
-    proc.terminate()
-    proc.wait(timeout=10)
+    _stop_relay(proc)
     echo("relay did not start listening within 15 s")
     return None
 
@@ -154,7 +178,7 @@ def run_demo(echo, keep_running=False, relay=False, vcl=None):
 
         echo("\nTry it yourself:")
         echo(f"  export PURGEBRIDGE_NODES={cluster.nodes_env()}")
-        echo(f"  purgebridge nodes")
+        echo("  purgebridge nodes")
         echo(f"  curl -sI -H 'Host: {SITE}' {cluster.nodes[0].url}/about/ | grep X-Cache")
         echo(f"  purgebridge purge http://{SITE}/about/")
 
@@ -179,6 +203,4 @@ def run_demo(echo, keep_running=False, relay=False, vcl=None):
     finally:
         _stop_relay(relay_proc)
         cluster.stop()
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)

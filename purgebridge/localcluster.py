@@ -19,6 +19,7 @@ and ``-T none`` (no admin CLI: nothing here needs it).
 from dataclasses import dataclass, field
 import contextlib
 import http.client
+import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import os
 from pathlib import Path
@@ -30,7 +31,6 @@ import tempfile
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
-import logging
 
 from purgebridge.node import Node
 

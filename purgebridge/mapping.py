@@ -550,28 +550,18 @@ def map_content(obj, options=MappingOptions(), *, site_url=None):
     """
     urls = [u for u in [obj.get("url"), obj.get("old_url")] if u]
     collections = [u for u in obj.get("collections") or [] if u]
-    if site_url is None:
-        first = (urls + collections or [None])[0]
-        if first is None:
-            site_url = None
-        else:
-            try:
-                scheme, host, _target = split_url(first)
-            except InvalidURL as exc:
-                raise InvalidEvent("url", exc.reason) from None
-            site_url = f"{scheme}://{host}/"
     keys = [Key(k) for k in obj.get("keys") or [] if isinstance(k, str) and _valid_key(k)]
+    if site_url is None and not (urls or collections):
+        return _finish(None, keys, options)  # keys only: no URL, so no host to resolve against
     if site_url is None:
-        return _finish(None, keys, options) if keys else Invalidations()
-    site = Site.parse(site_url)
-    ctx = Context(site, {"kind": "content"}, options)
-    ctx.plain, ctx.slash = False, True
-    targets = list(urls)
-    for url in collections:
-        targets += ctx.archive(url)
-    targets += list(options.extra_paths)
-    targets += keys
-    return _finish(site, targets, options)
+        try:
+            scheme, host, _target = split_url((urls + collections)[0])
+        except InvalidURL as exc:
+            raise InvalidEvent("url", exc.reason) from None
+        site_url = f"{scheme}://{host}/"
+    ctx = Context(Site.parse(site_url), {"kind": "content"}, options)
+    targets = urls + [url for c in collections for url in ctx.archive(c)]
+    return _finish(ctx.site, targets + list(options.extra_paths) + keys, options)
 
 
 def _valid_key(key):

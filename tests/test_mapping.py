@@ -168,6 +168,24 @@ def test_permalink_shapes(home, change, present, absent):
     assert not (absent & urls), sorted(absent & urls)
 
 
+@pytest.mark.parametrize("home, feed", [
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/feed/"),
+    ("https://example.test/blog", "https://example.test/blog/feed/"),
+    ("https://example.test/blog/", "https://example.test/blog/feed/"),
+])
+def test_home_url_with_or_without_trailing_slash(home, feed):
+    base = home.rstrip("/")
+    change = post_change(url_old=f"{base}/a/", url_new=f"{base}/a/")
+    urls = map_change(home, change).urls
+    assert feed in urls and f"{base}/a/" in urls
+
+
+def test_bad_home_url_is_an_event_error():
+    with pytest.raises(InvalidEvent) as info:
+        map_change("ftp://blog.example.test/", post_change(url_new=f"{H}/a/"))
+    assert info.value.field == "site"
+
+
 def test_archives_post_id_structure_moves_date_archives_with_a_site_rule():
     change = post_change(url_old=f"{H}/archives/42", url_new=f"{H}/archives/42")
     rules = with_rules(Rule("date_archives", "dates under /archives/date/", date_archive_rule("/archives/date/")))

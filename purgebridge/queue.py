@@ -342,7 +342,7 @@ class Queue:
                 "UPDATE deliveries SET state = 'dead', dead_at = ?, lease = NULL, "
                 "last_error = 'not delivered within max age' || CASE WHEN last_error != '' "
                 "THEN ' (last error: ' || last_error || ')' ELSE '' END "
-                "WHERE state != 'dead' AND last_at < ? AND next_at <= ?",
+                "WHERE last_at < ? AND (state = 'ready' OR (state = 'leased' AND next_at <= ?))",
                 (now, now - self.max_age, now)).rowcount
             if expired:
                 db.execute(_COUNT, ("dead_lettered", "", expired))

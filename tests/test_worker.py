@@ -1,0 +1,182 @@
+"""The worker with a fake deliver: ack/nack/dead per outcome, nodes independent, graceful stop."""
+
+import threading
+import time
+
+import pytest
+
+from purgebridge.config import load_settings
+from purgebridge.fanout import Outcome, Result, purge_for_url
+from purgebridge.metrics import Metrics
+from purgebridge.queue import Queue
+from purgebridge.worker import Worker
+
+NODES = "127.0.0.1:9001,127.0.0.1:9002"
+
+
+def make_settings(**extra):
+    values = {"PURGEBRIDGE_NODES": NODES, "PURGEBRIDGE_BACKOFF": "0.01", "PURGEBRIDGE_BACKOFF_MAX": "0.05"}
+    values.update(extra)
+    return load_settings(values, environ={}, dotenv_path="")
+
+
+def url(path):
+    return purge_for_url(f"https://blog.example.test{path}")
+
+
+class FakeDeliver:
+    """Records every call; ``answer(node, item)`` -> (outcome, status, reason)."""
+
+    def __init__(self, answer=None, delay=0.0):
+        self.answer = answer or (lambda node, item: (Outcome.PURGED, 200, "HTTP 200 OK"))
+        self.delay = delay
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, node, items, settings, retries=None, **kwargs):
+        assert retries == 0, "the worker retries through the queue, not inside deliver"
+        with self.lock:
+            self.calls.append((node.name, [i.target for i in items]))
+        if self.delay:
+            time.sleep(self.delay)
+        results = []
+        for item in items:
+            outcome, status, reason = self.answer(node, item)
+            results.append(Result(node, item, outcome, status, reason, 1, self.delay))
+        return results
+
+    def sent(self, node_name):
+        with self.lock:
+            return [t for name, targets in self.calls if name == node_name for t in targets]
+
+
+@pytest.fixture
+def queue(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3", backoff=0.01, backoff_max=0.05)
+    yield q
+    q.close()
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_process_settles_each_outcome(queue):
+    settings = make_settings()
+    answers = {"/ok/": (Outcome.PURGED, 200, "HTTP 200 OK"), "/gone/": (Outcome.NOT_CACHED, 404, "HTTP 404"),
+               "/acl/": (Outcome.REFUSED, 405, "HTTP 405 Method Not Allowed"),
+               "/bad/": (Outcome.FAILED, 400, "HTTP 400 Bad Request"),
+               "/down/": (Outcome.FAILED, None, "connection refused"),
+               "/busy/": (Outcome.FAILED, 503, "HTTP 503 Service Unavailable")}
+    fake = FakeDeliver(lambda node, item: answers[item.target])
+    metrics = Metrics(queue)
+    worker = Worker(queue, settings, deliver=fake, metrics=metrics)
+    node = settings.nodes[0]
+    queue.enqueue([node.name], [url(p) for p in answers], "wordpress")
+    worker.process(node, queue.claim(node.name))
+    stats = queue.stats()
+    assert stats["dead"] == 2           # refused + a 400 the node will never accept
+    assert stats["pending"] == 2        # no answer and 503: retried later
+    reasons = sorted(d["reason"] for d in queue.dead_letters())
+    assert reasons == ["HTTP 400 Bad Request", "HTTP 405 Method Not Allowed"]
+    assert stats["totals"]["purged"] == 1 and stats["totals"]["not_cached"] == 1
+    state = worker.node_status()[0]
+    assert state["up"] is True and state["last_error"]
+    text = metrics.render().decode()
+    assert 'purgebridge_purges_total{node="127.0.0.1:9001",outcome="refused"} 1.0' in text
+    assert "purgebridge_event_to_purged_seconds_count 2.0" in text
+
+
+def test_same_key_claimed_twice_is_sent_once(queue):
+    settings = make_settings()
+    node = settings.nodes[0]
+    queue.enqueue([node.name], [url("/x/")], "wordpress")
+    first = queue.claim(node.name, lease=0.0)          # lease immediately expired: a "crashed" claim
+    queue.enqueue([node.name], [url("/x/")], "wordpress")
+    claims = queue.claim(node.name)
+    assert len(claims) == 2 and {c.id for c in claims} >= {first[0].id}
+    fake = FakeDeliver()
+    Worker(queue, settings, deliver=fake).process(node, claims)
+    assert fake.calls == [(node.name, ["/x/"])]
+    assert queue.stats()["depth"] == 0
+
+
+def test_deliver_exception_nacks_everything(queue):
+    settings = make_settings()
+    node = settings.nodes[0]
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected")
+    queue.enqueue([node.name], [url("/x/"), url("/y/")], "wordpress")
+    worker = Worker(queue, settings, deliver=boom)
+    worker.process(node, queue.claim(node.name))
+    assert queue.stats()["pending"] == 2
+    assert worker.node_status()[0]["up"] is False
+
+
+def test_down_node_does_not_hold_back_the_other(queue):
+    settings = make_settings()
+    down, up = settings.nodes
+    fake = FakeDeliver(lambda node, item: (Outcome.FAILED, None, "connection refused") if node == down
+                       else (Outcome.PURGED, 200, "HTTP 200 OK"))
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        queue.enqueue([n.name for n in settings.nodes], [url(f"/p{i}/") for i in range(50)], "wordpress")
+        assert wait_until(lambda: queue.stats()["nodes"][up.name]["pending"] == 0
+                          and queue.stats()["nodes"][up.name]["in_flight"] == 0)
+        assert sorted(fake.sent(up.name)) == sorted(f"/p{i}/" for i in range(50))
+        assert queue.stats()["nodes"][down.name]["pending"] + queue.stats()["nodes"][down.name]["in_flight"] == 50
+        # The node comes back: it gets every purge.
+        fake.answer = lambda node, item: (Outcome.PURGED, 200, "HTTP 200 OK")
+        assert wait_until(lambda: queue.stats()["depth"] == 0)
+        assert set(fake.sent(down.name)) == {f"/p{i}/" for i in range(50)}
+        assert len(fake.sent(down.name)) > 50   # it was tried while down, too
+    finally:
+        assert worker.stop(timeout=5)
+
+
+def test_worker_wakes_on_enqueue_quickly(queue):
+    settings = make_settings()
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake, poll=30).start()
+    try:
+        time.sleep(0.05)
+        started = time.monotonic()
+        queue.enqueue([n.name for n in settings.nodes], [url("/x/")], "wordpress")
+        assert wait_until(lambda: queue.stats()["depth"] == 0, timeout=5)
+        assert time.monotonic() - started < 1.0   # not the 30 s poll
+    finally:
+        worker.stop(timeout=5)
+
+
+def test_stop_finishes_in_flight_and_keeps_the_rest(queue):
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    fake = FakeDeliver(delay=0.5)
+    worker = Worker(queue, settings, deliver=fake, batch=10, poll=0.05).start()
+    queue.enqueue(["127.0.0.1:9001"], [url(f"/p{i}/") for i in range(30)], "wordpress")
+    assert wait_until(lambda: fake.calls)
+    assert worker.stop(timeout=5)
+    stats = queue.stats()
+    assert stats["in_flight"] == 0                      # the batch in flight was settled
+    assert stats["pending"] == 30 - len(fake.sent("127.0.0.1:9001"))
+    assert stats["pending"] > 0                         # and the rest stayed queued
+    assert not worker.running
+
+
+def test_housekeeping_expires_old_items(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3", max_age=0.2)
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    fake = FakeDeliver(lambda node, item: (Outcome.FAILED, None, "connection refused"))
+    worker = Worker(q, settings, deliver=fake, poll=0.05, housekeeping=0.05).start()
+    try:
+        q.enqueue(["127.0.0.1:9001"], [url("/x/")], "wordpress")
+        assert wait_until(lambda: q.stats()["dead"] == 1, timeout=5)
+        assert "max age" in q.dead_letters()[0]["reason"]
+    finally:
+        worker.stop(timeout=5)
+        q.close()

@@ -82,7 +82,10 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     service.worker = worker
 
     app = Flask("purgebridge")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["PURGEBRIDGE_MAX_BODY"] = MAX_BODY
+    # One byte more than allowed: for a chunked body (no Content-Length) werkzeug stops reading at
+    # this limit without an error, so a body of MAX_BODY + 1 bytes is how "too large" shows.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY + 1
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["purgebridge"] = service
 

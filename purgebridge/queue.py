@@ -30,6 +30,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
     expire()                  rows not delivered within max_age -> dead letters;
                               also forgets signatures older than the window
     retry_dead(node=None) -> int           dead letters back to ready
+    release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
     wait(generation, timeout) / generation  in-process wake-up for workers
 
@@ -350,6 +351,22 @@ class Queue:
         if expired:
             log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
         return expired
+
+    def release_leases(self, now=None):
+        """Make every leased row due now; returns how many. For a relay starting up.
+
+        A relay owns its queue file, so at start-up any lease left was held by
+        a process that died (SIGKILL, power loss): its claims come back at once
+        instead of after the lease time. Were another process still sending
+        them, they are sent twice -- harmless, purges are idempotent.
+        """
+        now = self.clock() if now is None else now
+        with self._write() as db:
+            count = db.execute("UPDATE deliveries SET next_at = ? WHERE state = 'leased'", (now,)).rowcount
+        if count:
+            log.info("re-queued %d purge(s) claimed by a previous run that did not finish", count)
+            self._notify()
+        return count
 
     def retry_dead(self, node=None, now=None):
         """Put dead letters (of one node, or all) back to ready. Returns how many were re-queued."""

@@ -65,8 +65,8 @@ def _refused(exc):
 # --- shared checks -------------------------------------------------------------
 
 def _body():
-    """The raw body, refusing more than MAX_CONTENT_LENGTH before reading it (413)."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    """The raw body, refusing more than 256 KiB: by Content-Length before reading, else by what was read (413)."""
+    limit = current_app.config["PURGEBRIDGE_MAX_BODY"]
     if request.content_length is not None and request.content_length > limit:
         raise Refused(413, f"body over {limit // 1024} KiB")
     try:

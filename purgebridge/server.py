@@ -58,6 +58,7 @@ def serve(settings, insecure=False, threads=THREADS, on_ready=None):
         log.warning("serving without a secret (--insecure): every WordPress event will be refused with 401; "
                     "webhook and admin routes still need their tokens")
     queue = Queue.from_settings(settings)
+    queue.release_leases()  # claims of a previous run that was killed come back now
     worker = Worker(queue, settings)
     app = create_app(settings=settings, queue=queue, worker=worker)
     host, port = settings.listen

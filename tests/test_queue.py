@@ -246,3 +246,26 @@ def test_writable(queue, qpath):
     assert queue.writable()
     queue.close()
     assert not queue.writable()
+
+
+def test_release_leases_at_startup(qpath):
+    q = Queue(qpath)
+    q.enqueue(["a"], [url("/x/")], "wordpress", now=T0)
+    assert len(q.claim("a", lease=30, now=T0)) == 1
+    q.close()
+    q2 = Queue(qpath)
+    assert q2.claim("a", now=T0 + 1) == []
+    assert q2.release_leases(now=T0 + 1) == 1
+    assert len(q2.claim("a", now=T0 + 1)) == 1
+    q2.close()
+
+
+def test_rows_backing_off_expire_too(qpath):
+    """A row waiting out a long backoff is dead-lettered at max age, not only when it is due."""
+    q = Queue(qpath, backoff=100, backoff_max=100, max_age=3600, rng=lambda: 1.0)
+    q.enqueue(["a"], [url("/x/")], "wordpress", now=T0)
+    q.nack(q.claim("a", now=T0 + 3550), "timeout", now=T0 + 3550)   # next try at T0 + 3650
+    assert q.next_due("a", now=T0 + 3601) > 0
+    assert q.expire(now=T0 + 3599) == 0
+    assert q.expire(now=T0 + 3601) == 1
+    q.close()

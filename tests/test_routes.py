@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from faultserver import FaultServer
 from fixtures_app import (ADMIN_TOKEN, SECRET, SITE, WEBHOOK_TOKEN, app_overrides, bearer, encode, event_body,
@@ -118,13 +119,32 @@ def test_body_too_large_by_content_length(app, client):
     refused(client.post("/v1/events/wordpress", data=raw, headers=signed_headers(raw)), 413, app)
 
 
-def test_body_too_large_without_content_length(app, client):
+def chunked(app, raw, headers):
+    """Run the app on a chunked request: no CONTENT_LENGTH, the server says the input is terminated."""
+    builder = EnvironBuilder(method="POST", path="/v1/events/wordpress", input_stream=io.BytesIO(raw),
+                             headers=dict(headers, **{"Transfer-Encoding": "chunked"}))
+    environ = builder.get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input_terminated"] = True
+    body, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    return int(status.split()[0]), json.loads(b"".join(body))
+
+
+@pytest.mark.parametrize("extra", [1, 1000, MAX_BODY])
+def test_body_too_large_without_content_length(app, extra):
     """A chunked body has no Content-Length: the actual length is checked while reading."""
-    raw = b"{" + b" " * MAX_BODY + b"}"
-    headers = signed_headers(raw)
-    response = client.post("/v1/events/wordpress", input_stream=io.BytesIO(raw), headers=headers,
-                           environ_overrides={"wsgi.input_terminated": True})
-    refused(response, 413, app)
+    raw = b"{" + b" " * (MAX_BODY - 2 + extra) + b"}"
+    assert len(raw) == MAX_BODY + extra
+    status, body = chunked(app, raw, signed_headers(raw))
+    assert status == 413 and "256 KiB" in body["error"]
+    assert_nothing_queued(app)
+
+
+def test_chunked_body_at_the_limit_is_accepted(app):
+    raw = encode(event_body())
+    raw = raw[:-1] + b" " * (MAX_BODY - len(raw)) + b"}"
+    status, body = chunked(app, raw, signed_headers(raw))
+    assert status == 202, body
 
 
 def test_body_at_the_limit_is_read(app, client):

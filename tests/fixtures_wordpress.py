@@ -1,0 +1,345 @@
+"""A real WordPress for the tests: private MariaDB, Debian's WordPress, ``php -S``.
+
+Why each step is the way it is:
+
+- MariaDB gets its own datadir and a socket in a temp dir (``--skip-networking``),
+  so it never collides with a system server or another test run.
+- Debian's ``/usr/share/wordpress`` is copied with symlinks dereferenced and
+  given our own ``wp-config.php``: the packaged one looks up
+  ``/etc/wordpress/config-<host>.php`` and points ``wp-content`` at
+  ``/var/lib/wordpress``, which a test must not touch.
+- WordPress is installed by ``tests/wordpress/install.php`` (``wp_install()``),
+  pretty permalinks are set, and rewrite rules are flushed in a *second* PHP
+  process: taxonomy rules only exist when the structure is set as WordPress
+  starts.
+- The plugin is symlinked in (so the tests run the working copy) and activated
+  with ``PURGEBRIDGE_RELAY_URL`` / ``PURGEBRIDGE_SECRET`` in wp-config.php.
+- The site is served by ``php -S 127.0.0.1:<free port>`` with a router that
+  sends non-files to index.php.
+
+Missing php, mariadb or wordpress makes the fixture *fail* with a message
+naming the Debian package; it never skips.
+
+The same functions are used by ``bench/wp_editor.py`` outside pytest.
+"""
+
+from dataclasses import dataclass, field
+import json
+import logging
+import os
+from pathlib import Path
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = REPO / "wp-plugin" / "purgebridge"
+HARNESS_DIR = REPO / "tests" / "wordpress"
+WP_SOURCE = Path(os.environ.get("PURGEBRIDGE_WP_SOURCE", "/usr/share/wordpress"))
+WP_CONTENT_SOURCE = Path(os.environ.get("PURGEBRIDGE_WP_CONTENT_SOURCE", "/var/lib/wordpress/wp-content"))
+RESULT_MARKER = "@@PURGEBRIDGE@@"
+
+
+class HarnessError(RuntimeError):
+    """The WordPress harness could not be built or used; the message says why."""
+
+
+def require_tools():
+    """Raise HarnessError naming the Debian package of every missing piece."""
+    missing = []
+    for tool, package in (("php", "php-cli"), ("mariadbd", "mariadb-server"),
+                          ("mariadb-install-db", "mariadb-server"), ("mariadb", "mariadb-client")):
+        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
+            missing.append(f"{tool} (apt-get install {package})")
+    if not (WP_SOURCE / "wp-settings.php").exists():
+        missing.append(f"{WP_SOURCE}/wp-settings.php (apt-get install wordpress)")
+    if shutil.which("php"):
+        mods = subprocess.run(["php", "-m"], capture_output=True, text=True, timeout=30).stdout.lower()
+        if "mysqli" not in mods:
+            missing.append("php mysqli extension (apt-get install php-mysql)")
+    if missing:
+        raise HarnessError("WordPress harness needs: " + ", ".join(missing))
+
+
+def _tool(name):
+    found = shutil.which(name) or str(Path("/usr/sbin", name))
+    return found
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what):
+    """Poll predicate() until true; HarnessError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+            last = exc
+        time.sleep(0.1)
+    raise HarnessError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+def _stop(proc, timeout=10):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+@dataclass
+class MariaDB:
+    """A private mariadbd on a unix socket only."""
+
+    base: Path
+    proc: subprocess.Popen = None
+    database: str = "wordpress"
+    user: str = "wp"
+    password: str = "wp-test-password"
+
+    @property
+    def datadir(self):
+        return self.base / "data"
+
+    @property
+    def socket(self):
+        return self.base / "mysql.sock"
+
+    def client(self, sql, timeout=30):
+        """Run SQL as root through the socket; return stdout."""
+        proc = subprocess.run(
+            [_tool("mariadb"), "--no-defaults", "-S", str(self.socket), "-uroot", "-N", "-B", "-e", sql],
+            capture_output=True, text=True, timeout=timeout)
+        if proc.returncode:
+            raise HarnessError(f"mariadb client failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start(self):
+        self.base.mkdir(parents=True, exist_ok=True)
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        init = subprocess.run(
+            [_tool("mariadb-install-db"), "--no-defaults", f"--datadir={self.datadir}",
+             "--auth-root-authentication-method=normal", "--skip-test-db", *user],
+            capture_output=True, text=True, timeout=120)
+        if init.returncode:
+            raise HarnessError(f"mariadb-install-db failed: {init.stderr.strip()[-2000:]}")
+        self.proc = subprocess.Popen(
+            [_tool("mariadbd"), "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+             "--skip-networking", f"--pid-file={self.base / 'mariadb.pid'}",
+             f"--log-error={self.base / 'mariadb.err'}", "--innodb-buffer-pool-size=32M",
+             "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--skip-name-resolve", *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError("mariadbd exited: " + self._log_tail())
+            return self.socket.exists() and self.client("SELECT 1", timeout=5).strip() == "1"
+
+        try:
+            wait_for(ready, 60, "mariadbd socket")
+        except HarnessError as exc:
+            self.stop()
+            raise HarnessError(f"{exc}; {self._log_tail()}") from None
+        self.client(
+            f"CREATE DATABASE {self.database} CHARACTER SET utf8mb4; "
+            f"CREATE USER '{self.user}'@'localhost' IDENTIFIED BY '{self.password}'; "
+            f"GRANT ALL ON {self.database}.* TO '{self.user}'@'localhost';")
+        return self
+
+    def _log_tail(self):
+        try:
+            return (self.base / "mariadb.err").read_text(errors="replace")[-1500:]
+        except OSError:
+            return "(no mariadb.err)"
+
+    def stop(self):
+        _stop(self.proc, timeout=30)
+        self.proc = None
+
+
+@dataclass
+class WordPressSite:
+    """One installed WordPress; ``serve()`` starts php -S."""
+
+    base: Path
+    port: int
+    relay_url: str
+    secret: str
+    db: MariaDB
+    server: subprocess.Popen = None
+    php_ini: list = field(default_factory=list)
+
+    @property
+    def root(self):
+        return self.base / "htdocs"
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def run_php(self, args, timeout=120, check=True):
+        proc = subprocess.run(["php", *self.php_ini, *args], capture_output=True, text=True, timeout=timeout,
+                              cwd=str(HARNESS_DIR))
+        if check and proc.returncode:
+            raise HarnessError(f"php {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                               f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def php(self, code, timeout=120):
+        """Run a PHP snippet inside WordPress (a function body); return its JSON-decoded return value.
+
+        The plugin's shutdown handler runs when the snippet's process ends, as
+        after a real request: changes made here are sent to the relay.
+        """
+        snippet = self.base / f"snippet-{secrets.token_hex(6)}.php"
+        snippet.write_text(code)
+        try:
+            proc = self.run_php([str(HARNESS_DIR / "wp-run.php"), str(self.root), self.url, str(snippet)],
+                                timeout=timeout)
+        finally:
+            snippet.unlink()
+        out = proc.stdout
+        if RESULT_MARKER not in out:
+            raise HarnessError(f"snippet printed no result:\n{out[-3000:]}\n{proc.stderr[-3000:]}")
+        return json.loads(out.rsplit(RESULT_MARKER, 1)[1].strip().splitlines()[0])
+
+    def get(self, path, headers=None, timeout=15, **kwargs):
+        return requests.get(self.url + path, headers=headers or {}, timeout=timeout, allow_redirects=False,
+                            **kwargs)
+
+    def debug_log(self):
+        path = self.root / "wp-content" / "debug.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def serve(self):
+        env = dict(os.environ, PHP_CLI_SERVER_WORKERS="4")
+        self.server = subprocess.Popen(
+            ["php", *self.php_ini, "-S", self.host, "-t", str(self.root), str(HARNESS_DIR / "router.php")],
+            stdout=open(self.base / "php-server.log", "ab"), stderr=subprocess.STDOUT, env=env,
+            cwd=str(self.root))
+
+        def up():
+            if self.server.poll() is not None:
+                raise HarnessError("php -S exited: " + (self.base / "php-server.log").read_text()[-1500:])
+            return self.get("/", timeout=5).status_code == 200
+
+        wait_for(up, 30, f"php -S on {self.host}")
+        return self
+
+    def stop(self):
+        _stop(self.server)
+        self.server = None
+        self.db.stop()
+
+
+def _wp_config(site, extra):
+    salts = "\n".join(f"define('{name}', '{secrets.token_hex(24)}');" for name in (
+        "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
+        "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT"))
+    return f"""<?php
+/* Written by tests/fixtures_wordpress.py for one test run. */
+define('DB_NAME', '{site.db.database}');
+define('DB_USER', '{site.db.user}');
+define('DB_PASSWORD', '{site.db.password}');
+define('DB_HOST', 'localhost:{site.db.socket}');
+define('DB_CHARSET', 'utf8mb4');
+define('DB_COLLATE', '');
+{salts}
+$table_prefix = 'wp_';
+define('WP_HOME', '{site.url}');
+define('WP_SITEURL', '{site.url}');
+define('WP_DEBUG', true);
+define('WP_DEBUG_LOG', true);
+define('WP_DEBUG_DISPLAY', false);
+define('DISABLE_WP_CRON', true);
+define('AUTOMATIC_UPDATER_DISABLED', true);
+define('WP_AUTO_UPDATE_CORE', false);
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+define('WP_ACCESSIBLE_HOSTS', 'localhost');
+define('PURGEBRIDGE_RELAY_URL', '{site.relay_url}');
+define('PURGEBRIDGE_SECRET', '{site.secret}');
+{extra}
+if (!defined('ABSPATH')) {{
+    define('ABSPATH', __DIR__ . '/');
+}}
+require_once ABSPATH . 'wp-settings.php';
+"""
+
+
+def build_wordpress(base, relay_url, secret, extra_config="", activate=True):
+    """Private MariaDB + a copy of Debian's WordPress, installed; not serving yet.
+
+    Returns a WordPressSite; call ``.serve()`` to start php -S and ``.stop()``
+    to stop both servers.
+    """
+    require_tools()
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    db = MariaDB(base / "db").start()
+    site = WordPressSite(base=base, port=free_port(), relay_url=relay_url, secret=secret, db=db)
+    try:
+        shutil.copytree(WP_SOURCE, site.root, symlinks=False)
+        shutil.rmtree(site.root / "wp-content")
+        shutil.copytree(WP_CONTENT_SOURCE, site.root / "wp-content", symlinks=False)
+        (site.root / "wp-config.php").unlink(missing_ok=True)
+        (site.root / "wp-config.php").write_text(_wp_config(site, extra_config))
+        mu = site.root / "wp-content" / "mu-plugins"
+        mu.mkdir(exist_ok=True)
+        shutil.copy(HARNESS_DIR / "mu-test-hooks.php", mu / "purgebridge-test-hooks.php")
+        (site.root / "wp-content" / "plugins" / "purgebridge").symlink_to(PLUGIN_DIR, target_is_directory=True)
+        install = str(HARNESS_DIR / "install.php")
+        site.run_php([install, str(site.root), site.url, "install"])
+        site.run_php([install, str(site.root), site.url, "permalinks"])
+        site.run_php([install, str(site.root), site.url, "flush"])
+        if activate:
+            site.run_php([install, str(site.root), site.url, "activate"])
+    except BaseException:
+        db.stop()
+        raise
+    return site
+
+
+@pytest.fixture(scope="module")
+def wordpress_site(tmp_path_factory):
+    """A served WordPress with purgebridge active, shared by one test module.
+
+    ``site.relay_url`` points at a free loopback port where nothing listens
+    yet: the module starts a relay (real or recording stub) there itself.
+    """
+    relay_port = free_port()
+    try:
+        site = build_wordpress(tmp_path_factory.mktemp("wordpress"), f"http://127.0.0.1:{relay_port}",
+                               "wp-test-" + secrets.token_hex(16))
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        site.serve()
+    except HarnessError as exc:
+        site.stop()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield site
+    finally:
+        site.stop()

@@ -9,6 +9,14 @@ which puts it back with exponential backoff. Retrying through the queue rather
 than inside ``deliver`` means a down node costs one failed batch per backoff
 step, not a thread sleeping on a lease.
 
+Coalescing needs batches to wait a little while a burst goes on: rows merge
+only while they are queued, not while in flight, so a worker that sends the
+moment anything is due would turn a burst of 1,000 post updates into hundreds
+of front-page purges. Each node therefore has a token bucket of batches:
+``batch_burst`` batches go out at once (an isolated event is purged within
+milliseconds), after that at most ``batch_rate`` batches a second, and
+everything arriving in between is merged into the rows already waiting.
+
 Stopping (SIGTERM): threads stop claiming, the batch in flight is finished and
 settled, anything not yet claimed stays queued for the next start. A batch
 whose settling never happens (SIGKILL) comes back when its lease expires.
@@ -46,7 +54,8 @@ class Worker:
     """Start with :meth:`start`, stop with :meth:`stop`; ``deliver`` is swappable for tests."""
 
     def __init__(self, queue, settings, nodes=None, deliver=fanout.deliver, metrics=None,
-                 batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None):
+                 batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None,
+                 batch_burst=None, batch_rate=None):
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
@@ -61,6 +70,8 @@ class Worker:
             client_factory = lambda node: fanout.NodeClient(  # noqa: E731
                 node, settings.timeout, settings.connections, settings.pipeline)
         self.client_factory = client_factory
+        self.batch_burst = float(batch_burst if batch_burst is not None else getattr(settings, "batch_burst", 5))
+        self.batch_rate = float(batch_rate if batch_rate is not None else getattr(settings, "batch_rate", 4.0))
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._stopping = threading.Event()
         self._threads = []
@@ -111,8 +122,16 @@ class Worker:
 
     def _run_node(self, node):
         client = self.client_factory(node) if self.client_factory else None
+        tokens, refilled = self.batch_burst, time.monotonic()
         try:
             while not self._stopping.is_set():
+                now = time.monotonic()
+                tokens = min(self.batch_burst, tokens + (now - refilled) * self.batch_rate)
+                refilled = now
+                if tokens < 1:
+                    # Hot node: let the burst pile up (and merge) until the next batch is allowed.
+                    self._stopping.wait((1 - tokens) / self.batch_rate)
+                    continue
                 generation = self.queue.generation
                 try:
                     claims = self.queue.claim(node.name, self.batch, self.lease)
@@ -121,6 +140,7 @@ class Worker:
                     self._stopping.wait(self.poll)
                     continue
                 if claims:
+                    tokens -= 1
                     self.process(node, claims, client)
                     continue
                 due = self.queue.next_due(node.name)

@@ -180,3 +180,47 @@ def test_housekeeping_expires_old_items(tmp_path):
     finally:
         worker.stop(timeout=5)
         q.close()
+
+
+def test_burst_is_coalesced_and_nothing_is_left_stale(queue):
+    """1,000 updates sharing 30 URLs: far fewer sends than naive, and every URL sent after its last update."""
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    sent_at = {}
+
+    def answer(node, item):
+        sent_at.setdefault(item.target, []).append(time.monotonic())
+        return Outcome.PURGED, 200, "HTTP 200 OK"
+
+    fake = FakeDeliver(answer, delay=0.002)
+    worker = Worker(queue, settings, deliver=fake, poll=0.05, batch_burst=2, batch_rate=5).start()
+    shared = [url(f"/shared/{i}/") for i in range(30)]
+    last_enqueued = {}
+    try:
+        for i in range(1000):
+            items = shared + [url(f"/post/{i % 10}/")]
+            queue.enqueue(["127.0.0.1:9001"], items, "wordpress")
+            now = time.monotonic()
+            for item in items:
+                last_enqueued[item.target] = now
+        assert wait_until(lambda: queue.stats()["depth"] == 0, timeout=10)
+    finally:
+        worker.stop(timeout=5)
+    naive = 1000 * 31
+    sent = len(fake.sent("127.0.0.1:9001"))
+    assert sent <= naive * 0.05, (sent, naive)
+    for target, when in last_enqueued.items():
+        assert max(sent_at[target]) >= when, f"{target} was not purged after its last update"
+
+
+def test_isolated_event_is_sent_at_once_even_with_a_slow_rate(queue):
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake, poll=30, batch_burst=1, batch_rate=0.1).start()
+    try:
+        time.sleep(0.05)
+        started = time.monotonic()
+        queue.enqueue(["127.0.0.1:9001"], [url("/x/")], "wordpress")
+        assert wait_until(lambda: queue.stats()["depth"] == 0, timeout=5)
+        assert time.monotonic() - started < 0.5
+    finally:
+        worker.stop(timeout=5)

@@ -343,3 +343,90 @@ def wordpress_site(tmp_path_factory):
         yield site
     finally:
         site.stop()
+
+
+class RecordingRelay:
+    """A stand-in relay on the site's relay port: checks the signature like the
+    real one, records every batch, and answers what the test asks for.
+
+    ``answer`` is the status for the next requests (202 by default); 202
+    answers carry ``{"event_id": ..., "queued": N}`` as the relay's do.
+    """
+
+    def __init__(self, port, secret):
+        import hashlib
+        import hmac
+        import http.server
+        import threading
+
+        relay = self
+        self.secret = secret
+        self.answer = 202
+        self.batches = []
+        self.requests = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._reply(200 if self.path == "/healthz" else 404, b'{"ok": true}')
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                ts = self.headers.get("X-Purgebridge-Timestamp", "")
+                sig = self.headers.get("X-Purgebridge-Signature", "")
+                want = "sha256=" + hmac.new(relay.secret.encode(), ts.encode() + b"." + body,
+                                            hashlib.sha256).hexdigest()
+                with relay.lock:
+                    relay.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    status = relay.answer
+                    if not hmac.compare_digest(sig, want) or abs(time.time() - int(ts or 0)) > 300:
+                        relay.bad_signatures += 1
+                        status = 401
+                    elif status == 202:
+                        relay.batches.append(json.loads(body))
+                payload = {"event_id": f"e{len(relay.requests)}", "queued": 1} if status == 202 else {"error": status}
+                self._reply(status, json.dumps(payload).encode())
+
+            def _reply(self, status, payload):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def changes(self):
+        """Every change of every accepted batch, in order."""
+        with self.lock:
+            return [c for batch in self.batches for c in batch["changes"]]
+
+    def clear(self):
+        with self.lock:
+            self.batches.clear()
+            self.requests.clear()
+            self.bad_signatures = 0
+            self.answer = 202
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def recording_relay(wordpress_site):
+    """A RecordingRelay listening where the module's WordPress sends events."""
+    port = int(wordpress_site.relay_url.rsplit(":", 1)[1])
+    relay = RecordingRelay(port, wordpress_site.secret)
+    try:
+        yield relay
+    finally:
+        relay.stop()

@@ -94,7 +94,9 @@ final class Purgebridge_Collector {
 
 		add_action( 'switch_theme', array( __CLASS__, 'site_theme' ) );
 		add_action( 'customize_save_after', array( __CLASS__, 'site_customize' ) );
-		add_action( 'wp_update_nav_menu', array( __CLASS__, 'site_menu' ) );
+		foreach ( array( 'wp_update_nav_menu', 'wp_create_nav_menu', 'wp_delete_nav_menu', 'wp_update_nav_menu_item' ) as $menu_hook ) {
+			add_action( $menu_hook, array( __CLASS__, 'site_menu' ) );
+		}
 		foreach ( array( 'permalink_structure', 'category_base', 'tag_base', 'blogname', 'blogdescription' ) as $option ) {
 			add_action( 'update_option_' . $option, array( __CLASS__, 'site_option' ), 10, 3 );
 		}

@@ -10,6 +10,7 @@ Secrets, tokens and bodies are never logged; refusals are logged with the
 route, status and reason only.
 """
 
+import functools
 import hmac
 import logging
 import socket
@@ -105,9 +106,15 @@ def _allowed_host(host, what):
     return host
 
 
+@functools.lru_cache(maxsize=8192)
+def _host_of(url):
+    """site_of, cached: the same front-page and archive URLs come with nearly every event."""
+    return site_of(url)
+
+
 def _url_host(url, field):
     try:
-        return _allowed_host(site_of(url), f"host of {url!r} ({field})")
+        return _allowed_host(_host_of(url), f"host of {url!r} ({field})")
     except InvalidURL as exc:
         raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
 

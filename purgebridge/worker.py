@@ -71,7 +71,7 @@ class Worker:
                 node, settings.timeout, settings.connections, settings.pipeline)
         self.client_factory = client_factory
         self.batch_burst = float(batch_burst if batch_burst is not None else getattr(settings, "batch_burst", 5))
-        self.batch_rate = float(batch_rate if batch_rate is not None else getattr(settings, "batch_rate", 4.0))
+        self.batch_rate = float(batch_rate if batch_rate is not None else getattr(settings, "batch_rate", 2.0))
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._stopping = threading.Event()
         self._threads = []

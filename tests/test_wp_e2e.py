@@ -1,0 +1,377 @@
+"""End to end: a real WordPress with the plugin, the real relay, three real varnishd.
+
+    php -S (WordPress + purgebridge plugin)  --event-->  relay  --PURGE-->  3 x varnishd (vcl/wordpress.vcl)
+           ^--------------------------- backend of every node -------------------------------'
+
+Every step edits WordPress the way WordPress does it (its own PHP API in a
+fresh PHP process, whose shutdown sends the plugin's batch; WP-Cron through
+/wp-cron.php), waits until the relay's queue is empty, and then checks on
+every node that each affected URL is a MISS while an unrelated post is still a
+HIT. The steps share one WordPress and one cluster and run in file order.
+"""
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
+from purgebridge import localcluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "wp-e2e-admin-token"
+
+
+class WordPressBackend:
+    """What localcluster.start_cluster needs of an origin: where the nodes fetch from."""
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+
+    def stop(self):
+        """The WordPress fixture owns php -S."""
+
+
+def relay_command():
+    from purgebridge import cli
+
+    if "serve" in getattr(cli.cli, "commands", {}):
+        return [sys.executable, "-m", "purgebridge", "serve"]
+    return [sys.executable, "-m", "purgebridge.server"]
+
+
+class RelayProcess:
+    """The relay on the port the WordPress site was configured with."""
+
+    def __init__(self, workdir, site, cluster):
+        self.workdir = Path(workdir)
+        self.port = int(site.relay_url.rsplit(":", 1)[1])
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
+        self.env.update({
+            "PYTHONPATH": str(REPO),
+            "PURGEBRIDGE_NODES": cluster.nodes_env(),
+            "PURGEBRIDGE_SITES": site.host,
+            "PURGEBRIDGE_SECRET": site.secret,
+            "PURGEBRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PURGEBRIDGE_QUEUE": str(self.workdir / "queue.sqlite3"),
+            "PURGEBRIDGE_LISTEN": f"127.0.0.1:{self.port}",
+            "PURGEBRIDGE_TIMEOUT": "1",
+            "PURGEBRIDGE_BACKOFF": "0.05",
+            "PURGEBRIDGE_BACKOFF_MAX": "0.5",
+        })
+        self.proc = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def log(self):
+        path = self.workdir / "relay.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def start(self, timeout=20):
+        with open(self.workdir / "relay.log", "ab") as log:
+            self.proc = subprocess.Popen(relay_command(), cwd=self.workdir, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"relay exited with {self.proc.returncode}:\n{self.log()}", pytrace=False)
+            try:
+                if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        pytest.fail(f"relay did not answer /healthz within {timeout}s:\n{self.log()}", pytrace=False)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def status(self):
+        response = requests.get(self.url("/v1/status"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                                timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def drained(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            queue = self.status()["queue"]
+            if queue["depth"] == 0:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"relay queue not empty after {timeout}s: {self.status()}\n{self.log()}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def wp_cluster(wordpress_site, tmp_path_factory):
+    if not localcluster.find_varnishd():
+        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
+    vcl = REPO / "vcl" / "wordpress.vcl"
+    if not localcluster.has_site_markers(vcl):
+        pytest.fail(f"{vcl} is missing or lacks the site marker lines", pytrace=False)
+    backend = WordPressBackend("127.0.0.1", wordpress_site.port)
+    with localcluster.start_cluster(vcl, origin=backend, workdir=tmp_path_factory.mktemp("wp-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def relay(wordpress_site, wp_cluster, tmp_path_factory):
+    process = RelayProcess(tmp_path_factory.mktemp("wp-relay"), wordpress_site, wp_cluster)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def php(site, code):
+    try:
+        return site.php("wp_set_current_user(1);\n" + code)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def path_of(site, url):
+    assert url.startswith(site.url + "/"), url
+    return url[len(site.url):]
+
+
+@pytest.fixture(scope="module")
+def blog(wordpress_site, relay):
+    """Categories, tags and posts; ``unrelated`` is never touched by any step."""
+    site = wordpress_site
+    ids = php(site, """
+        $news  = wp_insert_term('News', 'category');
+        $world = wp_insert_term('World', 'category', array('parent' => $news['term_id']));
+        $sport = wp_insert_term('Sport', 'category');
+        $mk = function ($title, $cats, $tags) {
+            return wp_insert_post(array('post_title' => $title, 'post_status' => 'publish', 'post_content' => $title,
+                'post_category' => $cats, 'tags_input' => $tags));
+        };
+        $unrelated = wp_insert_post(array('post_title' => 'Unrelated quiet post', 'post_status' => 'publish',
+            'post_content' => 'never touched', 'post_category' => array(1)));
+        return array(
+            'news' => $news['term_id'], 'world' => $world['term_id'], 'sport' => $sport['term_id'],
+            'unrelated' => $unrelated,
+            'alpha' => $mk('Alpha story', array($world['term_id']), array('red', 'blue')),
+            'bravo' => $mk('Bravo story', array($sport['term_id']), array('blue')),
+            'charlie' => $mk('Charlie story', array($news['term_id']), array()),
+        );
+    """)
+    relay.drained()
+    ids["url"] = {name: php(site, "return get_permalink(%d);" % ids[name])
+                  for name in ("unrelated", "alpha", "bravo", "charlie")}
+    return ids
+
+
+def warm(cluster, site, paths):
+    """Cache every path on every node and check each one is now a HIT."""
+    cluster.warm(paths, site.host)
+    for node in cluster.nodes:
+        for path in paths:
+            status = localcluster.xcache(node, path, site.host)
+            if status != "HIT":
+                status = localcluster.xcache(node, path, site.host)
+            assert status == "HIT", f"{path} not cacheable on {node.name}: {status}"
+
+
+def check(cluster, site, purged, kept):
+    """No ``purged`` path is served from cache on any node; every ``kept`` path is a HIT.
+
+    A purged page is a MISS; a purged URL whose new answer WordPress marks
+    uncacheable (the 301 of an old slug, the 404 of an unpublished post) is a
+    PASS -- either way no node serves the stale copy.
+    """
+    problems = []
+    for node in cluster.nodes:
+        for path in purged:
+            status, headers, _body = node.get(path, site.host)
+            seen = localcluster.cache_status(headers)
+            if not (seen == "MISS" or (seen == "PASS" and status != 200)):
+                problems.append(f"{node.name} {path}: {seen} (HTTP {status}), expected MISS")
+        for path in kept:
+            status = localcluster.xcache(node, path, site.host)
+            if status != "HIT":
+                problems.append(f"{node.name} {path}: {status}, expected HIT")
+    assert problems == []
+
+
+def step(site, relay, code):
+    """One editor action in its own PHP process; wait until the relay has purged it."""
+    result = php(site, code)
+    relay.drained()
+    return result
+
+
+def test_wordpress_pages_are_cached_by_every_node(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    warm(wp_cluster, site, ["/", unrelated, "/category/news/"])
+    for node in wp_cluster.nodes:
+        status, headers, body = node.get(unrelated, site.host)
+        assert status == 200 and b"Unrelated quiet post" in body
+
+
+def test_publish(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    affected = ["/", "/feed/", "/category/news/", "/category/news/world/", "/tag/red/", "/author/admin/"]
+    warm(wp_cluster, site, affected + [unrelated, "/category/sport/"])
+    url = step(site, relay, """
+        $id = wp_insert_post(array('post_title' => 'Delta published', 'post_status' => 'publish',
+            'post_content' => 'd', 'post_category' => array(%d), 'tags_input' => array('red')));
+        return get_permalink($id);
+    """ % blog["world"])
+    check(wp_cluster, site, affected, [unrelated, "/category/sport/"])
+    assert requests.get(url, timeout=15).status_code == 200
+
+
+def test_update(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    alpha = path_of(site, blog["url"]["alpha"])
+    warm(wp_cluster, site, [alpha, "/", "/category/news/world/", unrelated])
+    step(site, relay, "wp_update_post(array('ID' => %d, 'post_content' => 'updated text')); return true;"
+         % blog["alpha"])
+    check(wp_cluster, site, [alpha, "/", "/category/news/world/"], [unrelated])
+    for node in wp_cluster.nodes:
+        assert b"updated text" in node.get(alpha, site.host)[2]
+
+
+def test_slug_change_purges_the_old_permalink(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    old = path_of(site, blog["url"]["bravo"])
+    warm(wp_cluster, site, [old, "/", unrelated])
+    new_url = step(site, relay, """
+        wp_update_post(array('ID' => %d, 'post_name' => 'bravo-renamed'));
+        return get_permalink(%d);
+    """ % (blog["bravo"], blog["bravo"]))
+    assert new_url.endswith("/bravo-renamed/")
+    check(wp_cluster, site, [old, "/"], [unrelated])
+    blog["url"]["bravo"] = new_url
+
+
+def test_category_change_purges_old_and_new_archives(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    alpha = path_of(site, blog["url"]["alpha"])
+    archives = ["/category/news/world/", "/category/news/", "/category/sport/"]
+    warm(wp_cluster, site, archives + [alpha, unrelated])
+    step(site, relay, "wp_set_post_categories(%d, array(%d)); return true;" % (blog["alpha"], blog["sport"]))
+    check(wp_cluster, site, archives + [alpha], [unrelated])
+
+
+def test_unpublish(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    alpha = path_of(site, blog["url"]["alpha"])
+    warm(wp_cluster, site, [alpha, "/", "/tag/red/", unrelated])
+    step(site, relay, "wp_update_post(array('ID' => %d, 'post_status' => 'draft')); return true;" % blog["alpha"])
+    check(wp_cluster, site, [alpha, "/", "/tag/red/"], [unrelated])
+    assert requests.get(site.url + alpha, timeout=15, allow_redirects=False).status_code == 404
+
+
+def test_trash(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    charlie = path_of(site, blog["url"]["charlie"])
+    warm(wp_cluster, site, [charlie, "/", "/category/news/", unrelated])
+    step(site, relay, "wp_trash_post(%d); return true;" % blog["charlie"])
+    check(wp_cluster, site, [charlie, "/", "/category/news/"], [unrelated])
+
+
+def test_scheduled_post_published_by_cron(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    post_id = php(site, """
+        $when = time() + 3600;
+        return wp_insert_post(array('post_title' => 'Echo scheduled', 'post_status' => 'future',
+            'post_content' => 'e', 'post_category' => array(%d),
+            'post_date' => get_date_from_gmt(gmdate('Y-m-d H:i:s', $when)), 'post_date_gmt' => gmdate('Y-m-d H:i:s', $when)));
+    """ % blog["sport"])
+    relay.drained()
+    warm(wp_cluster, site, ["/", "/category/sport/", unrelated])
+    # The hour passes (dates moved without any hook), then WP-Cron runs as WordPress runs it.
+    php(site, """
+        global $wpdb;
+        $past = time() - 5;
+        $wpdb->update($wpdb->posts, array('post_date' => get_date_from_gmt(gmdate('Y-m-d H:i:s', $past)),
+            'post_date_gmt' => gmdate('Y-m-d H:i:s', $past)), array('ID' => %d));
+        clean_post_cache(%d);
+        wp_clear_scheduled_hook('publish_future_post', array(%d));
+        wp_schedule_single_event($past, 'publish_future_post', array(%d));
+        return true;
+    """ % ((post_id,) * 4))
+    check(wp_cluster, site, [], ["/", "/category/sport/", unrelated])
+    assert site.get("/wp-cron.php", timeout=30).status_code == 200
+    relay.drained()
+    assert php(site, "return get_post_status(%d);" % post_id) == "publish"
+    check(wp_cluster, site, ["/", "/category/sport/"], [unrelated])
+
+
+def test_comment_approval(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    bravo = path_of(site, blog["url"]["bravo"])
+    comment_id = step(site, relay, """
+        return wp_insert_comment(array('comment_post_ID' => %d, 'comment_content' => 'First!',
+            'comment_author' => 'Reader', 'comment_approved' => 0));
+    """ % blog["bravo"])
+    warm(wp_cluster, site, [bravo, unrelated])
+    step(site, relay, "wp_set_comment_status(%d, 'approve'); return true;" % comment_id)
+    check(wp_cluster, site, [bravo], [unrelated])
+    for node in wp_cluster.nodes:
+        assert b"First!" in node.get(bravo, site.host)[2]
+
+
+def test_term_edit(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    warm(wp_cluster, site, ["/category/sport/", unrelated])
+    step(site, relay, "wp_update_term(%d, 'category', array('name' => 'Sports', 'slug' => 'sports')); return true;"
+         % blog["sport"])
+    check(wp_cluster, site, ["/category/sport/"], [unrelated])
+    assert requests.get(site.url + "/category/sports/", timeout=15).status_code == 200
+
+
+def test_relay_down_then_cron_delivers(wordpress_site, wp_cluster, relay, blog):
+    site = wordpress_site
+    unrelated = path_of(site, blog["url"]["unrelated"])
+    bravo = path_of(site, blog["url"]["bravo"])
+    warm(wp_cluster, site, [bravo, "/", unrelated])
+    relay.stop()
+    started = time.monotonic()
+    php(site, "wp_update_post(array('ID' => %d, 'post_content' => 'edited while the relay was down')); return true;"
+        % blog["bravo"])
+    assert time.monotonic() - started < 15, "the editor is not held up by a dead relay"
+    assert php(site, "return Purgebridge_Queue::count('pending');") == 1
+    check(wp_cluster, site, [], [bravo, "/", unrelated])
+    relay.start()
+    # Time passes (backoff and the cron event come due), then WP-Cron runs.
+    php(site, """
+        global $wpdb;
+        $wpdb->query('UPDATE ' . Purgebridge_Queue::table() . ' SET next_attempt = 0');
+        wp_schedule_single_event(time() - 1, 'purgebridge_drain_soon', array('e2e'));
+        return true;
+    """)
+    assert site.get("/wp-cron.php", timeout=30).status_code == 200
+    relay.drained()
+    assert php(site, "return Purgebridge_Queue::count('pending');") == 0
+    check(wp_cluster, site, [bravo, "/"], [unrelated])
+    for node in wp_cluster.nodes:
+        assert b"edited while the relay was down" in node.get(bravo, site.host)[2]

@@ -478,3 +478,21 @@ def test_secrets_never_logged(app, client, caplog):
 def test_unknown_route_is_json_404(client):
     response = client.get("/v1/nothing")
     assert response.status_code == 404 and response.json["status"] == 404
+
+
+def test_log_setup_is_json_and_redacts_secrets():
+    from purgebridge.logs import setup_logging
+
+    stream = io.StringIO()
+    handler = setup_logging("json", secrets=[SECRET, ADMIN_TOKEN], stream=stream)
+    try:
+        logging.getLogger("purgebridge.test").warning("oops %s and %s", SECRET, "fine", extra={"node": "n1"})
+        try:
+            raise ValueError(f"token {ADMIN_TOKEN}")
+        except ValueError:
+            logging.getLogger("purgebridge.test").exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["msg"] == "oops *** and fine" and lines[0]["node"] == "n1" and lines[0]["level"] == "warning"
+    assert "***" in lines[1]["exc"] and ADMIN_TOKEN not in stream.getvalue() and SECRET not in stream.getvalue()

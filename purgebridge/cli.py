@@ -26,16 +26,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_ITEMS = 200
 
 
-def _settings(ctx, require_nodes=True):
+def _settings(ctx, require_nodes=True, extra=None):
     """Resolve settings once per invocation; config errors exit 2 with one line."""
     opts = ctx.find_root().obj
-    overrides = {
+    overrides = dict(extra or {})
+    overrides.update({
         "PURGEBRIDGE_NODES": ",".join(opts["nodes"]) if opts["nodes"] else None,
         "PURGEBRIDGE_VCL": opts["vcl"],
         "PURGEBRIDGE_ACL": opts["acl"],
         "PURGEBRIDGE_TIMEOUT": opts["timeout"],
         "PURGEBRIDGE_RETRIES": opts["retries"],
-    }
+    })
     try:
         return load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
     except ConfigError as exc:
@@ -201,6 +202,119 @@ def nodes(ctx, as_json):
         for r in rows:
             click.echo(f"{r['node'].ljust(width)}  {r['state']:<15} {r['latency_ms']:>6.1f} ms  {r['answer']}")
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--listen", metavar="HOST:PORT", help="Address to listen on (PURGEBRIDGE_LISTEN, default 127.0.0.1:8787).")
+@click.option("--queue", "queue_path", metavar="PATH", help="SQLite queue file (PURGEBRIDGE_QUEUE).")
+@click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
+@click.pass_context
+def serve(ctx, listen, queue_path, insecure):
+    """Run the relay: HTTP API on waitress plus the purge worker, in one process.
+
+    Accepts signed WordPress events, webhooks and admin purges, queues every
+    (node, URL) durably and purges it on every node. SIGTERM finishes the
+    requests and purges in flight and keeps the rest queued. See
+    docs/operations.md.
+    """
+    from purgebridge.server import serve as run_server
+
+    settings = _settings(ctx, require_nodes=True, extra={"PURGEBRIDGE_LISTEN": listen,
+                                                          "PURGEBRIDGE_QUEUE": queue_path})
+    try:
+        run_server(settings, insecure=insecure)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the queue state as JSON.")
+@click.option("--queue", "queue_path", metavar="PATH", help="SQLite queue file (PURGEBRIDGE_QUEUE).")
+@click.pass_context
+def queue(ctx, as_json, queue_path):
+    """Show the durable queue: depth per node, oldest pending, dead letters.
+
+    Reads the queue file directly, so it works while the relay is stopped.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    q = _open_queue(ctx, queue_path)
+    try:
+        stats, dead = q.stats(), q.dead_letters(limit=50)
+    finally:
+        q.close()
+    if as_json:
+        click.echo(json.dumps({"stats": stats, "dead_letters": dead}, indent=2, default=str))
+        return
+    click.echo(f"queue: {stats['depth']} pending ({stats['in_flight']} in flight), {stats['dead']} dead letter(s), "
+               f"oldest pending {_age(stats['oldest_pending_age'])}")
+    if stats["nodes"]:
+        width = max(len(n) for n in stats["nodes"])
+        click.echo(f"{'node'.ljust(width)}  {'pending':>7}  {'in flight':>9}  {'dead':>5}  oldest")
+        for name, n in sorted(stats["nodes"].items()):
+            click.echo(f"{name.ljust(width)}  {n['pending']:>7}  {n['in_flight']:>9}  {n['dead']:>5}  "
+                       f"{_age(n['oldest_pending_age'])}")
+    if dead:
+        click.echo("\ndead letters (retry with: purgebridge queue retry):")
+        for d in dead:
+            item = d["item"]
+            click.echo(f"  {d['node']}  {item.get('label') or item.get('target')}  ({d['reason']}, {d['attempts']} tries)")
+
+
+def _age(seconds):
+    return "-" if seconds is None else f"{seconds:.1f}s ago"
+
+
+def _open_queue(ctx, queue_path):
+    from purgebridge.queue import Queue
+
+    settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
+    return Queue.from_settings(settings)
+
+
+@queue.command("retry")
+@click.option("--node", "node_name", metavar="HOST:PORT", help="Only this node's dead letters.")
+@click.pass_context
+def queue_retry(ctx, node_name):
+    """Put dead letters back in the queue; a running relay sends them at once."""
+    q = _open_queue(ctx, ctx.parent.params.get("queue_path"))
+    try:
+        count = q.retry_dead(node=node_name)
+    finally:
+        q.close()
+    click.echo(f"{count} dead letter(s) queued again")
+
+
+@cli.command()
+@click.option("--url", "base_url", metavar="URL", help="Relay base URL (default: from PURGEBRIDGE_LISTEN).")
+@click.option("--json", "as_json", is_flag=True, help="Print the relay's answer as JSON.")
+@click.pass_context
+def status(ctx, base_url, as_json):
+    """Ask the running relay for node state, queue depth and totals (needs PURGEBRIDGE_ADMIN_TOKEN).
+
+    Exit 1 when the relay cannot be reached or any node is down.
+    """
+    from purgebridge.server import fetch_status
+
+    settings = _settings(ctx, require_nodes=False)
+    try:
+        data = fetch_status(settings, base_url=base_url, timeout=settings.timeout + 3)
+    except PurgebridgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    nodes_state = data.get("nodes", [])
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        q = data.get("queue", {})
+        click.echo(f"queue: {q.get('depth', '?')} pending, {q.get('dead', '?')} dead letter(s), "
+                   f"oldest pending {_age(q.get('oldest_pending_age'))}")
+        for n in nodes_state:
+            latency = n.get("latency_ms")
+            click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
+                       f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
+    down = [n for n in nodes_state if n.get("up") is False]
+    sys.exit(EXIT_FAILED if down else EXIT_OK)
 
 
 @cli.command()

@@ -95,6 +95,8 @@ VARIABLES = {
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
+    "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
+    "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -127,6 +129,8 @@ class Settings:
     insecure: bool = False
     log_format: str = "json"
     pagination: int = 3
+    batch_burst: int = 5
+    batch_rate: float = 2.0
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

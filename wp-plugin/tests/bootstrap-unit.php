@@ -97,9 +97,16 @@ function get_object_taxonomies( $post_type ) {
 	}
 	return $names;
 }
-function wp_get_object_terms( $post_id, $taxonomy ) {
-	$all = $GLOBALS['purgebridge_fake']['object_terms'];
-	return isset( $all[ $post_id ][ $taxonomy ] ) ? $all[ $post_id ][ $taxonomy ] : array();
+function wp_get_object_terms( $post_id, $taxonomies ) {
+	$all   = $GLOBALS['purgebridge_fake']['object_terms'];
+	$terms = array();
+	foreach ( (array) $taxonomies as $taxonomy ) {
+		$ids = isset( $all[ $post_id ][ $taxonomy ] ) ? $all[ $post_id ][ $taxonomy ] : array();
+		foreach ( $ids as $id ) {
+			$terms[] = get_term( $id );
+		}
+	}
+	return array_reverse( $terms ); // WordPress orders by name, not by taxonomy.
 }
 function get_term( $term, $taxonomy = '' ) {
 	$id = is_object( $term ) ? $term->term_id : (int) $term;

@@ -127,21 +127,35 @@ final class Purgebridge_Snapshot {
 	 * @return array List of Term arrays.
 	 */
 	public static function post_terms( $post, array $override = array() ) {
-		$terms = array();
+		$taxonomies = array();
 		foreach ( get_object_taxonomies( $post->post_type ) as $taxonomy ) {
-			if ( ! self::tracked_taxonomy( $taxonomy ) ) {
-				continue;
+			if ( self::tracked_taxonomy( $taxonomy ) ) {
+				$taxonomies[] = $taxonomy;
 			}
-			if ( isset( $override[ $taxonomy ] ) ) {
-				$ids = array_map( 'intval', $override[ $taxonomy ] );
-			} else {
-				$ids = wp_get_object_terms( $post->ID, $taxonomy, array( 'fields' => 'ids' ) );
-				if ( is_wp_error( $ids ) ) {
-					continue;
+		}
+		$ids    = array();
+		$stored = array_values( array_diff( $taxonomies, array_keys( $override ) ) );
+		if ( $stored ) {
+			// One query for every taxonomy; it also primes the term cache.
+			$found = wp_get_object_terms( $post->ID, $stored );
+			if ( ! is_wp_error( $found ) ) {
+				foreach ( $found as $term ) {
+					$ids[ $term->taxonomy ][] = (int) $term->term_id;
 				}
 			}
-			foreach ( $ids as $term_id ) {
-				$chain = array_merge( array( (int) $term_id ), array_map( 'intval', get_ancestors( (int) $term_id, $taxonomy, 'taxonomy' ) ) );
+		}
+		foreach ( $override as $taxonomy => $term_ids ) {
+			if ( in_array( $taxonomy, $taxonomies, true ) ) {
+				$ids[ $taxonomy ] = array_map( 'intval', $term_ids );
+			}
+		}
+		$terms = array();
+		foreach ( $taxonomies as $taxonomy ) {
+			if ( empty( $ids[ $taxonomy ] ) ) {
+				continue;
+			}
+			foreach ( $ids[ $taxonomy ] as $term_id ) {
+				$chain = array_merge( array( $term_id ), array_map( 'intval', get_ancestors( $term_id, $taxonomy, 'taxonomy' ) ) );
 				foreach ( $chain as $id ) {
 					if ( isset( $terms[ $id ] ) ) {
 						continue;

@@ -1,0 +1,246 @@
+"""Editor overhead of the WordPress plugin: what one save costs with and without it.
+
+One run, side by side, on one real WordPress (private MariaDB, Debian's
+WordPress, the plugin from this repository):
+
+- ``baseline``    plugin inactive
+- ``relay up``    plugin active, the real relay (python -m purgebridge serve) in
+                  front of one varnishd, answering 202
+- ``refused``     plugin active, nothing listening on the relay port
+- ``blackholed``  plugin active, a socket that accepts connections and never
+                  answers (the plugin's 2 s total timeout applies)
+
+Each sample is one editor save as the plugin sees it: ``wp_update_post()``
+(with the plugin's hooks capturing the old state) plus the plugin's
+end-of-request work -- building the batch, then signing and sending it or
+queueing it, which is what ``shutdown`` does after a real save. Two numbers
+per save: up to the send (what the editor waits for under PHP-FPM, where the
+plugin calls fastcgi_finish_request() first) and including the send (what the
+editor waits for without it). The scenarios are interleaved in rounds so
+drift hits them all alike.
+
+While the relay is down, the first failed send marks it down for 30 s and the
+saves after it go straight to the retry queue; the first-save cost is reported
+separately (``max``) because it is the one that pays the timeout.
+
+    python bench/wp_editor.py [--saves 40] [--rounds 3] [--json out.json]
+
+Needs php, mariadb-server, wordpress and varnish, like the tests.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+import fixtures_wordpress as harness  # noqa: E402
+from purgebridge import localcluster  # noqa: E402
+
+SAVE_LOOP = """
+wp_set_current_user(1);
+global $wpdb;
+$active = class_exists('Purgebridge_Collector') && is_plugin_active('purgebridge/purgebridge.php');
+if ($active) {
+    $wpdb->query('TRUNCATE TABLE ' . Purgebridge_Queue::table());
+    update_option('purgebridge_relay_down_until', 0);
+}
+$ids = get_posts(array('post_type' => 'post', 'posts_per_page' => 10, 'fields' => 'ids', 'orderby' => 'ID'));
+$visible = array();
+$total = array();
+for ($i = 0; $i < %(saves)d; $i++) {
+    $id = $ids[$i %% count($ids)];
+    $t0 = microtime(true);
+    wp_update_post(array('ID' => $id, 'post_content' => 'bench ' . $i . ' ' . microtime(true)));
+    $t1 = $t2 = microtime(true);
+    if ($active) {
+        // What Purgebridge_Collector::flush() does at shutdown, split where
+        // fastcgi_finish_request() would release the editor.
+        $changes = Purgebridge_Collector::changes();
+        Purgebridge_Collector::reset();
+        $bodies = Purgebridge_Event_Builder::bodies(home_url('/'), $changes, time());
+        $t1 = microtime(true);
+        foreach ($bodies as $body) {
+            Purgebridge_Dispatcher::deliver($body);
+        }
+        $t2 = microtime(true);
+    }
+    $visible[] = ($t1 - $t0) * 1000.0;
+    $total[] = ($t2 - $t0) * 1000.0;
+}
+$queued = $active ? Purgebridge_Queue::count('pending') : 0;
+return array('active' => $active, 'visible' => $visible, 'total' => $total, 'queued' => $queued);
+"""
+
+
+def set_active(site, active):
+    site.php("""
+        if (%s) { activate_plugin('purgebridge/purgebridge.php'); }
+        else { deactivate_plugins('purgebridge/purgebridge.php'); }
+        return is_plugin_active('purgebridge/purgebridge.php');
+    """ % ("true" if active else "false"))
+
+
+class Blackhole:
+    """Listens, lets the kernel accept connections, never reads or answers."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(128)
+
+    def close(self):
+        self.sock.close()
+
+
+class Relay:
+    """The real relay as a subprocess on the site's relay port."""
+
+    def __init__(self, workdir, site, cluster):
+        port = int(site.relay_url.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
+        env.update({"PYTHONPATH": str(REPO), "PURGEBRIDGE_NODES": cluster.nodes_env(),
+                    "PURGEBRIDGE_SITES": site.host, "PURGEBRIDGE_SECRET": site.secret,
+                    "PURGEBRIDGE_QUEUE": str(Path(workdir) / "queue.sqlite3"),
+                    "PURGEBRIDGE_LISTEN": f"127.0.0.1:{port}", "PURGEBRIDGE_LOG_FORMAT": "text"})
+        from purgebridge import cli
+        command = ([sys.executable, "-m", "purgebridge", "serve"] if "serve" in getattr(cli.cli, "commands", {})
+                   else [sys.executable, "-m", "purgebridge.server"])
+        self.log = open(Path(workdir) / "relay.log", "ab")
+        self.proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        harness.wait_for(lambda: requests.get(self.url + "/healthz", timeout=1).status_code == 200, 20,
+                         "relay /healthz")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def summarize(times):
+    ordered = sorted(times)
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+        "mean": statistics.fmean(ordered),
+        "max": ordered[-1],
+    }
+
+
+def run(saves, rounds):
+    work = Path(tempfile.mkdtemp(prefix="purgebridge-bench-wp-"))
+    relay_port = harness.free_port()
+    site = harness.build_wordpress(work / "wp", f"http://127.0.0.1:{relay_port}", "bench-" + secrets.token_hex(12))
+    cluster = relay = None
+    names = ("baseline", "relay up", "refused", "blackholed")
+    samples = {name: {"visible": [], "total": []} for name in names}
+    try:
+        site.serve()
+        site.php("""
+            wp_set_current_user(1);
+            for ($i = 0; $i < 10; $i++) {
+                wp_insert_post(array('post_title' => "Bench $i", 'post_status' => 'publish', 'post_content' => 'x',
+                    'post_category' => array(1), 'tags_input' => array('bench')));
+            }
+            return true;
+        """)
+        cluster = localcluster.start_cluster(REPO / "vcl" / "wordpress.vcl", hosts=("127.0.0.11",),
+                                             origin=_Backend(site.port), workdir=work / "cluster")
+        for _ in range(rounds):
+            for name in samples:
+                blackhole = None
+                if name == "relay up":
+                    relay = Relay(work, site, cluster)
+                elif name == "blackholed":
+                    blackhole = Blackhole(relay_port)
+                set_active(site, name != "baseline")
+                try:
+                    result = site.php(SAVE_LOOP % {"saves": saves}, timeout=600)
+                finally:
+                    if relay:
+                        relay.stop()
+                        relay = None
+                    if blackhole:
+                        blackhole.close()
+                if name in ("refused", "blackholed") and result["queued"] != saves:
+                    raise SystemExit(f"{name}: expected {saves} queued batches, found {result['queued']}")
+                if name == "relay up" and result["queued"] != 0:
+                    raise SystemExit(f"relay up: {result['queued']} batches were queued instead of sent")
+                samples[name]["visible"].extend(result["visible"])
+                samples[name]["total"].extend(result["total"])
+    finally:
+        if relay:
+            relay.stop()
+        if cluster:
+            cluster.stop()
+        site.stop()
+    return {name: {part: summarize(times) for part, times in parts.items()} for name, parts in samples.items()}
+
+
+class _Backend:
+    def __init__(self, port):
+        self.host = "127.0.0.1"
+        self.port = port
+
+    def stop(self):
+        pass
+
+
+def table(results):
+    """Two views of each save: what the editor waits for when the server has
+    fastcgi_finish_request() (PHP-FPM: the send happens after the response),
+    and the whole PHP request when it has not (php -S, mod_php, CLI)."""
+    base = results["baseline"]["total"]
+    lines = ["| scenario | measured | saves | p50 ms | p95 ms | mean ms | max ms | p50 over baseline | "
+             "mean over baseline |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, parts in results.items():
+        for part, label in (("visible", "save + build (FPM: editor waits)"), ("total", "save + build + send")):
+            if name == "baseline" and part == "visible":
+                continue
+            r = parts[part]
+            lines.append(f"| {name} | {label if name != 'baseline' else 'save'} | {r['n']} | {r['p50']:.2f} | "
+                         f"{r['p95']:.2f} | {r['mean']:.2f} | {r['max']:.1f} | {r['p50'] - base['p50']:+.2f} | "
+                         f"{r['mean'] - base['mean']:+.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--saves", type=int, default=40, help="saves per scenario per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if not 1 <= args.saves <= 1000 or not 1 <= args.rounds <= 20:
+        parser.error("--saves 1..1000, --rounds 1..20")
+    started = time.time()
+    results = run(args.saves, args.rounds)
+    print(table(results))
+    print(f"\n{args.rounds} rounds x {args.saves} saves per scenario, {time.time() - started:.0f} s; "
+          "max of refused/blackholed is the one save per 30 s that pays the connect/answer timeout.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

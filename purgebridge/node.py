@@ -1,6 +1,7 @@
 """A Varnish node: where purges are sent. Parsing of ``host:port`` lives here."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 import ipaddress
 import re
 
@@ -29,6 +30,7 @@ class Node:
         return self.netloc
 
 
+@lru_cache(maxsize=4096)
 def valid_host(host):
     """True for an IP literal (v4 or v6, no brackets) or a DNS hostname."""
     try:

@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -94,15 +95,41 @@ def wait_for(predicate, timeout, what):
     raise HarnessError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
 
 
-def _stop(proc, timeout=10):
-    if proc is None or proc.poll() is not None:
+def _stop(proc, timeout=10, group=False):
+    """Stop a child; with ``group`` its whole process group (php -S forks workers
+    that outlive their parent)."""
+    if proc is None:
         return
-    proc.terminate()
+    if group:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    elif proc.poll() is None:
+        proc.terminate()
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        if group:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            proc.kill()
         proc.wait(timeout=timeout)
+    if group:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @dataclass
@@ -238,7 +265,7 @@ class WordPressSite:
         self.server = subprocess.Popen(
             ["php", *self.php_ini, "-S", self.host, "-t", str(self.root), str(HARNESS_DIR / "router.php")],
             stdout=open(self.base / "php-server.log", "ab"), stderr=subprocess.STDOUT, env=env,
-            cwd=str(self.root))
+            cwd=str(self.root), start_new_session=True)
 
         def up():
             if self.server.poll() is not None:
@@ -249,7 +276,7 @@ class WordPressSite:
         return self
 
     def stop(self):
-        _stop(self.server)
+        _stop(self.server, group=True)
         self.server = None
         self.db.stop()
 

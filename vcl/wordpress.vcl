@@ -44,9 +44,25 @@ backend default {
 acl purge { "127.0.0.1"; "::1"; }
 # <<< purgebridge site
 
+# Varnish runs the bodies of several "sub vcl_recv" (etc.) in file order. The
+# first parts below handle invalidation and tagging; an included degrade.vcl
+# comes next; the request rules follow.
+sub vcl_recv {
+    call purgebridge_normalise;
+    call purgebridge_acl_gate;
+    call purgebridge_purge;
+    call purgebridge_ban;
+    call purgebridge_keys;
+}
+
+sub vcl_backend_response {
+    call purgebridge_tag;
+}
+
 # Load-driven degradation (docs/vcl.md, "Degradation"): put degrade.vcl next
 # to this file and uncomment the next line. It must stay here: after the site
-# region (so "default" stays the first backend) and before the request rules.
+# region (so "default" stays the first backend) and after the two parts
+# above, before every other part of vcl_recv / vcl_backend_response.
 #include "./degrade.vcl";
 
 # ---------------------------------------------------------------------------
@@ -60,15 +76,6 @@ acl purge { "127.0.0.1"; "::1"; }
 # ===========================================================================
 # Client side
 # ===========================================================================
-
-sub vcl_recv {
-    call purgebridge_normalise;
-    call purgebridge_acl_gate;
-    call purgebridge_purge;
-    call purgebridge_ban;
-    call purgebridge_keys;
-    # degrade.vcl, when included above, adds its vcl_recv part here.
-}
 
 sub vcl_recv {
     call purgebridge_nocache;
@@ -85,6 +92,7 @@ sub purgebridge_normalise {
         # Internal headers are only ever set by this VCL.
         unset req.http.X-Purgebridge-Stale;
         unset req.http.X-Purgebridge-Passed;
+        unset req.http.X-Purgebridge-Missed;
         unset req.http.X-Purgebridge-Degrade-Level;
         unset req.http.X-Purgebridge-Keys;
         unset req.http.X-Purged-Count;
@@ -226,6 +234,9 @@ sub purgebridge_cookies {
 sub purgebridge_grace {
     if (req.http.X-Purgebridge-Stale != "1" && std.healthy(req.backend_hint)) {
         set req.grace = 10s;
+    } else {
+        # Explicit, because req.grace survives a restart.
+        set req.grace = 6h;
     }
 }
 
@@ -255,6 +266,8 @@ sub vcl_miss {
         # failing origin a second time.
         return (synth(503, "Backend fetch failed"));
     }
+    # A synth after this point can only be the failed fetch.
+    set req.http.X-Purgebridge-Missed = "1";
 }
 
 sub purgebridge_soft_purge {
@@ -274,20 +287,8 @@ sub vcl_purge {
 
 sub vcl_deliver {
     # degrade.vcl, when included, adds X-Degrade-Level before this runs.
-    call purgebridge_stale_on_error;
     call purgebridge_xcache;
     call purgebridge_debug;
-}
-
-# A failed fetch (5xx) of a cacheable request is retried once with unlimited
-# grace: if a stale copy is still kept it is served instead of the error.
-sub purgebridge_stale_on_error {
-    if (resp.status >= 500 && req.restarts == 0 &&
-        (req.method == "GET" || req.method == "HEAD") &&
-        req.http.X-Purgebridge-Passed != "1") {
-        set req.http.X-Purgebridge-Stale = "1";
-        return (restart);
-    }
 }
 
 sub purgebridge_xcache {
@@ -311,7 +312,22 @@ sub purgebridge_debug {
 }
 
 sub vcl_synth {
+    call purgebridge_stale_on_error;
     call purgebridge_synth;
+}
+
+# A cacheable request whose fetch failed (refused, timeout, 5xx: the backend
+# side abandons it, see purgebridge_backend_errors) is retried once with the
+# long grace: if a stale copy is still kept it is served instead of the error.
+sub purgebridge_stale_on_error {
+    if (resp.status == 503 && req.http.X-Purgebridge-Missed == "1" &&
+        req.restarts == 0 &&
+        (req.method == "GET" || req.method == "HEAD") &&
+        req.http.X-Purgebridge-Passed != "1") {
+        set req.http.X-Purgebridge-Stale = "1";
+        unset req.http.X-Purgebridge-Missed;
+        return (restart);
+    }
 }
 
 sub purgebridge_synth {
@@ -331,14 +347,10 @@ sub purgebridge_synth {
 sub vcl_backend_fetch {
     unset bereq.http.X-Purgebridge-Stale;
     unset bereq.http.X-Purgebridge-Passed;
+    unset bereq.http.X-Purgebridge-Missed;
     unset bereq.http.X-Purgebridge-Debug;
     unset bereq.http.X-Purgebridge-Keys;
     unset bereq.http.X-Purged-Count;
-}
-
-sub vcl_backend_response {
-    call purgebridge_tag;
-    # degrade.vcl, when included, adds its vcl_backend_response part here.
 }
 
 sub vcl_backend_response {
@@ -364,16 +376,28 @@ sub purgebridge_tag {
     }
 }
 
-# A 5xx from the origin never replaces a stale copy in a background refresh,
-# and is not cached.
+# A 5xx for a cacheable request is never stored and never replaces a stale
+# copy: the fetch is abandoned. A background refresh just stops; a client
+# gets "503 Backend fetch failed" in vcl_synth, which retries with the long
+# grace (purgebridge_stale_on_error). Why not deliver the origin's error
+# page: any object inserted now, even a hit-for-miss one, would hide the
+# stale copy from the retry. Passed requests (logged in, admin) get the
+# origin's answer unchanged.
 sub purgebridge_backend_errors {
-    if (beresp.status >= 500) {
-        if (bereq.is_bgfetch) {
-            return (abandon);
-        }
-        set beresp.ttl = 0s;
-        set beresp.uncacheable = true;
-        return (deliver);
+    if (beresp.status >= 500 && !bereq.uncacheable) {
+        return (abandon);
+    }
+}
+
+# A failed fetch (connection refused, timeout) is handled like a 5xx: no
+# error object in the cache, which would hide the stale copy.
+sub vcl_backend_error {
+    call purgebridge_fetch_failed;
+}
+
+sub purgebridge_fetch_failed {
+    if (!bereq.uncacheable) {
+        return (abandon);
     }
 }
 
@@ -392,9 +416,16 @@ sub purgebridge_static_ttl {
 
 # Anonymous, cacheable responses lose Set-Cookie (a cookie there would leak
 # into the shared copy). When the origin gives no freshness at all, cache 1h;
-# purges keep it fresh. Explicit no-cache / private is respected (builtin VCL).
+# purges keep it fresh. An explicit no-cache / no-store / private is
+# respected: the builtin VCL makes it hit-for-miss and its Set-Cookie stays.
 sub purgebridge_ttl {
     if (bereq.uncacheable) {
+        return;
+    }
+    if (beresp.http.Surrogate-Control ~ "(?i)no-store" ||
+        (!beresp.http.Surrogate-Control &&
+         beresp.http.Cache-Control ~ "(?i)(no-cache|no-store|private)") ||
+        beresp.http.Vary == "*") {
         return;
     }
     unset beresp.http.Set-Cookie;

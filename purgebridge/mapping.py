@@ -515,7 +515,8 @@ def map_change(site_url, change, options=MappingOptions(), *, rules=None):
     site = Site.parse(site_url)
     kind = change.get("kind")
     if kind == "site":
-        return Invalidations(purge_all=True)
+        # "ping" is the plugin's settings-page test: signed and accepted, stale nothing.
+        return Invalidations() if change.get("action") == "ping" else Invalidations(purge_all=True)
     if kind not in CHANGE_KINDS:
         raise InvalidEvent("kind", f"expected one of post, comment, term, site, got {kind!r}")
     ctx = Context(site, change, options)

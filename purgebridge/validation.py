@@ -29,7 +29,7 @@ ACTIONS = {
     "post": {"publish", "update", "unpublish", "trash", "delete"},
     "comment": {"approve", "unapprove", "spam", "trash", "edit", "new"},
     "term": {"create", "edit", "delete"},
-    "site": {"purge_all"},
+    "site": {"purge_all", "ping"},  # ping: the plugin's "Send test event", purges nothing
 }
 
 

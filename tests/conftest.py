@@ -2,7 +2,9 @@
 
 - fixtures_cluster: real varnishd nodes on loopback in front of a tiny origin
 - fixtures_app:     the Flask ``app``, ``client`` and ``runner`` fixtures
+- fixtures_wordpress: a private MariaDB + Debian's WordPress served by PHP, the plugin active
 """
 
 from fixtures_cluster import *  # noqa: F401,F403
 from fixtures_app import *  # noqa: F401,F403
+from fixtures_wordpress import *  # noqa: F401,F403

@@ -528,3 +528,9 @@ def test_map_batch_is_the_union_of_map_change(home, changes, options):
     assert set(batch.urls) == set().union(*(s.urls for s in singles))
     assert set(batch.keys) == set().union(*(s.keys for s in singles))
     assert batch.purge_all == any(s.purge_all for s in singles)
+
+
+def test_site_ping_purges_nothing():
+    from purgebridge.mapping import Invalidations, map_change
+    assert map_change("https://blog.example.test/", {"kind": "site", "action": "ping", "reason": "settings test"}) \
+        == Invalidations()

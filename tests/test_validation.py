@@ -128,3 +128,9 @@ def test_keys(key):
     else:
         with pytest.raises(InvalidEvent):
             check_key(key, "keys[0]")
+
+
+def test_site_ping_is_a_valid_change():
+    event = {"schema": 1, "site": "https://blog.example.test/",
+             "changes": [{"kind": "site", "action": "ping", "reason": "settings test"}]}
+    validate_wordpress_event(event)

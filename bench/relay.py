@@ -1,0 +1,322 @@
+"""Benchmark: the relay end to end -- latency, accepted events per second, burst coalescing.
+
+Not a test. Starts three varnishd nodes (127.0.0.11-13, vcl/wordpress.vcl) and
+a real ``purgebridge serve`` process, then measures in one run:
+
+  (a) event accepted -> purged on all 3 nodes, p50/p99, for single post
+      updates that map to ~30 URLs each, spaced so each is handled alone.
+      Arrival times come from ``varnishlog`` on every node (the Timestamp of
+      each PURGE), so the relay is not asked to time itself. Target p99 <= 10 ms.
+  (b) signed events accepted (202, durably queued) per second, 3,000 events
+      pre-signed, posted over 8 keep-alive connections. Target >= 2,000/s.
+  (c) a burst of 1,000 updates to 20 posts sharing the front page and the
+      category: PURGE requests the nodes executed (varnishstat MAIN.n_purges)
+      against what a relay without coalescing sends (every mapped URL of every
+      event to every node, computed with the relay's own mapping), while a
+      reader re-caches pages throughout; afterwards every URL must be a MISS
+      on every node (zero stale). Target <= 5 %.
+
+    python bench/relay.py [--write]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import requests  # noqa: E402
+
+from common import machine, write_section  # noqa: E402
+from purgebridge.localcluster import free_port, start_cluster  # noqa: E402
+from purgebridge.mapping import MappingOptions, map_batch  # noqa: E402
+from purgebridge.signing import sign  # noqa: E402
+from purgebridge.transport import Connection  # noqa: E402
+
+HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+SITE = "http://blog.bench.test"
+SECRET = "bench-secret"
+ADMIN = "bench-admin"
+DEADLINE = 420  # seconds for the whole run; every loop below also has its own bound
+
+
+def post_change(post_id, tag_id, date="2026-11-26"):
+    return {
+        "kind": "post", "action": "update",
+        "post": {
+            "id": post_id, "type": "post", "rest_base": "posts",
+            "status_old": "publish", "status_new": "publish",
+            "url_old": f"{SITE}/bench-post-{post_id}/", "url_new": f"{SITE}/bench-post-{post_id}/",
+            "date_old": date, "date_new": date,
+            "author": {"id": 1, "url": f"{SITE}/author/admin/"},
+            "terms_old": [{"id": 1, "taxonomy": "category", "rest_base": "categories", "url": f"{SITE}/category/news/"},
+                          {"id": 1000 + tag_id, "taxonomy": "post_tag", "rest_base": "tags",
+                           "url": f"{SITE}/tag/t{tag_id}/"}],
+            "terms_new": [{"id": 1, "taxonomy": "category", "rest_base": "categories", "url": f"{SITE}/category/news/"},
+                          {"id": 1000 + tag_id, "taxonomy": "post_tag", "rest_base": "tags",
+                           "url": f"{SITE}/tag/t{tag_id}/"}],
+            "type_archive_url": None,
+        },
+    }
+
+
+_seq = iter(range(10 ** 9))
+
+
+def envelope(changes):
+    """A batch body; ``bench_seq`` (ignored by the relay) keeps equal batches from being replays."""
+    return json.dumps({"schema": 1, "site": SITE + "/", "sent_at": int(time.time()), "changes": changes,
+                       "bench_seq": next(_seq)}, separators=(",", ":")).encode()
+
+
+def signed_request(body, host, port):
+    ts = str(int(time.time()))
+    head = (f"POST /v1/events/wordpress HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"X-Purgebridge-Timestamp: {ts}\r\nX-Purgebridge-Signature: {sign(SECRET, ts, body)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def mapped_urls(change):
+    return map_batch(SITE + "/", [change], MappingOptions()).urls
+
+
+class Relay:
+    """``purgebridge serve`` as a subprocess with its own queue file."""
+
+    def __init__(self, nodes, workdir):
+        self.port = free_port(["127.0.0.1"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PURGEBRIDGE_NODES=",".join(n.name for n in nodes), PURGEBRIDGE_SECRET=SECRET,
+                   PURGEBRIDGE_ADMIN_TOKEN=ADMIN, PURGEBRIDGE_SITES="blog.bench.test",
+                   PURGEBRIDGE_LISTEN=f"127.0.0.1:{self.port}", PURGEBRIDGE_QUEUE=str(workdir / "queue.sqlite3"),
+                   PURGEBRIDGE_LOG_FORMAT="json", PURGEBRIDGE_VCL="", PYTHONPATH=str(ROOT))
+        self.log = open(workdir / "relay.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "purgebridge", "serve"], env=env, cwd=workdir,
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise SystemExit(f"relay did not start, see {workdir / 'relay.log'}")
+
+    def backlog(self):
+        status = requests.get(self.url + "/v1/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5).json()
+        q = status["queue"]
+        return q.get("depth", 0) + q.get("journal_pending", 0)
+
+    def drain(self, limit=120):
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if self.backlog() == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class PurgeLog:
+    """varnishlog on one node, recording when each PURGE arrived (epoch seconds)."""
+
+    def __init__(self, vnode, path):
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["varnishlog", "-n", str(vnode.instance_dir), "-g", "request", "-q", 'ReqMethod eq "PURGE"',
+             "-i", "ReqURL", "-i", "Timestamp"], stdout=open(path, "w"), stderr=subprocess.DEVNULL)
+
+    def arrivals(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        found, url = {}, None
+        for line in open(self.path):
+            if "ReqURL" in line:
+                url = line.split()[-1]
+            elif "Timestamp" in line and "Start:" in line and url:
+                found.setdefault(url, []).append(float(line.split("Start:")[1].split()[0]))
+                url = None
+        return found
+
+
+def n_purges(vnode):
+    out = subprocess.run(["varnishstat", "-n", str(vnode.instance_dir), "-1", "-f", "MAIN.n_purges"],
+                         capture_output=True, text=True, timeout=10).stdout
+    return int(out.split()[1])
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def bench_latency(cluster, relay, tmp, count):
+    logs = [PurgeLog(vn, tmp / f"purges-{i}.log") for i, vn in enumerate(cluster.nodes)]
+    time.sleep(1.0)  # varnishlog attaches
+    sent = {}
+    session = requests.Session()
+    for i in range(count):
+        post_id = 50000 + i
+        body = envelope([post_change(post_id, post_id)])
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
+                   "X-Purgebridge-Signature": sign(SECRET, ts, body)}
+        sent[post_id] = time.time()
+        r = session.post(relay.url + "/v1/events/wordpress", data=body, headers=headers, timeout=5)
+        assert r.status_code == 202, r.text
+        time.sleep(0.03)
+    relay.drain()
+    time.sleep(0.5)
+    arrivals = [log.arrivals() for log in logs]
+    latencies = []
+    for post_id, t0 in sent.items():
+        unique = [f"/bench-post-{post_id}/", f"/tag/t{post_id}/", f"/wp-json/wp/v2/posts/{post_id}"]
+        last = []
+        for per_node in arrivals:
+            times = [t for path in unique for t in per_node.get(path, []) if t >= t0]
+            assert times, f"post {post_id}: a node never received its purges"
+            last.append(max(times))
+        latencies.append((max(last) - t0) * 1000)
+    return latencies, len(mapped_urls(post_change(1, 1)))
+
+
+def bench_accept(relay, count, connections=8, depth=2):
+    bodies = [envelope([post_change(60000 + i, i % 50)]) for i in range(count)]
+    wire = [signed_request(b, "127.0.0.1", relay.port) for b in bodies]
+    per = -(-count // connections)
+    results = [None] * connections
+
+    def client(k):
+        conn = Connection("127.0.0.1", relay.port, timeout=30)
+        responses, error = conn.exchange(wire[k * per:(k + 1) * per], depth)
+        conn.close()
+        results[k] = ([r.status for r in responses], error)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(connections)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    elapsed = time.perf_counter() - t0
+    statuses = [s for r in results for s in r[0]]
+    accepted = statuses.count(202)
+    assert accepted == count, f"{accepted}/{count} accepted; other answers {set(statuses) - {202}}; {results[0][1]}"
+    return accepted / elapsed
+
+
+def bench_burst(cluster, relay, events=1000, posts=20):
+    changes = [post_change(70000 + (i % posts), 700 + (i % posts)) for i in range(events)]
+    naive = sum(len(mapped_urls(c)) for c in changes) * len(cluster.nodes)
+    paths = sorted({u[len(SITE):] for c in changes[:posts] for u in mapped_urls(c)})
+    host = "blog.bench.test"
+    cluster.warm(paths, host)
+    before = [n_purges(vn) for vn in cluster.nodes]
+    stop = threading.Event()
+    reads = [0]
+
+    def reader():  # keeps re-caching the pages the burst purges
+        end = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < end:
+            for vn in cluster.nodes:
+                for path in paths[:40]:
+                    cluster.xcache(vn, path, host)
+                    reads[0] += 1
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    wire = [signed_request(envelope([c]), "127.0.0.1", relay.port) for c in changes]
+    conns = 8
+    per = -(-events // conns)
+    statuses = []
+
+    def client(k):
+        conn = Connection("127.0.0.1", relay.port, timeout=30)
+        responses, _error = conn.exchange(wire[k * per:(k + 1) * per], 1)
+        conn.close()
+        statuses.extend(r.status for r in responses)
+
+    senders = [threading.Thread(target=client, args=(k,)) for k in range(conns)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(timeout=120)
+    stop.set()
+    reading.join(timeout=70)
+    assert statuses.count(202) == events, f"only {statuses.count(202)} of {events} accepted"
+    assert relay.drain(), "queue did not drain"
+    time.sleep(0.5)
+    sent = sum(n_purges(vn) - b for vn, b in zip(cluster.nodes, before))
+    stale = [(vn.name, p) for vn in cluster.nodes for p in paths if cluster.xcache(vn, p, host) == "HIT"]
+    return sent, naive, stale, len(paths), reads[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--latency-events", type=int, default=200)
+    parser.add_argument("--accept-events", type=int, default=3000)
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    watchdog = threading.Timer(DEADLINE, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    watchdog.daemon = True
+    watchdog.start()
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="purgebridge-bench-"))
+    with start_cluster(hosts=HOSTS, workdir=tmp / "cluster") as cluster:
+        relay = Relay([vn.node for vn in cluster.nodes], tmp)
+        try:
+            latencies, urls_per_event = bench_latency(cluster, relay, tmp, args.latency_events)
+            print(f"(a) p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms", file=sys.stderr)
+            rate = bench_accept(relay, args.accept_events)
+            print(f"(b) {rate:,.0f} events/s accepted", file=sys.stderr)
+            assert relay.drain(limit=300), "queue did not drain after (b)"
+            sent, naive, stale, distinct, reads = bench_burst(cluster, relay)
+            print(f"(c) {sent} PURGEs vs {naive} naive; stale {len(stale)}", file=sys.stderr)
+        finally:
+            relay.stop()
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    ratio = sent / naive
+    text = "\n".join([
+        "## Relay end to end (`bench/relay.py`)", "",
+        f"Three varnishd nodes (vcl/wordpress.vcl) on 127.0.0.11-13 and one `purgebridge serve` process "
+        f"(SQLite queue, synchronous=FULL), all in one run. Machine: {machine()}.", "",
+        "| measure | result | target | |",
+        "|---|---:|---:|---|",
+        f"| (a) event accepted -> purged on 3 nodes, p50 ({len(latencies)} events, {urls_per_event} URLs each) "
+        f"| {p50:.1f} ms | | |",
+        f"| (a) same, p99 | {p99:.1f} ms | <= 10 ms | {'met' if p99 <= 10 else 'NOT met'} |",
+        f"| (b) signed events accepted per second (3,000 events, 8 connections) | {rate:,.0f}/s | >= 2,000/s "
+        f"| {'met' if rate >= 2000 else 'NOT met'} |",
+        f"| (c) burst of 1,000 updates to 20 posts: PURGEs executed by the nodes / sent without coalescing "
+        f"| {sent:,} / {naive:,} = {ratio:.1%} | <= 5 % | {'met' if ratio <= 0.05 else 'NOT met'} |",
+        f"| (c) stale URLs after the burst ({distinct} URLs x 3 nodes, {reads:,} re-caching reads during it) "
+        f"| {len(stale)} | 0 | {'met' if not stale else 'NOT met'} |",
+        "",
+        "(a) is measured from just before the POST to the arrival (varnishlog `Timestamp Start`) of the last "
+        "of the event's own URLs (permalink, tag archive, REST item) on the slowest node.",
+    ])
+    print(text)
+    if args.write:
+        write_section("relay", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,8 @@
 # Extra arguments go to varnishtest for each test (e.g. -v).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+# Debian installs varnishd in /usr/sbin; varnishtest finds it through PATH.
+PATH="$PATH:/usr/sbin:/usr/local/sbin"; export PATH
 if ! command -v varnishtest >/dev/null 2>&1; then
     echo "varnishtest not found: install Debian's 'varnish' package" >&2
     exit 2

@@ -350,6 +350,7 @@ sub vcl_backend_fetch {
 sub vcl_backend_response {
     call purgebridge_backend_errors;
     call purgebridge_static_ttl;
+    call purgebridge_esi;
     call purgebridge_ttl;
     call purgebridge_grace_backend;
 }
@@ -405,6 +406,21 @@ sub purgebridge_static_ttl {
         }
         set beresp.grace = 6h;
         return (deliver);
+    }
+}
+
+# Fragment caching (the reference text's tag cloud): a page whose origin says
+# Surrogate-Control: content="ESI/1.0" is parsed for <esi:include>, so each
+# fragment is cached, and purged, on its own. The ESI token is removed before
+# purgebridge_ttl, so such a page still gets the default TTL.
+sub purgebridge_esi {
+    if (beresp.http.Surrogate-Control ~ {"(?i)content="ESI/1\.0""}) {
+        set beresp.do_esi = true;
+        set beresp.http.Surrogate-Control = regsub(
+            beresp.http.Surrogate-Control, {"(?i)\s*,?\s*content="ESI/1\.0"\s*,?\s*"}, "");
+        if (beresp.http.Surrogate-Control == "") {
+            unset beresp.http.Surrogate-Control;
+        }
     }
 }
 

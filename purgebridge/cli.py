@@ -18,7 +18,7 @@ import sys
 import click
 
 from purgebridge import __version__
-from purgebridge.config import load_settings
+from purgebridge.config import load_settings, select_group
 from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
 from purgebridge.fanout import Outcome, fan_out, keys_for, ban_for, purge_all_for, purge_for_url
 
@@ -38,7 +38,10 @@ def _settings(ctx, require_nodes=True, extra=None):
         "PURGEBRIDGE_RETRIES": opts["retries"],
     })
     try:
-        return load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
+        settings = load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
+        if opts["group"]:
+            settings = settings.replace(nodes=select_group(settings.nodes, opts["group"]))
+        return settings
     except ConfigError as exc:
         fail_usage(str(exc))
 
@@ -103,19 +106,20 @@ def _read_urls(args):
               help="Varnish node (repeatable). Replaces PURGEBRIDGE_NODES.")
 @click.option("--vcl", type=click.Path(dir_okay=False), help="Read nodes from this VCL's acl (PURGEBRIDGE_VCL).")
 @click.option("--acl", help="Name of the acl in --vcl (PURGEBRIDGE_ACL, default 'purge').")
+@click.option("--group", metavar="NAME", help="Only the nodes of this group (from PURGEBRIDGE_NODES_FILE).")
 @click.option("--timeout", help="Seconds to wait for a node (PURGEBRIDGE_TIMEOUT).")
 @click.option("--retries", help="Extra tries for failed purges (PURGEBRIDGE_RETRIES).")
 @click.option("--env-file", type=click.Path(dir_okay=False), help="Read settings from this file instead of ./.env.")
 @click.option("-v", "--verbose", count=True, help="Log retries (-v) and debug details (-vv) to stderr.")
 @click.pass_context
-def cli(ctx, nodes, vcl, acl, timeout, retries, env_file, verbose):
+def cli(ctx, nodes, vcl, acl, group, timeout, retries, env_file, verbose):
     """Purge URLs, bans and surrogate keys on every Varnish node, and run the relay.
 
     Settings come from defaults, then .env, then the environment, then these
     flags (see docs/configuration.md). Exit status: 0 all acknowledged,
     1 something failed or was refused, 2 usage or configuration error.
     """
-    ctx.obj = {"nodes": nodes, "vcl": vcl, "acl": acl, "timeout": timeout, "retries": retries,
+    ctx.obj = {"nodes": nodes, "vcl": vcl, "acl": acl, "group": group, "timeout": timeout, "retries": retries,
                "env_file": env_file}
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -192,15 +196,18 @@ def nodes(ctx, as_json):
     for node_report in report.nodes:
         result = node_report.results[0]
         state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
-        rows.append({"node": node_report.node.name, "state": state, "answer": result.reason,
+        rows.append({"node": node_report.node.name, "group": node_report.node.group, "state": state,
+                     "answer": result.reason,
                      "latency_ms": round(node_report.seconds * 1000, 1)})
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "nodes": rows}, indent=2))
     else:
         width = max([len(r["node"]) for r in rows] + [4])
-        click.echo(f"{'node'.ljust(width)}  {'state':<15} {'latency':>9}  answer")
+        gwidth = max([len(r["group"]) for r in rows] + [5])
+        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'latency':>9}  answer")
         for r in rows:
-            click.echo(f"{r['node'].ljust(width)}  {r['state']:<15} {r['latency_ms']:>6.1f} ms  {r['answer']}")
+            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} "
+                       f"{r['latency_ms']:>6.1f} ms  {r['answer']}")
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 

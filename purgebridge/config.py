@@ -14,12 +14,17 @@ before exiting with status 2.
 """
 
 from dataclasses import dataclass, field, replace
+import json
 import os
+import re
 
 from dotenv import dotenv_values, find_dotenv
 
 from purgebridge.errors import ConfigError
 from purgebridge.node import Node, parse_node
+
+
+_GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _positive_float(name, raw):
@@ -74,6 +79,7 @@ def _csv(name, raw):
 VARIABLES = {
     "PURGEBRIDGE_NODES": ("nodes_text", _string, "", "comma-separated Varnish nodes: host:port, http://host:port, [v6]:port"),
     "PURGEBRIDGE_VCL": ("vcl", _string, "", "VCL file whose acl block lists the nodes"),
+    "PURGEBRIDGE_NODES_FILE": ("nodes_file", _string, "", "JSON file of node groups, e.g. per data centre: {\"groups\": {\"fra\": [\"host:port\", ...]}}"),
     "PURGEBRIDGE_ACL": ("acl", _string, "purge", "name of the acl in PURGEBRIDGE_VCL"),
     "PURGEBRIDGE_NODE_PORT": ("node_port", _int_range(1, 65535), "6081", "port for nodes given without one (VCL acl entries, bare hosts)"),
     "PURGEBRIDGE_TIMEOUT": ("timeout", _positive_float, "2", "seconds to connect to, and to wait for an answer from, a node"),
@@ -108,6 +114,7 @@ class Settings:
 
     nodes: tuple = ()
     nodes_text: str = ""
+    nodes_file: str = ""
     vcl: str = ""
     acl: str = "purge"
     node_port: int = 6081
@@ -151,8 +158,40 @@ def _raw_values(environ, dotenv_path):
     return values
 
 
-def resolve_nodes(nodes_text, vcl, acl, node_port):
-    """Union of PURGEBRIDGE_NODES and the VCL acl, in order, duplicates removed."""
+def nodes_from_file(path, node_port):
+    """Nodes of a groups file: ``{"groups": {"fra": ["127.0.0.11:6081", ...], ...}}``."""
+    name = "PURGEBRIDGE_NODES_FILE"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise ConfigError(name, path, f"cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ConfigError(name, path, f"not valid JSON ({exc})") from None
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(groups, dict) or not groups:
+        raise ConfigError(name, path, 'expected {"groups": {"NAME": ["host:port", ...]}}')
+    found = []
+    for group, entries in groups.items():
+        if not _GROUP.match(group):
+            raise ConfigError(name, path, f"group name {group!r}: use letters, digits, '-' and '_'")
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(name, path, f"group {group!r}: expected a non-empty list of nodes")
+        for entry in entries:
+            try:
+                node = parse_node(str(entry), node_port)
+            except ValueError as exc:
+                raise ConfigError(name, path, f"group {group!r}: {exc}") from None
+            found.append(Node(node.host, node.port, group))
+    return found
+
+
+def resolve_nodes(nodes_text, vcl, acl, node_port, nodes_file=""):
+    """Union of PURGEBRIDGE_NODES, the VCL acl and the groups file, in order, duplicates removed.
+
+    A node listed twice keeps the first position and takes the group the
+    groups file gives it.
+    """
     found = []
     for entry in (nodes_text or "").split(","):
         if not entry.strip():
@@ -167,11 +206,22 @@ def resolve_nodes(nodes_text, vcl, acl, node_port):
         if not os.path.isfile(vcl):
             raise ConfigError("PURGEBRIDGE_VCL", vcl, "file not found")
         found.extend(nodes_from_vcl(vcl, acl_name=acl, port=node_port))
-    unique = []
+    if nodes_file:
+        found.extend(nodes_from_file(nodes_file, node_port))
+    unique = {}
     for node in found:
-        if node not in unique:
-            unique.append(node)
-    return tuple(unique)
+        if node not in unique or (node.group and not unique[node].group):
+            unique[node] = node
+    return tuple(unique.values())
+
+
+def select_group(nodes, group):
+    """The nodes of one group; ConfigError naming the known groups if none match."""
+    chosen = tuple(n for n in nodes if n.group == group)
+    if not chosen:
+        known = sorted({n.group for n in nodes if n.group})
+        raise ConfigError("--group", group, f"no node in that group (groups: {', '.join(known) or 'none'})")
+    return chosen
 
 
 def load_settings(overrides=None, environ=None, dotenv_path=None, require_nodes=False):
@@ -198,10 +248,12 @@ def load_settings(overrides=None, environ=None, dotenv_path=None, require_nodes=
     if kwargs["backoff_max"] < kwargs["backoff"]:
         raise ConfigError("PURGEBRIDGE_BACKOFF_MAX", raw["PURGEBRIDGE_BACKOFF_MAX"][0],
                           "must not be smaller than PURGEBRIDGE_BACKOFF")
-    kwargs["nodes"] = resolve_nodes(kwargs["nodes_text"], kwargs["vcl"], kwargs["acl"], kwargs["node_port"])
+    kwargs["nodes"] = resolve_nodes(kwargs["nodes_text"], kwargs["vcl"], kwargs["acl"], kwargs["node_port"],
+                                    kwargs["nodes_file"])
     if require_nodes and not kwargs["nodes"]:
         raise ConfigError("PURGEBRIDGE_NODES", raw["PURGEBRIDGE_NODES"][0],
-                          "no Varnish nodes configured: set PURGEBRIDGE_NODES or PURGEBRIDGE_VCL (or --node)")
+                          "no Varnish nodes configured: set PURGEBRIDGE_NODES, PURGEBRIDGE_VCL or "
+                          "PURGEBRIDGE_NODES_FILE (or --node)")
     return Settings(sources=sources, **kwargs)
 
 

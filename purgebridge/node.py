@@ -1,6 +1,6 @@
 """A Varnish node: where purges are sent. Parsing of ``host:port`` lives here."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 import ipaddress
 import re
@@ -10,11 +10,15 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-
 
 @dataclass(frozen=True, order=True)
 class Node:
-    """One Varnish listener. ``name`` is what tables and logs show."""
+    """One Varnish listener. ``name`` is what tables and logs show.
+
+    ``group`` (e.g. a data centre, from PURGEBRIDGE_NODES_FILE) is a label for
+    targeting; it is not part of the node's identity.
+    """
 
     host: str
     port: int
-    group: str = ""
+    group: str = field(default="", compare=False)
 
     @property
     def netloc(self):

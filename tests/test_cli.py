@@ -126,3 +126,19 @@ def test_nodes_command(nodes):
     assert states == {addrs[0]: "up", addrs[1]: "refuses purges"}
     up_only = run(node_args(addrs[:1]) + ["nodes"])
     assert up_only.exit_code == 0 and "up" in up_only.output
+
+
+def test_group_targets_only_that_group(nodes, tmp_path):
+    addrs, servers = nodes(lambda n, l: ("status", 200), lambda n, l: ("status", 200))
+    groups = tmp_path / "nodes.json"
+    groups.write_text(json.dumps({"groups": {"fra": [addrs[0]], "ams": [addrs[1]]}}))
+    runner = CliRunner()
+    env = {"PURGEBRIDGE_NODES": "", "PURGEBRIDGE_VCL": "", "PURGEBRIDGE_NODES_FILE": str(groups)}
+    result = runner.invoke(cli, ["--group", "ams", "purge", "--json", "http://e.test/x"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [n["node"] for n in json.loads(result.output)["nodes"]] == [addrs[1]]
+    assert servers[0].count == 0 and servers[1].count == 1
+    listing = runner.invoke(cli, ["nodes", "--json"], env=env)
+    assert {(r["node"], r["group"]) for r in json.loads(listing.output)["nodes"]} == {(addrs[0], "fra"), (addrs[1], "ams")}
+    unknown = runner.invoke(cli, ["--group", "nyc", "nodes"], env=env)
+    assert unknown.exit_code == 2 and "groups: ams, fra" in unknown.output

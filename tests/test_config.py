@@ -97,3 +97,30 @@ def test_every_variable_is_documented():
     doc = (pathlib.Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     missing = [name for name in VARIABLES if name not in doc]
     assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+def test_nodes_file_groups(tmp_path):
+    groups = tmp_path / "nodes.json"
+    groups.write_text('{"groups": {"fra": ["127.0.0.11:6081", "127.0.0.12"], "ams": ["[::1]:6082"]}}')
+    s = load({"PURGEBRIDGE_NODES": "127.0.0.12:6081,127.0.0.20", "PURGEBRIDGE_NODES_FILE": str(groups)})
+    assert [(n.name, n.group) for n in s.nodes] == [
+        ("127.0.0.12:6081", "fra"), ("127.0.0.20:6081", ""), ("127.0.0.11:6081", "fra"), ("[::1]:6082", "ams")]
+    from purgebridge.config import select_group
+    assert [n.name for n in select_group(s.nodes, "ams")] == ["[::1]:6082"]
+    with pytest.raises(ConfigError, match="groups: ams, fra"):
+        select_group(s.nodes, "nyc")
+
+
+@pytest.mark.parametrize("content,words", [
+    ("not json", "not valid JSON"),
+    ('{"nodes": []}', "expected"),
+    ('{"groups": {"bad name": ["127.0.0.1"]}}', "group name"),
+    ('{"groups": {"fra": []}}', "non-empty list"),
+    ('{"groups": {"fra": ["127.0.0.1:x"]}}', "port must be a number"),
+])
+def test_nodes_file_errors_name_the_variable(tmp_path, content, words):
+    groups = tmp_path / "nodes.json"
+    groups.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load({"PURGEBRIDGE_NODES_FILE": str(groups)})
+    assert str(info.value).startswith("PURGEBRIDGE_NODES_FILE=") and words in str(info.value)

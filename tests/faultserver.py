@@ -18,6 +18,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 
 class FaultServer:
     def __init__(self, script, host="127.0.0.1"):
@@ -96,3 +98,17 @@ class FaultServer:
         self.stopped = True
         self.sock.close()
         self.thread.join(timeout=2)
+
+
+@pytest.fixture
+def fault_server():
+    """Factory: ``fault_server(script)`` starts a FaultServer, stopped after the test."""
+    made = []
+
+    def make(script):
+        server = FaultServer(script)
+        made.append(server)
+        return server
+    yield make
+    for server in made:
+        server.stop()

@@ -5,22 +5,17 @@ import json
 from click.testing import CliRunner
 import pytest
 
-from faultserver import FaultServer
 from purgebridge import __version__
 from purgebridge.cli import cli
 
 
 @pytest.fixture
-def nodes():
-    made = []
-
+def nodes(fault_server):
+    """``nodes(script, ...)`` -> (["127.0.0.1:port", ...], [FaultServer, ...])."""
     def make(*scripts):
-        for script in scripts:
-            made.append(FaultServer(script))
-        return [f"127.0.0.1:{s.port}" for s in made[-len(scripts):]], made[-len(scripts):]
-    yield make
-    for s in made:
-        s.stop()
+        started = [fault_server(script) for script in scripts]
+        return [f"127.0.0.1:{s.port}" for s in started], started
+    return make
 
 
 def run(args, input=None):

@@ -2,7 +2,6 @@
 
 import pytest
 
-from faultserver import FaultServer
 from purgebridge.config import load_settings
 from purgebridge.errors import InvalidURL
 from purgebridge.fanout import (MAX_KEY_HEADER, Outcome, backoff_delay, ban_for, classify, deliver, fan_out,
@@ -18,16 +17,8 @@ def settings(**over):
 
 
 @pytest.fixture
-def servers():
-    made = []
-
-    def make(script):
-        s = FaultServer(script)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+def servers(fault_server):
+    return fault_server
 
 
 @pytest.mark.parametrize("status,outcome,retry", [

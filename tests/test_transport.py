@@ -2,7 +2,6 @@
 
 import pytest
 
-from faultserver import FaultServer
 from purgebridge.errors import ConnectError, ProtocolError, ReadTimeout
 from purgebridge.transport import Connection, _Parser, encode_request
 
@@ -12,16 +11,8 @@ def reqs(n):
 
 
 @pytest.fixture
-def server(request):
-    made = []
-
-    def make(script):
-        s = FaultServer(script)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+def server(fault_server):
+    return fault_server
 
 
 def test_encode_request_has_host_and_headers():

@@ -42,6 +42,18 @@ class Service:
             self.options[host] = self.sites.mapping_options(host, self.settings)
         return self.options[host]
 
+    def expand_pending(self):
+        """Expand every journal entry now, in this thread; returns how many. For tests and apps without a worker."""
+        from purgebridge import journal
+
+        total = 0
+        nodes = [node.name for node in self.settings.nodes]
+        while True:
+            done = journal.expand(self.queue, nodes, self.mapping_options, self.settings.proto_header)
+            if not done:
+                return total
+            total += done
+
     def close(self):
         """Stop the worker (if this app started it) and close the queue (if this app opened it)."""
         if self.worker is not None and self.worker.running:
@@ -76,9 +88,13 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
         from purgebridge import fanout
         from purgebridge.worker import Worker
 
-        worker = Worker(queue, settings, deliver=deliver or fanout.deliver, metrics=metrics).start()
-    elif worker is not None and worker.metrics is None:
-        worker.metrics = metrics
+        worker = Worker(queue, settings, deliver=deliver or fanout.deliver, metrics=metrics,
+                        mapping_options=service.mapping_options).start()
+    elif worker is not None:
+        if worker.metrics is None:
+            worker.metrics = metrics
+        if worker.mapping_options is None:
+            worker.mapping_options = service.mapping_options
     service.worker = worker
 
     app = Flask("purgebridge")

@@ -19,6 +19,21 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         one delivery per (node, item). An item whose ``key`` is already
         *ready* (queued, not leased) for that node is merged into that row:
         no new row, ``merges`` += 1, the oldest enqueue time kept.
+    append(source, site, body, signature=None) -> event_id
+        The accept path of signed events (``journal``): the raw validated
+        event and its signature are committed to the ``events`` journal in
+        a transaction shared with every append waiting at the same moment
+        (group commit), and only then does append return. A signature seen
+        inside the window, or twice in one group, raises
+        SignatureError(replay=True) and stores nothing of that event;
+        JournalError (busy, closed, not writable) stores nothing either.
+    pending_events(limit) -> [(event_id, source, site, body, received_at)]
+    store_expansion(nodes, events, items) -> Enqueued
+        One transaction: the deliveries of a batch of journal events
+        (coalesced by the caller, merged into ready rows like enqueue) and
+        those events marked expanded. Events not marked are expanded again
+        after a crash (at-least-once; a PURGE is idempotent).
+    journal_pending() -> int               accepted events not yet expanded
     seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
@@ -33,6 +48,11 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
     release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
     wait(generation, timeout) / generation  in-process wake-up for workers
+    wait_journal(generation, timeout) / journal_generation   ... for the expander
+
+``stats()["depth"]`` counts delivery rows waiting or in flight *plus* journal
+events not yet expanded (also shown alone as ``journal_pending``): an event
+accepted but not yet turned into deliveries is still work to do.
 
 States of a row: ``ready`` (waiting, maybe backing off until ``next_at``),
 ``leased`` (claimed; ``next_at`` is the lease expiry), ``dead``. Delivered rows
@@ -55,7 +75,7 @@ from purgebridge.errors import SignatureError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REPLAY_WINDOW = 300
 
 _SCHEMA = """
@@ -66,7 +86,10 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL,
     items INTEGER NOT NULL,
     rows INTEGER NOT NULL,
-    merged INTEGER NOT NULL
+    merged INTEGER NOT NULL,
+    signature TEXT,
+    body BLOB,
+    expanded_at REAL
 );
 CREATE TABLE IF NOT EXISTS signatures (
     signature TEXT PRIMARY KEY,
@@ -103,13 +126,43 @@ _UPSERT = """
 INSERT INTO deliveries(node, key, item, state, event_id, first_at, last_at, next_at)
 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?)
 ON CONFLICT(node, key) WHERE state = 'ready'
-DO UPDATE SET merges = merges + 1, last_at = excluded.last_at
+DO UPDATE SET merges = merges + 1, last_at = MAX(last_at, excluded.last_at)
 """
+
+# Version 1 files: events were expanded when accepted, so every old row is done.
+_MIGRATE_1 = (
+    "ALTER TABLE events ADD COLUMN signature TEXT",
+    "ALTER TABLE events ADD COLUMN body BLOB",
+    "ALTER TABLE events ADD COLUMN expanded_at REAL",
+    "UPDATE events SET expanded_at = received_at",
+)
 
 _COUNT = """
 INSERT INTO counters(name, node, value) VALUES (?, ?, ?)
 ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value
 """
+
+# Statements for many rows at once. Why not executemany: Python's sqlite3 lets go
+# of the GIL around every row it steps, and taking it back costs up to the
+# interpreter's switch interval (5 ms) whenever another thread is busy in
+# Python (request threads, the expander). A transaction of a few hundred rows
+# then held the write lock -- and the commit every waiting request needs --
+# for a second. One statement per table keeps a transaction at a handful of
+# GIL hand-overs whatever its size.
+_CHUNK = 500  # rows per statement: well under SQLite's 32,766 bound variables
+
+
+def _rows_sql(head, row, count, tail=""):
+    return f"{head} VALUES {','.join([row] * count)}{tail}"
+
+
+def _chunks(rows, size=_CHUNK):
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _flat(rows):
+    return [value for row in rows for value in row]
 
 
 @dataclass(frozen=True)
@@ -133,11 +186,31 @@ class Claim:
     lease: str
 
 
+class _Signal:
+    """A generation counter with a condition: wake threads waiting for "something new"."""
+
+    def __init__(self):
+        self.condition = threading.Condition()
+        self.generation = 0
+
+    def fire(self):
+        with self.condition:
+            self.generation += 1
+            self.condition.notify_all()
+
+    def wait(self, generation, timeout):
+        with self.condition:
+            if self.generation == generation:
+                self.condition.wait(timeout)
+            return self.generation
+
+
 class Queue:
     """SQLite implementation of the queue contract in the module docstring."""
 
     def __init__(self, path, backoff=0.1, backoff_max=5.0, max_age=86400.0,
-                 replay_window=REPLAY_WINDOW, synchronous="FULL", clock=time.time, rng=random.random):
+                 replay_window=REPLAY_WINDOW, synchronous="FULL", clock=time.time, rng=random.random,
+                 append_wait=5.0):
         self.path = os.fspath(path)
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -150,13 +223,32 @@ class Queue:
         self._connections = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._changed = threading.Condition()
-        self.generation = 0
+        self._changed = _Signal()       # deliveries added or back to ready: node workers
+        self._journal_changed = _Signal()  # events appended to the journal: the expander
+        self.append_wait = append_wait
+        self._journal = None
         self._closed = False
         with self._write_lock:
             db = self._db()
             db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
+            self._migrate(db)
+            db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate(db):
+        """Bring a version 1 file up to date (in one transaction, re-checked under the lock)."""
+        if "expanded_at" in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "expanded_at" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+                for statement in _MIGRATE_1:
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     @classmethod
     def from_settings(cls, settings, **kwargs):
@@ -198,7 +290,15 @@ class Queue:
 
         def __exit__(self, kind, value, tb):
             try:
-                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+                if kind is None:
+                    try:
+                        self.db.execute("COMMIT")
+                    except BaseException:
+                        if self.db.in_transaction:  # a failed COMMIT leaves it open: never reuse it half-done
+                            self.db.execute("ROLLBACK")
+                        raise
+                else:
+                    self.db.execute("ROLLBACK")
             finally:
                 self.queue._write_lock.release()
             return False
@@ -207,7 +307,9 @@ class Queue:
         return Queue._Tx(self)
 
     def close(self):
-        """Close every thread's connection (the WAL is checkpointed by the last one)."""
+        """Flush the journal, then close every thread's connection (the WAL is checkpointed by the last one)."""
+        if self._journal is not None:
+            self._journal.close()
         self._closed = True
         with self._connections_lock:
             for db in self._connections:
@@ -219,21 +321,29 @@ class Queue:
 
     # --- wake-ups (in-process only) ---------------------------------------------
 
+    @property
+    def generation(self):
+        return self._changed.generation
+
     def _notify(self):
-        with self._changed:
-            self.generation += 1
-            self._changed.notify_all()
+        self._changed.fire()
 
     def wait(self, generation, timeout):
         """Block until something was enqueued/re-queued after ``generation``, or ``timeout``."""
-        with self._changed:
-            if self.generation == generation:
-                self._changed.wait(timeout)
-            return self.generation
+        return self._changed.wait(generation, timeout)
 
     def notify(self):
-        """Wake waiting workers (used on shutdown)."""
-        self._notify()
+        """Wake waiting workers and the expander (used on shutdown)."""
+        self._changed.fire()
+        self._journal_changed.fire()
+
+    @property
+    def journal_generation(self):
+        return self._journal_changed.generation
+
+    def wait_journal(self, generation, timeout):
+        """Block until an event was appended to the journal after ``generation``, or ``timeout``."""
+        return self._journal_changed.wait(generation, timeout)
 
     # --- writes ------------------------------------------------------------------
 
@@ -260,12 +370,132 @@ class Queue:
             db.executemany(_UPSERT, params)
             rows = db.execute("SELECT COUNT(*) FROM deliveries WHERE event_id = ?", (event_id,)).fetchone()[0]
             merged = len(params) - rows
-            db.execute("INSERT INTO events(id, source, site, received_at, items, rows, merged) VALUES (?,?,?,?,?,?,?)",
-                       (event_id, source, site, now, len(payloads), rows, merged))
+            db.execute("INSERT INTO events(id, source, site, received_at, items, rows, merged, expanded_at) "
+                       "VALUES (?,?,?,?,?,?,?,?)", (event_id, source, site, now, len(payloads), rows, merged, now))
             db.executemany(_COUNT, [("events", "", 1), ("merged", "", merged), ("rows", "", rows)])
         if params:
             self._notify()
         return Enqueued(event_id=event_id, items=len(payloads), rows=rows, merged=merged)
+
+    # --- the journal: accepted events, expanded into deliveries later ---------------------
+
+    @property
+    def journal(self):
+        """The group-commit writer (started on first use, flushed by :meth:`close`)."""
+        with self._connections_lock:
+            if self._journal is None:
+                from purgebridge.journal import Journal, JournalClosed
+
+                if self._closed:
+                    raise JournalClosed("the queue is closed")
+                self._journal = Journal(self, wait=self.append_wait)
+            return self._journal
+
+    def append(self, source, site, body, signature=None):
+        """Durably journal one validated event; see the module docstring. Returns its event id."""
+        return self.journal.append(source, site, body, signature)
+
+    def write_journal(self, take, now=None):
+        """One transaction for a group of appends; called by the journal's writer thread only.
+
+        ``take()`` runs once the write lock and the SQLite write transaction
+        are held (so entries that waited too long for them can still be
+        cancelled) and returns the entries (``event_id, source, site, body,
+        signature, received_at``). Returns one bool per entry: stored, or
+        False for a replay -- its signature is fresh in the replay cache or
+        used by an earlier entry of the same group. A few statements per
+        group, whatever its size (see ``_CHUNK``).
+        """
+        with self._write() as db:
+            entries = take()
+            if not entries:
+                return []
+            now = self.clock() if now is None else now
+            wanted = list({e.signature for e in entries if e.signature})
+            fresh = set()
+            for chunk in _chunks(wanted):
+                fresh.update(row[0] for row in db.execute(
+                    f"SELECT signature FROM signatures WHERE seen_at >= ? AND signature IN "
+                    f"({','.join('?' * len(chunk))})", [now - self.replay_window, *chunk]))
+            stored, signatures, events = [], [], []
+            for entry in entries:
+                signature = entry.signature
+                if signature:
+                    if signature in fresh:
+                        stored.append(False)
+                        continue
+                    fresh.add(signature)  # a second entry with it in this group is a replay too
+                    signatures.append((signature, now))
+                events.append((entry.event_id, entry.source, entry.site, entry.received_at, entry.body, signature))
+                stored.append(True)
+            for chunk in _chunks(signatures):
+                db.execute(_rows_sql("INSERT OR REPLACE INTO signatures(signature, seen_at)", "(?,?)", len(chunk)),
+                           _flat(chunk))
+            for chunk in _chunks(events):
+                db.execute(_rows_sql("INSERT INTO events(id, source, site, received_at, body, signature, "
+                                     "items, rows, merged)", "(?,?,?,?,?,?,0,0,0)", len(chunk)), _flat(chunk))
+            if events:
+                db.execute(_COUNT, ("events", "", len(events)))
+        if events:
+            self._journal_changed.fire()
+        return stored
+
+    def pending_events(self, limit=500):
+        """Journal events not expanded yet, oldest first: ``(event_id, source, site, body, received_at)``."""
+        return self._db().execute(
+            "SELECT id, source, site, body, received_at FROM events WHERE expanded_at IS NULL "
+            "ORDER BY received_at, rowid LIMIT ?", (limit,)).fetchall()
+
+    def journal_pending(self):
+        return self._db().execute("SELECT COUNT(*) FROM events WHERE expanded_at IS NULL").fetchone()[0]
+
+    def store_expansion(self, nodes, events, items, failed=0, now=None):
+        """Deliveries of a batch of journal events, and the events marked expanded, in one transaction.
+
+        ``events`` is ``[(event_id, count)]`` with ``count`` the invalidations
+        that event mapped to on its own (for the ``merged`` total); ``items``
+        is ``[(key, payload, first_at, last_at)]``, already coalesced across
+        the batch; ``failed`` events that could not be mapped are counted.
+        Events already expanded meanwhile (another process) are skipped; if
+        none is left, nothing is written. The body of an expanded event is
+        dropped: the deliveries now carry what it meant.
+        """
+        now = self.clock() if now is None else now
+        if not events:
+            return Enqueued(event_id="", items=0, rows=0, merged=0)
+        tag = events[-1][0]  # each batch has its own last event: its id tells this batch's new rows apart
+        by_count = {}
+        for event_id, count in events:
+            by_count.setdefault(count, []).append(event_id)
+        rows = [(node, key, payload, tag, first_at, last_at, now)
+                for node in nodes for key, payload, first_at, last_at in items]
+        with self._write() as db:
+            marked = 0
+            for count, ids in by_count.items():
+                for chunk in _chunks(ids):
+                    marked += db.execute(
+                        f"UPDATE events SET expanded_at = ?, items = ?, body = NULL "
+                        f"WHERE expanded_at IS NULL AND id IN ({','.join('?' * len(chunk))})",
+                        [now, count, *chunk]).rowcount
+            if not marked:
+                return Enqueued(event_id=tag, items=0, rows=0, merged=0)
+            for chunk in _chunks(rows):
+                db.execute(_rows_sql("INSERT INTO deliveries(node, key, item, event_id, first_at, last_at, next_at, "
+                                     "state)", "(?,?,?,?,?,?,?,'ready')", len(chunk),
+                                     " ON CONFLICT(node, key) WHERE state = 'ready' DO UPDATE SET "
+                                     "merges = merges + 1, last_at = MAX(last_at, excluded.last_at)"),
+                           _flat(chunk))
+            added = db.execute("SELECT COUNT(*) FROM deliveries WHERE event_id = ?", (tag,)).fetchone()[0]
+            merged = max(0, sum(count for _id, count in events) * len(nodes) - added)
+            counts = [("merged", "", merged), ("rows", "", added), ("expanded", "", marked)]
+            if failed:
+                counts.append(("expansion_failed", "", failed))
+            db.execute(_rows_sql("INSERT INTO counters(name, node, value)", "(?,?,?)", len(counts),
+                                 " ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value"),
+                       _flat(counts))
+        if rows:
+            self._notify()
+        return Enqueued(event_id=tag, items=len(items), rows=added, merged=merged)
 
     def claim(self, node, limit=256, lease=30.0, now=None):
         """Lease up to ``limit`` due rows of ``node`` for ``lease`` seconds."""
@@ -431,8 +661,13 @@ class Queue:
             nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
             nodes[node]["totals"] = counts
         ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
+        journal_pending, journal_oldest = db.execute(
+            "SELECT COUNT(*), MIN(received_at) FROM events WHERE expanded_at IS NULL").fetchone()
+        if journal_oldest is not None:
+            ages.append(max(0.0, now - journal_oldest))
         return {
-            "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()),
+            "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()) + journal_pending,
+            "journal_pending": journal_pending,
             "pending": sum(n["pending"] for n in nodes.values()),
             "in_flight": sum(n["in_flight"] for n in nodes.values()),
             "dead": sum(n["dead"] for n in nodes.values()),

@@ -4,7 +4,14 @@ Every refusal happens before the queue is touched, and the 202 is only sent
 after the queue's transaction committed: the caller may forget an event the
 moment it sees 202. The order of checks is cheapest-first and never parses
 what has not been authenticated: size (413), signature or token (401),
-replay (409), JSON and schema (400), sites (403).
+JSON and schema (400), sites (403), replay (409).
+
+Signed WordPress events take the fast path: once validated, the raw event is
+appended to the queue's journal, whose writer shares one commit among all
+requests waiting at that moment (and checks the signature against the replay
+cache in that same transaction); mapping to URLs and the per-node delivery
+rows happen in the worker's expander (``journal``). Webhook and admin purges
+are rare and small: they are mapped and enqueued directly.
 
 Secrets, tokens and bodies are never logged; refusals are logged with the
 route, status and reason only.
@@ -21,7 +28,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from purgebridge import fanout, signing
 from purgebridge.errors import InvalidEvent, InvalidURL, SignatureError
 from purgebridge.fanout import Outcome
-from purgebridge.mapping import map_batch, map_content
+from purgebridge.journal import JournalError
+from purgebridge.mapping import map_content
 from purgebridge.metrics import CONTENT_TYPE
 from purgebridge.openapi import spec
 from purgebridge.sites import normalise_host
@@ -171,7 +179,7 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 
 @bp.post("/v1/events/wordpress")
 def wordpress_event():
-    """A signed batch from the WordPress plugin (docs/events.md)."""
+    """A signed batch from the WordPress plugin (docs/events.md): validated, then journaled."""
     svc = service()
     body = _body()
     signature = request.headers.get(SIGNATURE_HEADER, "")
@@ -181,8 +189,6 @@ def wordpress_event():
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
     signature = signature.strip().lower()
-    if svc.queue.seen_signature(signature):
-        raise Refused(409, "signature already used (replay)")
     try:
         data = validate_wordpress_event(parse_json(body))
     except InvalidEvent as exc:
@@ -190,16 +196,16 @@ def wordpress_event():
     host = _url_host(data["site"], "site")
     if not svc.sites.secret_covers(secret_name, host):
         raise Refused(403, f"the secret that signed this event is not the one for site {host}")
-    _nodes()
+    nodes = _nodes()
     try:
-        mapped = map_batch(data["site"], data["changes"], svc.mapping_options(host))
-    except InvalidEvent as exc:
-        raise Refused(400, str(exc), exc.field) from None
-    except InvalidURL as exc:
-        raise Refused(400, str(exc)) from None
-    _check_mapped_hosts(mapped.urls)
-    items = _items(mapped.urls, mapped.keys, mapped.purge_all, host)
-    return _enqueue(items, "wordpress", signature=signature, site=host, route="wordpress_event")
+        event_id = svc.queue.append("wordpress", host, body, signature)
+    except SignatureError as exc:  # seen before, or sent twice at once: only one of them is stored
+        raise Refused(409, str(exc)) from None
+    except JournalError as exc:
+        raise Refused(503, str(exc)) from None
+    svc.metrics.event("wordpress_event", 202)
+    log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, host, len(data["changes"]))
+    return jsonify({"event_id": event_id, "queued": len(data["changes"]), "nodes": len(nodes)}), 202
 
 
 @bp.post("/v1/webhook")
@@ -299,7 +305,8 @@ def status():
         "worker": bool(svc.worker and svc.worker.running),
         "sites": svc.sites.hosts,
         "nodes": nodes,
-        "queue": {k: stats[k] for k in ("depth", "pending", "in_flight", "dead", "oldest_pending_age")},
+        "queue": {k: stats[k] for k in ("depth", "journal_pending", "pending", "in_flight", "dead",
+                                        "oldest_pending_age")},
         "dead_letters": svc.queue.dead_letters(limit=20),
         "totals": stats["totals"],
     })

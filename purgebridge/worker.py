@@ -17,16 +17,23 @@ of front-page purges. Each node therefore has a token bucket of batches:
 milliseconds), after that at most ``batch_rate`` batches a second, and
 everything arriving in between is merged into the rows already waiting.
 
+Signed events reach the queue as journal entries (``journal``); the worker's
+expander thread turns them into delivery rows in batches, coalesced across
+each batch, and wakes the node threads. Journal entries a killed process left
+unexpanded are expanded when the next worker starts.
+
 Stopping (SIGTERM): threads stop claiming, the batch in flight is finished and
-settled, anything not yet claimed stays queued for the next start. A batch
-whose settling never happens (SIGKILL) comes back when its lease expires.
+settled, anything not yet claimed stays queued for the next start; journal
+entries already committed are expanded if that is quick (``expand_on_stop``
+seconds), the rest on the next start. A batch whose settling never happens
+(SIGKILL) comes back when its lease expires.
 """
 
 import logging
 import threading
 import time
 
-from purgebridge import fanout
+from purgebridge import fanout, journal
 from purgebridge.fanout import Invalidation, Outcome
 
 log = logging.getLogger(__name__)
@@ -55,7 +62,8 @@ class Worker:
 
     def __init__(self, queue, settings, nodes=None, deliver=fanout.deliver, metrics=None,
                  batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None,
-                 batch_burst=None, batch_rate=None):
+                 batch_burst=None, batch_rate=None, mapping_options=None,
+                 expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0):
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
@@ -72,6 +80,10 @@ class Worker:
         self.client_factory = client_factory
         self.batch_burst = float(batch_burst if batch_burst is not None else getattr(settings, "batch_burst", 5))
         self.batch_rate = float(batch_rate if batch_rate is not None else getattr(settings, "batch_rate", 2.0))
+        self.mapping_options = mapping_options  # host -> MappingOptions; from the sites settings if None
+        self._options = {}
+        self.expand_batch = expand_batch
+        self.expand_on_stop = expand_on_stop
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._stopping = threading.Event()
         self._threads = []
@@ -88,6 +100,7 @@ class Worker:
             thread = threading.Thread(target=self._run_node, args=(node,), name=f"purge-{node.name}", daemon=True)
             self._threads.append(thread)
         self._threads.append(threading.Thread(target=self._run_housekeeping, name="purge-housekeeping", daemon=True))
+        self._threads.append(threading.Thread(target=self._run_expander, name="journal-expander", daemon=True))
         for thread in self._threads:
             thread.start()
         log.info("worker started for %d node(s): %s", len(self.nodes), ", ".join(n.name for n in self.nodes))
@@ -101,6 +114,8 @@ class Worker:
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        if "journal-expander" not in alive:
+            self._expand_rest(self.expand_on_stop)
         if alive:
             log.warning("worker threads still busy at shutdown: %s (their leases will expire)", ", ".join(alive))
         else:
@@ -112,6 +127,46 @@ class Worker:
         return [state.to_dict() for state in self.states.values()]
 
     # --- threads ----------------------------------------------------------------------
+
+    def options_for(self, host):
+        """The site's mapping options (cached); built from the sites settings unless given."""
+        if self.mapping_options is not None:
+            return self.mapping_options(host)
+        if host not in self._options:
+            from purgebridge.sites import load_sites
+
+            self._options[host] = load_sites(self.settings).mapping_options(host, self.settings)
+        return self._options[host]
+
+    def expand(self, limit=None):
+        """Expand one batch of journal entries into deliveries; returns how many entries. Public for tests."""
+        return journal.expand(self.queue, [node.name for node in self.nodes], self.options_for,
+                              self.settings.proto_header, limit or self.expand_batch)
+
+    def _run_expander(self):
+        while not self._stopping.is_set():
+            generation = self.queue.journal_generation
+            try:
+                if self.expand():
+                    continue
+            except Exception:  # keep the thread alive; the entries stay in the journal for the next round
+                log.exception("expanding the journal failed")
+                self._stopping.wait(self.poll)
+                continue
+            self.queue.wait_journal(generation, self.poll)
+
+    def _expand_rest(self, budget):
+        """At stop: expand what is committed while it is quick; the rest waits for the next start."""
+        deadline = time.monotonic() + budget
+        try:
+            while time.monotonic() < deadline and self.expand():
+                pass
+            left = self.queue.journal_pending()
+        except Exception:
+            log.exception("expanding the journal at shutdown failed; it is expanded at the next start")
+            return
+        if left:
+            log.info("%d journal event(s) left to expand at the next start", left)
 
     def _run_housekeeping(self):
         while not self._stopping.wait(self.housekeeping):

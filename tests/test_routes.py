@@ -29,8 +29,14 @@ def assert_nothing_queued(app):
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
 
 
+def expanded(app):
+    """Turn journaled events into deliveries now, as the worker's expander would (no worker runs here)."""
+    app.extensions["purgebridge"].expand_pending()
+    return queue_of(app)
+
+
 def targets(app, node="127.0.0.1:9"):
-    rows = queue_of(app)._db().execute("SELECT item FROM deliveries WHERE node = ?", (node,)).fetchall()
+    rows = expanded(app)._db().execute("SELECT item FROM deliveries WHERE node = ?", (node,)).fetchall()
     return [json.loads(r[0]) for r in rows]
 
 
@@ -49,10 +55,15 @@ def test_signed_event_is_accepted_and_on_disk(app, client):
     response = send_event(client)
     assert response.status_code == 202
     body = response.json
-    assert body["event_id"] and body["queued"] > 10 and body["nodes"] == 2
+    assert body["event_id"] and body["queued"] == 1 and body["nodes"] == 2   # one change accepted
+    row = queue_of(app)._db().execute("SELECT body, signature, expanded_at FROM events WHERE id = ?",
+                                      (body["event_id"],)).fetchone()
+    assert json.loads(row[0])["changes"][0]["post"]["id"] == 42 and row[1].startswith("sha256=") and row[2] is None
+    assert queue_of(app).stats()["journal_pending"] == 1
     items = targets(app)
-    assert len(items) == body["queued"]
-    assert len(targets(app, "127.0.0.1:10")) == body["queued"]
+    assert len(items) > 10
+    assert len(targets(app, "127.0.0.1:10")) == len(items)
+    assert queue_of(app).stats()["journal_pending"] == 0
     urls = {i["label"] for i in items if i["method"] == "PURGE"}
     assert "https://blog.example.test/2026/11/26/post-42/" in urls
     assert "https://blog.example.test/category/news/" in urls
@@ -386,7 +397,7 @@ def test_status_needs_admin_token(app, client):
 
 def test_status_shows_nodes_queue_and_dead_letters(app, client):
     send_event(client)
-    queue = queue_of(app)
+    queue = expanded(app)
     queue.dead(queue.claim("127.0.0.1:9", limit=1), "HTTP 405 Method Not Allowed")
     body = client.get("/v1/status", headers=bearer(ADMIN_TOKEN)).json
     assert [n["node"] for n in body["nodes"]] == ["127.0.0.1:9", "127.0.0.1:10"]
@@ -424,6 +435,7 @@ def test_readyz_with_a_reachable_node(tmp_path, fake_nodes):
 def test_metrics_count_results_per_app(app, client, tmp_path):
     send_event(client)
     send_event(client, secret="wrong")
+    expanded(app)
     other = create_app(app_overrides(tmp_path / "other"), environ={})   # a second registry, no clash
     try:
         text = client.get("/metrics").get_data(as_text=True)

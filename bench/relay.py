@@ -93,14 +93,15 @@ def mapped_urls(change):
 
 
 class Relay:
-    """``purgebridge serve`` as a subprocess with its own queue file."""
+    """``purgebridge serve`` as a subprocess with its own queue file (or ``queue``, e.g. a redis:// URL)."""
 
-    def __init__(self, nodes, workdir):
+    def __init__(self, nodes, workdir, queue=None):
         self.port = free_port(["127.0.0.1"])
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PURGEBRIDGE_NODES=",".join(n.name for n in nodes), PURGEBRIDGE_SECRET=SECRET,
                    PURGEBRIDGE_ADMIN_TOKEN=ADMIN, PURGEBRIDGE_SITES="blog.bench.test",
-                   PURGEBRIDGE_LISTEN=f"127.0.0.1:{self.port}", PURGEBRIDGE_QUEUE=str(workdir / "queue.sqlite3"),
+                   PURGEBRIDGE_LISTEN=f"127.0.0.1:{self.port}",
+                   PURGEBRIDGE_QUEUE=queue or str(workdir / "queue.sqlite3"),
                    PURGEBRIDGE_LOG_FORMAT="json", PURGEBRIDGE_VCL="", PYTHONPATH=str(ROOT))
         self.log = open(workdir / "relay.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "purgebridge", "serve"], env=env, cwd=workdir,

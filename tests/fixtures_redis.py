@@ -73,6 +73,7 @@ def start_redis(workdir=None, timeout=10.0):
     except ImportError:
         raise RuntimeError("the redis Python package is missing: pip install -e '.[redis]'") from None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="purgebridge-redis-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
                "--save", "", "--appendonly", "yes", "--appendfsync", "always",

@@ -388,11 +388,17 @@ class RedisQueue:
         self._listener = None
         self._listener_lock = threading.Lock()
         self._closed = False
+        self._events_group = False  # created on first read: a relay starts (and says "not ready") without Redis
+
+    def _ensure_events_group(self):
+        if self._events_group:
+            return
         try:
             self.redis.xgroup_create(self._key("events"), EVENTS_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._events_group = True
 
     @classmethod
     def from_settings(cls, settings, **kwargs):
@@ -514,6 +520,7 @@ class RedisQueue:
     def pending_events(self, limit=500):
         """Events to expand: a dead relay's stale ones first (XAUTOCLAIM), then new ones (XREADGROUP)."""
         stream = self._key("events")
+        self._ensure_events_group()
         _next, entries, *_deleted = self.redis.xautoclaim(stream, EVENTS_GROUP, self.consumer,
                                                           int(self.journal_idle * 1000), "0-0", count=limit)
         entries = [entry for entry in entries if entry[1]]

@@ -24,6 +24,7 @@ Keys, all under ``prefix`` (default ``purgebridge:``), N a node name::
     ready:N           hash item key -> rid of the delivery not claimed yet (what new ones merge into)
     backoff:N         zset rid -> due time: failed deliveries waiting to be put back on q:N
     age:N             zset rid -> first_at of every live delivery (oldest pending age)
+    last:N            zset rid -> last_at of every live delivery (what max age expires, without a scan)
     dead:N            zset rid -> dead_at: dead letters
     nodes, counters, seq, wake, wake:journal (pub/sub channels)
 
@@ -87,6 +88,7 @@ local function merge_into_ready(node, rid)
   end
   redis.call('DEL', rec)
   redis.call('ZREM', P .. 'age:' .. node, rid)
+  redis.call('ZREM', P .. 'last:' .. node, rid)
   return true
 end
 -- a new delivery, or merged into the waiting one of the same key; returns 1 if new
@@ -98,6 +100,7 @@ local function add(node, key, payload, first_at, last_at)
     redis.call('HINCRBY', rec, 'merges', 1)
     if tonumber(redis.call('HGET', rec, 'last_at')) < tonumber(last_at) then
       redis.call('HSET', rec, 'last_at', last_at)
+      redis.call('ZADD', P .. 'last:' .. node, last_at, rid)
     end
     return 0
   end
@@ -106,6 +109,7 @@ local function add(node, key, payload, first_at, last_at)
              'last_at', last_at, 'attempts', 0, 'merges', 0, 'lease', '', 'error', '', 'state', 'ready')
   redis.call('HSET', ready, key, rid)
   redis.call('ZADD', P .. 'age:' .. node, first_at, rid)
+  redis.call('ZADD', P .. 'last:' .. node, last_at, rid)
   push(node, rid)
   return 1
 end
@@ -126,6 +130,7 @@ local function bury(node, rid, now, reason)
   redis.call('HSET', rec, 'state', 'dead', 'dead_at', now, 'error', reason, 'lease', '', 'sid', '')
   redis.call('ZADD', P .. 'dead:' .. node, now, rid)
   redis.call('ZREM', P .. 'age:' .. node, rid)
+  redis.call('ZREM', P .. 'last:' .. node, rid)
 end
 """
 
@@ -240,6 +245,7 @@ for a = 6, #ARGV do
   if settle(node, rid, ARGV[5]) then
     redis.call('DEL', P .. 'rec:' .. rid)
     redis.call('ZREM', P .. 'age:' .. node, rid)
+    redis.call('ZREM', P .. 'last:' .. node, rid)
     n = n + 1
   end
 end
@@ -291,18 +297,18 @@ local function reason(rec)
   return 'not delivered within max age'
 end
 local n = 0
-local flat = redis.call('HGETALL', ready)
-for f = 1, #flat, 2 do
-  local key, rid = flat[f], flat[f + 1]
+-- waiting ones, from the last_at index (claimed ones are left to the lease check below)
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'last:' .. node, '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)) do
   local rec = P .. 'rec:' .. rid
-  if tonumber(redis.call('HGET', rec, 'last_at')) < cutoff then
+  local key = redis.call('HGET', rec, 'key')
+  if redis.call('HGET', rec, 'state') == 'ready' then
     local sid = redis.call('HGET', rec, 'sid')
     if sid and sid ~= '' then
       redis.call('XACK', stream, 'workers', sid)
       redis.call('XDEL', stream, sid)
     end
     redis.call('ZREM', P .. 'backoff:' .. node, rid)
-    redis.call('HDEL', ready, key)
+    if redis.call('HGET', ready, key) == rid then redis.call('HDEL', ready, key) end
     bury(node, rid, now, reason(rec))
     n = n + 1
   end
@@ -338,6 +344,7 @@ for _, rid in ipairs(redis.call('ZRANGE', P .. 'dead:' .. node, 0, -1)) do
     redis.call('HSET', rec, 'state', 'ready', 'attempts', 0, 'last_at', now, 'dead_at', '')
     redis.call('HSET', P .. 'ready:' .. node, redis.call('HGET', rec, 'key'), rid)
     redis.call('ZADD', P .. 'age:' .. node, redis.call('HGET', rec, 'first_at'), rid)
+    redis.call('ZADD', P .. 'last:' .. node, now, rid)
     push(node, rid)
   end
 end
@@ -376,7 +383,7 @@ class RedisQueue:
         self.rng = rng
         self.prefix = prefix
         self.journal_idle = journal_idle  # an event read but not expanded this long is taken over
-        self.lease = lease                # the lease expire() assumes for claims it finds
+        self.lease = lease                # the lease expire() assumes for claims it finds (set by claim)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.redis = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                           socket_connect_timeout=socket_timeout, health_check_interval=30)
@@ -557,6 +564,7 @@ class RedisQueue:
     def claim(self, node, limit=256, lease=30.0, now=None):
         now = self.clock() if now is None else now
         token = uuid.uuid4().hex
+        self.lease = lease  # what expire() takes as "lease ran out" (every relay uses the same one)
         rows = self._run("claim", node, repr(now), int(limit), max(1, int(lease * 1000)), self.consumer, token)
         return [Claim(id=int(rid), node=node, key=_text(key), item=json.loads(item), attempts=int(attempts),
                       first_at=float(first_at), lease=token) for rid, key, item, attempts, first_at in rows]

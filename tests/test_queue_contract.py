@@ -78,6 +78,7 @@ def leftovers(queue):
         found[f"q:{node}"] = r.xlen(f"{p}q:{node}")
         found[f"ready:{node}"] = r.hlen(f"{p}ready:{node}")
         found[f"age:{node}"] = r.zcard(f"{p}age:{node}")
+        found[f"last:{node}"] = r.zcard(f"{p}last:{node}")
         found[f"pending:{node}"] = r.xpending(f"{p}q:{node}", "workers")["pending"]
     return {k: v for k, v in found.items() if v}
 
@@ -320,6 +321,17 @@ def test_max_age_keeps_the_last_error(queue):
     queue.nack(queue.claim("a"), "connection refused")
     assert queue.expire(now=time.time() + 4000) == 1
     assert "connection refused" in queue.dead_letters()[0]["reason"]
+
+
+def test_claims_whose_lease_ran_out_expire_too_but_live_claims_do_not(queue):
+    queue.enqueue(["a"], [url("/x/")], "wordpress", now=time.time() - 4000)   # older than max age
+    held = queue.claim("a", lease=0.2)
+    assert queue.expire() == 0                           # still leased: its sender may confirm it
+    time.sleep(0.3)
+    assert queue.expire() == 1
+    assert queue.dead_letters()[0]["item"]["target"] == "/x/"
+    queue.ack(held)                                      # too late: stays a dead letter
+    assert queue.stats()["dead"] == 1
 
 
 # --- bounded memory, wake-ups, health ------------------------------------------------------------------------

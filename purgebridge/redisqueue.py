@@ -20,8 +20,10 @@ Keys, all under ``prefix`` (default ``purgebridge:``), N a node name::
     events            stream of accepted, not yet expanded events; group "expanders"
     sig:<signature>   replay cache: SET NX EX <window>, in the same script as the XADD
     q:N               stream of deliveries due for node N; group "workers" (one per node)
-    rec:<rid>         hash: one delivery (node, key, item, first/last enqueue, attempts, ...)
-    ready:N           hash item key -> rid of the delivery not claimed yet (what new ones merge into)
+    rec:<rid>         hash: one delivery (key digest, first/last enqueue, attempts, lease, state, ...)
+    item:<rid>        string: the invalidation (JSON). Apart from rec because a hash field over 64
+                      bytes turns Redis's compact listpack into a hash table: 2x the memory
+    ready:N           hash sha1(item key) -> rid of the delivery not claimed yet (what new ones merge into)
     backoff:N         zset rid -> due time: failed deliveries waiting to be put back on q:N
     age:N             zset rid -> first_at of every live delivery (oldest pending age)
     last:N            zset rid -> last_at of every live delivery (what max age expires, without a scan)
@@ -42,12 +44,14 @@ import socket
 import threading
 import time
 import uuid
+import hashlib
 import json
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from purgebridge.errors import SignatureError
+from purgebridge.fanout import Invalidation
 from purgebridge.journal import JournalError
 from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, _Signal
 
@@ -86,7 +90,7 @@ local function merge_into_ready(node, rid)
     redis.call('HSET', orec, 'first_at', mine)
     redis.call('ZADD', P .. 'age:' .. node, mine, other)
   end
-  redis.call('DEL', rec)
+  redis.call('DEL', rec, P .. 'item:' .. rid)
   redis.call('ZREM', P .. 'age:' .. node, rid)
   redis.call('ZREM', P .. 'last:' .. node, rid)
   return true
@@ -105,8 +109,9 @@ local function add(node, key, payload, first_at, last_at)
     return 0
   end
   rid = tostring(redis.call('INCR', P .. 'seq'))
-  redis.call('HSET', P .. 'rec:' .. rid, 'node', node, 'key', key, 'item', payload, 'first_at', first_at,
-             'last_at', last_at, 'attempts', 0, 'merges', 0, 'lease', '', 'error', '', 'state', 'ready')
+  redis.call('HSET', P .. 'rec:' .. rid, 'key', key, 'first_at', first_at, 'last_at', last_at, 'attempts', 0,
+             'merges', 0, 'lease', '', 'error', '', 'state', 'ready')
+  redis.call('SET', P .. 'item:' .. rid, payload)
   redis.call('HSET', ready, key, rid)
   redis.call('ZADD', P .. 'age:' .. node, first_at, rid)
   redis.call('ZADD', P .. 'last:' .. node, last_at, rid)
@@ -231,7 +236,7 @@ for _, entry in ipairs(entries) do
     end
     local attempts = redis.call('HINCRBY', rec, 'attempts', 1)
     redis.call('HSET', rec, 'lease', token, 'state', 'leased')
-    table.insert(out, {rid, key, redis.call('HGET', rec, 'item'), attempts, redis.call('HGET', rec, 'first_at')})
+    table.insert(out, {rid, redis.call('GET', P .. 'item:' .. rid), attempts, redis.call('HGET', rec, 'first_at')})
   end
 end
 return out
@@ -243,7 +248,7 @@ local node, n = ARGV[2], 0
 for a = 6, #ARGV do
   local rid = ARGV[a]
   if settle(node, rid, ARGV[5]) then
-    redis.call('DEL', P .. 'rec:' .. rid)
+    redis.call('DEL', P .. 'rec:' .. rid, P .. 'item:' .. rid)
     redis.call('ZREM', P .. 'age:' .. node, rid)
     redis.call('ZREM', P .. 'last:' .. node, rid)
     n = n + 1
@@ -352,6 +357,11 @@ count('retried', '', n)
 if n > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
 return n
 """
+
+
+def _digest(key):
+    """The item key as stored: 40 hex characters, so the record stays a compact listpack hash."""
+    return hashlib.sha1(key.encode()).hexdigest()
 
 
 def _text(value):
@@ -502,7 +512,7 @@ class RedisQueue:
     def _store(self, nodes, items, events, mode, signature="", failed=0, counted=0, now=None):
         args = [repr(now), signature or "", int(self.replay_window), len(nodes), *nodes, len(items)]
         for key, payload, first_at, last_at in items:
-            args.extend((key, payload, repr(first_at), repr(last_at)))
+            args.extend((_digest(key), payload, repr(first_at), repr(last_at)))
         args.extend((len(events), *events, mode, failed, counted))
         result = self._run("store", *args)
         if result is None:
@@ -566,8 +576,12 @@ class RedisQueue:
         token = uuid.uuid4().hex
         self.lease = lease  # what expire() takes as "lease ran out" (every relay uses the same one)
         rows = self._run("claim", node, repr(now), int(limit), max(1, int(lease * 1000)), self.consumer, token)
-        return [Claim(id=int(rid), node=node, key=_text(key), item=json.loads(item), attempts=int(attempts),
-                      first_at=float(first_at), lease=token) for rid, key, item, attempts, first_at in rows]
+        claims = []
+        for rid, payload, attempts, first_at in rows:
+            item = json.loads(payload)
+            claims.append(Claim(id=int(rid), node=node, key=Invalidation.from_dict(item).key, item=item,
+                                attempts=int(attempts), first_at=float(first_at), lease=token))
+        return claims
 
     @staticmethod
     def _by_node_and_lease(claims):
@@ -652,9 +666,11 @@ class RedisQueue:
         letters = []
         for name in ([node] if node else self._nodes()):
             for rid, _dead_at in self.redis.zrange(self._key("dead", name), 0, limit - 1, withscores=True):
-                fields = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key("rec", _text(rid))).items()}
-                if fields:
-                    letters.append({"id": int(rid), "node": name, "item": json.loads(fields["item"]),
+                rid = _text(rid)
+                fields = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key("rec", rid)).items()}
+                payload = self.redis.get(self._key("item", rid))
+                if fields and payload:
+                    letters.append({"id": int(rid), "node": name, "item": json.loads(payload),
                                     "first_at": float(fields["first_at"]), "dead_at": float(fields["dead_at"]),
                                     "attempts": int(fields["attempts"]), "reason": fields["error"]})
         letters.sort(key=lambda letter: (letter["dead_at"], letter["id"]))

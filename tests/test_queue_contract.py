@@ -73,6 +73,7 @@ def leftovers(queue):
         return {k: v for k, v in found.items() if v}
     r, p = queue.redis, queue.prefix
     found = {"records": len(list(r.scan_iter(match=f"{p}rec:*", count=1000))),
+             "items": len(list(r.scan_iter(match=f"{p}item:*", count=1000))),
              "events stream": r.xlen(f"{p}events")}
     for node in queue._nodes():
         found[f"q:{node}"] = r.xlen(f"{p}q:{node}")

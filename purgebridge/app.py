@@ -108,6 +108,9 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     from purgebridge.routes import bp
 
     app.register_blueprint(bp)
+    from purgebridge.fastpath import EventFastPath
+
+    app.wsgi_app = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead
 
     @app.errorhandler(HTTPException)
     def http_error(exc):  # JSON for every error, including 404/405/413 raised by Flask itself

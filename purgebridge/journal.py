@@ -38,7 +38,7 @@ from purgebridge.mapping import map_batch
 log = logging.getLogger(__name__)
 
 PENDING, TAKEN, DONE, WITHDRAWN = "pending", "taken", "done", "withdrawn"
-MAX_GROUP = 2000   # events in one journal transaction
+MAX_GROUP = 500    # events in one journal statement (queue._CHUNK)
 EXPAND_BATCH = 500  # journal events mapped and stored per expansion transaction
 
 

@@ -122,6 +122,25 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# A journal append is ONE statement (see write_journal): these triggers put the
+# signature into the replay cache and count the event inside that statement.
+# The plain INSERT into signatures fails -- and with it the whole statement --
+# if the signature is there already, so a replay racing the pre-check cannot
+# slip through.
+_JOURNAL_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS events_journal_signature AFTER INSERT ON events
+WHEN NEW.expanded_at IS NULL AND NEW.signature IS NOT NULL
+BEGIN
+    INSERT INTO signatures(signature, seen_at) VALUES (NEW.signature, NEW.received_at);
+END;
+CREATE TRIGGER IF NOT EXISTS events_journal_count AFTER INSERT ON events
+WHEN NEW.expanded_at IS NULL
+BEGIN
+    INSERT INTO counters(name, node, value) VALUES ('events', '', 1)
+    ON CONFLICT(name, node) DO UPDATE SET value = value + 1;
+END;
+"""
+
 _UPSERT = """
 INSERT INTO deliveries(node, key, item, state, event_id, first_at, last_at, next_at)
 VALUES (?, ?, ?, 'ready', ?, ?, ?, ?)
@@ -233,6 +252,7 @@ class Queue:
             db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
             self._migrate(db)
             db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
+            db.executescript(_JOURNAL_TRIGGERS)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
@@ -275,16 +295,19 @@ class Queue:
         return db
 
     class _Tx:
-        def __init__(self, queue):
+        def __init__(self, queue, lock=True):
             self.queue = queue
+            self.lock = queue._write_lock if lock else None
 
         def __enter__(self):
-            self.queue._write_lock.acquire()
+            if self.lock:
+                self.lock.acquire()
             try:
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
-                self.queue._write_lock.release()
+                if self.lock:
+                    self.lock.release()
                 raise
             return self.db
 
@@ -300,11 +323,13 @@ class Queue:
                 else:
                     self.db.execute("ROLLBACK")
             finally:
-                self.queue._write_lock.release()
+                if self.lock:
+                    self.lock.release()
             return False
 
-    def _write(self):
-        return Queue._Tx(self)
+    def _write(self, lock=True):
+        """A write transaction; ``lock=False`` when the caller already holds the write lock."""
+        return Queue._Tx(self, lock)
 
     def close(self):
         """Flush the journal, then close every thread's connection (the WAL is checkpointed by the last one)."""
@@ -396,49 +421,83 @@ class Queue:
         return self.journal.append(source, site, body, signature)
 
     def write_journal(self, take, now=None):
-        """One transaction for a group of appends; called by the journal's writer thread only.
+        """Write a group of appends durably; called by the journal's writer thread only.
 
-        ``take()`` runs once the write lock and the SQLite write transaction
-        are held (so entries that waited too long for them can still be
-        cancelled) and returns the entries (``event_id, source, site, body,
-        signature, received_at``). Returns one bool per entry: stored, or
-        False for a replay -- its signature is fresh in the replay cache or
-        used by an earlier entry of the same group. A few statements per
-        group, whatever its size (see ``_CHUNK``).
+        ``take()`` runs once the write lock is held (so entries that waited
+        too long for it can still be withdrawn) and returns the entries
+        (``event_id, source, site, body, signature, received_at``), at most
+        ``_CHUNK``. Returns one bool per entry: stored, or False for a replay
+        -- its signature is fresh in the replay cache or used by an earlier
+        entry of the same group.
+
+        Usually that is two statements whatever the group's size: a read of
+        which signatures exist already, then one INSERT of every event in
+        autocommit mode (its own transaction and fsync; the triggers add the
+        signatures and the count). A group where a signature exists (a
+        replay, or an old one housekeeping has not dropped yet) or that loses
+        a race to another process takes the explicit transaction instead.
         """
-        with self._write() as db:
+        with self._write_lock:
             entries = take()
             if not entries:
                 return []
+            if len(entries) > _CHUNK:
+                raise ValueError(f"at most {_CHUNK} journal entries per group")
             now = self.clock() if now is None else now
-            wanted = list({e.signature for e in entries if e.signature})
-            fresh = set()
-            for chunk in _chunks(wanted):
-                fresh.update(row[0] for row in db.execute(
-                    f"SELECT signature FROM signatures WHERE seen_at >= ? AND signature IN "
-                    f"({','.join('?' * len(chunk))})", [now - self.replay_window, *chunk]))
-            stored, signatures, events = [], [], []
-            for entry in entries:
-                signature = entry.signature
-                if signature:
-                    if signature in fresh:
-                        stored.append(False)
-                        continue
-                    fresh.add(signature)  # a second entry with it in this group is a replay too
-                    signatures.append((signature, now))
-                events.append((entry.event_id, entry.source, entry.site, entry.received_at, entry.body, signature))
-                stored.append(True)
-            for chunk in _chunks(signatures):
-                db.execute(_rows_sql("INSERT OR REPLACE INTO signatures(signature, seen_at)", "(?,?)", len(chunk)),
-                           _flat(chunk))
-            for chunk in _chunks(events):
-                db.execute(_rows_sql("INSERT INTO events(id, source, site, received_at, body, signature, "
-                                     "items, rows, merged)", "(?,?,?,?,?,?,0,0,0)", len(chunk)), _flat(chunk))
-            if events:
-                db.execute(_COUNT, ("events", "", len(events)))
-        if events:
+            db = self._db()
+            signatures = [e.signature for e in entries if e.signature]
+            known = self._signatures_seen(db, signatures, since=None)
+            if not known:
+                stored, rows = self._journal_rows(entries, set())
+                try:
+                    self._insert_events(db, rows)
+                except sqlite3.IntegrityError:  # another process stored one of these signatures meanwhile
+                    known = True
+            if known:
+                with self._write(lock=False) as db:
+                    fresh = self._signatures_seen(db, signatures, since=now - self.replay_window)
+                    stale = [signature for signature in signatures if signature not in fresh]
+                    for chunk in _chunks(stale):
+                        db.execute(f"DELETE FROM signatures WHERE signature IN ({','.join('?' * len(chunk))})",
+                                   chunk)
+                    stored, rows = self._journal_rows(entries, fresh)
+                    self._insert_events(db, rows)
+        if rows:
             self._journal_changed.fire()
         return stored
+
+    @staticmethod
+    def _signatures_seen(db, signatures, since):
+        """Which of ``signatures`` the replay cache holds (seen at or after ``since``, if given)."""
+        found = set()
+        for chunk in _chunks(list(dict.fromkeys(signatures))):
+            sql = f"SELECT signature FROM signatures WHERE signature IN ({','.join('?' * len(chunk))})"
+            args = list(chunk)
+            if since is not None:
+                sql += " AND seen_at >= ?"
+                args.append(since)
+            found.update(row[0] for row in db.execute(sql, args))
+        return found
+
+    @staticmethod
+    def _journal_rows(entries, replays):
+        """Rows to insert and one stored-or-replay flag per entry; a signature twice in a group is a replay."""
+        seen, stored, rows = set(replays), [], []
+        for entry in entries:
+            if entry.signature and entry.signature in seen:
+                stored.append(False)
+                continue
+            if entry.signature:
+                seen.add(entry.signature)
+            rows.append((entry.event_id, entry.source, entry.site, entry.received_at, entry.body, entry.signature))
+            stored.append(True)
+        return stored, rows
+
+    @staticmethod
+    def _insert_events(db, rows):
+        if rows:
+            db.execute(_rows_sql("INSERT INTO events(id, source, site, received_at, body, signature, "
+                                 "items, rows, merged)", "(?,?,?,?,?,?,0,0,0)", len(rows)), _flat(rows))
 
     def pending_events(self, limit=500):
         """Journal events not expanded yet, oldest first: ``(event_id, source, site, body, received_at)``."""

@@ -19,6 +19,7 @@ route, status and reason only.
 
 import functools
 import hmac
+import json
 import logging
 import socket
 import time
@@ -108,8 +109,8 @@ def _json():
         raise Refused(400, str(exc), exc.field) from None
 
 
-def _allowed_host(host, what):
-    if host not in service().sites:
+def _allowed_host(host, what, svc=None):
+    if host not in (svc or service()).sites:
         raise Refused(403, f"{what} is not a site this relay may purge")
     return host
 
@@ -120,9 +121,9 @@ def _host_of(url):
     return site_of(url)
 
 
-def _url_host(url, field):
+def _url_host(url, field, svc=None):
     try:
-        return _allowed_host(_host_of(url), f"host of {url!r} ({field})")
+        return _allowed_host(_host_of(url), f"host of {url!r} ({field})", svc)
     except InvalidURL as exc:
         raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
 
@@ -134,8 +135,8 @@ def _site_host(site):
         raise Refused(400, f"site: {exc.reason}", "site") from None
 
 
-def _nodes():
-    nodes = service().settings.nodes
+def _nodes(svc=None):
+    nodes = (svc or service()).settings.nodes
     if not nodes:
         raise Refused(503, "no Varnish nodes configured")
     return nodes
@@ -177,15 +178,17 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 
 # --- routes --------------------------------------------------------------------------
 
-@bp.post("/v1/events/wordpress")
-def wordpress_event():
-    """A signed batch from the WordPress plugin (docs/events.md): validated, then journaled."""
-    svc = service()
-    body = _body()
-    signature = request.headers.get(SIGNATURE_HEADER, "")
+def accept_wordpress_event(svc, body, timestamp, signature):
+    """The accept path of a signed event, free of Flask (``fastpath`` serves it as plain WSGI).
+
+    Checks in order -- signature and skew (401), JSON and schema (400), site
+    (403), secret for that site (403), nodes (503) -- then journals the raw
+    body; the journal's transaction catches replays (409) and answers only
+    once the event is on disk. Returns ``(event_id, changes, nodes)`` or
+    raises :class:`Refused`; nothing is stored on any refusal.
+    """
     try:
-        secret_name = signing.verify(svc.sites.secrets(), request.headers.get(TIMESTAMP_HEADER, ""),
-                                     signature, body)
+        secret_name = signing.verify(svc.sites.secrets(), timestamp, signature, body)
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
     signature = signature.strip().lower()
@@ -193,10 +196,10 @@ def wordpress_event():
         data = validate_wordpress_event(parse_json(body))
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
-    host = _url_host(data["site"], "site")
+    host = _url_host(data["site"], "site", svc)
     if not svc.sites.secret_covers(secret_name, host):
         raise Refused(403, f"the secret that signed this event is not the one for site {host}")
-    nodes = _nodes()
+    nodes = _nodes(svc)
     try:
         event_id = svc.queue.append("wordpress", host, body, signature)
     except SignatureError as exc:  # seen before, or sent twice at once: only one of them is stored
@@ -205,7 +208,21 @@ def wordpress_event():
         raise Refused(503, str(exc)) from None
     svc.metrics.event("wordpress_event", 202)
     log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, host, len(data["changes"]))
-    return jsonify({"event_id": event_id, "queued": len(data["changes"]), "nodes": len(nodes)}), 202
+    return event_id, len(data["changes"]), len(nodes)
+
+
+def accepted_body(event_id, changes, nodes):
+    """The 202 body (docs/events.md): ``queued`` counts the changes accepted, mapped later."""
+    return json.dumps({"event_id": event_id, "queued": changes, "nodes": nodes}).encode("utf-8")
+
+
+@bp.post("/v1/events/wordpress")
+def wordpress_event():
+    """A signed batch from the WordPress plugin (docs/events.md); normally answered by ``fastpath``."""
+    body = _body()
+    accepted = accept_wordpress_event(service(), body, request.headers.get(TIMESTAMP_HEADER, ""),
+                                      request.headers.get(SIGNATURE_HEADER, ""))
+    return Response(accepted_body(*accepted), status=202, mimetype="application/json")
 
 
 @bp.post("/v1/webhook")

@@ -63,7 +63,7 @@ class Worker:
     def __init__(self, queue, settings, nodes=None, deliver=fanout.deliver, metrics=None,
                  batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None,
                  batch_burst=None, batch_rate=None, mapping_options=None,
-                 expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0):
+                 expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0, expand_gather=0.05):
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
@@ -84,6 +84,7 @@ class Worker:
         self._options = {}
         self.expand_batch = expand_batch
         self.expand_on_stop = expand_on_stop
+        self.expand_gather = expand_gather
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._stopping = threading.Event()
         self._threads = []
@@ -144,14 +145,25 @@ class Worker:
                               self.settings.proto_header, limit or self.expand_batch)
 
     def _run_expander(self):
+        """Expand as soon as the journal has something, but at most one batch per ``expand_gather``.
+
+        An isolated event is expanded at once; during a burst the pause lets
+        a batch gather, so one transaction and one coalescing pass cover many
+        events, and the expander does not compete with the requests for the
+        GIL and the write lock after every single commit.
+        """
         while not self._stopping.is_set():
             generation = self.queue.journal_generation
+            started = time.monotonic()
             try:
-                if self.expand():
-                    continue
+                done = self.expand()
             except Exception:  # keep the thread alive; the entries stay in the journal for the next round
                 log.exception("expanding the journal failed")
                 self._stopping.wait(self.poll)
+                continue
+            if done:
+                if done < self.expand_batch:
+                    self._stopping.wait(max(0.0, self.expand_gather - (time.monotonic() - started)))
                 continue
             self.queue.wait_journal(generation, self.poll)
 

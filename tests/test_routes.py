@@ -508,3 +508,38 @@ def test_log_setup_is_json_and_redacts_secrets():
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["msg"] == "oops *** and fine" and lines[0]["node"] == "n1" and lines[0]["level"] == "warning"
     assert "***" in lines[1]["exc"] and ADMIN_TOKEN not in stream.getvalue() and SECRET not in stream.getvalue()
+
+
+@pytest.mark.parametrize("case", ["accepted", "wrong secret", "bad json", "other site", "replay", "too large"])
+def test_fast_path_and_flask_route_answer_alike(tmp_path, case):
+    """The plain-WSGI fast path and the Flask route (still registered) give the same status and body shape."""
+    from werkzeug.test import Client
+
+    answers = []
+    for name, pick in (("fast", lambda app: app), ("flask", lambda app: Client(app.wsgi_app.app))):
+        app = create_app(app_overrides(tmp_path / name), environ={})
+        client = app.test_client() if name == "fast" else pick(app)
+        raw = encode(event_body())
+        headers = signed_headers(raw)
+        if case == "wrong secret":
+            headers = signed_headers(raw, secret="nope")
+        elif case == "bad json":
+            raw = b"{nope"
+            headers = signed_headers(raw)
+        elif case == "other site":
+            raw = encode(event_body([post_change(site="https://evil.example.test")], site="https://evil.example.test"))
+            headers = signed_headers(raw)
+        elif case == "too large":
+            raw = b"{" + b" " * MAX_BODY + b"}"
+            headers = signed_headers(raw)
+        try:
+            response = client.post("/v1/events/wordpress", data=raw, headers=headers)
+            if case == "replay":
+                response = client.post("/v1/events/wordpress", data=raw, headers=headers)
+            payload = json.loads(response.get_data())
+            answers.append((response.status_code, sorted(payload), response.headers.get("Content-Type")))
+        finally:
+            app.extensions["purgebridge"].close()
+    assert answers[0] == answers[1], answers
+    assert answers[0][0] == {"accepted": 202, "wrong secret": 401, "bad json": 400, "other site": 403,
+                             "replay": 409, "too large": 413}[case]

@@ -272,7 +272,14 @@ class Queue:
 
     @classmethod
     def from_settings(cls, settings, **kwargs):
-        """The queue the service and the CLI use: ``PURGEBRIDGE_QUEUE`` and the retry settings."""
+        """The queue the service and the CLI use: ``PURGEBRIDGE_QUEUE`` and the retry settings.
+
+        A ``redis://`` URL opens the Redis Streams backend instead (``purgebridge.backends``).
+        """
+        from purgebridge.backends import is_redis, open_queue
+
+        if is_redis(settings.queue):
+            return open_queue(settings, **kwargs)
         return cls(settings.queue, backoff=settings.backoff, backoff_max=max(settings.backoff_max, settings.backoff),
                    max_age=settings.max_age, **kwargs)
 

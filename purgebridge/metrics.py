@@ -30,13 +30,16 @@ class _QueueCollector:
             depth.add_metric([node], entry["pending"] + entry["in_flight"])
             dead.add_metric([node], entry["dead"])
         oldest.add_metric([], stats["oldest_pending_age"] or 0.0)
+        journal = GaugeMetricFamily("purgebridge_journal_pending",
+                                    "Accepted events not yet mapped to per-node deliveries")
+        journal.add_metric([], stats.get("journal_pending", 0))
         merged = CounterMetricFamily("purgebridge_queue_merged",
                                      "Purges merged into one already waiting for the same node (coalescing)")
         merged.add_metric([], stats["totals"].get("merged", 0))
         rows = CounterMetricFamily("purgebridge_queue_rows",
                                    "Deliveries added to the queue (after coalescing)")
         rows.add_metric([], stats["totals"].get("rows", 0))
-        return [depth, dead, oldest, merged, rows]
+        return [depth, dead, oldest, journal, merged, rows]
 
 
 class Metrics:

@@ -17,9 +17,11 @@ _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
 
 _ACCEPTED = {"type": "object", "required": ["event_id", "queued"], "properties": {
     "event_id": {"type": "string"},
-    "queued": {"type": "integer", "description": "distinct invalidations stored (each for every node)"},
+    "queued": {"type": "integer", "description": "WordPress events: changes accepted from the batch (mapped to "
+               "URLs afterwards); webhook and admin purges: distinct invalidations stored, each for every node"},
     "nodes": {"type": "integer"},
-    "merged": {"type": "integer", "description": "(node, item) pairs merged into purges already waiting"},
+    "merged": {"type": "integer", "description": "webhook and admin purges only: (node, item) pairs merged into "
+               "purges already waiting"},
 }}
 
 _URLS = {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "string", "format": "uri",

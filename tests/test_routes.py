@@ -543,3 +543,11 @@ def test_fast_path_and_flask_route_answer_alike(tmp_path, case):
     assert answers[0] == answers[1], answers
     assert answers[0][0] == {"accepted": 202, "wrong secret": 401, "bad json": 400, "other site": 403,
                              "replay": 409, "too large": 413}[case]
+
+
+def test_metrics_show_journal_events_not_yet_expanded(app, client):
+    send_event(client)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "purgebridge_journal_pending 1.0" in text
+    expanded(app)
+    assert "purgebridge_journal_pending 0.0" in client.get("/metrics").get_data(as_text=True)

@@ -230,6 +230,7 @@ def main():
     parser.add_argument("--saves", type=int, default=40, help="saves per scenario per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if not 1 <= args.saves <= 1000 or not 1 <= args.rounds <= 20:
         parser.error("--saves 1..1000, --rounds 1..20")
@@ -240,6 +241,28 @@ def main():
           "max of refused/blackholed is the one save per 30 s that pays the connect/answer timeout.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from common import machine, write_section
+
+        base = results["baseline"]["total"]
+        verdict = []
+        for name, target in (("relay up", 5), ("refused", 25), ("blackholed", 25)):
+            for part, label in (("visible", "what the editor waits for under PHP-FPM"), ("total", "whole request")):
+                r = results[name][part]
+                verdict.append(f"- {name}, {label}: p50 {r['p50'] - base['p50']:+.2f} ms, mean "
+                               f"{r['mean'] - base['mean']:+.2f} ms over baseline (target <= {target} ms: "
+                               f"{'met' if r['mean'] - base['mean'] <= target else 'NOT met'} on the mean)")
+        write_section("wp_editor", "\n".join([
+            "## WordPress editor overhead (`bench/wp_editor.py`)", "",
+            f"`wp_update_post` on a real WordPress (Debian's package, MariaDB, php-cli) "
+            f"with the plugin inactive (baseline) and active while the relay is up, refusing "
+            f"connections, or blackholed; {args.rounds} interleaved rounds x {args.saves} saves per scenario, "
+            f"one run. Machine: {machine()}.", "", table(results), "", *verdict, "",
+            "Blackholed: the first save after the relay goes silent waits out the 2 s send timeout (after the "
+            "response under PHP-FPM); the plugin then treats the relay as down for 30 s and queues without "
+            "touching the network, which is why the max is high and the median is not.",
+        ]))
 
 
 if __name__ == "__main__":

@@ -109,3 +109,19 @@ def test_ban_and_purge_all_through_the_vcl(cluster, site):
     cluster.warm(paths, site)
     assert purgebridge("purge", "--all", "--host", site, nodes=names(cluster)).returncode == 0
     assert {cluster.xcache(vn, p, site) for vn in cluster.nodes for p in paths} == {"MISS"}
+
+
+def test_key_purge_through_the_vcl(cluster, site):
+    """Pages tagged by the origin's xkey header; purging a key drops only its pages, on every node."""
+    tagged = {"/a/?xkey=post-1,front": "MISS", "/b/?xkey=post-2": "HIT", "/c/?xkey=post-3,front": "MISS"}
+    cluster.warm(list(tagged), site)
+    result = purgebridge("purge", "--json", "--host", site, "--key", "post-1", "--key", "front", nodes=names(cluster))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {n["purged"] for n in json.loads(result.stdout)["nodes"]} == {1}
+    for vn in cluster.nodes:
+        assert {p: cluster.xcache(vn, p, site) for p in tagged} == tagged, vn.name
+    other = f"other-{site}"  # keys are scoped by Host in vcl/wordpress.vcl
+    cluster.warm(["/d/?xkey=post-2"], other)
+    assert purgebridge("purge", "--host", site, "--key", "post-2", nodes=names(cluster)).returncode == 0
+    assert {cluster.xcache(vn, "/d/?xkey=post-2", other) for vn in cluster.nodes} == {"HIT"}
+    assert {cluster.xcache(vn, "/b/?xkey=post-2", site) for vn in cluster.nodes} == {"MISS"}

@@ -9,7 +9,7 @@ always``: as durable as SQLite's synchronous=FULL), and in turn
 
 each measured for
   (a) event accepted -> purged on all 3 nodes, p50/p99 (``relay.bench_latency``:
-      arrival times from varnishlog), events posted round-robin to the relays;
+      arrival times from varnishlog), isolated events posted round-robin to the relays;
   (b) signed events accepted (202) per second, 3,000 pre-signed events over 8
       keep-alive connections spread over the relays.
 It also measures Redis memory per waiting delivery and per journal event
@@ -111,7 +111,7 @@ def redis_memory(url, count=20000):
         queue.close()
 
 
-def run_config(cluster, tmp, name, count, queue, latency_events, accept_events):
+def run_config(cluster, tmp, name, count, queue, latency_events, accept_events, spacing):
     nodes = [vn.node for vn in cluster.nodes]
     relays = []
     for index in range(count):
@@ -121,7 +121,7 @@ def run_config(cluster, tmp, name, count, queue, latency_events, accept_events):
     group = Relays(relays)
     (tmp / name).mkdir(exist_ok=True)
     try:
-        latencies, _urls = bench_latency(cluster, group, tmp / name, latency_events)
+        latencies, _urls = bench_latency(cluster, group, tmp / name, latency_events, spacing)
         rate = bench_accept(relays, accept_events)
         assert group.drain(limit=300), f"{name}: queue did not drain"
     finally:
@@ -134,7 +134,9 @@ def run_config(cluster, tmp, name, count, queue, latency_events, accept_events):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency-events", type=int, default=150)
+    parser.add_argument("--latency-events", type=int, default=80)
+    parser.add_argument("--spacing", type=float, default=0.6,
+                        help="seconds between latency events (isolated events, as in bench/relay.py)")
     parser.add_argument("--accept-events", type=int, default=3000)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -146,11 +148,12 @@ def main():
     results = []
     try:
         with start_cluster(hosts=HOSTS, workdir=tmp / "cluster") as cluster:
-            results.append(run_config(cluster, tmp, "sqlite-1", 1, None, args.latency_events, args.accept_events))
+            results.append(run_config(cluster, tmp, "sqlite-1", 1, None, args.latency_events, args.accept_events,
+                                      args.spacing))
             for count in (1, 2, 3):
                 redis.client().flushdb()
                 results.append(run_config(cluster, tmp, f"redis-{count}", count, redis.url(0),
-                                          args.latency_events, args.accept_events))
+                                          args.latency_events, args.accept_events, args.spacing))
         redis.client().flushdb()
         per_delivery, per_event, body_bytes = redis_memory(redis.url(0))
     finally:
@@ -169,7 +172,7 @@ def main():
         *rows, "",
         f"Accepted/s: {args.accept_events:,} pre-signed events over 8 keep-alive connections spread round-robin "
         f"over the relays. Latency: {base['events']} single post updates (~30 URLs each) posted round-robin, "
-        "spaced 30 ms, measured to the varnishlog arrival of the event's own URLs on the slowest node.", "",
+        f"one every {args.spacing:g} s (isolated events), measured to the varnishlog arrival of the event's own URLs on the slowest node.", "",
         f"Redis memory (used_memory, 20,000 of each): {per_delivery:,.0f} bytes per waiting (node, URL) delivery, "
         f"{per_event:,.0f} bytes per accepted event not yet expanded ({body_bytes} byte body). "
         "Delivered items and expanded events are deleted, so this is memory per *backlog*, not per total.", "",

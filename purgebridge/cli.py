@@ -213,7 +213,7 @@ def nodes(ctx, as_json):
 
 @cli.command()
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (PURGEBRIDGE_LISTEN, default 127.0.0.1:8787).")
-@click.option("--queue", "queue_path", metavar="PATH", help="SQLite queue file (PURGEBRIDGE_QUEUE).")
+@click.option("--queue", "queue_path", metavar="PATH", help="Queue: SQLite file or redis://host:port/db (PURGEBRIDGE_QUEUE).")
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
 @click.pass_context
 def serve(ctx, listen, queue_path, insecure):
@@ -236,7 +236,7 @@ def serve(ctx, listen, queue_path, insecure):
 
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the queue state as JSON.")
-@click.option("--queue", "queue_path", metavar="PATH", help="SQLite queue file (PURGEBRIDGE_QUEUE).")
+@click.option("--queue", "queue_path", metavar="PATH", help="Queue: SQLite file or redis://host:port/db (PURGEBRIDGE_QUEUE).")
 @click.pass_context
 def queue(ctx, as_json, queue_path):
     """Show the durable queue: depth per node, oldest pending, dead letters.

@@ -96,7 +96,7 @@ VARIABLES = {
     "PURGEBRIDGE_SITES_FILE": ("sites_file", _string, "", "JSON file with per-site secrets and mapping options"),
     "PURGEBRIDGE_WEBHOOK_TOKEN": ("webhook_token", _string, "", "bearer token for POST /v1/webhook"),
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
-    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "path of the SQLite queue"),
+    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),

@@ -224,6 +224,36 @@ class _Signal:
             return self.generation
 
 
+def summarise_stats(nodes, counters, journal_pending, journal_age):
+    """The ``stats()`` dict every backend returns, from what it counted.
+
+    ``nodes``: node -> {"pending", "in_flight", "dead", "oldest_pending_age"};
+    ``counters``: (name, node, value) rows, node "" for totals only;
+    ``journal_age``: seconds the oldest unexpanded event has waited, or None.
+    """
+    totals, per_node = {}, {}
+    for name, node, value in counters:
+        totals[name] = totals.get(name, 0) + value
+        if node:
+            per_node.setdefault(node, {})[name] = value
+    for node, counts in per_node.items():
+        nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+        nodes[node]["totals"] = counts
+    ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
+    if journal_age is not None:
+        ages.append(journal_age)
+    return {
+        "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()) + journal_pending,
+        "journal_pending": journal_pending,
+        "pending": sum(n["pending"] for n in nodes.values()),
+        "in_flight": sum(n["in_flight"] for n in nodes.values()),
+        "dead": sum(n["dead"] for n in nodes.values()),
+        "oldest_pending_age": max(ages) if ages else None,
+        "nodes": nodes,
+        "totals": totals,
+    }
+
+
 class Queue:
     """SQLite implementation of the queue contract in the module docstring."""
 
@@ -730,29 +760,11 @@ class Queue:
             entry["pending" if state == "ready" else "in_flight"] += count
             age = max(0.0, now - oldest)
             entry["oldest_pending_age"] = max(entry["oldest_pending_age"] or 0.0, age)
-        totals, per_node = {}, {}
-        for name, node, value in db.execute("SELECT name, node, value FROM counters"):
-            totals[name] = totals.get(name, 0) + value
-            if node:
-                per_node.setdefault(node, {})[name] = value
-        for node, counts in per_node.items():
-            nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
-            nodes[node]["totals"] = counts
-        ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
+        counters = db.execute("SELECT name, node, value FROM counters").fetchall()
         journal_pending, journal_oldest = db.execute(
             "SELECT COUNT(*), MIN(received_at) FROM events WHERE expanded_at IS NULL").fetchone()
-        if journal_oldest is not None:
-            ages.append(max(0.0, now - journal_oldest))
-        return {
-            "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()) + journal_pending,
-            "journal_pending": journal_pending,
-            "pending": sum(n["pending"] for n in nodes.values()),
-            "in_flight": sum(n["in_flight"] for n in nodes.values()),
-            "dead": sum(n["dead"] for n in nodes.values()),
-            "oldest_pending_age": max(ages) if ages else None,
-            "nodes": nodes,
-            "totals": totals,
-        }
+        journal_age = None if journal_oldest is None else max(0.0, now - journal_oldest)
+        return summarise_stats(nodes, counters, journal_pending, journal_age)
 
     def writable(self):
         """True when a write transaction can be opened (for /readyz)."""

@@ -53,7 +53,7 @@ import redis
 from purgebridge.errors import SignatureError
 from purgebridge.fanout import Invalidation
 from purgebridge.journal import JournalError
-from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, _Signal
+from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, _Signal, summarise_stats
 
 log = logging.getLogger(__name__)
 
@@ -692,36 +692,19 @@ class RedisQueue:
         pipe.xlen(self._key("events"))
         pipe.xrange(self._key("events"), "-", "+", count=1)
         results = pipe.execute()
-        entries, ages = {}, []
+        entries = {}
         for index, name in enumerate(nodes):
             ready, live, dead, oldest = results[4 * index:4 * index + 4]
             age = max(0.0, now - oldest[0][1]) if oldest else None
-            if age is not None:
-                ages.append(age)
             entries[name] = {"pending": ready, "in_flight": max(0, live - ready), "dead": dead,
                              "oldest_pending_age": age}
         counters, journal_pending, first_event = results[-3:]
-        totals, per_node = {}, {}
+        rows = []
         for field, value in counters.items():
             name, _, node = _text(field).partition("|")
-            totals[name] = totals.get(name, 0) + int(value)
-            if node:
-                per_node.setdefault(node, {})[name] = int(value)
-        for node, counts in per_node.items():
-            entries.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
-            entries[node]["totals"] = counts
-        if first_event:
-            ages.append(max(0.0, now - float(first_event[0][1][b"received_at"])))
-        return {
-            "depth": sum(e["pending"] + e["in_flight"] for e in entries.values()) + journal_pending,
-            "journal_pending": journal_pending,
-            "pending": sum(e["pending"] for e in entries.values()),
-            "in_flight": sum(e["in_flight"] for e in entries.values()),
-            "dead": sum(e["dead"] for e in entries.values()),
-            "oldest_pending_age": max(ages) if ages else None,
-            "nodes": entries,
-            "totals": totals,
-        }
+            rows.append((name, node, int(value)))
+        journal_age = max(0.0, now - float(first_event[0][1][b"received_at"])) if first_event else None
+        return summarise_stats(entries, rows, journal_pending, journal_age)
 
     def memory(self):
         """Bytes Redis uses (``INFO memory`` used_memory): for /metrics and the sizing in docs/scaling.md."""

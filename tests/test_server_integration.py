@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import requests
 from purgebridge import signing
 from purgebridge.mapping import MappingOptions, map_batch
 from purgebridge.urls import split_url
+from relayproc import COMMAND, RelayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -37,53 +37,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def relay_command():
-    from purgebridge import cli
-
-    if "serve" in getattr(cli.cli, "commands", {}):
-        return [sys.executable, "-m", "purgebridge", "serve"]
-    return [sys.executable, "-m", "purgebridge.server"]
-
-
-class Relay:
-    """One relay subprocess; ``start`` again after a kill reuses the same queue file."""
+class Relay(RelayProcess):
+    """The relay under test, signed with this module's secret."""
 
     def __init__(self, workdir, nodes, sites, **env):
-        self.workdir = Path(workdir)
-        self.port = free_port()
-        self.log_path = self.workdir / "relay.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
-        self.env.update({
-            "PYTHONPATH": str(REPO), "PURGEBRIDGE_NODES": nodes, "PURGEBRIDGE_SITES": sites,
-            "PURGEBRIDGE_SECRET": SECRET, "PURGEBRIDGE_ADMIN_TOKEN": ADMIN,
-            "PURGEBRIDGE_QUEUE": str(self.workdir / "queue.sqlite3"),
-            "PURGEBRIDGE_LISTEN": f"127.0.0.1:{self.port}", "PURGEBRIDGE_TIMEOUT": "1",
-            "PURGEBRIDGE_BACKOFF": "0.05", "PURGEBRIDGE_BACKOFF_MAX": "0.5", "PURGEBRIDGE_LOG_FORMAT": "json",
-        })
-        self.env.update(env)
-        self.proc = None
-        self.session = requests.Session()
-
-    def start(self, timeout=20):
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(relay_command(), cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"relay exited with {self.proc.returncode}:\n{self.log()}", pytrace=False)
-            try:
-                if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        pytest.fail(f"relay did not answer /healthz within {timeout}s:\n{self.log()}", pytrace=False)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def log(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        settings = {"PURGEBRIDGE_NODES": nodes, "PURGEBRIDGE_SITES": sites, "PURGEBRIDGE_SECRET": SECRET,
+                    "PURGEBRIDGE_TIMEOUT": "1", "PURGEBRIDGE_BACKOFF": "0.05", "PURGEBRIDGE_BACKOFF_MAX": "0.5",
+                    "PURGEBRIDGE_LOG_FORMAT": "json"}
+        settings.update(env)
+        super().__init__(workdir, free_port(), settings, ADMIN)
 
     def send(self, body):
         raw = json.dumps(body).encode()
@@ -91,37 +53,6 @@ class Relay:
         headers = {"Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
                    "X-Purgebridge-Signature": signing.sign(SECRET, ts, raw)}
         return self.session.post(self.url("/v1/events/wordpress"), data=raw, headers=headers, timeout=10)
-
-    def status(self):
-        response = requests.get(self.url("/v1/status"), headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def wait(self, predicate, timeout=30, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status()
-            if predicate(status):
-                return status
-            time.sleep(0.05)
-        pytest.fail(f"relay: {what} not reached in {timeout}s; status {json.dumps(self.status())[:2000]}",
-                    pytrace=False)
-
-    def drained(self, timeout=30):
-        return self.wait(lambda s: s["queue"]["depth"] == 0, timeout, "empty queue")
-
-    def signal(self, signum):
-        self.proc.send_signal(signum)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.session.close()
 
 
 @pytest.fixture
@@ -398,6 +329,6 @@ def test_refuses_to_start_without_a_secret(tmp_path, cluster):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
     env.update({"PYTHONPATH": str(REPO), "PURGEBRIDGE_NODES": cluster.nodes_env(), "PURGEBRIDGE_SITES": "a.test",
                 "PURGEBRIDGE_QUEUE": str(tmp_path / "q.sqlite3"), "PURGEBRIDGE_LISTEN": f"127.0.0.1:{free_port()}"})
-    result = subprocess.run(relay_command(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "PURGEBRIDGE_SECRET" in result.stderr

@@ -10,10 +10,7 @@ every node that each affected URL is a MISS while an unrelated post is still a
 HIT. The steps share one WordPress and one cluster and run in file order.
 """
 
-import os
 from pathlib import Path
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,6 +18,7 @@ import requests
 
 from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
 from purgebridge import localcluster
+from relayproc import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
@@ -39,81 +37,18 @@ class WordPressBackend:
         """The WordPress fixture owns php -S."""
 
 
-def relay_command():
-    from purgebridge import cli
-
-    if "serve" in getattr(cli.cli, "commands", {}):
-        return [sys.executable, "-m", "purgebridge", "serve"]
-    return [sys.executable, "-m", "purgebridge.server"]
-
-
-class RelayProcess:
+class WordPressRelay(RelayProcess):
     """The relay on the port the WordPress site was configured with."""
 
     def __init__(self, workdir, site, cluster):
-        self.workdir = Path(workdir)
-        self.port = int(site.relay_url.rsplit(":", 1)[1])
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
-        self.env.update({
-            "PYTHONPATH": str(REPO),
+        super().__init__(workdir, int(site.relay_url.rsplit(":", 1)[1]), {
             "PURGEBRIDGE_NODES": cluster.nodes_env(),
             "PURGEBRIDGE_SITES": site.host,
             "PURGEBRIDGE_SECRET": site.secret,
-            "PURGEBRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "PURGEBRIDGE_QUEUE": str(self.workdir / "queue.sqlite3"),
-            "PURGEBRIDGE_LISTEN": f"127.0.0.1:{self.port}",
             "PURGEBRIDGE_TIMEOUT": "1",
             "PURGEBRIDGE_BACKOFF": "0.05",
             "PURGEBRIDGE_BACKOFF_MAX": "0.5",
-        })
-        self.proc = None
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def log(self):
-        path = self.workdir / "relay.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def start(self, timeout=20):
-        with open(self.workdir / "relay.log", "ab") as log:
-            self.proc = subprocess.Popen(relay_command(), cwd=self.workdir, env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"relay exited with {self.proc.returncode}:\n{self.log()}", pytrace=False)
-            try:
-                if requests.get(self.url("/healthz"), timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        pytest.fail(f"relay did not answer /healthz within {timeout}s:\n{self.log()}", pytrace=False)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def status(self):
-        response = requests.get(self.url("/v1/status"), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                timeout=5)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def drained(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            queue = self.status()["queue"]
-            if queue["depth"] == 0:
-                return
-            time.sleep(0.05)
-        pytest.fail(f"relay queue not empty after {timeout}s: {self.status()}\n{self.log()}", pytrace=False)
+        }, ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +65,7 @@ def wp_cluster(wordpress_site, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def relay(wordpress_site, wp_cluster, tmp_path_factory):
-    process = RelayProcess(tmp_path_factory.mktemp("wp-relay"), wordpress_site, wp_cluster)
+    process = WordPressRelay(tmp_path_factory.mktemp("wp-relay"), wordpress_site, wp_cluster)
     process.start()
     try:
         yield process

@@ -28,6 +28,7 @@ class FaultServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.sock.listen(64)
+        self.sock.settimeout(0.2)  # here, not in the thread: stop() may close the socket before it runs
         self.host, self.port = self.sock.getsockname()
         self.count = 0
         self.requests = []
@@ -38,7 +39,6 @@ class FaultServer:
         self.thread.start()
 
     def _accept(self):
-        self.sock.settimeout(0.2)
         while not self.stopped:
             try:
                 conn, _ = self.sock.accept()

@@ -71,6 +71,7 @@ import threading
 import time
 import uuid
 
+from purgebridge import fanout
 from purgebridge.errors import SignatureError
 
 log = logging.getLogger(__name__)
@@ -636,8 +637,7 @@ class Queue:
 
     def backoff_delay(self, attempts):
         """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
-        base = min(self.backoff_max, self.backoff * (2 ** max(0, attempts - 1)))
-        return base / 2 + self.rng() * base / 2
+        return fanout.backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
 
     def nack(self, claims, reason, now=None):
         """Failed: back to ready with backoff. A row whose key got re-queued meanwhile merges into it."""

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from purgebridge import fanout
 from purgebridge.errors import SignatureError
 from purgebridge.fanout import Invalidation
 from purgebridge.journal import JournalError
@@ -597,8 +598,7 @@ class RedisQueue:
         return [max(0.0, now - claim.first_at) for claim in claims]
 
     def backoff_delay(self, attempts):
-        base = min(self.backoff_max, self.backoff * (2 ** max(0, attempts - 1)))
-        return base / 2 + self.rng() * base / 2
+        return fanout.backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
 
     def nack(self, claims, reason, now=None):
         now = self.clock() if now is None else now

@@ -225,18 +225,24 @@ def wordpress_event():
     return Response(accepted_body(*accepted), status=202, mimetype="application/json")
 
 
-@bp.post("/v1/webhook")
-def webhook():
-    """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
-    svc = service()
-    _bearer(svc.settings.webhook_token, "webhook")
+def _checked_request(validator):
+    """Schema-check the JSON body, then refuse (403) a site or URL on a host this relay may not purge."""
     try:
-        req = validate_webhook(_json())
+        req = validator(_json())
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
     host = _site_host(req.site) if req.site else None
     for index, url in enumerate(req.urls):
         _url_host(url, f"urls[{index}]")
+    return req, host
+
+
+@bp.post("/v1/webhook")
+def webhook():
+    """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
+    svc = service()
+    _bearer(svc.settings.webhook_token, "webhook")
+    req, host = _checked_request(validate_webhook)
     urls, keys, purge_all = list(req.urls), list(req.keys), req.purge_all
     if req.content:
         content_urls = [req.content.get("url"), req.content.get("old_url")] + list(req.content.get("collections") or [])
@@ -266,13 +272,7 @@ def purge():
     """Admin purge: queued like the rest, or with ``"wait": true`` sent now and answered with the report."""
     svc = service()
     _bearer(svc.settings.admin_token, "admin")
-    try:
-        req = validate_purge(_json())
-    except InvalidEvent as exc:
-        raise Refused(400, str(exc), exc.field) from None
-    host = _site_host(req.site) if req.site else None
-    for index, url in enumerate(req.urls):
-        _url_host(url, f"urls[{index}]")
+    req, host = _checked_request(validate_purge)
     nodes = _nodes()
     items = _items(req.urls, req.keys, req.purge_all, host, soft=req.soft, ban=req.ban)
     if not req.wait:

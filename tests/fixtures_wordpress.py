@@ -378,6 +378,9 @@ class RecordingRelay:
 
     ``answer`` is the status for the next requests (202 by default); 202
     answers carry ``{"event_id": ..., "queued": N}`` as the relay's do.
+    ``answer = "hang"`` plays a blackholed relay: the request is read and
+    recorded, then nothing is answered until ``clear()`` (or 30 s) and the
+    connection is closed without a reply; the batch is not accepted.
     """
 
     def __init__(self, port, secret):
@@ -393,6 +396,7 @@ class RecordingRelay:
         self.requests = []
         self.bad_signatures = 0
         self.lock = threading.Lock()
+        self.released = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -416,6 +420,10 @@ class RecordingRelay:
                         status = 401
                     elif status == 202:
                         relay.batches.append(json.loads(body))
+                if status == "hang":
+                    relay.released.wait(30)
+                    self.close_connection = True
+                    return
                 payload = {"event_id": f"e{len(relay.requests)}", "queued": 1} if status == 202 else {"error": status}
                 self._reply(status, json.dumps(payload).encode())
 
@@ -436,13 +444,21 @@ class RecordingRelay:
             return [c for batch in self.batches for c in batch["changes"]]
 
     def clear(self):
+        self.released.set()
         with self.lock:
             self.batches.clear()
             self.requests.clear()
             self.bad_signatures = 0
             self.answer = 202
 
+    def hang(self):
+        """From now on, read requests and never answer them (a blackholed relay)."""
+        with self.lock:
+            self.released.clear()
+            self.answer = "hang"
+
     def stop(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)

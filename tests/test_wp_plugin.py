@@ -343,6 +343,55 @@ def test_relay_errors_queue_and_cron_delivers(wordpress_site, relay, content):
     assert php(site, "return Purgebridge_Queue::count('pending');") == 0
 
 
+@pytest.mark.integration
+@pytest.mark.wordpress
+def test_blackholed_relay_costs_one_short_timeout_then_cron_delivers(wordpress_site, relay, content):
+    """A relay that accepts and never answers: the save pays the 0.5 s editor
+    timeout once, the batch is queued, the next save does not touch the network,
+    and WP-Cron delivers both once the relay answers again."""
+    site = wordpress_site
+    php(site, "update_option('purgebridge_relay_down_until', 0); update_option('purgebridge_relay_failures', 0); "
+              "return true;")
+    relay.hang()
+    save = """
+        $t = microtime(true);
+        wp_update_post(array('ID' => %d, 'post_content' => %s));
+        $results = Purgebridge_Collector::flush(false);
+        return array('ms' => (microtime(true) - $t) * 1000, 'results' => $results,
+                     'down' => (int) get_option('purgebridge_relay_down_until') - time(),
+                     'failures' => (int) get_option('purgebridge_relay_failures'),
+                     'queued' => Purgebridge_Queue::count('pending'));
+    """
+    first = php(site, save % (content["a"], "'while the relay hangs'"))
+    (result,) = first["results"]
+    assert result["queued"] is True and result["status"] == 0, result
+    assert "No answer after" in result["message"], result
+    assert len(relay.requests) == 1 and relay.batches == [], "the relay got the request and never answered"
+    assert 450 <= first["ms"] < 1500, f"one editor timeout (0.5 s), took {first['ms']:.0f} ms"
+    assert first["failures"] == 1 and 28 <= first["down"] <= 30, first
+    assert first["queued"] == 1
+    second = php(site, save % (content["b"], "'still hanging'"))
+    assert second["results"][0]["queued"] is True
+    assert second["ms"] < 300, f"marked down: no network try, took {second['ms']:.0f} ms"
+    assert len(relay.requests) == 1, "no request while the relay is marked down"
+    assert second["queued"] == 2
+    relay.clear()  # the relay answers 202 again
+    php(site, """
+        global $wpdb;
+        $wpdb->query('UPDATE ' . Purgebridge_Queue::table() . ' SET next_attempt = 0');
+        wp_schedule_single_event(time() - 1, 'purgebridge_drain_soon', array('blackhole'));
+        return true;
+    """)
+    assert site.get("/wp-cron.php", timeout=30).status_code == 200
+    deadline = time.monotonic() + 10
+    while len(relay.batches) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(c["post"]["id"] for c in only(relay, "post")) == sorted([content["a"], content["b"]])
+    state = php(site, "return array(Purgebridge_Queue::count('pending'), (int) get_option('purgebridge_relay_down_until'),"
+                      " (int) get_option('purgebridge_relay_failures'));")
+    assert state == [0, 0, 0], "delivered, and the cron run's success cleared the down window"
+
+
 def admin_session(site):
     session = requests.Session()
     session.get(site.url + "/wp-login.php", timeout=15)

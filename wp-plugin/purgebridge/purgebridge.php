@@ -25,6 +25,7 @@ require_once __DIR__ . '/includes/class-purgebridge-policy.php';
 require_once __DIR__ . '/includes/class-purgebridge-settings.php';
 require_once __DIR__ . '/includes/class-purgebridge-snapshot.php';
 require_once __DIR__ . '/includes/class-purgebridge-event-builder.php';
+require_once __DIR__ . '/includes/class-purgebridge-http.php';
 require_once __DIR__ . '/includes/class-purgebridge-client.php';
 require_once __DIR__ . '/includes/class-purgebridge-queue.php';
 require_once __DIR__ . '/includes/class-purgebridge-dispatcher.php';

@@ -127,6 +127,7 @@ function get_ancestors( $id, $taxonomy ) {
 
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-signer.php';
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-policy.php';
+require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-http.php';
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-snapshot.php';
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-event-builder.php';
 

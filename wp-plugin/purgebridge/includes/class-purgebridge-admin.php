@@ -219,6 +219,18 @@ final class Purgebridge_Admin {
 		} else {
 			self::row( __( 'Last delivery', 'purgebridge' ), __( 'none yet', 'purgebridge' ) );
 		}
+		$down_until = (int) get_option( 'purgebridge_relay_down_until', 0 );
+		if ( $down_until > time() ) {
+			self::row(
+				__( 'Relay marked unreachable', 'purgebridge' ),
+				sprintf(
+					/* translators: 1: failed sends in a row, 2: time left */
+					__( 'after %1$d failed sends in a row; new batches go straight to the retry queue for %2$s more, or until WP-Cron\'s retry run reaches the relay.', 'purgebridge' ),
+					(int) get_option( 'purgebridge_relay_failures', 0 ),
+					human_time_diff( time(), $down_until )
+				)
+			);
+		}
 		self::row(
 			__( 'Retry queue', 'purgebridge' ),
 			sprintf(
@@ -356,7 +368,7 @@ final class Purgebridge_Admin {
 		self::guard( 'test' );
 		$health = Purgebridge_Client::health();
 		$body   = Purgebridge_Event_Builder::encode( home_url( '/' ), array( Purgebridge_Event_Builder::ping() ), time() );
-		$signed = Purgebridge_Client::send( $body );
+		$signed = Purgebridge_Client::send( $body, 'background' );
 		$ok     = Purgebridge_Policy::DELIVERED === $health['outcome'] && Purgebridge_Policy::DELIVERED === $signed['outcome'];
 		self::finish(
 			$ok,
@@ -372,7 +384,7 @@ final class Purgebridge_Admin {
 	/** "Retry now": revive refused batches and drain ignoring backoff. */
 	public static function action_retry() {
 		self::guard( 'retry' );
-		update_option( 'purgebridge_relay_down_until', 0 );
+		Purgebridge_Dispatcher::mark_up();
 		$revived = Purgebridge_Queue::revive();
 		$stats   = Purgebridge_Dispatcher::drain( true );
 		self::finish(
@@ -426,7 +438,7 @@ final class Purgebridge_Admin {
 		$ok   = true;
 		$text = array();
 		foreach ( Purgebridge_Event_Builder::bodies( home_url( '/' ), $changes, time() ) as $body ) {
-			$result = Purgebridge_Dispatcher::deliver( $body, false );
+			$result = Purgebridge_Dispatcher::deliver( $body, false, 'background' );
 			$ok     = $ok && Purgebridge_Policy::DELIVERED === $result['outcome'];
 			$text[] = self::describe( $result ) . ( $result['queued'] ? ' ' . __( '(queued for retry)', 'purgebridge' ) : '' );
 		}

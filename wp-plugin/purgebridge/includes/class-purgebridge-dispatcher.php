@@ -4,7 +4,11 @@
  *
  * While the relay is known to be down (a send failed a moment ago), new
  * batches go straight to the queue so that editors do not pay the timeout on
- * every save; the cron drain is what notices the relay is back.
+ * every save. The "down" window starts at 30 s and doubles with every failed
+ * send in a row, up to 5 minutes, so a long outage costs one timeout per
+ * window, not one per minute. WP-Cron's retry run sends regardless of the
+ * window: it is what notices the relay is back, and one success clears the
+ * window for everyone.
  *
  * @package Purgebridge
  */
@@ -16,20 +20,18 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Purgebridge_Dispatcher {
 
-	/** Seconds new batches skip the network after a failed send. */
-	const DOWN_FOR = 30;
-
 	/** Most queued batches one drain sends. */
 	const DRAIN_LIMIT = 50;
 
 	/**
 	 * Sends one body now, queueing it when the relay does not take it.
 	 *
-	 * @param string $body Encoded batch.
+	 * @param string $body           Encoded batch.
 	 * @param bool   $skip_when_down Queue without trying while the relay is marked down.
+	 * @param string $context        Timeouts to use: 'editor' (a save) or 'background' (see Purgebridge_Client).
 	 * @return array Result (outcome, status, message, queued).
 	 */
-	public static function deliver( $body, $skip_when_down = true ) {
+	public static function deliver( $body, $skip_when_down = true, $context = 'editor' ) {
 		$down_until = (int) get_option( 'purgebridge_relay_down_until', 0 );
 		if ( $skip_when_down && $down_until > time() ) {
 			$result = array(
@@ -38,7 +40,7 @@ final class Purgebridge_Dispatcher {
 				'message' => __( 'Relay marked unreachable after a failed send; queued for retry.', 'purgebridge' ),
 			);
 		} else {
-			$result = Purgebridge_Client::send( $body );
+			$result = Purgebridge_Client::send( $body, $context );
 			self::record( $result );
 		}
 		$result['queued'] = false;
@@ -66,7 +68,7 @@ final class Purgebridge_Dispatcher {
 			return $stats;
 		}
 		foreach ( Purgebridge_Queue::due( self::DRAIN_LIMIT, $force ) as $row ) {
-			$result = Purgebridge_Client::send( $row->body );
+			$result = Purgebridge_Client::send( $row->body, 'background' );
 			self::record( $result );
 			if ( Purgebridge_Policy::DELIVERED === $result['outcome'] ) {
 				Purgebridge_Queue::delete( $row->id );
@@ -94,7 +96,8 @@ final class Purgebridge_Dispatcher {
 	/**
 	 * Remembers the last answer for the settings page, and whether the relay
 	 * is down. Writes only when something changed or a minute passed, so a
-	 * healthy relay costs no database write per save.
+	 * healthy relay costs no database write per save (202 and 409 are both
+	 * "delivered" and do not alternate writes).
 	 *
 	 * @param array $result Result of a send.
 	 */
@@ -102,7 +105,8 @@ final class Purgebridge_Dispatcher {
 		$now  = time();
 		$last = get_option( 'purgebridge_last_delivery', array() );
 		$same = is_array( $last ) && isset( $last['outcome'], $last['status'], $last['time'] )
-			&& $last['outcome'] === $result['outcome'] && (int) $last['status'] === $result['status']
+			&& $last['outcome'] === $result['outcome']
+			&& ( Purgebridge_Policy::DELIVERED === $result['outcome'] || (int) $last['status'] === $result['status'] )
 			&& $now - (int) $last['time'] < 60;
 		if ( ! $same ) {
 			update_option(
@@ -129,11 +133,38 @@ final class Purgebridge_Dispatcher {
 				error_log( sprintf( 'purgebridge: relay refused a batch with HTTP %d: %s', $result['status'], substr( $result['message'], 0, 200 ) ) ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log
 			}
 		}
-		$down = Purgebridge_Policy::RETRY === $result['outcome'];
-		if ( $down ) {
-			update_option( 'purgebridge_relay_down_until', $now + self::DOWN_FOR );
-		} elseif ( (int) get_option( 'purgebridge_relay_down_until', 0 ) ) {
+		if ( Purgebridge_Policy::RETRY === $result['outcome'] ) {
+			self::mark_down( $now );
+		} else {
+			self::mark_up();
+		}
+	}
+
+	/**
+	 * Another failed send in a row: the relay counts as down for a window
+	 * that doubles per failure (Purgebridge_Policy::down_window()).
+	 *
+	 * @param int $now Unix seconds.
+	 * @return int The window in seconds.
+	 */
+	public static function mark_down( $now ) {
+		$failures = (int) get_option( 'purgebridge_relay_failures', 0 ) + 1;
+		$window   = Purgebridge_Policy::down_window( $failures );
+		update_option( 'purgebridge_relay_failures', $failures );
+		update_option( 'purgebridge_relay_down_until', (int) $now + $window );
+		return $window;
+	}
+
+	/**
+	 * The relay answered (any HTTP answer that is not a retry): editors send
+	 * directly again. Costs no write when the relay was not marked down.
+	 */
+	public static function mark_up() {
+		if ( (int) get_option( 'purgebridge_relay_down_until', 0 ) ) {
 			update_option( 'purgebridge_relay_down_until', 0 );
+		}
+		if ( (int) get_option( 'purgebridge_relay_failures', 0 ) ) {
+			update_option( 'purgebridge_relay_failures', 0 );
 		}
 	}
 }

@@ -24,6 +24,7 @@ final class Purgebridge_Settings {
 		'purgebridge_last_delivery',
 		'purgebridge_last_error',
 		'purgebridge_relay_down_until',
+		'purgebridge_relay_failures',
 		'purgebridge_queue_overflow',
 		'purgebridge_db_version',
 	);

@@ -133,11 +133,23 @@ final class Purgebridge_Snapshot {
 				$taxonomies[] = $taxonomy;
 			}
 		}
-		$ids    = array();
-		$stored = array_values( array_diff( $taxonomies, array_keys( $override ) ) );
-		if ( $stored ) {
-			// One query for every taxonomy; it also primes the term cache.
-			$found = wp_get_object_terms( $post->ID, $stored );
+		$ids     = array();
+		$missing = array();
+		foreach ( array_diff( $taxonomies, array_keys( $override ) ) as $taxonomy ) {
+			// WordPress often has them in memory already: wp_update_post() reads
+			// the post's categories and tags before pre_post_update fires.
+			$cached = function_exists( 'get_object_term_cache' ) ? get_object_term_cache( $post->ID, $taxonomy ) : false;
+			if ( ! is_array( $cached ) ) {
+				$missing[] = $taxonomy;
+				continue;
+			}
+			foreach ( $cached as $term ) {
+				$ids[ $taxonomy ][] = (int) $term->term_id;
+			}
+		}
+		if ( $missing ) {
+			// One query for the rest of the taxonomies; term meta is not needed.
+			$found = wp_get_object_terms( $post->ID, $missing, array( 'update_term_meta_cache' => false ) );
 			if ( ! is_wp_error( $found ) ) {
 				foreach ( $found as $term ) {
 					$ids[ $term->taxonomy ][] = (int) $term->term_id;

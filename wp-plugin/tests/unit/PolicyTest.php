@@ -34,6 +34,15 @@ final class PolicyTest extends TestCase {
 		$this->assertSame( $expected, Purgebridge_Policy::classify( $status ) );
 	}
 
+	public function test_down_window_doubles_from_30_seconds_to_5_minutes() {
+		$windows = array();
+		for ( $failures = 0; $failures <= 8; $failures++ ) {
+			$windows[] = Purgebridge_Policy::down_window( $failures );
+		}
+		$this->assertSame( array( 30, 30, 60, 120, 240, 300, 300, 300, 300 ), $windows );
+		$this->assertSame( 300, Purgebridge_Policy::down_window( 10000 ) );
+	}
+
 	public function test_backoff_doubles_and_caps() {
 		$this->assertSame( 30, Purgebridge_Policy::backoff( 1 ) );
 		$this->assertSame( 60, Purgebridge_Policy::backoff( 2 ) );

@@ -25,6 +25,7 @@ final class QueueTest extends TestCase {
 			delete_option( $option );
 		}
 		update_option( 'purgebridge_relay_down_until', 0 );
+		update_option( 'purgebridge_relay_failures', 0 );
 		$this->answers = array();
 		$this->sent    = array();
 		$this->filter  = function ( $pre, $args, $url ) {
@@ -32,6 +33,7 @@ final class QueueTest extends TestCase {
 				'url'     => $url,
 				'headers' => $args['headers'],
 				'body'    => $args['body'],
+				'timeout' => $args['timeout'],
 			);
 			$answer = $this->answers ? array_shift( $this->answers ) : 202;
 			if ( 'refused' === $answer ) {
@@ -206,5 +208,111 @@ final class QueueTest extends TestCase {
 		$this->assertStringContainsString( '1 batches refused for good', $html );
 		$this->assertStringNotContainsString( PURGEBRIDGE_SECRET, $html, 'the secret is never printed' );
 		wp_set_current_user( 0 );
+	}
+
+	public function test_failed_sends_in_a_row_escalate_the_down_window_and_an_answer_clears_it() {
+		$this->answers = array( 'refused', 503, 'refused', 'refused', 'refused', 'refused' );
+		$windows       = array();
+		foreach ( $this->answers as $i => $unused ) {
+			$before = time();
+			Purgebridge_Dispatcher::deliver( self::body( "f$i" ), false );
+			$windows[] = (int) get_option( 'purgebridge_relay_down_until' ) - $before;
+		}
+		foreach ( array( 30, 60, 120, 240, 300, 300 ) as $i => $expected ) {
+			$this->assertGreaterThanOrEqual( $expected - 1, $windows[ $i ], "window after failure $i" );
+			$this->assertLessThanOrEqual( $expected, $windows[ $i ], "window after failure $i" );
+		}
+		$this->assertSame( 6, (int) get_option( 'purgebridge_relay_failures' ) );
+		$this->assertCount( 6, self::rows(), 'every failed batch is queued' );
+		// While marked down an editor's save does not touch the network.
+		$this->sent = array();
+		Purgebridge_Dispatcher::deliver( self::body( 'while down' ) );
+		$this->assertCount( 0, $this->sent );
+		// WP-Cron's retry run ignores the window; its first success clears it.
+		$stats = Purgebridge_Dispatcher::drain( true );
+		$this->assertSame( 7, $stats['sent'] );
+		$this->assertSame( 0, (int) get_option( 'purgebridge_relay_down_until' ) );
+		$this->assertSame( 0, (int) get_option( 'purgebridge_relay_failures' ) );
+		$this->assertCount( 0, self::rows() );
+	}
+
+	public function test_a_refusal_means_the_relay_is_reachable() {
+		$this->answers = array( 'refused', 401 );
+		Purgebridge_Dispatcher::deliver( self::body( 'a' ), false );
+		$this->assertGreaterThan( time(), (int) get_option( 'purgebridge_relay_down_until' ) );
+		Purgebridge_Dispatcher::deliver( self::body( 'b' ), false );
+		$this->assertSame( 0, (int) get_option( 'purgebridge_relay_down_until' ) );
+		$this->assertSame( 0, (int) get_option( 'purgebridge_relay_failures' ) );
+		$this->assertSame( array( 'pending', 'dead' ), array_column( self::rows(), 'state' ) );
+	}
+
+	public function test_editor_sends_use_short_timeouts_cron_patient_ones() {
+		$this->answers = array( 'refused' );
+		Purgebridge_Dispatcher::deliver( self::body() );
+		Purgebridge_Dispatcher::drain( true );
+		$this->assertSame( array( 0.5, 5.0 ), array_column( $this->sent, 'timeout' ) );
+		$this->assertEquals(
+			array(
+				'connect' => 0.25,
+				'total'   => 0.5,
+			),
+			Purgebridge_Client::timeouts( 'editor' )
+		);
+		$this->assertEquals(
+			array(
+				'connect' => 1.0,
+				'total'   => 5.0,
+			),
+			Purgebridge_Client::timeouts( 'background' )
+		);
+		$slow = function ( $timeouts, $context ) {
+			return 'editor' === $context ? array(
+				'connect' => 3,
+				'total'   => 2,
+			) : array( 'total' => 999 );
+		};
+		add_filter( 'purgebridge_send_timeout', $slow, 10, 2 );
+		try {
+			$this->assertEquals(
+				array(
+					'connect' => 2.0,
+					'total'   => 2.0,
+				),
+				Purgebridge_Client::timeouts( 'editor' ),
+				'connect never exceeds total'
+			);
+			$this->assertEquals(
+				array(
+					'connect' => 1.0,
+					'total'   => 30.0,
+				),
+				Purgebridge_Client::timeouts( 'background' ),
+				'bounded, missing keys keep their defaults'
+			);
+		} finally {
+			remove_filter( 'purgebridge_send_timeout', $slow, 10 );
+		}
+	}
+
+	public function test_socket_client_only_for_plain_http() {
+		$this->assertTrue( Purgebridge_Client::direct( 'http://127.0.0.1:8787/v1/events/wordpress' ) );
+		$this->assertFalse( Purgebridge_Client::direct( 'https://relay.example/v1/events/wordpress' ) );
+		add_filter( 'purgebridge_direct_http', '__return_false' );
+		try {
+			$this->assertFalse( Purgebridge_Client::direct( 'http://127.0.0.1:8787/v1/events/wordpress' ) );
+		} finally {
+			remove_filter( 'purgebridge_direct_http', '__return_false' );
+		}
+	}
+
+	public function test_alternating_202_and_409_write_the_last_delivery_once() {
+		global $wpdb;
+		$this->answers = array( 202, 409, 202, 409 );
+		Purgebridge_Dispatcher::deliver( self::body( 'first' ) );
+		$queries = $wpdb->num_queries;
+		foreach ( array( 'a', 'b', 'c' ) as $reason ) {
+			Purgebridge_Dispatcher::deliver( self::body( $reason ) );
+		}
+		$this->assertSame( $queries, $wpdb->num_queries, 'a healthy relay costs no database query per save' );
 	}
 }

@@ -25,6 +25,8 @@ transaction. A crash before that commit leaves the events unexpanded: the
 next expansion does them again (at-least-once; a PURGE is idempotent).
 """
 
+from collections import deque
+from dataclasses import dataclass
 import json
 import logging
 import threading
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 PENDING, TAKEN, DONE, WITHDRAWN = "pending", "taken", "done", "withdrawn"
 MAX_GROUP = 500    # events in one journal statement (queue._CHUNK)
 EXPAND_BATCH = 500  # journal events mapped and stored per expansion transaction
+BUSY_APPENDS, BUSY_WINDOW = 5, 0.05  # 5 appends within 50 ms (100/s): a flood, the worker defers to it
 
 
 class JournalError(PurgebridgeError):
@@ -81,6 +84,8 @@ class Journal:
         self.max_group = max_group
         self.commits = 0   # transactions that stored at least one event (tests compare with events)
         self.appended = 0
+        self.uncommitted = 0  # appends waiting for a commit: the worker defers to them (``worker``)
+        self._recent = deque(maxlen=BUSY_APPENDS)  # monotonic times of the latest appends
         self._pending = []
         self._cond = threading.Condition()
         self._closed = False
@@ -99,17 +104,27 @@ class Journal:
             if self._closed:
                 raise JournalClosed("the relay is shutting down")
             self._pending.append(entry)
+            self.uncommitted += 1
+            self._recent.append(time.monotonic())
             self._cond.notify()
         if not entry.done.acquire(timeout=self.wait):
             with self._cond:
                 if entry.state == PENDING:
                     self._pending.remove(entry)
+                    self.uncommitted -= 1
                     entry.state = WITHDRAWN
                     raise JournalBusy(f"queue busy: not written within {self.wait:g} s")
             entry.done.acquire()  # in a transaction right now: its outcome is the answer
         if entry.error is not None:
             raise entry.error
         return entry.event_id
+
+    @property
+    def busy(self):
+        """Requests are waiting for a commit, or arriving at BUSY_APPENDS per BUSY_WINDOW or faster."""
+        recent = self._recent
+        return self.uncommitted > 0 or (
+            len(recent) == recent.maxlen and time.monotonic() - recent[0] < BUSY_WINDOW)
 
     def close(self, timeout=30.0):
         """Refuse new appends, write every one still waiting, stop the writer."""
@@ -156,6 +171,8 @@ class Journal:
             for entry, ok in zip(taken, stored):
                 if not ok:
                     entry.error = SignatureError("signature already used (replay)", replay=True)
+        with self._cond:
+            self.uncommitted -= len(taken)
         for entry in taken:
             entry.state = DONE
             entry.done.release()
@@ -205,17 +222,39 @@ def _count(mapped):
     return len(mapped.urls) + (1 if mapped.keys else 0)
 
 
-def expand(queue, nodes, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BATCH):
-    """Expand up to ``limit`` journal events into deliveries; returns how many events were taken.
+@dataclass
+class Expansion:
+    """One batch of journal events, mapped and coalesced, not stored anywhere yet.
+
+    ``events``: ``[(event_id, count)]``, count = what the event meant on its
+    own (for the merge totals); ``items``: key -> ``(Invalidation, payload,
+    first_at, last_at)``, one per distinct invalidation of the whole batch.
+    """
+
+    events: list
+    items: dict
+    failed: int = 0
+
+    @property
+    def naive(self):
+        """Invalidations per node a relay without coalescing would send for these events."""
+        return sum(count for _id, count in self.events)
+
+    def rows(self):
+        return [(key, payload, first_at, last_at) for key, (_item, payload, first_at, last_at) in self.items.items()]
+
+
+def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BATCH):
+    """Read up to ``limit`` journal events and map and coalesce them; None when there are none.
 
     ``options_for(host)`` gives the site's ``MappingOptions``. An event that
     cannot be mapped (impossible for one that passed validation, short of a
-    bug) is logged, counted as ``expansion_failed`` and marked expanded, so
-    one bad row never blocks the journal.
+    bug) is logged, counted as ``expansion_failed`` and marked expanded with
+    the batch, so one bad row never blocks the journal.
     """
     events = queue.pending_events(limit)
     if not events:
-        return 0
+        return None
     hosts, counts, memo, failed = {}, [], {}, 0
     for event_id, _source, host, body, received_at in events:
         try:
@@ -244,12 +283,28 @@ def expand(queue, nodes, options_for, proto_header="X-Forwarded-Proto", limit=EX
         for item, (first_at, last_at) in pairs:
             key = item.key
             if key in items:
-                _payload, first, last = items[key]
-                items[key] = (_payload, min(first, first_at), max(last, last_at))
+                _item, payload, first, last = items[key]
+                items[key] = (_item, payload, min(first, first_at), max(last, last_at))
             else:
-                items[key] = (json.dumps(item.to_dict(), separators=(",", ":")), first_at, last_at)
-    rows = [(key, payload, first_at, last_at) for key, (payload, first_at, last_at) in items.items()]
-    stored = queue.store_expansion(nodes, counts, rows, failed=failed)
+                items[key] = (item, json.dumps(item.to_dict(), separators=(",", ":")), first_at, last_at)
+    return Expansion(events=counts, items=items, failed=failed)
+
+
+def expand(queue, nodes, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BATCH):
+    """Expand up to ``limit`` journal events into queued deliveries; returns how many events were taken.
+
+    The queued path (tests, an app without a worker): every (node, item) is
+    stored as a delivery row for the node workers to claim. The worker uses
+    :func:`gather` and delivers directly instead (``worker``).
+    """
+    try:
+        batch = gather(queue, options_for, proto_header, limit)
+        if batch is None:
+            return 0
+        stored = queue.store_expansion(nodes, batch.events, batch.rows(), failed=batch.failed)
+    except BaseException:
+        queue.rewind_journal()  # nothing was stored: hand these events out again next time
+        raise
     log.debug("expanded %d journal event(s) into %d invalidation(s) x %d node(s): %d new row(s), %d merged",
-              len(events), len(rows), len(nodes), stored.rows, stored.merged)
-    return len(events)
+              len(batch.events), len(batch.items), len(nodes), stored.rows, stored.merged)
+    return len(batch.events)

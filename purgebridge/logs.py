@@ -66,7 +66,11 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_logging(fmt="json", level=logging.INFO, secrets=(), stream=None):
-    """Configure the root logger for the service; returns the handler (tests remove it)."""
+    """Configure the root logger for the service; returns the handler (tests remove it).
+
+    The service owns logging: handlers put there before (the CLI's plain
+    stderr handler, granian's) are removed, or every line would appear twice.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
@@ -74,12 +78,11 @@ def setup_logging(fmt="json", level=logging.INFO, secrets=(), stream=None):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_purgebridge", False)]:
+    for old in list(root.handlers):
         root.removeHandler(old)
     handler._purgebridge = True
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under bursts
     return handler
 
 

@@ -28,12 +28,27 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         SignatureError(replay=True) and stores nothing of that event;
         JournalError (busy, closed, not writable) stores nothing either.
     pending_events(limit) -> [(event_id, source, site, body, received_at)]
+        Unexpanded events this queue object has not handed out yet, oldest
+        first (so the expander never reads an event twice while it is being
+        delivered); a new queue object -- the next start -- hands out every
+        unexpanded event again. rewind_journal() does that now (after a
+        failed expansion).
     store_expansion(nodes, events, items) -> Enqueued
         One transaction: the deliveries of a batch of journal events
         (coalesced by the caller, merged into ready rows like enqueue) and
         those events marked expanded. Events not marked are expanded again
         after a crash (at-least-once; a PURGE is idempotent).
+    finish_expansion(events, counters, failed=0) -> int
+        The worker's direct path: the batch was delivered to every node (or
+        what a node did not confirm was requeued), so mark its events
+        expanded and add ``counters`` [(name, node, value)] in one
+        transaction. Returns how many events were still unmarked.
+    requeue(node, items)
+        Deliveries the direct path could not confirm on ``node``: inserted
+        (or merged) as ready rows, so the queued path retries them with
+        backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
+    journal_busy() -> bool                 this process's appends are arriving in a flood right now
     seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
@@ -277,6 +292,7 @@ class Queue:
         self._journal_changed = _Signal()  # events appended to the journal: the expander
         self.append_wait = append_wait
         self._journal = None
+        self._journal_cursor = 0  # rowid of the last event pending_events handed out
         self._closed = False
         with self._write_lock:
             db = self._db()
@@ -470,6 +486,11 @@ class Queue:
         """Durably journal one validated event; see the module docstring. Returns its event id."""
         return self.journal.append(source, site, body, signature)
 
+    def journal_busy(self):
+        """True while this process's requests wait for commits or arrive faster than 100 a second."""
+        journal = self._journal
+        return journal is not None and journal.busy
+
     def write_journal(self, take, now=None):
         """Write a group of appends durably; called by the journal's writer thread only.
 
@@ -550,10 +571,21 @@ class Queue:
                                  "items, rows, merged)", "(?,?,?,?,?,?,0,0,0)", len(rows)), _flat(rows))
 
     def pending_events(self, limit=500):
-        """Journal events not expanded yet, oldest first: ``(event_id, source, site, body, received_at)``."""
-        return self._db().execute(
-            "SELECT id, source, site, body, received_at FROM events WHERE expanded_at IS NULL "
-            "ORDER BY received_at, rowid LIMIT ?", (limit,)).fetchall()
+        """Unexpanded events not handed out yet, oldest first: ``(event_id, source, site, body, received_at)``.
+
+        Rowids grow in commit order (one writer; the newest row is never
+        deleted), so "after the cursor" is exactly "not handed out yet".
+        """
+        rows = self._db().execute(
+            "SELECT rowid, id, source, site, body, received_at FROM events WHERE expanded_at IS NULL AND rowid > ? "
+            "ORDER BY rowid LIMIT ?", (self._journal_cursor, limit)).fetchall()
+        if rows:
+            self._journal_cursor = rows[-1][0]
+        return [row[1:] for row in rows]
+
+    def rewind_journal(self):
+        """Hand out every unexpanded event again (after an expansion that failed)."""
+        self._journal_cursor = 0
 
     def journal_pending(self):
         return self._db().execute("SELECT COUNT(*) FROM events WHERE expanded_at IS NULL").fetchone()[0]
@@ -605,6 +637,48 @@ class Queue:
         if rows:
             self._notify()
         return Enqueued(event_id=tag, items=len(items), rows=added, merged=merged)
+
+    def finish_expansion(self, events, counters=(), failed=0, now=None):
+        """Mark events the worker delivered directly as expanded, with their counters; returns how many."""
+        now = self.clock() if now is None else now
+        if not events:
+            return 0
+        by_count = {}
+        for event_id, count in events:
+            by_count.setdefault(count, []).append(event_id)
+        counts = [c for c in counters if c[2]]
+        with self._write() as db:
+            marked = 0
+            for count, ids in by_count.items():
+                for chunk in _chunks(ids):
+                    marked += db.execute(
+                        f"UPDATE events SET expanded_at = ?, items = ?, body = NULL "
+                        f"WHERE expanded_at IS NULL AND id IN ({','.join('?' * len(chunk))})",
+                        [now, count, *chunk]).rowcount
+            counts.append(("expanded", "", marked))
+            if failed:
+                counts.append(("expansion_failed", "", failed))
+            db.execute(_rows_sql("INSERT INTO counters(name, node, value)", "(?,?,?)", len(counts),
+                                 " ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value"),
+                       _flat(counts))
+        return marked
+
+    def requeue(self, node, items, now=None):
+        """Ready rows for what the direct path could not confirm on ``node``: ``[(key, payload, first_at, last_at)]``."""
+        now = self.clock() if now is None else now
+        if not items:
+            return
+        tag = "requeue-" + uuid.uuid4().hex
+        rows = [(node, key, payload, tag, first_at, last_at, now) for key, payload, first_at, last_at in items]
+        with self._write() as db:
+            for chunk in _chunks(rows):
+                db.execute(_rows_sql("INSERT INTO deliveries(node, key, item, event_id, first_at, last_at, next_at, "
+                                     "state)", "(?,?,?,?,?,?,?,'ready')", len(chunk),
+                                     " ON CONFLICT(node, key) WHERE state = 'ready' DO UPDATE SET "
+                                     "merges = merges + 1, first_at = MIN(first_at, excluded.first_at), "
+                                     "last_at = MAX(last_at, excluded.last_at)"),
+                           _flat(chunk))
+        self._notify()
 
     def claim(self, node, limit=256, lease=30.0, now=None):
         """Lease up to ``limit`` due rows of ``node`` for ``lease`` seconds."""
@@ -686,6 +760,10 @@ class Queue:
             if expired:
                 db.execute(_COUNT, ("dead_lettered", "", expired))
             db.execute("DELETE FROM signatures WHERE seen_at < ?", (now - 2 * self.replay_window,))
+            # Expanded events are kept a day for inspection, then dropped -- never the newest row,
+            # whose rowid keeps new events' rowids growing (pending_events relies on it).
+            db.execute("DELETE FROM events WHERE expanded_at < ? AND rowid < (SELECT MAX(rowid) FROM events)",
+                       (now - 86400.0,))
         if expired:
             log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
         return expired

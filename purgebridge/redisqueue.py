@@ -179,6 +179,9 @@ if mode == 'expand' then
   if marked == 0 then return {0, 0, 0} end
   count('expanded', '', marked)
   count('expansion_failed', '', failed)
+elseif mode == 'defer' then
+  -- deliveries the worker's direct path could not confirm: no event, no signature
+  counted = 0
 else
   if sig ~= '' then
     if not redis.call('SET', P .. 'sig:' .. sig, now, 'NX', 'EX', ARGV[4]) then return false end
@@ -393,6 +396,7 @@ class RedisQueue:
         self.clock = clock
         self.rng = rng
         self.prefix = prefix
+        self._rewound = False
         self.journal_idle = journal_idle  # an event read but not expanded this long is taken over
         self.lease = lease                # the lease expire() assumes for claims it finds (set by claim)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -536,11 +540,24 @@ class RedisQueue:
     # --- expansion ---------------------------------------------------------------------
 
     def pending_events(self, limit=500):
-        """Events to expand: a dead relay's stale ones first (XAUTOCLAIM), then new ones (XREADGROUP)."""
+        """Events to expand: a dead relay's stale ones first (XAUTOCLAIM), then new ones (XREADGROUP).
+
+        After :meth:`rewind_journal`, first this consumer's own unacknowledged
+        ones (its pending entries list, read from id 0).
+        """
         stream = self._key("events")
         self._ensure_events_group()
-        _next, entries, *_deleted = self.redis.xautoclaim(stream, EVENTS_GROUP, self.consumer,
-                                                          int(self.journal_idle * 1000), "0-0", count=limit)
+        entries = []
+        if self._rewound:
+            self._rewound = False
+            for _stream, found in self.redis.xreadgroup(EVENTS_GROUP, self.consumer, {stream: "0"},
+                                                        count=limit) or []:
+                entries.extend(found)
+        if len(entries) < limit:
+            _next, stale, *_deleted = self.redis.xautoclaim(stream, EVENTS_GROUP, self.consumer,
+                                                            int(self.journal_idle * 1000), "0-0",
+                                                            count=limit - len(entries))
+            entries.extend(stale)
         entries = [entry for entry in entries if entry[1]]
         if len(entries) < limit:
             fresh = self.redis.xreadgroup(EVENTS_GROUP, self.consumer, {stream: ">"}, count=limit - len(entries))
@@ -553,6 +570,34 @@ class RedisQueue:
             out.append((_text(event_id), _text(fields[b"source"]), _text(fields[b"site"]), fields[b"body"],
                         float(fields[b"received_at"])))
         return out
+
+    def rewind_journal(self):
+        """Hand out this consumer's read-but-unexpanded events again (after an expansion that failed)."""
+        self._rewound = True
+
+    def finish_expansion(self, events, counters=(), failed=0, now=None):
+        """Events the worker delivered directly: XACK + XDEL them (one MULTI), then add the counters."""
+        if not events:
+            return 0
+        stream = self._key("events")
+        pipe = self.redis.pipeline(transaction=True)
+        for event_id, _count in events:
+            pipe.xack(stream, EVENTS_GROUP, event_id)
+            pipe.xdel(stream, event_id)
+        results = pipe.execute()
+        marked = sum(results[1::2])
+        pipe = self.redis.pipeline(transaction=True)
+        for name, node, value in [*counters, ("expanded", "", marked), ("expansion_failed", "", failed)]:
+            if value:
+                pipe.hincrby(self._key("counters"), f"{name}|{node}", value)
+        pipe.execute()
+        return marked
+
+    def requeue(self, node, items, now=None):
+        """What the direct path could not confirm on ``node``: waiting deliveries (merged by key)."""
+        now = self.clock() if now is None else now
+        if items:
+            self._store([node], [tuple(item) for item in items], [], "defer", now=now)
 
     def store_expansion(self, nodes, events, items, failed=0, now=None):
         """Deliveries of a batch of journal events, and the events XACKed + XDELed, in one script."""
@@ -569,6 +614,10 @@ class RedisQueue:
 
     def journal_pending(self):
         return self.redis.xlen(self._key("events"))
+
+    def journal_busy(self):
+        """Always False: each append is its own round trip to Redis, there is no local group to defer to."""
+        return False
 
     # --- delivering ------------------------------------------------------------------------
 

@@ -1,26 +1,45 @@
-"""``purgebridge serve``: the relay app on waitress with the worker in the same process.
+"""``purgebridge serve``: the relay app on granian, with the worker in the app's process.
 
-waitress because it is a production WSGI server in pure Python (no compiler,
-no extra service) that handles many concurrent keep-alive clients with a
-fixed thread pool. The worker runs as threads beside it, so one process and
-one SQLite file are the whole deployment.
+Why granian: on this 2-core machine a no-op WSGI app answers about 1,200 to
+1,700 requests a second on waitress and about 24,000 on granian, whose HTTP
+side is Rust and which enters Python only to call the app. waitress's own
+per-request Python was the ceiling of accepted events per second (see
+docs/benchmarks.md), so the server is granian's, not ours.
 
-Shutdown (SIGTERM or SIGINT): waitress stops accepting and finishes the
-requests it is serving (so every 202 already promised stays true), then the
-worker stops claiming, finishes the batches in flight, and exits; whatever
-was not claimed stays in the queue for the next start.
+Processes: granian's supervisor is the process you start; it binds the
+socket and forks ONE app process. The app process holds everything that has
+state -- the Flask app, the journal writer, the queue connection and the
+worker threads -- so the worker still runs in the same process as the HTTP
+API, and ``/v1/status`` and ``/metrics`` see it directly. One app process
+rather than several: the journal's group commit and the worker's in-memory
+coalescing work best in one place; more relays scale out on Redis
+(docs/scaling.md). If the app process dies, the supervisor starts a new one
+(it expands what the journal holds and re-sends what was leased).
+
+The app process dies with its supervisor (``PR_SET_PDEATHSIG``): a SIGKILL
+of ``purgebridge serve`` still kills the whole relay, as a crash would, and
+no orphan keeps the port or the queue.
+
+Shutdown (SIGTERM or SIGINT to the supervisor, or to the whole group as
+systemd does): granian stops accepting and lets the app process finish; then
+the journal writes what it accepted, the worker finishes the batches in
+flight and whatever was not claimed stays queued for the next start.
 """
 
+import ctypes
+import functools
 import logging
 import signal
 import sys
-import threading
 
 from purgebridge.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8
+THREADS = 8            # Python threads granian calls the app on (requests block on the journal's commit)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+_running = {}  # the app process's own service, for its shutdown; empty in the supervisor
 
 
 def check_can_serve(settings, sites, insecure=False):
@@ -37,55 +56,87 @@ def check_can_serve(settings, sites, insecure=False):
                           "pass --insecure only for local play")
 
 
-def serve(settings, insecure=False, threads=THREADS, on_ready=None):
-    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured.
+def _die_with_parent():
+    """Ask Linux to SIGKILL this process when its parent (granian's supervisor) dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): the app process may outlive a killed "
+                        "supervisor", ctypes.get_errno())
+    except (OSError, AttributeError):
+        log.warning("prctl is not available here: the app process may outlive a killed supervisor")
 
-    ``on_ready(host, port)`` is called once the socket is bound (tests use it
-    to learn an ephemeral port).
-    """
-    from waitress import create_server
 
+def _load_app(settings, secrets, listen_text):
+    """In the app process: open the queue, start the worker, build the app. Called by granian."""
     from purgebridge.app import create_app
-    from purgebridge.logs import secrets_of, setup_logging
+    from purgebridge.logs import setup_logging
     from purgebridge.queue import Queue
-    from purgebridge.sites import load_sites
     from purgebridge.worker import Worker
 
-    sites = load_sites(settings)
-    check_can_serve(settings, sites, insecure)
-    setup_logging(settings.log_format, secrets=secrets_of(settings, sites))
-    if not sites.has_any_secret():
-        log.warning("serving without a secret (--insecure): every WordPress event will be refused with 401; "
-                    "webhook and admin routes still need their tokens")
+    _die_with_parent()
+    setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
     queue = Queue.from_settings(settings)
     queue.release_leases()  # claims of a previous run that was killed come back now
     worker = Worker(queue, settings)
     app = create_app(settings=settings, queue=queue, worker=worker)
-    host, port = settings.listen
-    server = create_server(app, host=host, port=port, threads=threads, ident="purgebridge",
-                           channel_timeout=60, connection_limit=1000)
-    bound_host, bound_port = server.effective_host, server.effective_port
+    service = app.extensions["purgebridge"]
+    service.owns_queue = True
+    _running["service"] = service
     worker.start()
-    log.info("purgebridge relay listening on http://%s:%s (%d site(s), %d node(s), queue %s)",
-             f"[{bound_host}]" if ":" in str(bound_host) else bound_host, bound_port,
-             len(sites), len(settings.nodes), queue.path)
-    if threading.current_thread() is threading.main_thread():
-        def stop(signum, _frame):
-            log.info("received %s: finishing in-flight requests and purges", signal.Signals(signum).name)
-            raise SystemExit(0)  # waitress's run() turns this into a graceful close
+    log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
+             listen_text, len(service.sites), len(settings.nodes), queue.path)
+    return app
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-    if on_ready:
-        on_ready(bound_host, bound_port)
+
+def _app_process(*args, **kwargs):
+    """granian's WSGI worker, then this relay's own orderly stop once granian has stopped serving."""
+    from granian.server import MPServer
+
     try:
-        server.run()
+        MPServer._spawn_wsgi_worker(*args, **kwargs)
     finally:
-        server.close()
-        worker.stop(timeout=max(10.0, settings.timeout * 4))
-        stats = queue.stats()
-        log.info("stopped: %d purge(s) left queued, %d dead letter(s)", stats["depth"], stats["dead"])
-        queue.close()
+        service = _running.pop("service", None)
+        if service is not None:
+            _stop_service(service)
+
+
+def _stop_service(service):
+    if service.worker is not None:
+        service.worker.stop(timeout=max(10.0, service.settings.timeout * 4))
+    stats = service.queue.stats()
+    log.info("stopped: %d purge(s) left queued, %d dead letter(s)", stats["depth"], stats["dead"])
+    service.queue.close()  # writes what the journal still holds; it is expanded at the next start
+
+
+def serve(settings, insecure=False, threads=THREADS):
+    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+    from granian.server import MPServer
+
+    from purgebridge.logs import secrets_of, setup_logging
+    from purgebridge.sites import load_sites
+
+    sites = load_sites(settings)
+    check_can_serve(settings, sites, insecure)
+    secrets = secrets_of(settings, sites)
+    setup_logging(settings.log_format, secrets=secrets)
+    if not sites.has_any_secret():
+        log.warning("serving without a secret (--insecure): every WordPress event will be refused with 401; "
+                    "webhook and admin routes still need their tokens")
+    host, port = settings.listen
+    listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    server = MPServer(
+        "purgebridge.app:create_app",  # a name for the process title; the app comes from _load_app
+        address=host, port=port, interface=Interfaces.WSGI, workers=1, blocking_threads=threads,
+        http=HTTPModes.http1, websockets=False, backlog=1024,
+        log_enabled=True, log_level=LogLevels.warning,
+        respawn_failed_workers=True,
+        workers_kill_timeout=int(max(30, settings.timeout * 8)),
+    )
+    server.serve(spawn_target=_app_process, target_loader=functools.partial(_load_app, settings, secrets, listen_text),
+                 wrap_loader=False)
 
 
 def fetch_status(settings, base_url=None, timeout=5.0):

@@ -77,6 +77,13 @@ class RelayProcess:
     def signal(self, signum):
         self.proc.send_signal(signum)
 
+    def app_pid(self):
+        """The app process (granian's worker): it holds the queue, the journal and the worker threads."""
+        found = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True,
+                               timeout=5).stdout.split()
+        assert len(found) == 1, f"expected one app process under the relay {self.proc.pid}, found {found}"
+        return int(found[0])
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

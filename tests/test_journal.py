@@ -438,3 +438,97 @@ def test_status_shows_journal_pending(tmp_path):
         assert queue["journal_pending"] == 0 and queue["depth"] > 10
     finally:
         app.extensions["purgebridge"].close()
+
+
+# --- the worker's direct path ---------------------------------------------------------------------------
+
+class Answering(Recorder):
+    """Like Recorder, but ``down`` nodes do not answer (no status), as a stopped varnishd."""
+
+    def __init__(self, down=()):
+        super().__init__()
+        self.down = set(down)
+
+    def __call__(self, node, items, settings, retries=None, **kwargs):
+        with self.lock:
+            self.sent.extend((node.name, item.label) for item in items)
+        if node.name in self.down:
+            return [Result(node, item, Outcome.FAILED, None, "connection refused", 1, 0.0) for item in items]
+        return [Result(node, item, Outcome.PURGED, 200, "HTTP 200 OK", 1, 0.0) for item in items]
+
+
+def test_direct_path_writes_no_delivery_rows_and_marks_events_after_every_node(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3")
+    worker = Worker(q, make_settings(), deliver=Answering())
+    try:
+        q.append("wordpress", HOST, body_for(1), signature_of(1))
+        assert worker.dispatch() == 1
+        first = worker.nodes[0]
+        worker.send_direct(first)
+        assert q.journal_pending() == 1            # one node still to go: the event is not done
+        worker.send_direct(worker.nodes[1])
+        assert q.journal_pending() == 0
+        assert q._db().execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+        stats = q.stats()
+        per_node = len([1 for name, _label in worker.deliver.sent if name == first.name])
+        assert stats["nodes"][first.name]["totals"]["purged"] == per_node > 10
+    finally:
+        q.close()
+
+
+def test_direct_path_requeues_what_a_down_node_missed_and_skips_it_while_down(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3")
+    down = NODES[1]
+    fake = Answering(down=[down])
+    worker = Worker(q, make_settings(), deliver=fake)
+    try:
+        q.append("wordpress", HOST, body_for(1), signature_of(1))
+        worker.dispatch()
+        for node in worker.nodes:
+            worker.send_direct(node)
+        assert q.journal_pending() == 0            # the down node's share is in the durable queue now
+        waiting = q.stats()["nodes"][down]["pending"]
+        assert waiting > 10 and q.stats()["nodes"].get(NODES[0], {}).get("pending", 0) == 0
+        attempts = len(fake.sent)
+        q.append("wordpress", HOST, body_for(2), signature_of(2))
+        worker.dispatch()
+        worker.send_direct(worker.nodes[1])        # inside its backoff: queued without a connection attempt
+        assert len(fake.sent) == attempts
+        assert q.stats()["nodes"][down]["pending"] > waiting
+    finally:
+        q.close()
+
+
+def test_a_crash_before_the_mark_sends_the_events_again_at_the_next_start(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3")
+    worker = Worker(q, make_settings(), deliver=Answering())
+    q.append("wordpress", HOST, body_for(1), signature_of(1))
+    worker.dispatch()
+    worker.send_direct(worker.nodes[0])            # then the process dies: node 2 never got it
+    q.close()
+    again = Queue(tmp_path / "q.sqlite3")
+    fake = Answering()
+    try:
+        worker = Worker(again, make_settings(), deliver=fake).start()
+        assert wait_until(lambda: again.journal_pending() == 0 and again.stats()["depth"] == 0)
+        assert {name for name, _label in fake.sent} == set(NODES)
+    finally:
+        worker.stop(timeout=5)
+        again.close()
+
+
+def test_the_worker_defers_to_a_flood_of_appends_but_not_past_defer_max(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3")
+    fake = Answering()
+    worker = Worker(q, make_settings(), deliver=fake, defer_max=0.3).start()
+    try:
+        stop = time.monotonic() + 1.0
+        n = 0
+        while time.monotonic() < stop and n < 5000:   # ~hundreds a second: busy the whole time
+            q.append("wordpress", HOST, body_for(n % 7), signature_of(10_000 + n))
+            n += 1
+        assert fake.sent, "deferring must not starve the purges for longer than defer_max"
+        assert wait_until(lambda: q.stats()["depth"] == 0)
+    finally:
+        worker.stop(timeout=5)
+        q.close()

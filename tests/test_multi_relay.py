@@ -48,14 +48,19 @@ def claims_held(client, prefix, pid, nodes):
 
 
 def kill_while_holding_claims(relay, client, nodes, deadline):
-    """SIGSTOP relay, look at Redis, SIGKILL it if it holds claims, else SIGCONT and look again soon."""
-    pid = relay.proc.pid
+    """SIGSTOP relay's app process, look at Redis, SIGKILL the relay if it holds claims, else SIGCONT.
+
+    The supervisor is killed; the app process (the Redis consumer, named
+    after its pid) dies with it (PR_SET_PDEATHSIG), as after a crash.
+    """
+    pid = relay.app_pid()
     while time.monotonic() < deadline:
         os.kill(pid, signal.SIGSTOP)
         held = claims_held(client, "purgebridge:", pid, nodes)
         if held:
-            os.kill(pid, signal.SIGKILL)
+            relay.proc.kill()
             relay.proc.wait(timeout=10)
+            os.kill(pid, signal.SIGCONT)  # a stopped process takes its SIGKILL once it runs again
             return held
         os.kill(pid, signal.SIGCONT)
         time.sleep(0.003)

@@ -180,6 +180,47 @@ def test_events_a_dead_relay_read_but_never_expanded_are_expanded_by_another(mak
     assert drain(alive, "a") == ["/x/"]
 
 
+# --- the worker's direct path: events handed out once, finished without rows, failures requeued ------
+
+def test_pending_events_hands_each_event_out_once_until_rewound(make):
+    queue = make()
+    first = queue.append("wordpress", "h", b"{}", "sha256=d1")
+    assert [e[0] for e in queue.pending_events()] == [first]
+    second = queue.append("wordpress", "h", b"{}", "sha256=d2")
+    assert [e[0] for e in queue.pending_events()] == [second]   # the first is being delivered: not again
+    assert queue.pending_events() == []
+    queue.rewind_journal()                                        # that delivery failed: both come back
+    assert [e[0] for e in queue.pending_events()] == [first, second]
+    assert queue.journal_pending() == 2
+
+
+def test_finished_events_leave_no_rows_and_count_what_was_delivered(make):
+    queue = make()
+    ids = [queue.append("wordpress", "h", b"{}", f"sha256=f{n}") for n in range(3)]
+    queue.pending_events()
+    counters = [("purged", "a", 4), ("not_cached", "b", 1), ("merged", "", 2)]
+    assert queue.finish_expansion([(i, 2) for i in ids], counters) == 3
+    assert queue.journal_pending() == 0 and leftovers(queue) == {}
+    stats = queue.stats()
+    assert stats["depth"] == 0
+    assert stats["totals"]["purged"] == 4 and stats["totals"]["merged"] == 2 and stats["totals"]["expanded"] == 3
+    assert stats["nodes"]["b"]["totals"]["not_cached"] == 1
+    assert queue.finish_expansion([(ids[0], 2)], counters) == 0   # twice (a slow relay): marks nothing again
+    # A new queue object (the next start) finds nothing to send again.
+    assert make().pending_events() == []
+
+
+def test_requeued_deliveries_are_retried_on_that_node_only_and_merge(make):
+    queue = make()
+    now = time.time()
+    queue.enqueue(["a"], [url("/waiting/")], "webhook")
+    queue.requeue("a", [item_row("/waiting/", now - 5), item_row("/new/", now)])
+    assert queue.stats()["nodes"]["a"]["pending"] == 2            # /waiting/ merged into the row already there
+    assert "b" not in queue.stats()["nodes"]
+    assert sorted(drain(queue, "a")) == ["/new/", "/waiting/"]
+    assert leftovers(queue) == {}
+
+
 # --- coalescing -------------------------------------------------------------------------------------
 
 def test_pending_duplicates_merge_and_keep_the_oldest_time(queue):

@@ -225,6 +225,20 @@ def test_relay_killed_after_accepting_delivers_after_restart(cluster, site, rela
     assert all(cluster.xcache(vn, "/unrelated/", site) == "HIT" for vn in cluster.nodes)
 
 
+def test_app_process_dies_with_a_killed_relay(cluster, site, relay_factory):
+    """granian forks the app process; SIGKILL of ``purgebridge serve`` must not leave it holding the port."""
+    relay = relay_factory(site).start()
+    app_pid = relay.app_pid()
+    relay.signal(signal.SIGKILL)
+    relay.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{app_pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{app_pid}"), "the app process outlived its killed supervisor"
+    relay.start()   # the same port is free again
+    assert relay.send(event(site, change(site, 77))).status_code == 202
+
+
 def test_sigterm_finishes_and_keeps_the_rest_queued(cluster, site, relay_factory, tmp_path):
     relay = relay_factory(site).start()
     down = cluster.nodes[0]

@@ -41,6 +41,7 @@ import json
 import os
 from pathlib import Path
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -220,6 +221,7 @@ def run(saves, rounds, warmup):
         if cluster:
             cluster.stop()
         site.stop()
+        shutil.rmtree(work, ignore_errors=True)  # a WordPress copy and its database: ~200 MB per run
     return ({name: {part: summarize(times) for part, times in parts.items()} for name, parts in samples.items()},
             samples)
 

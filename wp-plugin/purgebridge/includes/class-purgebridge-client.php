@@ -26,7 +26,7 @@ final class Purgebridge_Client {
 	/**
 	 * Timeouts in seconds while the editor may be waiting (the save request
 	 * itself, when the server has no fastcgi_finish_request()). The relay
-	 * answers 202 after one group commit: about 1 ms when idle, tens of
+	 * answers 202 after one group commit: under 1 ms when idle, tens of
 	 * milliseconds when saturated (docs/wordpress.md, "Sending"); a send that
 	 * takes longer is not worth the editor's time: it goes to the retry queue,
 	 * and at worst the batch reaches the relay twice, which is harmless because

@@ -169,13 +169,19 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def bench_latency(cluster, relay, tmp, count, spacing):
-    """Isolated single-post updates: every mapped URL's arrival on every node."""
+def bench_latency(cluster, relay, tmp, count, spacing, warmup=3):
+    """Isolated single-post updates: every mapped URL's arrival on every node.
+
+    The first ``warmup`` events are sent but not counted: the first event
+    after a start pays one-time costs (about 0.6 s here: first connections to
+    the nodes, first use of the mapping and the journal); the table is about
+    the relay in service.
+    """
     logs = [PurgeLog(vn, tmp / f"purges-{i}.log") for i, vn in enumerate(cluster.nodes)]
     time.sleep(1.0)  # varnishlog attaches
     sent = []
     session = requests.Session()
-    for i in range(count):
+    for i in range(-warmup, count):
         change = post_change(50000 + i, 50000 + i)
         body = envelope([change])
         ts = str(int(time.time()))
@@ -184,10 +190,11 @@ def bench_latency(cluster, relay, tmp, count, spacing):
         t0 = time.time()
         r = session.post(relay.url + "/v1/events/wordpress", data=body, headers=headers, timeout=5)
         assert r.status_code == 202, r.text
-        sent.append((t0, [u[len(SITE):] for u in mapped_urls(change)]))
+        if i >= 0:
+            sent.append((t0, [u[len(SITE):] for u in mapped_urls(change)]))
         time.sleep(spacing)
-    relay.drain()
-    time.sleep(0.5)
+    assert relay.drain(), "queue did not drain after (a)"
+    time.sleep(2.0)  # varnishlog writes its file with a delay
     arrivals = [log.arrivals() for log in logs]
     latencies = []
     for t0, paths in sent:
@@ -223,7 +230,8 @@ def bench_accept(relay, count, connections=8, depth=2):
     statuses = [s for r in results for s in r[0]]
     accepted = statuses.count(202)
     assert accepted == count, f"{accepted}/{count} accepted; other answers {set(statuses) - {202}}; {results[0][1]}"
-    return accepted / elapsed
+    assert relay.drain(limit=300), "queue did not drain after (b)"
+    return accepted / elapsed, accepted / (time.perf_counter() - t0)
 
 
 def bench_burst(cluster, relay, events=1000, posts=20):
@@ -295,9 +303,8 @@ def main():
         try:
             latencies, urls_per_event = bench_latency(cluster, relay, tmp, args.latency_events, args.spacing)
             print(f"(a) p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms", file=sys.stderr)
-            rate = bench_accept(relay, args.accept_events)
-            print(f"(b) {rate:,.0f} events/s accepted", file=sys.stderr)
-            assert relay.drain(limit=300), "queue did not drain after (b)"
+            rate, purged_rate = bench_accept(relay, args.accept_events)
+            print(f"(b) {rate:,.0f} events/s accepted, {purged_rate:,.0f}/s accepted and purged", file=sys.stderr)
             sent, naive, stale, distinct, reads = bench_burst(cluster, relay)
             print(f"(c) {sent} PURGEs vs {naive} naive; stale {len(stale)}", file=sys.stderr)
         finally:
@@ -306,25 +313,30 @@ def main():
     ratio = sent / naive
     text = "\n".join([
         "## Relay end to end (`bench/relay.py`)", "",
-        f"Three varnishd nodes (vcl/wordpress.vcl) on 127.0.0.11-13 and one `purgebridge serve` process "
-        f"(SQLite queue, synchronous=FULL), all in one run. Machine: {machine()}.", "",
+        f"Three varnishd nodes (vcl/wordpress.vcl) on 127.0.0.11-13 and one `purgebridge serve` "
+        f"(granian, SQLite queue, synchronous=FULL), all in one run. Machine: {machine()}.", "",
         "| measure | result | target | |",
         "|---|---:|---:|---|",
-        f"| (a) event accepted -> all its URLs purged on 3 nodes, p50 ({len(latencies)} isolated events, "
-        f"one every {args.spacing:g} s, {urls_per_event} URLs each) "
+        f"| (a) event accepted -> all its URLs purged on 3 nodes, p50 ({len(latencies)} isolated events "
+        f"after 3 not counted, one every {args.spacing:g} s, {urls_per_event} URLs each) "
         f"| {p50:.1f} ms | | |",
         f"| (a) same, p99 | {p99:.1f} ms | <= 10 ms | {'met' if p99 <= 10 else 'NOT met'} |",
         f"| (b) signed events accepted per second (3,000 events, 8 connections) | {rate:,.0f}/s | >= 2,000/s "
         f"| {'met' if rate >= 2000 else 'NOT met'} |",
+        f"| (b) same 3,000 events accepted *and* purged on all 3 nodes (until the queue is empty) "
+        f"| {purged_rate:,.0f}/s | | |",
         f"| (c) burst of 1,000 updates to 20 posts: PURGEs executed by the nodes / sent without coalescing "
         f"| {sent:,} / {naive:,} = {ratio:.1%} | <= 5 % | {'met' if ratio <= 0.05 else 'NOT met'} |",
         f"| (c) stale URLs after the burst ({distinct} URLs x 3 nodes, {reads:,} re-caching reads during it) "
         f"| {len(stale)} | 0 | {'met' if not stale else 'NOT met'} |",
         "",
         "(a) is measured from just before the POST to the arrival (varnishlog `Timestamp Start`) of the last "
-        "of the event's mapped URLs on the slowest node. Events closer together than 1/PURGEBRIDGE_BATCH_RATE "
-        "(0.5 s) are paced and merged on purpose -- that is what makes (c) small; a page changed during a "
-        "burst is purged within about 0.5 s.",
+        "of the event's mapped URLs on the slowest node; the first 3 events after the start are not counted "
+        "(the very first pays about 0.6 s of one-time costs). Events closer together than "
+        "1/PURGEBRIDGE_BATCH_RATE (0.5 s) are paced and merged on purpose -- that is what makes (c) small; "
+        "a page changed during a burst is purged within about 0.5 s. (b) accepted/s is measured to the last "
+        "202; the relay defers its purge work (at most 0.5 s) while requests wait for the journal, so the "
+        "second (b) row, until every purge was confirmed, is the sustained end-to-end rate.",
     ])
     print(text)
     if args.write:

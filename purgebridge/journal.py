@@ -17,7 +17,10 @@ A request not taken into a transaction within ``wait`` seconds is withdrawn
 (nothing of it is stored) and answered 503; one already taken waits for that
 transaction's outcome, which is always the truth.
 
-Read side, :func:`expand`: up to ``limit`` journal events are mapped with
+Read side, :func:`gather`: up to ``limit`` journal events not handed out
+yet are mapped and coalesced in memory; the worker sends the result straight
+to the nodes (``worker``). :func:`expand` is the queued variant: up to
+``limit`` journal events are mapped with
 ``mapping.map_batch`` and coalesced in memory first (a burst of updates that
 all touch the front page yields one front-page purge per node), then the
 delivery rows are inserted or merged and the events marked expanded, in one
@@ -227,8 +230,8 @@ class Expansion:
     """One batch of journal events, mapped and coalesced, not stored anywhere yet.
 
     ``events``: ``[(event_id, count)]``, count = what the event meant on its
-    own (for the merge totals); ``items``: key -> ``(Invalidation, payload,
-    first_at, last_at)``, one per distinct invalidation of the whole batch.
+    own (for the merge totals); ``items``: key -> ``(Invalidation, first_at,
+    last_at)``, one per distinct invalidation of the whole batch.
     """
 
     events: list
@@ -241,7 +244,12 @@ class Expansion:
         return sum(count for _id, count in self.events)
 
     def rows(self):
-        return [(key, payload, first_at, last_at) for key, (_item, payload, first_at, last_at) in self.items.items()]
+        return [(key, payload(item), first_at, last_at) for key, (item, first_at, last_at) in self.items.items()]
+
+
+def payload(item):
+    """An invalidation as the queue stores it (only written when it must wait: most never are)."""
+    return json.dumps(item.to_dict(), separators=(",", ":"))
 
 
 def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BATCH):
@@ -283,10 +291,10 @@ def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BA
         for item, (first_at, last_at) in pairs:
             key = item.key
             if key in items:
-                _item, payload, first, last = items[key]
-                items[key] = (_item, payload, min(first, first_at), max(last, last_at))
+                _item, first, last = items[key]
+                items[key] = (_item, min(first, first_at), max(last, last_at))
             else:
-                items[key] = (item, json.dumps(item.to_dict(), separators=(",", ":")), first_at, last_at)
+                items[key] = (item, first_at, last_at)
     return Expansion(events=counts, items=items, failed=failed)
 
 

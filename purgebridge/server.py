@@ -37,6 +37,7 @@ from purgebridge.errors import ConfigError, PurgebridgeError
 log = logging.getLogger(__name__)
 
 THREADS = 8            # Python threads granian calls the app on (requests block on the journal's commit)
+SWITCH_INTERVAL = 0.001
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _running = {}  # the app process's own service, for its shutdown; empty in the supervisor
@@ -83,10 +84,27 @@ def _load_app(settings, secrets, listen_text):
     service = app.extensions["purgebridge"]
     service.owns_queue = True
     _running["service"] = service
+    _tune_interpreter()
     worker.start()
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
     return app
+
+
+def _tune_interpreter():
+    """Shorter GIL hand-offs and fewer full collections in the app process, for the latency tail.
+
+    The default switch interval (5 ms) is half the 10 ms event-to-purge
+    budget: a node thread whose answers arrived should not wait that long
+    while another thread parses. The objects that live as long as the
+    process (app, settings, mapping tables) are frozen out of the collector's
+    way. (Measured effect on the p99 is within this machine's noise.)
+    """
+    import gc
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.collect()
+    gc.freeze()
 
 
 def _app_process(*args, **kwargs):

@@ -51,7 +51,6 @@ whose settling never happens (SIGKILL) comes back when its lease expires.
 
 from collections import deque
 from dataclasses import dataclass, field
-import json
 import logging
 import threading
 import time
@@ -87,7 +86,7 @@ class NodeState:
 class _Lane:
     """One node's direct-path inbox and how far it got."""
 
-    items: dict = field(default_factory=dict)  # key -> (Invalidation, payload, first_at, last_at)
+    items: dict = field(default_factory=dict)  # key -> (Invalidation, first_at, last_at)
     since: float = None    # monotonic time the oldest waiting item's batch began to be deferred
     upto: int = 0          # newest batch whose items are in (or went through) the inbox
     covered: int = 0       # newest batch this node confirmed or requeued entirely
@@ -97,11 +96,11 @@ class _Lane:
     def put(self, seq, items, since):
         if self.since is None:
             self.since = since
-        for key, (item, payload, first_at, last_at) in items.items():
+        for key, (item, first_at, last_at) in items.items():
             waiting = self.items.get(key)
             if waiting is not None:
-                first_at, last_at = min(first_at, waiting[2]), max(last_at, waiting[3])
-            self.items[key] = (item, payload, first_at, last_at)
+                first_at, last_at = min(first_at, waiting[1]), max(last_at, waiting[2])
+            self.items[key] = (item, first_at, last_at)
         self.upto = seq
 
     def take(self):
@@ -370,7 +369,7 @@ class Worker:
         state = self.states.setdefault(node.name, NodeState(node))
         requeue, confirmed = [], {}
         if items and time.time() < lane.down_until:
-            requeue = [(key, payload, first_at, last_at) for key, (_i, payload, first_at, last_at) in items.items()]
+            requeue = list(items.items())
         elif items:
             kwargs = {"retries": 0}
             if client is not None:
@@ -383,7 +382,7 @@ class Worker:
                 results = [None] * len(items)
                 state.last_error, state.last_error_at = str(exc), time.time()
             answered, now = False, time.time()
-            for (key, (_item, payload, first_at, last_at)), result in zip(items.items(), results):
+            for (key, (item, first_at, last_at)), result in zip(items.items(), results):
                 if result is not None and result.status is not None:
                     answered = True
                 if result is not None and result.outcome.ok:
@@ -391,7 +390,7 @@ class Worker:
                     if self.metrics:
                         self.metrics.observe_latency(max(0.0, now - first_at))
                 else:
-                    requeue.append((key, payload, first_at, last_at))
+                    requeue.append((key, (item, first_at, last_at)))
                     if result is not None and result.reason:
                         state.last_error, state.last_error_at = result.reason, now
             state.sent += len(items)
@@ -406,12 +405,12 @@ class Worker:
                                                              self.settings.backoff_max)
         if requeue:
             try:
-                self.queue.requeue(node.name, requeue)
+                self.queue.requeue(node.name, [(key, journal.payload(item), first_at, last_at)
+                                               for key, (item, first_at, last_at) in requeue])
             except Exception:  # cannot even queue them: keep them in the inbox for the next round
                 log.exception("requeueing %d purge(s) for %s failed", len(requeue), node.name)
                 with self._lanes_lock:
-                    lane.put(lane.upto, {key: (Invalidation.from_dict(json.loads(payload)), payload, first, last)
-                                         for key, payload, first, last in requeue}, time.monotonic())
+                    lane.put(lane.upto, dict(requeue), time.monotonic())
                 self._stopping.wait(self.poll)
                 return
             log.info("node %s: %d purge(s) confirmed, %d queued for retry (%s)", node.name,

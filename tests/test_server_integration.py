@@ -1,4 +1,4 @@
-"""The relay as a real process (waitress + worker) in front of three real varnishd nodes.
+"""The relay as a real process (granian + worker) in front of three real varnishd nodes.
 
 Pages are cached on every node first; after an event the mapped URLs must be
 a MISS on every node while an unrelated page is still a HIT. The relay is

@@ -605,19 +605,10 @@ class Queue:
         if not events:
             return Enqueued(event_id="", items=0, rows=0, merged=0)
         tag = events[-1][0]  # each batch has its own last event: its id tells this batch's new rows apart
-        by_count = {}
-        for event_id, count in events:
-            by_count.setdefault(count, []).append(event_id)
         rows = [(node, key, payload, tag, first_at, last_at, now)
                 for node in nodes for key, payload, first_at, last_at in items]
         with self._write() as db:
-            marked = 0
-            for count, ids in by_count.items():
-                for chunk in _chunks(ids):
-                    marked += db.execute(
-                        f"UPDATE events SET expanded_at = ?, items = ?, body = NULL "
-                        f"WHERE expanded_at IS NULL AND id IN ({','.join('?' * len(chunk))})",
-                        [now, count, *chunk]).rowcount
+            marked = self._mark_expanded(db, events, now)
             if not marked:
                 return Enqueued(event_id=tag, items=0, rows=0, merged=0)
             for chunk in _chunks(rows):
@@ -638,23 +629,29 @@ class Queue:
             self._notify()
         return Enqueued(event_id=tag, items=len(items), rows=added, merged=merged)
 
+    @staticmethod
+    def _mark_expanded(db, events, now):
+        """Mark ``[(event_id, count)]`` expanded (dropping their bodies); returns how many were not yet."""
+        by_count = {}
+        for event_id, count in events:
+            by_count.setdefault(count, []).append(event_id)
+        marked = 0
+        for count, ids in by_count.items():
+            for chunk in _chunks(ids):
+                marked += db.execute(
+                    f"UPDATE events SET expanded_at = ?, items = ?, body = NULL "
+                    f"WHERE expanded_at IS NULL AND id IN ({','.join('?' * len(chunk))})",
+                    [now, count, *chunk]).rowcount
+        return marked
+
     def finish_expansion(self, events, counters=(), failed=0, now=None):
         """Mark events the worker delivered directly as expanded, with their counters; returns how many."""
         now = self.clock() if now is None else now
         if not events:
             return 0
-        by_count = {}
-        for event_id, count in events:
-            by_count.setdefault(count, []).append(event_id)
         counts = [c for c in counters if c[2]]
         with self._write() as db:
-            marked = 0
-            for count, ids in by_count.items():
-                for chunk in _chunks(ids):
-                    marked += db.execute(
-                        f"UPDATE events SET expanded_at = ?, items = ?, body = NULL "
-                        f"WHERE expanded_at IS NULL AND id IN ({','.join('?' * len(chunk))})",
-                        [now, count, *chunk]).rowcount
+            marked = self._mark_expanded(db, events, now)
             counts.append(("expanded", "", marked))
             if failed:
                 counts.append(("expansion_failed", "", failed))

@@ -9,10 +9,20 @@ import os
 import pathlib
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def watchdog(seconds):
+    """SIGTERM this benchmark after ``seconds``: a bound on the whole run, on top of each loop's own."""
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def machine():

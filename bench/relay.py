@@ -23,9 +23,7 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import requests  # noqa: E402
 
-from common import machine, write_section  # noqa: E402
+from common import machine, watchdog, write_section  # noqa: E402
 from purgebridge.localcluster import free_port, start_cluster  # noqa: E402
 from purgebridge.mapping import MappingOptions, map_batch  # noqa: E402
 from purgebridge.signing import sign  # noqa: E402
@@ -292,11 +290,11 @@ def main():
     parser.add_argument("--spacing", type=float, default=0.6,
                         help="seconds between latency events (more than 1/PURGEBRIDGE_BATCH_RATE: isolated events)")
     parser.add_argument("--accept-events", type=int, default=3000)
+    parser.add_argument("--flood-events", type=int, default=15000,
+                        help="a flood longer than PURGEBRIDGE_FLOOD_DEFER: the sustained rates")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
-    watchdog = threading.Timer(DEADLINE, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog(DEADLINE)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="purgebridge-bench-"))
     with start_cluster(hosts=HOSTS, workdir=tmp / "cluster") as cluster:
         relay = Relay([vn.node for vn in cluster.nodes], tmp)
@@ -305,6 +303,9 @@ def main():
             print(f"(a) p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms", file=sys.stderr)
             rate, purged_rate = bench_accept(relay, args.accept_events)
             print(f"(b) {rate:,.0f} events/s accepted, {purged_rate:,.0f}/s accepted and purged", file=sys.stderr)
+            flood_rate, flood_purged = bench_accept(relay, args.flood_events)
+            print(f"(b) flood of {args.flood_events}: {flood_rate:,.0f} events/s accepted, "
+                  f"{flood_purged:,.0f}/s accepted and purged", file=sys.stderr)
             sent, naive, stale, distinct, reads = bench_burst(cluster, relay)
             print(f"(c) {sent} PURGEs vs {naive} naive; stale {len(stale)}", file=sys.stderr)
         finally:
@@ -325,6 +326,9 @@ def main():
         f"| {'met' if rate >= 2000 else 'NOT met'} |",
         f"| (b) same 3,000 events accepted *and* purged on all 3 nodes (until the queue is empty) "
         f"| {purged_rate:,.0f}/s | | |",
+        f"| (b) sustained: a flood of {args.flood_events:,} events, accepted per second "
+        f"| {flood_rate:,.0f}/s | >= 2,000/s | {'met' if flood_rate >= 2000 else 'NOT met'} |",
+        f"| (b) sustained: the same flood accepted *and* purged | {flood_purged:,.0f}/s | | |",
         f"| (c) burst of 1,000 updates to 20 posts: PURGEs executed by the nodes / sent without coalescing "
         f"| {sent:,} / {naive:,} = {ratio:.1%} | <= 5 % | {'met' if ratio <= 0.05 else 'NOT met'} |",
         f"| (c) stale URLs after the burst ({distinct} URLs x 3 nodes, {reads:,} re-caching reads during it) "
@@ -334,9 +338,13 @@ def main():
         "of the event's mapped URLs on the slowest node; the first 3 events after the start are not counted "
         "(the very first pays about 0.6 s of one-time costs). Events closer together than "
         "1/PURGEBRIDGE_BATCH_RATE (0.5 s) are paced and merged on purpose -- that is what makes (c) small; "
-        "a page changed during a burst is purged within about 0.5 s. (b) accepted/s is measured to the last "
-        "202; the relay defers its purge work (at most 0.5 s) while requests wait for the journal, so the "
-        "second (b) row, until every purge was confirmed, is the sustained end-to-end rate.",
+        "a page changed during a burst is purged within about 0.5 s, plus up to PURGEBRIDGE_FLOOD_DEFER (2 s) "
+        "while a flood is being accepted. (b) accepted/s is measured to the last "
+        "202. The 3,000 events are each a different post (~10 distinct URLs x 3 nodes to purge apiece), "
+        "posted as fast as the relay answers: a flood, during which the relay lets its purge work wait up to "
+        "PURGEBRIDGE_FLOOD_DEFER (2 s) so that accepting comes first. The 3,000 fit in that time; the "
+        "sustained rows, a flood several times longer, show the rates once accepting and purging share the "
+        "2 cores, and the \"accepted and purged\" rows when the last purge was confirmed.",
     ])
     print(text)
     if args.write:

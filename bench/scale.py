@@ -19,9 +19,7 @@ It also measures Redis memory per waiting delivery and per journal event
 """
 
 import argparse
-import os
 import pathlib
-import signal
 import sys
 import tempfile
 import threading
@@ -32,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import machine, write_section  # noqa: E402
+from common import machine, watchdog, write_section  # noqa: E402
 from fixtures_redis import start_redis  # noqa: E402
 from purgebridge.fanout import purge_for_url  # noqa: E402
 from purgebridge.localcluster import start_cluster  # noqa: E402
@@ -140,9 +138,7 @@ def main():
     parser.add_argument("--accept-events", type=int, default=3000)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
-    watchdog = threading.Timer(DEADLINE, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog(DEADLINE)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="purgebridge-scale-"))
     redis = start_redis(tmp / "redis")
     results = []

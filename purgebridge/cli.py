@@ -20,7 +20,7 @@ import click
 from purgebridge import __version__
 from purgebridge.config import load_settings, select_group
 from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
-from purgebridge.fanout import Outcome, fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+from purgebridge.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_ITEMS = 200

@@ -37,6 +37,16 @@ def _positive_float(name, raw):
     return value
 
 
+def _seconds_or_zero(name, raw):
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, raw, "expected a number of seconds, e.g. 2 or 0.5 (0 turns it off)") from None
+    if not 0 <= value <= 60:
+        raise ConfigError(name, raw, "expected a number of seconds from 0 to 60")
+    return value
+
+
 def _int_range(lo, hi):
     def parse(name, raw):
         try:
@@ -103,6 +113,7 @@ VARIABLES = {
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
     "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
     "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
+    "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _seconds_or_zero, "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -138,6 +149,7 @@ class Settings:
     pagination: int = 3
     batch_burst: int = 5
     batch_rate: float = 2.0
+    flood_defer: float = 2.0
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

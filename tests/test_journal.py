@@ -17,6 +17,7 @@ from purgebridge.journal import JournalBusy, JournalClosed
 from purgebridge.mapping import MappingOptions
 from purgebridge.queue import Queue
 from purgebridge.worker import Worker
+from test_worker import wait_until
 
 NODES = ["127.0.0.1:9001", "127.0.0.1:9002"]
 HOST = "blog.example.test"
@@ -344,15 +345,6 @@ class Recorder:
 def make_settings():
     return load_settings({"PURGEBRIDGE_NODES": ",".join(NODES), "PURGEBRIDGE_BACKOFF": "0.01",
                           "PURGEBRIDGE_BACKOFF_MAX": "0.05"}, environ={}, dotenv_path="")
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_journal_left_by_a_killed_relay_is_expanded_and_sent_by_the_next_worker(tmp_path):

@@ -60,6 +60,35 @@ class JournalClosed(JournalError):
     pass
 
 
+class FloodGauge:
+    """Is a flood of events being accepted right now? The worker defers to one (``worker``).
+
+    Yes while appends are waiting for their commit, or when the last
+    BUSY_APPENDS appends all arrived within BUSY_WINDOW. An isolated event is
+    committed before the worker looks, so it never counts as a flood.
+    """
+
+    def __init__(self, count=BUSY_APPENDS, window=BUSY_WINDOW):
+        self.window = window
+        self.waiting = 0
+        self._recent = deque(maxlen=count)  # monotonic times of the latest appends
+        self._lock = threading.Lock()
+
+    def started(self):
+        with self._lock:
+            self.waiting += 1
+            self._recent.append(time.monotonic())
+
+    def finished(self, count=1):
+        with self._lock:
+            self.waiting -= count
+
+    @property
+    def busy(self):
+        recent = self._recent
+        return self.waiting > 0 or (len(recent) == recent.maxlen and time.monotonic() - recent[0] < self.window)
+
+
 class _Append:
     """One request's event on its way into the journal; ``done`` is released when settled."""
 
@@ -87,8 +116,7 @@ class Journal:
         self.max_group = max_group
         self.commits = 0   # transactions that stored at least one event (tests compare with events)
         self.appended = 0
-        self.uncommitted = 0  # appends waiting for a commit: the worker defers to them (``worker``)
-        self._recent = deque(maxlen=BUSY_APPENDS)  # monotonic times of the latest appends
+        self.flood = FloodGauge()
         self._pending = []
         self._cond = threading.Condition()
         self._closed = False
@@ -107,27 +135,19 @@ class Journal:
             if self._closed:
                 raise JournalClosed("the relay is shutting down")
             self._pending.append(entry)
-            self.uncommitted += 1
-            self._recent.append(time.monotonic())
+            self.flood.started()
             self._cond.notify()
         if not entry.done.acquire(timeout=self.wait):
             with self._cond:
                 if entry.state == PENDING:
                     self._pending.remove(entry)
-                    self.uncommitted -= 1
+                    self.flood.finished()
                     entry.state = WITHDRAWN
                     raise JournalBusy(f"queue busy: not written within {self.wait:g} s")
             entry.done.acquire()  # in a transaction right now: its outcome is the answer
         if entry.error is not None:
             raise entry.error
         return entry.event_id
-
-    @property
-    def busy(self):
-        """Requests are waiting for a commit, or arriving at BUSY_APPENDS per BUSY_WINDOW or faster."""
-        recent = self._recent
-        return self.uncommitted > 0 or (
-            len(recent) == recent.maxlen and time.monotonic() - recent[0] < BUSY_WINDOW)
 
     def close(self, timeout=30.0):
         """Refuse new appends, write every one still waiting, stop the writer."""
@@ -174,8 +194,7 @@ class Journal:
             for entry, ok in zip(taken, stored):
                 if not ok:
                     entry.error = SignatureError("signature already used (replay)", replay=True)
-        with self._cond:
-            self.uncommitted -= len(taken)
+        self.flood.finished(len(taken))
         for entry in taken:
             entry.state = DONE
             entry.done.release()

@@ -49,6 +49,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
     journal_busy() -> bool                 this process's appends are arriving in a flood right now
+                                           (journal.FloodGauge)
     seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
@@ -489,7 +490,7 @@ class Queue:
     def journal_busy(self):
         """True while this process's requests wait for commits or arrive faster than 100 a second."""
         journal = self._journal
-        return journal is not None and journal.busy
+        return journal is not None and journal.flood.busy
 
     def write_journal(self, take, now=None):
         """Write a group of appends durably; called by the journal's writer thread only.

@@ -25,6 +25,7 @@ https usually hash on it; purge ``http://`` and ``https://`` URLs to reach both.
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 import logging
 import random
 import re
@@ -62,14 +63,20 @@ class Invalidation:
     headers: tuple = ()
     label: str = ""
 
-    @property
+    # Both cached: one invalidation goes to every node, and is merged by key
+    # several times on its way there.
+    @cached_property
     def key(self):
         """Identity of the request: two equal keys purge the same thing."""
         extra = "".join(f"\n{n}:{v}" for n, v in self.headers)
         return f"{self.method} {self.host}{self.target}{extra}"
 
-    def encode(self):
+    @cached_property
+    def wire(self):
         return encode_request(self.method, self.target, self.host, self.headers)
+
+    def encode(self):
+        return self.wire
 
     def to_dict(self):
         return {"method": self.method, "target": self.target, "host": self.host,

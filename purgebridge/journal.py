@@ -203,7 +203,10 @@ class Journal:
 # --- expansion ---------------------------------------------------------------------------
 
 class _HostBatch:
-    """What a batch invalidates on one host: URLs and keys with their oldest/newest acceptance."""
+    """What a batch invalidates on one host: URLs and keys with their oldest/newest acceptance.
+
+    ``urls`` maps a URL to a ``[first_at, last_at]`` list, widened in place.
+    """
 
     __slots__ = ("urls", "keys", "keys_span", "purge_all")
 
@@ -221,8 +224,15 @@ class _HostBatch:
         if mapped.purge_all:
             self.purge_all = self._widen(self.purge_all, at)
             return
-        for url in mapped.urls:
-            self.urls[url] = self._widen(self.urls.get(url), at)
+        urls = self.urls
+        for url in mapped.urls:  # the hot loop of a flood: no call per URL
+            span = urls.get(url)
+            if span is None:
+                urls[url] = [at, at]
+            elif at < span[0]:
+                span[0] = at
+            elif at > span[1]:
+                span[1] = at
         if mapped.keys:
             self.keys.update(mapped.keys)
             self.keys_span = self._widen(self.keys_span, at)
@@ -231,7 +241,7 @@ class _HostBatch:
         """``(Invalidation, (first_at, last_at))`` pairs; a ban of the host makes the rest redundant."""
         if self.purge_all:
             return [(fanout.purge_all_for(host), self.purge_all)]
-        found = [(fanout.purge_for_url(url, proto_header), span) for url, span in self.urls.items()]
+        found = [(fanout.purge_for_url(url, proto_header), tuple(span)) for url, span in self.urls.items()]
         if self.keys:
             found.extend((item, self.keys_span) for item in fanout.keys_for(host, sorted(self.keys)))
         return found

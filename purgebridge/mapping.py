@@ -27,6 +27,7 @@ characters of every URL.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 import logging
 from urllib.parse import urlsplit
 
@@ -148,28 +149,41 @@ class Site:
 
     @classmethod
     def parse(cls, site_url):
-        try:
-            scheme, host, target = split_url(site_url)
-        except InvalidURL as exc:
-            raise InvalidEvent("site", exc.reason) from None
-        path = target.split("?", 1)[0]
-        return cls(scheme, host, path if path.endswith("/") else path + "/")
+        return _parse_site(cls, site_url)
 
     def resolve(self, target, schemes):
-        """``(absolute URLs, None)`` for one rule target, or ``([], why)`` when it must be dropped."""
-        if target.startswith("//"):
-            return [], "protocol-relative URL; expected an absolute http(s) URL"
-        if target.startswith("/"):
-            url = f"{self.scheme}://{self.host}{self.path}{target[1:]}"
-        else:
-            url = target
-        try:
-            _scheme, host, request_target = split_url(url)
-        except InvalidURL as exc:
-            return [], exc.reason
-        if host != self.host:
-            return [], f"host {host} is not the site's host {self.host}"
-        return [f"{scheme}://{self.host}{request_target}" for scheme in (schemes or (self.scheme,))], None
+        """``(absolute URLs, None)`` for one rule target, or ``((), why)`` when it must be dropped."""
+        return _resolve(self, target, schemes)
+
+
+# Cached: a flood maps thousands of events of the same few sites, and most of
+# an event's targets (front page, feeds, archives, their pages) are the same
+# strings every time; the answers depend on the arguments alone.
+@lru_cache(maxsize=1024)
+def _parse_site(cls, site_url):
+    try:
+        scheme, host, target = split_url(site_url)
+    except InvalidURL as exc:
+        raise InvalidEvent("site", exc.reason) from None
+    path = target.split("?", 1)[0]
+    return cls(scheme, host, path if path.endswith("/") else path + "/")
+
+
+@lru_cache(maxsize=65536)
+def _resolve(site, target, schemes):
+    if target.startswith("//"):
+        return (), "protocol-relative URL; expected an absolute http(s) URL"
+    if target.startswith("/"):
+        url = f"{site.scheme}://{site.host}{site.path}{target[1:]}"
+    else:
+        url = target
+    try:
+        _scheme, host, request_target = split_url(url)
+    except InvalidURL as exc:
+        return (), exc.reason
+    if host != site.host:
+        return (), f"host {host} is not the site's host {site.host}"
+    return tuple(f"{scheme}://{site.host}{request_target}" for scheme in (schemes or (site.scheme,))), None
 
 
 class Context:

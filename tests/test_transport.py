@@ -107,3 +107,12 @@ def test_parser_refuses_response_without_length():
     p.feed(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nbody")
     with pytest.raises(ProtocolError):
         p.take()
+
+
+def test_parser_reads_framing_fields_in_any_case_and_ignores_the_rest():
+    parser = _Parser()
+    parser.feed(b"HTTP/1.1 200 Purged\r\nX-Odd: no colon trouble: here\r\nCONTENT-length:  3\r\n"
+                b"connection: Close\r\n\r\nabcHTTP/1.1 404 Not in cache\r\nContent-Length: 0\r\n\r\n")
+    first = parser.take()
+    assert (first.status, first.reason, first.body) == (200, "Purged", b"abc")
+    assert parser.closing   # "Close" in any case ends the pipeline after this answer

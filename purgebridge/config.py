@@ -47,6 +47,16 @@ def _seconds_or_zero(name, raw):
     return value
 
 
+def _share(name, raw):
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, raw, "expected a fraction from 0.05 to 1, e.g. 0.3") from None
+    if not 0.05 <= value <= 1:
+        raise ConfigError(name, raw, "expected a fraction from 0.05 to 1 (1 turns pacing off)")
+    return value
+
+
 def _int_range(lo, hi):
     def parse(name, raw):
         try:
@@ -114,6 +124,7 @@ VARIABLES = {
     "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
     "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
     "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _seconds_or_zero, "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
+    "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _share, "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -150,6 +161,7 @@ class Settings:
     batch_burst: int = 5
     batch_rate: float = 2.0
     flood_defer: float = 2.0
+    flood_share: float = 0.1
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

@@ -54,6 +54,10 @@ class Metrics:
         self.latency = Histogram("purgebridge_event_to_purged_seconds",
                                  "From an event's acceptance to the node's confirmation, per (node, item)",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.held_back = Counter("purgebridge_worker_held_seconds",
+                                 "Seconds the purge work waited so that a flood of events is accepted first, "
+                                 "by how: deferred (PURGEBRIDGE_FLOOD_DEFER) or paced (PURGEBRIDGE_FLOOD_SHARE)",
+                                 ["how"], registry=self.registry)
         if queue is not None:
             self.registry.register(_QueueCollector(queue))
 
@@ -62,6 +66,9 @@ class Metrics:
 
     def purged(self, node, outcome, count=1):
         self.purges.labels(node=node, outcome=outcome).inc(count)
+
+    def held(self, how, seconds):
+        self.held_back.labels(how=how).inc(seconds)
 
     def observe_latency(self, seconds):
         self.latency.observe(seconds)

@@ -41,9 +41,12 @@ before they map or send. On 2 cores the purge work competes with the accept
 path for the same CPU and GIL; measured on a flood of 3,000 distinct post
 updates, holding back answers the requests 2-3 x faster while the last purge
 is confirmed no later (the total work is the same, and the larger batches
-coalesce better). A flood longer than ``defer_max`` is then accepted and
-purged side by side. An isolated event never waits: its commit is done
-before the expander wakes.
+coalesce better). A flood that outlasts ``defer_max`` and keeps the process
+saturated is then *paced* (:class:`_Pacer`): the purge work may use
+``flood_share`` (PURGEBRIDGE_FLOOD_SHARE, 0.1) of a CPU until the flood ends,
+then catches up at full speed. An isolated event never waits: its commit is
+done before the expander wakes; a steady stream that does not saturate the
+process is never paced.
 
 Stopping (SIGTERM): threads stop claiming, the batch in flight is finished and
 settled; journal events not handed out yet are expanded into queued rows if
@@ -53,6 +56,7 @@ whose settling never happens (SIGKILL) comes back when its lease expires.
 """
 
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import logging
 import threading
@@ -64,6 +68,64 @@ from purgebridge.fanout import Invalidation, Outcome
 log = logging.getLogger(__name__)
 
 DEFER_STEP = 0.005  # how often a deferring thread looks again
+PACE_CREDIT = 0.05  # seconds of CPU the purge work may run ahead of its flood share
+BUSY_CPU = 0.9      # CPUs this process uses when its Python threads are all it can run (one GIL)
+CPU_SAMPLE = 0.1    # seconds between two looks at the process's CPU time
+
+
+class _Pacer:
+    """Holds the purge work to ``share`` of one CPU while a flood outlasts ``defer_max``.
+
+    Only while the process is saturated: a flood of events (``journal_busy``)
+    *and* the process using BUSY_CPU or more, i.e. accepting and purging are
+    competing for the one GIL. A steady few hundred events a second never
+    saturate it, so their purges are never held back; in a real flood the
+    pacer keeps the accept path fast and the purge work catches up when it
+    ends (measured in docs/benchmarks.md).
+
+    Credit accrues at ``share`` seconds per second of wall-clock time (at most
+    PACE_CREDIT banked) and each piece of purge work pays the CPU time its
+    thread used (``time.thread_time``: waiting for the GIL or for a node's
+    answer is not charged). Outside a flood nothing is held back and the
+    credit is full again, so a flood starts with no debt.
+    """
+
+    def __init__(self, share, busy_cpu=BUSY_CPU, cpu_time=time.process_time):
+        self.share = share
+        self.busy_cpu = busy_cpu
+        self.credit = PACE_CREDIT
+        self.at = time.monotonic()
+        self._cpu_time = cpu_time
+        self._sampled = (self.at, cpu_time())
+        self._saturated = False
+        self.pacing = False     # holding the purge work back right now
+        self._lock = threading.Lock()
+
+    def spend(self, seconds):
+        with self._lock:
+            self.credit -= seconds
+
+    def allows(self, now, flooding):
+        """May purge work run now? Yes unless the process is saturated by a flood and the credit is spent."""
+        with self._lock:
+            if flooding and now - self._sampled[0] >= CPU_SAMPLE:
+                cpu = self._cpu_time()
+                self._saturated = (cpu - self._sampled[1]) / (now - self._sampled[0]) >= self.busy_cpu
+                self._sampled = (now, cpu)
+            pacing = flooding and self._saturated
+            changed, self.pacing = pacing != self.pacing, pacing
+            if pacing:
+                self.credit = min(PACE_CREDIT, self.credit + (now - self.at) * self.share)
+            else:
+                self.credit = PACE_CREDIT
+            self.at = now
+            allowed = self.credit > 0
+        if changed and pacing:
+            log.info("flood: accepting saturates this relay; purge work held to %d%% of a CPU until it ends",
+                     round(self.share * 100))
+        elif changed:
+            log.info("flood over: purge work at full speed again")
+        return allowed
 
 
 class NodeState:
@@ -125,7 +187,7 @@ class Worker:
                  batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None,
                  batch_burst=None, batch_rate=None, mapping_options=None,
                  expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0, expand_gather=0.05,
-                 defer_max=None):
+                 defer_max=None, flood_share=None):
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
@@ -148,6 +210,8 @@ class Worker:
         self.expand_on_stop = expand_on_stop
         self.expand_gather = expand_gather
         self.defer_max = float(defer_max if defer_max is not None else getattr(settings, "flood_defer", 2.0))
+        share = float(flood_share if flood_share is not None else getattr(settings, "flood_share", 0.1))
+        self._pacer = _Pacer(share) if share < 1 else None
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._lanes = {node.name: _Lane() for node in self.nodes}
         self._lanes_lock = threading.Lock()
@@ -226,12 +290,16 @@ class Worker:
         while not self._stopping.is_set():
             generation = self.queue.journal_generation
             started = time.monotonic()
-            if self._defer(deferred, started):
+            held = "deferred" if self._defer(deferred, started) else "paced" if self._paced(started) else None
+            if held:
                 deferred = deferred or started
                 self._stopping.wait(DEFER_STEP)
+                if self.metrics:
+                    self.metrics.held(held, time.monotonic() - started)
                 continue
             try:
-                done = self.dispatch(deferred)
+                with self._charged():
+                    done = self.dispatch(deferred)
             except Exception:  # keep the thread alive; the events are read again
                 log.exception("expanding the journal failed")
                 self.queue.rewind_journal()
@@ -250,6 +318,22 @@ class Worker:
         if not self.defer_max or not self.queue.journal_busy():
             return False
         return since is None or now - since < self.defer_max
+
+    def _paced(self, now):
+        """After ``defer_max``: is the purge work over its share of the CPU in a flood that goes on?"""
+        return self._pacer is not None and not self._pacer.allows(now, self.queue.journal_busy())
+
+    @contextmanager
+    def _charged(self):
+        """Charge the CPU time of the purge work in the block to the flood pacer."""
+        if self._pacer is None:
+            yield
+            return
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self._pacer.spend(time.thread_time() - started)
 
     def dispatch(self, since=None):
         """Read, map and coalesce one batch of journal events into the node inboxes; returns how many events.
@@ -340,11 +424,12 @@ class Worker:
                     self._stopping.wait((1 - tokens) / self.batch_rate)
                     continue
                 if direct:
-                    if lane.since is not None and self._defer(lane.since, now):
+                    if (lane.since is not None and self._defer(lane.since, now)) or self._paced(now):
                         self._stopping.wait(DEFER_STEP)
                         continue
                     tokens -= 1
-                    self.send_direct(node, client)
+                    with self._charged():
+                        self.send_direct(node, client)
                     continue
                 try:
                     claims = self.queue.claim(node.name, self.batch, self.lease)
@@ -354,7 +439,8 @@ class Worker:
                     continue
                 if claims:
                     tokens -= 1
-                    self.process(node, claims, client)
+                    with self._charged():
+                        self.process(node, claims, client)
                     continue
                 due = self.queue.next_due(node.name)
                 timeout = self.poll if due is None else min(self.poll, max(due, 0.002))

@@ -16,7 +16,8 @@ from purgebridge.fanout import Outcome, Result
 from purgebridge.journal import JournalBusy, JournalClosed
 from purgebridge.mapping import MappingOptions
 from purgebridge.queue import Queue
-from purgebridge.worker import Worker
+from purgebridge.metrics import Metrics
+from purgebridge.worker import Worker, _Pacer
 from test_worker import wait_until
 
 NODES = ["127.0.0.1:9001", "127.0.0.1:9002"]
@@ -522,5 +523,38 @@ def test_the_worker_defers_to_a_flood_of_appends_but_not_past_defer_max(tmp_path
         assert fake.sent, "deferring must not starve the purges for longer than defer_max"
         assert wait_until(lambda: q.stats()["depth"] == 0)
     finally:
+        worker.stop(timeout=5)
+        q.close()
+
+
+def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends(tmp_path):
+    q = Queue(tmp_path / "q.sqlite3")
+    fake = Answering()
+    metrics = Metrics(q)
+    worker = Worker(q, make_settings(), deliver=fake, metrics=metrics, defer_max=0.05, flood_share=0.05)
+    stopping = threading.Event()
+    frozen = []
+
+    def cpu_time():   # as if the process kept a whole CPU busy until the flood stops
+        if stopping.is_set():
+            frozen[:] = frozen or [time.monotonic()]
+            return frozen[0]
+        return time.monotonic()
+
+    worker._pacer = _Pacer(0.05, cpu_time=cpu_time)
+    worker.start()
+    try:
+        stop = time.monotonic() + 1.5
+        n = 0
+        while time.monotonic() < stop and n < 20_000:   # hundreds a second: a flood the whole time
+            q.append("wordpress", HOST, body_for(n % 7), signature_of(20_000 + n))
+            n += 1
+        held = metrics.held_back.labels(how="paced")._value.get()
+        assert held > 0.5, f"a saturating flood must pace the purge work (held {held:.2f} s)"
+        assert fake.sent, "pacing must not starve the purges"
+        stopping.set()
+        assert wait_until(lambda: q.journal_pending() == 0 and q.stats()["depth"] == 0, timeout=20)
+    finally:
+        stopping.set()
         worker.stop(timeout=5)
         q.close()

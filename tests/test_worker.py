@@ -9,7 +9,7 @@ from purgebridge.config import load_settings
 from purgebridge.fanout import Outcome, Result, purge_for_url
 from purgebridge.metrics import Metrics
 from purgebridge.queue import Queue
-from purgebridge.worker import Worker
+from purgebridge.worker import CPU_SAMPLE, PACE_CREDIT, Worker, _Pacer
 
 NODES = "127.0.0.1:9001,127.0.0.1:9002"
 
@@ -225,3 +225,41 @@ def test_isolated_event_is_sent_at_once_even_with_a_slow_rate(queue):
         assert time.monotonic() - started < 0.5
     finally:
         worker.stop(timeout=5)
+
+
+class FakeClock:
+    """CPU seconds the pacer reads, advanced by the test."""
+
+    def __init__(self):
+        self.cpu = 0.0
+
+    def __call__(self):
+        return self.cpu
+
+
+def test_pacer_never_holds_back_outside_a_flood_or_below_a_saturated_cpu():
+    clock = FakeClock()
+    pacer = _Pacer(0.1, cpu_time=clock)
+    start = time.monotonic()
+    pacer.spend(10.0)                                     # whatever was spent before
+    assert pacer.allows(start + 0.2, flooding=False)      # no flood: full credit again
+    clock.cpu += 0.05                                     # a flood, but a quarter of a CPU in use
+    pacer.spend(10.0)
+    assert pacer.allows(start + 0.4, flooding=True)
+    assert not pacer.pacing
+
+
+def test_pacer_holds_purge_work_to_its_share_while_a_flood_saturates_the_process():
+    clock = FakeClock()
+    pacer = _Pacer(0.1, cpu_time=clock)
+    now = time.monotonic() + CPU_SAMPLE
+    clock.cpu += 2 * CPU_SAMPLE                           # the process kept the CPUs busy: saturated
+    assert pacer.allows(now, flooding=True) and pacer.pacing
+    pacer.spend(PACE_CREDIT + 0.01)                       # the purge work ran over its credit
+    assert not pacer.allows(now, flooding=True)
+    assert not pacer.allows(now + 0.05, flooding=True)    # 5 ms of credit back: still in debt
+    clock.cpu += 0.2
+    assert pacer.allows(now + 0.2, flooding=True)         # 20 ms back: out of debt ...
+    assert pacer.pacing                                   # ... and still pacing: still saturated
+    pacer.spend(1.0)
+    assert pacer.allows(now + 0.3, flooding=False) and not pacer.pacing   # flood over: no debt kept

@@ -56,7 +56,6 @@ whose settling never happens (SIGKILL) comes back when its lease expires.
 """
 
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 import logging
 import threading
@@ -70,55 +69,63 @@ log = logging.getLogger(__name__)
 DEFER_STEP = 0.005  # how often a deferring thread looks again
 PACE_CREDIT = 0.05  # seconds of CPU the purge work may run ahead of its flood share
 BUSY_CPU = 0.9      # CPUs this process uses when its Python threads are all it can run (one GIL)
+ACCEPT_CPU = 0.25   # ... of which the accept path (everything but the purge work) uses at least this much
 CPU_SAMPLE = 0.1    # seconds between two looks at the process's CPU time
 
 
 class _Pacer:
     """Holds the purge work to ``share`` of one CPU while a flood outlasts ``defer_max``.
 
-    Only while the process is saturated: a flood of events (``journal_busy``)
-    *and* the process using BUSY_CPU or more, i.e. accepting and purging are
-    competing for the one GIL. A steady few hundred events a second never
-    saturate it, so their purges are never held back; in a real flood the
-    pacer keeps the accept path fast and the purge work catches up when it
-    ends (measured in docs/benchmarks.md).
+    Only while accepting is what saturates the process: a flood of events
+    (``journal_busy``), the process using BUSY_CPU or more (all its Python
+    threads compete for the one GIL), and ACCEPT_CPU or more of that spent
+    outside the purge work. The purge work alone saturating the process (a
+    batch being mapped and sent) is no reason to hold it back, and a steady
+    few hundred events a second do not get there; in a real flood the pacer
+    keeps the accept path fast and the purge work catches up when it ends
+    (measured in docs/benchmarks.md).
 
-    Credit accrues at ``share`` seconds per second of wall-clock time (at most
-    PACE_CREDIT banked) and each piece of purge work pays the CPU time its
-    thread used (``time.thread_time``: waiting for the GIL or for a node's
-    answer is not charged). Outside a flood nothing is held back and the
-    credit is full again, so a flood starts with no debt.
+    ``purge_cpu()`` is the CPU time the purge work's threads have used so far
+    (their own thread clocks: waiting for the GIL or for a node's answer is
+    not counted). Credit accrues at ``share`` seconds per second of
+    wall-clock time, at most PACE_CREDIT banked, and pays for that CPU time.
+    Outside a flood nothing is held back and the credit is full again, so a
+    flood starts with no debt.
     """
 
-    def __init__(self, share, busy_cpu=BUSY_CPU, cpu_time=time.process_time):
+    def __init__(self, share, purge_cpu, cpu_time=time.process_time, busy_cpu=BUSY_CPU):
         self.share = share
         self.busy_cpu = busy_cpu
         self.credit = PACE_CREDIT
-        self.at = time.monotonic()
-        self._cpu_time = cpu_time
-        self._sampled = (self.at, cpu_time())
-        self._saturated = False
         self.pacing = False     # holding the purge work back right now
+        self._purge_cpu = purge_cpu
+        self._cpu_time = cpu_time
+        self._at = time.monotonic()
+        self._paid = purge_cpu()
+        self._sampled = (self._at, cpu_time(), self._paid)
+        self._saturated = False
         self._lock = threading.Lock()
 
-    def spend(self, seconds):
-        with self._lock:
-            self.credit -= seconds
-
     def allows(self, now, flooding):
-        """May purge work run now? Yes unless the process is saturated by a flood and the credit is spent."""
+        """May purge work run now? Yes unless accepting saturates the process in a flood and the credit is spent."""
         with self._lock:
+            purge = self._purge_cpu()
+            self.credit -= purge - self._paid
+            self._paid = purge
             if flooding and now - self._sampled[0] >= CPU_SAMPLE:
                 cpu = self._cpu_time()
-                self._saturated = (cpu - self._sampled[1]) / (now - self._sampled[0]) >= self.busy_cpu
-                self._sampled = (now, cpu)
+                wall = now - self._sampled[0]
+                total = (cpu - self._sampled[1]) / wall
+                accepting = total - (purge - self._sampled[2]) / wall
+                self._saturated = total >= self.busy_cpu and accepting >= ACCEPT_CPU
+                self._sampled = (now, cpu, purge)
             pacing = flooding and self._saturated
             changed, self.pacing = pacing != self.pacing, pacing
             if pacing:
-                self.credit = min(PACE_CREDIT, self.credit + (now - self.at) * self.share)
+                self.credit = min(PACE_CREDIT, self.credit + (now - self._at) * self.share)
             else:
                 self.credit = PACE_CREDIT
-            self.at = now
+            self._at = now
             allowed = self.credit > 0
         if changed and pacing:
             log.info("flood: accepting saturates this relay; purge work held to %d%% of a CPU until it ends",
@@ -126,6 +133,22 @@ class _Pacer:
         elif changed:
             log.info("flood over: purge work at full speed again")
         return allowed
+
+
+def thread_cpu(clocks):
+    """CPU seconds used by the threads whose CPU clocks (``time.pthread_getcpuclockid``) are given.
+
+    A clock id is a plain number naming the thread: reading that of an ended
+    thread fails cleanly (counted as 0), unlike asking for the clock of a
+    thread that is gone.
+    """
+    total = 0.0
+    for clock in clocks:
+        try:
+            total += time.clock_gettime(clock)
+        except OSError:
+            pass
+    return total
 
 
 class NodeState:
@@ -211,7 +234,8 @@ class Worker:
         self.expand_gather = expand_gather
         self.defer_max = float(defer_max if defer_max is not None else getattr(settings, "flood_defer", 2.0))
         share = float(flood_share if flood_share is not None else getattr(settings, "flood_share", 0.1))
-        self._pacer = _Pacer(share) if share < 1 else None
+        self._clocks = ()  # CPU clocks of the worker's threads, for the pacer
+        self._pacer = _Pacer(share, lambda: thread_cpu(self._clocks)) if share < 1 else None
         self.states = {node.name: NodeState(node) for node in self.nodes}
         self._lanes = {node.name: _Lane() for node in self.nodes}
         self._lanes_lock = threading.Lock()
@@ -237,6 +261,7 @@ class Worker:
         self._threads.append(threading.Thread(target=self._run_expander, name="journal-expander", daemon=True))
         for thread in self._threads:
             thread.start()
+        self._clocks = tuple(time.pthread_getcpuclockid(thread.ident) for thread in self._threads)
         log.info("worker started for %d node(s): %s", len(self.nodes), ", ".join(n.name for n in self.nodes))
         return self
 
@@ -298,8 +323,7 @@ class Worker:
                     self.metrics.held(held, time.monotonic() - started)
                 continue
             try:
-                with self._charged():
-                    done = self.dispatch(deferred)
+                done = self.dispatch(deferred)
             except Exception:  # keep the thread alive; the events are read again
                 log.exception("expanding the journal failed")
                 self.queue.rewind_journal()
@@ -322,18 +346,6 @@ class Worker:
     def _paced(self, now):
         """After ``defer_max``: is the purge work over its share of the CPU in a flood that goes on?"""
         return self._pacer is not None and not self._pacer.allows(now, self.queue.journal_busy())
-
-    @contextmanager
-    def _charged(self):
-        """Charge the CPU time of the purge work in the block to the flood pacer."""
-        if self._pacer is None:
-            yield
-            return
-        started = time.thread_time()
-        try:
-            yield
-        finally:
-            self._pacer.spend(time.thread_time() - started)
 
     def dispatch(self, since=None):
         """Read, map and coalesce one batch of journal events into the node inboxes; returns how many events.
@@ -428,8 +440,7 @@ class Worker:
                         self._stopping.wait(DEFER_STEP)
                         continue
                     tokens -= 1
-                    with self._charged():
-                        self.send_direct(node, client)
+                    self.send_direct(node, client)
                     continue
                 try:
                     claims = self.queue.claim(node.name, self.batch, self.lease)
@@ -439,8 +450,7 @@ class Worker:
                     continue
                 if claims:
                     tokens -= 1
-                    with self._charged():
-                        self.process(node, claims, client)
+                    self.process(node, claims, client)
                     continue
                 due = self.queue.next_due(node.name)
                 timeout = self.poll if due is None else min(self.poll, max(due, 0.002))

@@ -17,7 +17,7 @@ from purgebridge.journal import JournalBusy, JournalClosed
 from purgebridge.mapping import MappingOptions
 from purgebridge.queue import Queue
 from purgebridge.metrics import Metrics
-from purgebridge.worker import Worker, _Pacer
+from purgebridge.worker import Worker, _Pacer, thread_cpu
 from test_worker import wait_until
 
 NODES = ["127.0.0.1:9001", "127.0.0.1:9002"]
@@ -541,7 +541,7 @@ def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends
             return frozen[0]
         return time.monotonic()
 
-    worker._pacer = _Pacer(0.05, cpu_time=cpu_time)
+    worker._pacer = _Pacer(0.05, lambda: thread_cpu(worker._clocks), cpu_time=cpu_time)
     worker.start()
     try:
         stop = time.monotonic() + 1.5

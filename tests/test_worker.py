@@ -9,7 +9,7 @@ from purgebridge.config import load_settings
 from purgebridge.fanout import Outcome, Result, purge_for_url
 from purgebridge.metrics import Metrics
 from purgebridge.queue import Queue
-from purgebridge.worker import CPU_SAMPLE, PACE_CREDIT, Worker, _Pacer
+from purgebridge.worker import CPU_SAMPLE, PACE_CREDIT, Worker, _Pacer, thread_cpu
 
 NODES = "127.0.0.1:9001,127.0.0.1:9002"
 
@@ -238,28 +238,50 @@ class FakeClock:
 
 
 def test_pacer_never_holds_back_outside_a_flood_or_below_a_saturated_cpu():
-    clock = FakeClock()
-    pacer = _Pacer(0.1, cpu_time=clock)
+    process, purge = FakeClock(), FakeClock()
+    pacer = _Pacer(0.1, purge, cpu_time=process)
     start = time.monotonic()
-    pacer.spend(10.0)                                     # whatever was spent before
+    purge.cpu = process.cpu = 10.0                        # whatever the purge work used before
     assert pacer.allows(start + 0.2, flooding=False)      # no flood: full credit again
-    clock.cpu += 0.05                                     # a flood, but a quarter of a CPU in use
-    pacer.spend(10.0)
+    process.cpu += 0.05                                   # a flood, but a quarter of a CPU in use
     assert pacer.allows(start + 0.4, flooding=True)
     assert not pacer.pacing
 
 
-def test_pacer_holds_purge_work_to_its_share_while_a_flood_saturates_the_process():
-    clock = FakeClock()
-    pacer = _Pacer(0.1, cpu_time=clock)
+def test_pacer_does_not_hold_back_purge_work_that_saturates_the_process_itself():
+    process, purge = FakeClock(), FakeClock()
+    pacer = _Pacer(0.1, purge, cpu_time=process)
     now = time.monotonic() + CPU_SAMPLE
-    clock.cpu += 2 * CPU_SAMPLE                           # the process kept the CPUs busy: saturated
+    process.cpu += 2 * CPU_SAMPLE
+    purge.cpu += 1.9 * CPU_SAMPLE                         # nearly all of it was the purge work's own
+    assert pacer.allows(now, flooding=True) and not pacer.pacing
+
+
+def test_pacer_holds_purge_work_to_its_share_while_a_flood_saturates_the_process():
+    process, purge = FakeClock(), FakeClock()
+    pacer = _Pacer(0.1, purge, cpu_time=process)
+    now = time.monotonic() + CPU_SAMPLE
+    process.cpu += 2 * CPU_SAMPLE                         # accepting kept the CPUs busy: saturated
     assert pacer.allows(now, flooding=True) and pacer.pacing
-    pacer.spend(PACE_CREDIT + 0.01)                       # the purge work ran over its credit
+    purge.cpu += PACE_CREDIT + 0.01                       # the purge work ran over its credit
+    process.cpu += PACE_CREDIT + 0.01
     assert not pacer.allows(now, flooding=True)
     assert not pacer.allows(now + 0.05, flooding=True)    # 5 ms of credit back: still in debt
-    clock.cpu += 0.2
+    process.cpu += 0.2
     assert pacer.allows(now + 0.2, flooding=True)         # 20 ms back: out of debt ...
     assert pacer.pacing                                   # ... and still pacing: still saturated
-    pacer.spend(1.0)
+    purge.cpu += 1.0
     assert pacer.allows(now + 0.3, flooding=False) and not pacer.pacing   # flood over: no debt kept
+
+
+def test_thread_cpu_reads_the_cpu_time_of_the_threads_given():
+    done = threading.Event()
+    spinner = threading.Thread(target=lambda: [None for _ in range(200_000)] and done.wait(5))
+    spinner.start()
+    clock = time.pthread_getcpuclockid(spinner.ident)
+    try:
+        assert wait_until(lambda: thread_cpu([clock]) > 0.001, timeout=5)
+        assert thread_cpu([]) == 0.0
+    finally:
+        done.set()
+        spinner.join(5)

@@ -37,24 +37,17 @@ def _positive_float(name, raw):
     return value
 
 
-def _seconds_or_zero(name, raw):
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, raw, "expected a number of seconds, e.g. 2 or 0.5 (0 turns it off)") from None
-    if not 0 <= value <= 60:
-        raise ConfigError(name, raw, "expected a number of seconds from 0 to 60")
-    return value
-
-
-def _share(name, raw):
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, raw, "expected a fraction from 0.05 to 1, e.g. 0.3") from None
-    if not 0.05 <= value <= 1:
-        raise ConfigError(name, raw, "expected a fraction from 0.05 to 1 (1 turns pacing off)")
-    return value
+def _float_range(lo, hi, what):
+    """A parser for a number from ``lo`` to ``hi``; ``what`` names it in the error ("a number of seconds")."""
+    def parse(name, raw):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise ConfigError(name, raw, f"expected {what} from {lo:g} to {hi:g}")
+        return value
+    return parse
 
 
 def _int_range(lo, hi):
@@ -123,8 +116,8 @@ VARIABLES = {
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
     "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
     "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
-    "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _seconds_or_zero, "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
-    "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _share, "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
+    "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _float_range(0, 60, "a number of seconds"), "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
+    "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _float_range(0.05, 1, "a fraction"), "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})

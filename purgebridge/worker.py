@@ -104,6 +104,7 @@ class _Pacer:
         self._paid = purge_cpu()
         self._sampled = (self._at, cpu_time(), self._paid)
         self._saturated = False
+        self._episode = None    # when pacing began in the flood going on, if it did
         self._lock = threading.Lock()
 
     def allows(self, now, flooding):
@@ -119,19 +120,26 @@ class _Pacer:
                 accepting = total - (purge - self._sampled[2]) / wall
                 self._saturated = total >= self.busy_cpu and accepting >= ACCEPT_CPU
                 self._sampled = (now, cpu, purge)
-            pacing = flooding and self._saturated
-            changed, self.pacing = pacing != self.pacing, pacing
+            self.pacing = pacing = flooding and self._saturated
             if pacing:
                 self.credit = min(PACE_CREDIT, self.credit + (now - self._at) * self.share)
             else:
                 self.credit = PACE_CREDIT
             self._at = now
             allowed = self.credit > 0
-        if changed and pacing:
+            # One line when pacing first starts in a flood, one when the flood ends:
+            # saturation comes and goes within a flood and is not worth a line each time.
+            began = pacing and self._episode is None
+            ended = not flooding and self._episode is not None
+            if began:
+                self._episode = now
+            elif ended:
+                lasted, self._episode = now - self._episode, None
+        if began:
             log.info("flood: accepting saturates this relay; purge work held to %d%% of a CPU until it ends",
                      round(self.share * 100))
-        elif changed:
-            log.info("flood over: purge work at full speed again")
+        elif ended:
+            log.info("flood over after %.1f s: purge work at full speed again", lasted)
         return allowed
 
 

@@ -252,6 +252,23 @@ class WordPressSite:
             raise HarnessError(f"snippet printed no result:\n{out[-3000:]}\n{proc.stderr[-3000:]}")
         return json.loads(out.rsplit(RESULT_MARKER, 1)[1].strip().splitlines()[0])
 
+    def make_due(self, post_id):
+        """A scheduled post falls due: its date and its cron event move into the past, with no hook run.
+
+        As if the clock had advanced; the next WP-Cron run publishes it, as
+        WordPress would.
+        """
+        self.php("""
+            global $wpdb;
+            $past = time() - 5;
+            $wpdb->update($wpdb->posts, array('post_date' => get_date_from_gmt(gmdate('Y-m-d H:i:s', $past)),
+                'post_date_gmt' => gmdate('Y-m-d H:i:s', $past)), array('ID' => %d));
+            clean_post_cache(%d);
+            wp_clear_scheduled_hook('publish_future_post', array(%d));
+            wp_schedule_single_event($past, 'publish_future_post', array(%d));
+            return true;
+        """ % ((post_id,) * 4))
+
     def get(self, path, headers=None, timeout=15, **kwargs):
         return requests.get(self.url + path, headers=headers or {}, timeout=timeout, allow_redirects=False,
                             **kwargs)

@@ -1,5 +1,6 @@
 """The worker with a fake deliver: ack/nack/dead per outcome, nodes independent, graceful stop."""
 
+import logging
 import threading
 import time
 
@@ -285,3 +286,16 @@ def test_thread_cpu_reads_the_cpu_time_of_the_threads_given():
     finally:
         done.set()
         spinner.join(5)
+
+
+def test_pacer_logs_one_line_when_pacing_starts_in_a_flood_and_one_when_it_ends(caplog):
+    process, purge = FakeClock(), FakeClock()
+    pacer = _Pacer(0.1, purge, cpu_time=process)
+    now = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="purgebridge.worker"):
+        for step in range(1, 7):   # saturated, idle, saturated ... within one flood
+            process.cpu += 2 * CPU_SAMPLE if step % 2 else 0.0
+            pacer.allows(now + step * CPU_SAMPLE, flooding=True)
+        pacer.allows(now + 8 * CPU_SAMPLE, flooding=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[0].split(" after")[0] for line in lines] == ["flood", "flood over"], lines

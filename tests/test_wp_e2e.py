@@ -242,16 +242,7 @@ def test_scheduled_post_published_by_cron(wordpress_site, wp_cluster, relay, blo
     relay.drained()
     warm(wp_cluster, site, ["/", "/category/sport/", unrelated])
     # The hour passes (dates moved without any hook), then WP-Cron runs as WordPress runs it.
-    php(site, """
-        global $wpdb;
-        $past = time() - 5;
-        $wpdb->update($wpdb->posts, array('post_date' => get_date_from_gmt(gmdate('Y-m-d H:i:s', $past)),
-            'post_date_gmt' => gmdate('Y-m-d H:i:s', $past)), array('ID' => %d));
-        clean_post_cache(%d);
-        wp_clear_scheduled_hook('publish_future_post', array(%d));
-        wp_schedule_single_event($past, 'publish_future_post', array(%d));
-        return true;
-    """ % ((post_id,) * 4))
+    site.make_due(post_id)
     check(wp_cluster, site, [], ["/", "/category/sport/", unrelated])
     assert site.get("/wp-cron.php", timeout=30).status_code == 200
     relay.drained()

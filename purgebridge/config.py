@@ -111,6 +111,7 @@ VARIABLES = {
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
     "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
+    "PURGEBRIDGE_DEAD_LETTER_BAN": ("dead_letter_ban", _bool, "true", "when a node's purges are dead-lettered for age, queue a ban of every site for that node, so it comes back clean"),
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
@@ -148,6 +149,7 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     queue: str = "purgebridge-queue.sqlite3"
     max_age: float = 86400.0
+    dead_letter_ban: bool = True
     insecure: bool = False
     log_format: str = "json"
     pagination: int = 3

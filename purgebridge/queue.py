@@ -58,8 +58,9 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
                               with jitter (attempt n waits ~backoff * 2**(n-1),
                               capped at backoff_max)
     dead(claims, reason)      not worth retrying (refused by the node): dead letter
-    expire()                  rows not delivered within max_age -> dead letters;
-                              also forgets signatures older than the window
+    expire() -> {node: rows}  rows not delivered within max_age -> dead letters
+                              (how many, per node that had any); also forgets
+                              signatures older than the window
     retry_dead(node=None) -> int           dead letters back to ready
     release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
@@ -746,15 +747,17 @@ class Queue:
         log.warning("dead-lettered %d purge(s) for %s: %s", len(claims), claims[0].node, reason)
 
     def expire(self, now=None):
-        """Dead-letter rows not delivered within ``max_age``; forget old signatures. Returns rows expired."""
+        """Dead-letter rows not delivered within ``max_age``; forget old signatures. Returns ``{node: rows}``."""
         now = self.clock() if now is None else now
+        aged = "last_at < ? AND (state = 'ready' OR (state = 'leased' AND next_at <= ?))"
         with self._write() as db:
+            per_node = dict(db.execute(f"SELECT node, COUNT(*) FROM deliveries WHERE {aged} GROUP BY node",
+                                       (now - self.max_age, now)).fetchall())
             expired = db.execute(
                 "UPDATE deliveries SET state = 'dead', dead_at = ?, lease = NULL, "
                 "last_error = 'not delivered within max age' || CASE WHEN last_error != '' "
                 "THEN ' (last error: ' || last_error || ')' ELSE '' END "
-                "WHERE last_at < ? AND (state = 'ready' OR (state = 'leased' AND next_at <= ?))",
-                (now, now - self.max_age, now)).rowcount
+                f"WHERE {aged}", (now, now - self.max_age, now)).rowcount
             if expired:
                 db.execute(_COUNT, ("dead_lettered", "", expired))
             db.execute("DELETE FROM signatures WHERE seen_at < ?", (now - 2 * self.replay_window,))
@@ -764,7 +767,7 @@ class Queue:
                        (now - 86400.0,))
         if expired:
             log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
-        return expired
+        return per_node
 
     def release_leases(self, now=None):
         """Make every leased row due now; returns how many. For a relay starting up.

@@ -674,13 +674,16 @@ class RedisQueue:
         return sorted(_text(n) for n in self.redis.smembers(self._key("nodes")))
 
     def expire(self, now=None):
-        """Dead-letter deliveries older than ``max_age``; replay keys expire by themselves (EX)."""
+        """Dead-letter deliveries older than ``max_age``; returns ``{node: rows}``. Replay keys expire by themselves (EX)."""
         now = self.clock() if now is None else now
-        expired = sum(int(self._run("expire", node, repr(now), repr(now - self.max_age),
-                                    max(1, int(self.lease * 1000)))) for node in self._nodes())
-        if expired:
-            log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
-        return expired
+        per_node = {}
+        for node in self._nodes():
+            count = int(self._run("expire", node, repr(now), repr(now - self.max_age), max(1, int(self.lease * 1000))))
+            if count:
+                per_node[node] = count
+        if per_node:
+            log.warning("dead-lettered %d purge(s) older than %.0f s", sum(per_node.values()), self.max_age)
+        return per_node
 
     def release_leases(self, now=None):
         """Nothing to do: other relays may hold live leases; a dead one's come back via XAUTOCLAIM."""

@@ -215,7 +215,7 @@ class Worker:
     """Start with :meth:`start`, stop with :meth:`stop`; ``deliver`` is swappable for tests."""
 
     def __init__(self, queue, settings, nodes=None, deliver=fanout.deliver, metrics=None,
-                 batch=512, lease=None, poll=1.0, housekeeping=30.0, client_factory=None,
+                 batch=512, lease=None, poll=1.0, housekeeping=None, client_factory=None,
                  batch_burst=None, batch_rate=None, mapping_options=None,
                  expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0, expand_gather=0.05,
                  defer_max=None, flood_share=None):
@@ -228,7 +228,10 @@ class Worker:
         # Long enough for a full batch to time out on every pipelined request.
         self.lease = lease if lease is not None else max(30.0, settings.timeout * (4 + batch / settings.pipeline))
         self.poll = poll
-        self.housekeeping = housekeeping
+        # Every 30 s, or more often when PURGEBRIDGE_MAX_AGE is short: a purge is
+        # dead-lettered (and its node's ban queued) at most a quarter past its max age.
+        self.housekeeping = housekeeping if housekeeping is not None else min(
+            30.0, getattr(settings, "max_age", 86400.0) / 4)
         if client_factory is None and deliver is fanout.deliver:
             client_factory = lambda node: fanout.NodeClient(  # noqa: E731
                 node, settings.timeout, settings.connections, settings.pipeline)
@@ -417,9 +420,41 @@ class Worker:
         self._relax()
         while not self._stopping.wait(self.housekeeping):
             try:
-                self.queue.expire()
+                self.housekeep()
             except Exception:  # keep the thread alive; the next round tries again
                 log.exception("queue housekeeping failed")
+
+    def housekeep(self, now=None):
+        """Dead-letter what is too old; a node that lost purges that way gets a ban of every site instead.
+
+        A node unreachable for ``max_age`` (PURGEBRIDGE_MAX_AGE, a day) may
+        still hold pages its dead-lettered purges were meant to drop. Rather
+        than count on someone running ``purgebridge queue retry``, the relay
+        queues a ban of each site it serves for that node: it is sent when
+        the node answers again, and leaves the node with nothing stale
+        (PURGEBRIDGE_DEAD_LETTER_BAN, on by default). Should the node stay
+        away for another ``max_age``, the ban is dead-lettered in turn and
+        queued again: one per site per ``max_age``, never more.
+        """
+        expired = self.queue.expire(now=now)
+        if not expired or not getattr(self.settings, "dead_letter_ban", True):
+            return expired
+        from purgebridge.sites import load_sites
+
+        hosts = load_sites(self.settings).hosts
+        if not hosts:
+            log.warning("purges dead-lettered for %s; no sites configured to ban instead", ", ".join(expired))
+            return expired
+        bans = [fanout.purge_all_for(host) for host in hosts]
+        served = {node.name for node in self.nodes}   # not a node taken out of the config since
+        for node, count in sorted(expired.items()):
+            if node not in served:
+                continue
+            self.queue.enqueue([node], bans, "dead-letter-ban", now=now)
+            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of every site (%d) is queued "
+                        "for it instead, sent when it answers again", node, count,
+                        getattr(self.settings, "max_age", 0.0), len(bans))
+        return expired
 
     def _relax(self):
         relax = getattr(self.queue, "relax_durability", None)  # SQLite only; Redis has its own fsync policy

@@ -364,8 +364,8 @@ def test_max_age_dead_letters_counting_from_the_newest_merge(queue):
     t0 = time.time() - 4000
     queue.enqueue(["a"], [url("/old/"), url("/both/")], "wordpress", now=t0)
     queue.enqueue(["a"], [url("/both/")], "wordpress", now=t0 + 3000)
-    assert queue.expire(now=t0 + 3599) == 0
-    assert queue.expire(now=t0 + 3601) == 1
+    assert queue.expire(now=t0 + 3599) == {}
+    assert queue.expire(now=t0 + 3601) == {"a": 1}
     (letter,) = queue.dead_letters()
     assert letter["item"]["target"] == "/old/" and "max age" in letter["reason"]
     assert [c.item["target"] for c in queue.claim("a")] == ["/both/"]
@@ -374,16 +374,24 @@ def test_max_age_dead_letters_counting_from_the_newest_merge(queue):
 def test_max_age_keeps_the_last_error(queue):
     queue.enqueue(["a"], [url("/x/")], "wordpress")
     queue.nack(queue.claim("a"), "connection refused")
-    assert queue.expire(now=time.time() + 4000) == 1
+    assert queue.expire(now=time.time() + 4000) == {"a": 1}
     assert "connection refused" in queue.dead_letters()[0]["reason"]
+
+
+def test_max_age_reports_what_it_dead_lettered_per_node(queue):
+    t0 = time.time() - 4000
+    queue.enqueue(["a", "b"], [url("/x/"), url("/y/")], "wordpress", now=t0)
+    queue.ack(queue.claim("b", 1), "purged")             # b confirmed one of them
+    assert queue.expire(now=t0 + 3601) == {"a": 2, "b": 1}
+    assert queue.expire(now=t0 + 3602) == {}             # nothing new the second time
 
 
 def test_claims_whose_lease_ran_out_expire_too_but_live_claims_do_not(queue):
     queue.enqueue(["a"], [url("/x/")], "wordpress", now=time.time() - 4000)   # older than max age
     held = queue.claim("a", lease=0.2)
-    assert queue.expire() == 0                           # still leased: its sender may confirm it
+    assert queue.expire() == {}                          # still leased: its sender may confirm it
     time.sleep(0.3)
-    assert queue.expire() == 1
+    assert queue.expire() == {"a": 1}
     assert queue.dead_letters()[0]["item"]["target"] == "/x/"
     queue.ack(held)                                      # too late: stays a dead letter
     assert queue.stats()["dead"] == 1

@@ -346,3 +346,29 @@ def test_refuses_to_start_without_a_secret(tmp_path, cluster):
     result = subprocess.run(COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "PURGEBRIDGE_SECRET" in result.stderr
+
+
+def test_node_cut_off_past_max_age_gets_a_ban_of_the_site_when_it_answers_again(cluster, site, relay_factory):
+    """A node that is alive (cache intact) but unreachable for longer than PURGEBRIDGE_MAX_AGE.
+
+    The varnishd cache process is frozen with SIGSTOP -- as behind a network
+    partition, its cache survives, unlike a restart. Its purges are
+    dead-lettered; the relay queues a ban of the whole site for it, and when
+    it answers again even pages no event named are gone from it.
+    """
+    relay = relay_factory(site, PURGEBRIDGE_MAX_AGE="2").start()
+    cut_off = cluster.nodes[1]
+    cluster.warm(["/", "/unrelated/"], site)
+    child = int(subprocess.run(["pgrep", "-P", str(cut_off.proc.pid)], capture_output=True, text=True,
+                               timeout=5).stdout.split()[0])   # the cache process under the manager
+    os.kill(child, signal.SIGSTOP)
+    try:
+        assert relay.send(event(site, change(site, 1))).status_code == 202
+        relay.wait(lambda s: s["queue"]["dead"] > 0, timeout=30, what="the cut-off node's purges dead-lettered")
+    finally:
+        os.kill(child, signal.SIGCONT)
+    deadline = time.monotonic() + 30   # a HIT does not re-cache, so the first MISS is the ban's doing
+    while cluster.xcache(cut_off, "/unrelated/", site) != "MISS":
+        assert time.monotonic() < deadline, "no ban of the site reached the node once it answered again"
+        time.sleep(0.1)
+    assert all(cluster.xcache(vn, "/unrelated/", site) == "HIT" for vn in cluster.nodes if vn is not cut_off)

@@ -299,3 +299,26 @@ def test_pacer_logs_one_line_when_pacing_starts_in_a_flood_and_one_when_it_ends(
         pacer.allows(now + 8 * CPU_SAMPLE, flooding=False)
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split(":")[0].split(" after")[0] for line in lines] == ["flood", "flood over"], lines
+
+
+def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_every_site(queue):
+    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443")
+    away, present = settings.nodes
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake)
+    old = time.time() - 2 * settings.max_age
+    queue.enqueue([away.name], [url("/a/"), url("/b/")], "wordpress", now=old)
+    queue.enqueue([present.name], [url("/c/")], "wordpress")            # young: not expired
+    assert worker.housekeep() == {away.name: 2}
+    waiting = queue.claim(away.name)
+    assert sorted((c.item["method"], c.item["host"]) for c in waiting) == [
+        ("BAN", "blog.example.test"), ("BAN", "shop.example.test:8443")]
+    assert [c.item["target"] for c in queue.claim(present.name)] == ["/c/"]   # nothing added for it
+
+
+def test_no_ban_for_dead_letters_when_switched_off(queue):
+    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test", PURGEBRIDGE_DEAD_LETTER_BAN="false")
+    worker = Worker(queue, settings, deliver=FakeDeliver())
+    queue.enqueue([settings.nodes[0].name], [url("/a/")], "wordpress", now=time.time() - 2 * settings.max_age)
+    assert worker.housekeep() == {settings.nodes[0].name: 1}
+    assert queue.claim(settings.nodes[0].name) == []

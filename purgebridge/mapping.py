@@ -158,7 +158,9 @@ class Site:
 
 # Cached: a flood maps thousands of events of the same few sites, and most of
 # an event's targets (front page, feeds, archives, their pages) are the same
-# strings every time; the answers depend on the arguments alone.
+# strings every time; the answers depend on the arguments alone. A site's ~40
+# shared targets stay (least recently used goes first); one-off permalinks pass
+# through. 16k entries are a few MB.
 @lru_cache(maxsize=1024)
 def _parse_site(cls, site_url):
     try:
@@ -169,7 +171,7 @@ def _parse_site(cls, site_url):
     return cls(scheme, host, path if path.endswith("/") else path + "/")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def _resolve(site, target, schemes):
     if target.startswith("//"):
         return (), "protocol-relative URL; expected an absolute http(s) URL"

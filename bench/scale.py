@@ -22,8 +22,6 @@ import argparse
 import pathlib
 import sys
 import tempfile
-import threading
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,8 +33,7 @@ from fixtures_redis import start_redis  # noqa: E402
 from purgebridge.fanout import purge_for_url  # noqa: E402
 from purgebridge.localcluster import start_cluster  # noqa: E402
 from purgebridge.redisqueue import RedisQueue  # noqa: E402
-from purgebridge.transport import Connection  # noqa: E402
-from relay import HOSTS, Relay, bench_latency, envelope, percentile, post_change, signed_request  # noqa: E402
+from relay import HOSTS, Relay, bench_latency, envelope, flood, percentile, post_change  # noqa: E402
 
 DEADLINE = 900  # seconds for the whole run
 
@@ -62,31 +59,10 @@ class Relays:
             relay.stop()
 
 
-def bench_accept(relays, count, connections=8, depth=2, first_id=60000):
+def bench_accept(relays, count, first_id=60000):
     """Signed events accepted per second, the connections spread round-robin over the relays."""
-    bodies = [envelope([post_change(first_id + i, i % 50)]) for i in range(count)]
-    per = -(-count // connections)
-    results = [None] * connections
-
-    def client(k):
-        relay = relays[k % len(relays)]
-        wire = [signed_request(b, "127.0.0.1", relay.port) for b in bodies[k * per:(k + 1) * per]]
-        conn = Connection("127.0.0.1", relay.port, timeout=30)
-        responses, error = conn.exchange(wire, depth)
-        conn.close()
-        results[k] = ([r.status for r in responses], error)
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(connections)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=180)
-    elapsed = time.perf_counter() - started
-    statuses = [s for r in results if r for s in r[0]]
-    accepted = statuses.count(202)
-    assert accepted == count, f"{accepted}/{count} accepted; other answers {set(statuses) - {202}}"
-    return accepted / elapsed
+    _started, elapsed = flood(relays, count, first_id=first_id)
+    return count / elapsed
 
 
 def redis_memory(url, count=20000):
@@ -119,13 +95,13 @@ def run_config(cluster, tmp, name, count, queue, latency_events, accept_events, 
     group = Relays(relays)
     (tmp / name).mkdir(exist_ok=True)
     try:
-        latencies, _urls = bench_latency(cluster, group, tmp / name, latency_events, spacing)
+        latencies, urls = bench_latency(cluster, group, tmp / name, latency_events, spacing)
         rate = bench_accept(relays, accept_events)
         assert group.drain(limit=300), f"{name}: queue did not drain"
     finally:
         group.stop()
     result = {"name": name, "relays": count, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-              "rate": rate, "events": len(latencies)}
+              "rate": rate, "events": len(latencies), "urls": urls}
     print(f"{name}: p50 {result['p50']:.1f} ms p99 {result['p99']:.1f} ms, {rate:,.0f} events/s", file=sys.stderr)
     return result
 
@@ -167,7 +143,7 @@ def main():
         "|---|---:|---:|---:|---:|---:|---:|",
         *rows, "",
         f"Accepted/s: {args.accept_events:,} pre-signed events over 8 keep-alive connections spread round-robin "
-        f"over the relays. Latency: {base['events']} single post updates (~30 URLs each) posted round-robin, "
+        f"over the relays. Latency: {base['events']} single post updates ({base['urls']} URLs each) posted round-robin, "
         f"one every {args.spacing:g} s (isolated events), measured to the varnishlog arrival of the event's own URLs on the slowest node.", "",
         f"Redis memory (used_memory, 20,000 of each): {per_delivery:,.0f} bytes per waiting (node, URL) delivery, "
         f"{per_event:,.0f} bytes per accepted event not yet expanded ({body_bytes} byte body). "

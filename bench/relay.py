@@ -434,7 +434,7 @@ def main():
         "1/PURGEBRIDGE_BATCH_RATE (0.5 s) are paced and merged on purpose -- that is what makes (c) small; "
         "a page changed during a burst is purged within about 0.5 s, plus up to PURGEBRIDGE_FLOOD_DEFER (2 s) "
         "while a flood is being accepted. (b) accepted/s is measured to the last "
-        "202. The 3,000 events are each a different post (~10 distinct URLs x 3 nodes to purge apiece), "
+        "202. The 3,000 events are each a different post (46 URLs mapped, about 4 of them not shared with the other events of a batch, x 3 nodes), "
         "posted as fast as the relay answers: a flood, during which the relay lets its purge work wait up to "
         "PURGEBRIDGE_FLOOD_DEFER (2 s) so that accepting comes first. The 3,000 fit in that time; the "
         "sustained rows are a flood several times longer: once it has lasted 2 s and keeps the relay process "

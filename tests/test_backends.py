@@ -61,13 +61,22 @@ def test_work_accepted_by_one_relay_wakes_the_others(redis_url):
     from purgebridge.redisqueue import RedisQueue
 
     accepting, idle = RedisQueue(redis_url), RedisQueue(redis_url)
+    timers = []
     try:
-        generation, journal_generation = idle.generation, idle.journal_generation
-        threading.Timer(0.3, lambda: accepting.enqueue(["a"], [purge_for_url("http://h.test/x/")], "webhook")).start()
+        generation = idle.generation
+        timers.append(threading.Timer(0.3, lambda: accepting.enqueue(["a"], [purge_for_url("http://h.test/x/")],
+                                                                     "webhook")))
+        timers[-1].start()
         assert idle.wait(generation, timeout=5) != generation
-        threading.Timer(0.1, lambda: accepting.append("wordpress", "h.test", b"{}", "sha256=01")).start()
+        timers[-1].join(5)
+        # Taken only now: the enqueue above may have moved it, and then this would not wait for the append.
+        journal_generation = idle.journal_generation
+        timers.append(threading.Timer(0.1, lambda: accepting.append("wordpress", "h.test", b"{}", "sha256=01")))
+        timers[-1].start()
         assert idle.wait_journal(journal_generation, timeout=5) != journal_generation
     finally:
+        for timer in timers:
+            timer.join(5)   # never close a queue under a timer that is still using it
         accepting.close()
         idle.close()
 

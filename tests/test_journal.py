@@ -1,6 +1,7 @@
 """The accept path's journal: group commit, replays inside a group, bounded waits, expansion and crashes."""
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -527,7 +528,8 @@ def test_the_worker_defers_to_a_flood_of_appends_but_not_past_defer_max(tmp_path
         q.close()
 
 
-def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends(tmp_path):
+def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="purgebridge.worker")
     q = Queue(tmp_path / "q.sqlite3")
     fake = Answering()
     metrics = Metrics(q)
@@ -535,22 +537,35 @@ def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends
     stopping = threading.Event()
     frozen = []
 
-    def cpu_time():   # as if the process kept a whole CPU busy until the flood stops
+    def purge_cpu():
+        return thread_cpu(worker._clocks)
+
+    def cpu_time():   # the purge work's own CPU plus a whole CPU of accepting, until the flood stops
         if stopping.is_set():
             frozen[:] = frozen or [time.monotonic()]
-            return frozen[0]
-        return time.monotonic()
+            return frozen[0] + purge_cpu()
+        return time.monotonic() + purge_cpu()
 
-    worker._pacer = _Pacer(0.05, lambda: thread_cpu(worker._clocks), cpu_time=cpu_time)
+    worker._pacer = _Pacer(0.05, purge_cpu, cpu_time=cpu_time)
     worker.start()
     try:
         stop = time.monotonic() + 1.5
-        n = 0
-        while time.monotonic() < stop and n < 20_000:   # hundreds a second: a flood the whole time
-            q.append("wordpress", HOST, body_for(n % 7), signature_of(20_000 + n))
-            n += 1
-        held = metrics.held_back.labels(how="paced")._value.get()
-        assert held > 0.5, f"a saturating flood must pace the purge work (held {held:.2f} s)"
+
+        def append_until_stop(k):   # four senders: some request is waiting for a commit all along
+            n = 0
+            while time.monotonic() < stop and n < 5_000:
+                q.append("wordpress", HOST, body_for(n % 7), signature_of(20_000 + k * 5_000 + n))
+                n += 1
+
+        senders = [threading.Thread(target=append_until_stop, args=(k,)) for k in range(4)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(10)
+        held = sum(metrics.held_back.labels(how=how)._value.get() for how in ("deferred", "paced"))
+        assert held > 0.5, f"the purge work must be held back during the flood (held {held:.2f} s)"
+        assert any("accepting saturates this relay" in r.getMessage() for r in caplog.records), \
+            "the flood outlasted defer_max and saturated the process: the pacer must have started"
         assert fake.sent, "pacing must not starve the purges"
         stopping.set()
         assert wait_until(lambda: q.journal_pending() == 0 and q.stats()["depth"] == 0, timeout=20)

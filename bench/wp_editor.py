@@ -152,12 +152,7 @@ class Relay:
                          "relay /healthz")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        harness.stop_process(self.proc, timeout=15)
         self.log.close()
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_wordpress import stop_process
+
 __all__ = ["RedisServer", "redis_server", "redis_url", "start_redis"]
 
 
@@ -51,13 +53,7 @@ class RedisServer:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -95,9 +95,10 @@ def wait_for(predicate, timeout, what):
     raise HarnessError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
 
 
-def _stop(proc, timeout=10, group=False):
-    """Stop a child; with ``group`` its whole process group (php -S forks workers
-    that outlive their parent)."""
+def stop_process(proc, timeout=10, group=False):
+    """Stop a child (SIGTERM, then SIGKILL after ``timeout``); with ``group`` its whole
+    process group (php -S forks workers that outlive their parent). Also used by
+    tests/relayproc.py, tests/fixtures_redis.py and bench/wp_editor.py."""
     if proc is None:
         return
     if group:
@@ -198,7 +199,7 @@ class MariaDB:
             return "(no mariadb.err)"
 
     def stop(self):
-        _stop(self.proc, timeout=30)
+        stop_process(self.proc, timeout=30)
         self.proc = None
 
 
@@ -293,7 +294,7 @@ class WordPressSite:
         return self
 
     def stop(self):
-        _stop(self.server, group=True)
+        stop_process(self.server, group=True)
         self.server = None
         self.db.stop()
 

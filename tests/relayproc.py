@@ -16,6 +16,8 @@ import time
 import pytest
 import requests
 
+from fixtures_wordpress import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "purgebridge", "serve"]
 
@@ -85,10 +87,4 @@ class RelayProcess:
         return int(found[0])
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, timeout=15)

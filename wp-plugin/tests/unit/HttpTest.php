@@ -118,11 +118,19 @@ final class HttpTest extends TestCase {
 		$this->assertStringContainsString( 'without an answer', $answer->get_error_message() );
 	}
 
-	public function test_blackholed_relay_times_out_at_the_deadline() {
-		// The kernel completes the handshake (backlog); nobody ever reads or answers.
+	/**
+	 * A listening socket nobody reads: the kernel completes the handshake
+	 * (backlog), no answer ever comes. Returns array( server, port ).
+	 */
+	private function blackhole() {
 		$server = stream_socket_server( 'tcp://127.0.0.1:0' );
 		$name   = stream_socket_get_name( $server, false );
-		$port   = (int) substr( $name, strrpos( $name, ':' ) + 1 );
+		return array( $server, (int) substr( $name, strrpos( $name, ':' ) + 1 ) );
+	}
+
+	public function test_blackholed_relay_times_out_at_the_deadline() {
+		// The kernel completes the handshake (backlog); nobody ever reads or answers.
+		list( $server, $port ) = $this->blackhole();
 		try {
 			$started = microtime( true );
 			$answer  = Purgebridge_Http::post( "http://127.0.0.1:$port/v1/events/wordpress", array(), '{}', 0.25, 0.3 );
@@ -137,9 +145,7 @@ final class HttpTest extends TestCase {
 	}
 
 	public function test_blackholed_relay_bounds_a_body_too_large_for_the_socket_buffers() {
-		$server = stream_socket_server( 'tcp://127.0.0.1:0' );
-		$name   = stream_socket_get_name( $server, false );
-		$port   = (int) substr( $name, strrpos( $name, ':' ) + 1 );
+		list( $server, $port ) = $this->blackhole();
 		try {
 			$started = microtime( true );
 			$answer  = Purgebridge_Http::post( "http://127.0.0.1:$port/", array(), str_repeat( 'x', 32 * 1024 * 1024 ), 0.25, 0.3 );

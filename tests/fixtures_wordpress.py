@@ -74,6 +74,10 @@ def _tool(name):
     return found
 
 
+# The admin account tests/wordpress/install.php creates (user "admin").
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
 def free_port():
     """A loopback port that was free a moment ago (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -34,7 +34,7 @@ import time
 
 from purgebridge.errors import InvalidURL, ProtocolError
 from purgebridge.transport import Connection, encode_request
-from purgebridge.urls import check_header_value, split_url
+from purgebridge.urls import check_ban_regex, host_header as _host_header, split_url
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +95,9 @@ def purge_for_url(url, proto_header="X-Forwarded-Proto"):
     return Invalidation("PURGE", target, host, headers, url)
 
 
-def _host_header(host):
-    try:
-        return split_url(f"http://{host}/")[1]
-    except InvalidURL:
-        raise InvalidURL(host, "not a valid host (expected host or host:port)") from None
-
-
 def ban_for(host, regex):
-    """BAN of every object on ``host`` whose path+query matches ``regex``."""
-    if not regex:
-        raise InvalidURL(regex, "empty ban expression")
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise InvalidURL(regex, f"not a regular expression ({exc})") from None
-    check_header_value("X-Ban-Url", regex)
+    """BAN of every object on ``host`` whose path+query matches ``regex`` (checked by ``urls.check_ban_regex``)."""
+    regex = check_ban_regex(regex)
     host = _host_header(host)
     return Invalidation("BAN", "/", host, (("X-Ban-Url", regex),), f"ban {host} {regex}")
 

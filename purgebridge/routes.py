@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import socket
+import threading
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -60,11 +61,45 @@ def service():
     return current_app.extensions["purgebridge"]
 
 
+class RateLimitedLog:
+    """At most ``per_second`` log lines a second on average (bursts up to ``burst``), then one summary.
+
+    Refusals are logged so an operator sees why a sender fails, but a flood
+    of bad requests (33,000 lines in 30 s before) must not fill the disk or
+    drown the log: past the budget, lines are counted and the next line that
+    fits says how many were left out. The metrics still count every refusal.
+    """
+
+    def __init__(self, logger: logging.Logger, per_second: float = 5.0, burst: int = 20,
+                 clock=time.monotonic) -> None:
+        self.logger, self.per_second, self.burst, self.clock = logger, per_second, burst, clock
+        self.tokens, self.stamp, self.dropped = float(burst), clock(), 0
+        self.lock = threading.Lock()
+
+    def info(self, message: str, *args) -> None:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+            self.stamp = now
+            if self.tokens < 1:
+                self.dropped += 1
+                return
+            self.tokens -= 1
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            self.logger.info(message + " (and %d more refusal(s) not logged)", *args, dropped)
+        else:
+            self.logger.info(message, *args)
+
+
+refusal_log = RateLimitedLog(log)
+
+
 @bp.errorhandler(Refused)
 def _refused(exc):
     route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
     service().metrics.event(route, exc.status)
-    log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
+    refusal_log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
     body = {"error": exc.message}
     if exc.field:
         body["field"] = exc.field
@@ -128,6 +163,14 @@ def _url_host(url, field, svc=None):
         raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
 
 
+def _claimed_host(site):
+    """The host of an event's ``site`` for choosing its secret; None when it has none (then 401 or 400)."""
+    try:
+        return _host_of(site) if isinstance(site, str) else None
+    except InvalidURL:
+        return None
+
+
 def _site_host(site):
     try:
         return _allowed_host(normalise_host(site), f"site {site!r}")
@@ -181,24 +224,39 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 def accept_wordpress_event(svc, body, timestamp, signature):
     """The accept path of a signed event, free of Flask (``fastpath`` serves it as plain WSGI).
 
-    Checks in order -- signature and skew (401), JSON and schema (400), site
-    (403), secret for that site (403), nodes (503) -- then journals the raw
-    body; the journal's transaction catches replays (409) and answers only
-    once the event is on disk. Returns ``(event_id, changes, nodes)`` or
-    raises :class:`Refused`; nothing is stored on any refusal.
+    Checks in order -- headers and timestamp (401), the secret of the site
+    the body claims and one HMAC with it (401), schema (400), site (403),
+    nodes (503) -- then journals the raw body; the journal's transaction
+    catches replays (409) and answers only once the event is on disk. Returns
+    ``(event_id, changes, nodes)`` or raises :class:`Refused`; nothing is
+    stored on any refusal.
+
+    The body is decoded before the HMAC only to read which site it claims
+    (the decoder is C and the body at most 256 KiB): that picks the one
+    secret to check, so a site with its own secret never accepts another
+    one, and a request costs one HMAC however many secrets are configured.
     """
     try:
-        secret_name = signing.verify(svc.sites.secrets(), timestamp, signature, body)
+        signing.check_headers(timestamp, signature)
+    except SignatureError as exc:
+        raise Refused(401, str(exc)) from None
+    try:
+        data, bad_json = parse_json(body), None
+    except InvalidEvent as exc:
+        data, bad_json = {}, exc
+    host = _claimed_host(data.get("site"))
+    try:
+        signing.verify(svc.sites.secret_for(host), timestamp, signature, body)
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
     signature = signature.strip().lower()
     try:
-        data = validate_wordpress_event(parse_json(body))
+        if bad_json is not None:
+            raise bad_json
+        validate_wordpress_event(data)
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
     host = _url_host(data["site"], "site", svc)
-    if not svc.sites.secret_covers(secret_name, host):
-        raise Refused(403, f"the secret that signed this event is not the one for site {host}")
     nodes = _nodes(svc)
     try:
         event_id = svc.queue.append("wordpress", host, body, signature)
@@ -262,6 +320,9 @@ def webhook():
             keys.extend(mapped.keys)
         purge_all = purge_all or mapped.purge_all
         host = host or content_host
+    if purge_all and not svc.settings.webhook_purge_all:
+        raise Refused(403, "purge_all needs the admin token (POST /v1/purge), or PURGEBRIDGE_WEBHOOK_PURGE_ALL=true",
+                      "purge_all")
     _nodes()
     items = _items(list(dict.fromkeys(urls)), list(dict.fromkeys(keys)), purge_all, host, soft=req.soft)
     return _enqueue(items, "webhook", site=host or "", route="webhook")

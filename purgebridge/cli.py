@@ -340,3 +340,8 @@ def main():
     except PurgebridgeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback (-vv logs it)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"error: {type(exc).__name__}: {exc} (a bug: please report it; -vv shows the traceback)",
+                   err=True)
+        sys.exit(EXIT_FAILED)

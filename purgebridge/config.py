@@ -27,13 +27,16 @@ from purgebridge.node import Node, parse_node
 _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+MAX_SECONDS = 1e8  # about three years: larger "seconds" are a typo, and inf overflows socket timeouts
+
+
 def _positive_float(name, raw):
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(name, raw, "expected a number of seconds, e.g. 2 or 0.5") from None
-    if not value > 0:
-        raise ConfigError(name, raw, "expected a number greater than 0")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise ConfigError(name, raw, f"expected a number greater than 0 and at most {MAX_SECONDS:g}")
     return value
 
 
@@ -286,3 +289,31 @@ def describe(settings):
         out[name] = ("(set)" if value else "(unset)") if name in SECRET_VARIABLES else value
     out["nodes"] = [n.name for n in settings.nodes]
     return out
+
+
+MIN_SECRET_LENGTH = 16  # characters: 16 random characters are beyond guessing; "change-me" is not
+
+
+def check_credentials(settings, sites):
+    """Refuse weak credentials before serving: too short, or one value used for two purposes.
+
+    The secret signs events for every site that has none of its own, the
+    webhook token purges pages, the admin token bans whole sites and reads
+    status: a shared value would let the weakest holder act as the strongest,
+    so each must differ from the others (per-site secrets included). An
+    empty token only disables its route, so it is allowed.
+    """
+    named = [("PURGEBRIDGE_SECRET", settings.secret), ("PURGEBRIDGE_WEBHOOK_TOKEN", settings.webhook_token),
+             ("PURGEBRIDGE_ADMIN_TOKEN", settings.admin_token)]
+    named += [(f"PURGEBRIDGE_SITES_FILE (secret of {site.host})", site.secret) for site in sites if site.secret]
+    first_use = {}
+    for name, value in named:
+        if not value:
+            continue
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(name, "(hidden)", f"too short: use at least {MIN_SECRET_LENGTH} random characters "
+                                                "(e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')")
+        if value in first_use and first_use[value] != name:
+            raise ConfigError(name, "(hidden)", f"same value as {first_use[value]}: each secret and token must "
+                                                "differ, so the holder of one cannot act as another")
+        first_use.setdefault(value, name)

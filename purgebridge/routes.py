@@ -21,7 +21,6 @@ import functools
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 
@@ -34,6 +33,7 @@ from purgebridge.journal import JournalError
 from purgebridge.mapping import map_content
 from purgebridge.metrics import CONTENT_TYPE
 from purgebridge.openapi import spec
+from purgebridge.readiness import Reachability
 from purgebridge.sites import normalise_host
 from purgebridge.urls import site_of
 from purgebridge.validation import parse_json, validate_purge, validate_webhook, validate_wordpress_event
@@ -398,34 +398,41 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when the queue takes writes and at least one node is reachable."""
+    """Ready when the queue takes writes and at least one node is reachable (checked in the background)."""
     svc = service()
     problems = []
     queue_ok = svc.queue.writable()
     if not queue_ok:
         problems.append("queue not writable")
     reachable = _reachable_nodes(svc)
-    if not reachable:
+    if reachable is None:
+        problems.append("node reachability not checked yet")
+    elif not reachable:
         problems.append("no node reachable")
-    body = {"ready": not problems, "queue_writable": queue_ok, "reachable_nodes": reachable, "problems": problems}
+    body = {"ready": not problems, "queue_writable": queue_ok, "reachable_nodes": reachable or [],
+            "problems": problems}
     return jsonify(body), 200 if not problems else 503
 
 
 def _reachable_nodes(svc):
+    """Nodes the worker talked to lately, plus those the background check reached; None before any check.
+
+    Nothing here waits for the network: a request thread must not be held by
+    a node that does not answer (``readiness``).
+    """
     now = time.time()
     states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
-    found = []
-    for node in svc.settings.nodes:
-        state = states.get(node.name)
-        if state and state["up"] and state["last_contact"] and now - state["last_contact"] < REACHABLE_FOR:
-            found.append(node.name)
-            continue
-        try:
-            with socket.create_connection((node.host, node.port), timeout=min(1.0, svc.settings.timeout)):
-                found.append(node.name)
-        except OSError:
-            pass
-    return found
+    recent = {node.name for node in svc.settings.nodes
+              if (state := states.get(node.name)) and state["up"] and state["last_contact"]
+              and now - state["last_contact"] < REACHABLE_FOR}
+    if len(recent) == len(svc.settings.nodes):
+        return [node.name for node in svc.settings.nodes]
+    checker = current_app.extensions.setdefault("purgebridge.readiness", Reachability(
+        svc.settings.nodes, timeout=min(1.0, svc.settings.timeout)))
+    probed = checker.reachable()
+    if probed is None and not recent:
+        return None
+    return [node.name for node in svc.settings.nodes if node.name in recent or (probed or {}).get(node.name)]
 
 
 @bp.get("/metrics")

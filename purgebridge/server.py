@@ -32,6 +32,7 @@ import logging
 import signal
 import sys
 
+from purgebridge.config import check_credentials
 from purgebridge.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def check_can_serve(settings, sites, insecure=False):
     if not len(sites):
         raise ConfigError("PURGEBRIDGE_SITES", ",".join(settings.sites),
                           "no sites configured: set PURGEBRIDGE_SITES or PURGEBRIDGE_SITES_FILE")
+    check_credentials(settings, sites)
     if not sites.has_any_secret() and not (insecure or settings.insecure):
         raise ConfigError("PURGEBRIDGE_SECRET", "",
                           "a secret is required to serve (WordPress events are signed with it); "

@@ -151,3 +151,108 @@ def test_refusals_are_logged_at_a_bounded_rate(app, client, caplog, monkeypatch)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'purgebridge_events_total{result="401",route="wordpress_event"} 301.0' in metrics
     assert_nothing_queued(app)
+
+
+# --- item 4: the CLI answers bad input with one line, never a traceback -------------------
+
+@pytest.mark.parametrize("args,env,names", [
+    (["purge", "https://ex\u2028.test/"], {}, "international domain name"),
+    (["ban", "--host", "blog.example.test", "^/caf\u00e9"], {}, "printable ASCII"),
+    (["purge", "https://blog.example.test/"], {"PURGEBRIDGE_TIMEOUT": "inf"}, "PURGEBRIDGE_TIMEOUT"),
+    (["purge", "--all", "--host", "evil/.."], {}, "not a valid host"),
+    (["purge", "--key", "post-1", "--host", "evil/.."], {}, "not a valid host"),
+    (["purge", "https://blog.example.test/" + "a" * 9000], {}, "longer than"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, env, names):
+    import os
+    import subprocess
+    import sys
+
+    environ = dict(os.environ, PURGEBRIDGE_NODES="127.0.0.1:9", **env)
+    done = subprocess.run([sys.executable, "-m", "purgebridge", *args], capture_output=True, text=True,
+                          env=environ, cwd=tmp_path, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert names in done.stderr and "nothing was sent" in done.stderr or "PURGEBRIDGE_" in done.stderr
+
+
+# --- item 5: weak configuration, readiness off the request thread ---------------------------
+
+@pytest.mark.parametrize("values,says", [
+    ({"PURGEBRIDGE_SECRET": "change-me"}, "PURGEBRIDGE_SECRET='(hidden)': too short"),
+    ({"PURGEBRIDGE_ADMIN_TOKEN": "admin-token"}, "PURGEBRIDGE_ADMIN_TOKEN='(hidden)': too short"),
+    ({"PURGEBRIDGE_WEBHOOK_TOKEN": "relay-test-secret-8f2c"}, "same value as PURGEBRIDGE_SECRET"),
+    ({"PURGEBRIDGE_ADMIN_TOKEN": "webhook-token-4d1a"}, "same value as PURGEBRIDGE_WEBHOOK_TOKEN"),
+])
+def test_weak_credentials_are_refused_before_serving(tmp_path, values, says):
+    from purgebridge.config import load_settings
+    from purgebridge.errors import ConfigError
+    from purgebridge.server import check_can_serve
+    from purgebridge.sites import load_sites
+
+    settings = load_settings(app_overrides(tmp_path, **values), environ={}, dotenv_path="")
+    with pytest.raises(ConfigError) as info:
+        check_can_serve(settings, load_sites(settings, environ={}))
+    assert says in str(info.value)
+    assert values.popitem()[1] not in str(info.value)  # the secret itself is never shown
+
+
+def test_a_site_secret_equal_to_a_token_is_refused(tmp_path):
+    from purgebridge.config import load_settings
+    from purgebridge.errors import ConfigError
+    from purgebridge.server import check_can_serve
+    from purgebridge.sites import load_sites
+
+    sites = tmp_path / "sites.json"
+    sites.write_text(json.dumps({"sites": [{"host": "shop.example.test", "secret": "admin-token-91be"}]}))
+    settings = load_settings(app_overrides(tmp_path, PURGEBRIDGE_SITES_FILE=str(sites)), environ={}, dotenv_path="")
+    with pytest.raises(ConfigError, match="same value as PURGEBRIDGE_ADMIN_TOKEN"):
+        check_can_serve(settings, load_sites(settings, environ={}))
+    check_can_serve(load_settings(app_overrides(tmp_path), environ={}, dotenv_path=""),
+                    load_sites(load_settings(app_overrides(tmp_path), environ={}, dotenv_path=""), environ={}))
+
+
+@pytest.fixture
+def blackhole():
+    """A loopback port whose accept queue is full: a connect to it hangs until its timeout."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.getsockname())
+        fillers.append(filler)
+    time.sleep(0.05)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect(server.getsockname())
+        pytest.fail("the blackhole accepted a connection: this kernel does not drop SYNs on a full queue")
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    yield server.getsockname()[1]
+    for sock in fillers + [server]:
+        sock.close()
+
+
+def test_readyz_never_waits_for_a_node_on_the_request_thread(tmp_path, blackhole):
+    """16 probes with an unreachable node: each answer comes at once (before: a 0.5-1 s connect per probe)."""
+    app = create_app(app_overrides(tmp_path, PURGEBRIDGE_NODES=f"127.0.0.1:{blackhole}"), environ={})
+    try:
+        client = app.test_client()
+        started = time.monotonic()
+        answers = [client.get("/readyz") for _ in range(16)]
+        assert time.monotonic() - started < 0.3
+        assert {a.status_code for a in answers} == {503}
+        stop = time.monotonic() + 10
+        while "no node reachable" not in client.get("/readyz").json["problems"]:
+            assert time.monotonic() < stop, "the background check never finished a round"
+            time.sleep(0.05)
+    finally:
+        app.extensions["purgebridge"].close()

@@ -425,8 +425,18 @@ def test_healthz(client):
     assert client.get("/healthz").json == {"status": "ok"}
 
 
+def readyz_after_check(client, deadline=10.0):
+    """/readyz once the background reachability check has finished a round (the first answer says 'not yet')."""
+    stop = time.monotonic() + deadline
+    while True:
+        response = client.get("/readyz")
+        if "node reachability not checked yet" not in response.json["problems"] or time.monotonic() > stop:
+            return response
+        time.sleep(0.02)
+
+
 def test_readyz_without_reachable_node(client):
-    response = client.get("/readyz")
+    response = readyz_after_check(client)
     assert response.status_code == 503
     assert response.json["problems"] == ["no node reachable"] and response.json["queue_writable"]
 
@@ -435,7 +445,7 @@ def test_readyz_with_a_reachable_node(tmp_path, fake_nodes):
     nodes = f"127.0.0.1:{fake_nodes[0].port},127.0.0.1:9"
     app = create_app(app_overrides(tmp_path, PURGEBRIDGE_NODES=nodes), environ={})
     try:
-        response = app.test_client().get("/readyz")
+        response = readyz_after_check(app.test_client())
         assert response.status_code == 200
         assert response.json["reachable_nodes"] == [f"127.0.0.1:{fake_nodes[0].port}"]
         app.extensions["purgebridge"].queue.close()

@@ -112,6 +112,7 @@ VARIABLES = {
     "PURGEBRIDGE_SITES_FILE": ("sites_file", _string, "", "JSON file with per-site secrets and mapping options"),
     "PURGEBRIDGE_WEBHOOK_TOKEN": ("webhook_token", _string, "", "bearer token for POST /v1/webhook"),
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
+    "PURGEBRIDGE_BODY_TIMEOUT": ("body_timeout", _float_range(0.1, 300, "a number of seconds"), "10", "seconds a client has to send a whole request body; slower ones get 408 (docs/security.md)"),
     "PURGEBRIDGE_WEBHOOK_PURGE_ALL": ("webhook_purge_all", _bool, "false", "let the webhook token ban a whole site (purge_all); off: only the admin token can"),
     "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
@@ -152,6 +153,7 @@ class Settings:
     webhook_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
     webhook_purge_all: bool = False
+    body_timeout: float = 10.0
     queue: str = "purgebridge-queue.sqlite3"
     max_age: float = 86400.0
     dead_letter_ban: bool = True

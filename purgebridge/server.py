@@ -37,7 +37,8 @@ from purgebridge.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8            # Python threads granian calls the app on (requests block on the journal's commit)
+THREADS = 8            # Python threads the app runs on (requests block on the journal's commit)
+HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
 SWITCH_INTERVAL = 0.001
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -70,11 +71,17 @@ def _die_with_parent():
         log.warning("prctl is not available here: the app process may outlive a killed supervisor")
 
 
-def _load_app(settings, secrets, listen_text):
-    """In the app process: open the queue, start the worker, build the app. Called by granian."""
+def _load_app(settings, secrets, listen_text, threads=THREADS):
+    """In the app process: open the queue, start the worker, build the app. Called by granian.
+
+    The Flask app is served through :class:`~purgebridge.rsgi.RSGIAdapter`:
+    bodies are read on granian's event loop with a deadline, so a slow client
+    never holds one of the ``threads`` app threads (issue 13, docs/security.md).
+    """
     from purgebridge.app import create_app
     from purgebridge.logs import setup_logging
     from purgebridge.queue import Queue
+    from purgebridge.rsgi import RSGIAdapter
     from purgebridge.worker import Worker
 
     _die_with_parent()
@@ -90,7 +97,8 @@ def _load_app(settings, secrets, listen_text):
     worker.start()
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return app
+    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
+                       body_deadline=settings.body_timeout)
 
 
 def _tune_interpreter():
@@ -114,7 +122,7 @@ def _app_process(*args, **kwargs):
     from granian.server import MPServer
 
     try:
-        MPServer._spawn_wsgi_worker(*args, **kwargs)
+        MPServer._spawn_rsgi_worker(*args, **kwargs)
     finally:
         service = _running.pop("service", None)
         if service is not None:
@@ -132,6 +140,7 @@ def _stop_service(service):
 def serve(settings, insecure=False, threads=THREADS):
     """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
@@ -149,13 +158,15 @@ def serve(settings, insecure=False, threads=THREADS):
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     server = MPServer(
         "purgebridge.app:create_app",  # a name for the process title; the app comes from _load_app
-        address=host, port=port, interface=Interfaces.WSGI, workers=1, blocking_threads=threads,
+        address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
         http=HTTPModes.http1, websockets=False, backlog=1024,
+        http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_DEADLINE * 1000)),
         log_enabled=True, log_level=LogLevels.warning,
         respawn_failed_workers=True,
         workers_kill_timeout=int(max(30, settings.timeout * 8)),
     )
-    server.serve(spawn_target=_app_process, target_loader=functools.partial(_load_app, settings, secrets, listen_text),
+    server.serve(spawn_target=_app_process,
+                 target_loader=functools.partial(_load_app, settings, secrets, listen_text, threads),
                  wrap_loader=False)
 
 

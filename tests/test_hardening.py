@@ -256,3 +256,13 @@ def test_readyz_never_waits_for_a_node_on_the_request_thread(tmp_path, blackhole
             time.sleep(0.05)
     finally:
         app.extensions["purgebridge"].close()
+
+
+# --- item 6: the relay's Host spelling is the one vcl/ normalises to -------------------------
+
+@pytest.mark.parametrize("url", ["http://Blog.Example.Test./x", "http://blog.example.test.:80/x",
+                                 "http://blog.example.test/x"])
+def test_relay_purges_use_the_normalised_host(url):
+    from purgebridge.fanout import purge_for_url
+
+    assert purge_for_url(url).host == "blog.example.test"

@@ -814,6 +814,12 @@ class Queue:
                                  (node,)).fetchone()
         return None if row[0] is None else max(0.0, row[0] - now)
 
+    def dead_hosts(self, node, since):
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
+        rows = self._db().execute("SELECT DISTINCT json_extract(item, '$.host') FROM deliveries "
+                                  "WHERE node = ? AND state = 'dead' AND dead_at >= ?", (node, since)).fetchall()
+        return {row[0] for row in rows if row[0]}
+
     def dead_letters(self, limit=100, node=None):
         where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
         rows = self._db().execute(

@@ -436,24 +436,27 @@ class Worker:
         away for another ``max_age``, the ban is dead-lettered in turn and
         queued again: one per site per ``max_age``, never more.
         """
+        since = time.time() if now is None else now
         expired = self.queue.expire(now=now)
         if not expired or not getattr(self.settings, "dead_letter_ban", True):
             return expired
         from purgebridge.sites import load_sites
 
-        hosts = load_sites(self.settings).hosts
-        if not hosts:
-            log.warning("purges dead-lettered for %s; no sites configured to ban instead", ", ".join(expired))
-            return expired
-        bans = [fanout.purge_all_for(host) for host in hosts]
+        sites = set(load_sites(self.settings).hosts)
         served = {node.name for node in self.nodes}   # not a node taken out of the config since
         for node, count in sorted(expired.items()):
             if node not in served:
                 continue
-            self.queue.enqueue([node], bans, "dead-letter-ban", now=now)
-            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of every site (%d) is queued "
+            # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
+            hosts = sorted(self.queue.dead_hosts(node, since) & sites)
+            if not hosts:
+                log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
+                            node, count)
+                continue
+            self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
+            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
                         "for it instead, sent when it answers again", node, count,
-                        getattr(self.settings, "max_age", 0.0), len(bans))
+                        getattr(self.settings, "max_age", 0.0), ", ".join(hosts))
         return expired
 
     def _relax(self):
@@ -590,7 +593,7 @@ class Worker:
             answered = answered or result.status is not None
             if result.outcome.ok:
                 done.setdefault(result.outcome.value, []).extend(group)
-            elif result.outcome is Outcome.REFUSED or (
+            elif result.outcome is Outcome.REFUSED or result.permanent or (
                     result.status is not None and not fanout.classify(result.status)[1]):
                 dead.setdefault((result.outcome.value, result.reason or result.outcome.value), []).extend(group)
             else:

@@ -301,15 +301,17 @@ def test_pacer_logs_one_line_when_pacing_starts_in_a_flood_and_one_when_it_ends(
     assert [line.split(":")[0].split(" after")[0] for line in lines] == ["flood", "flood over"], lines
 
 
-def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_every_site(queue):
-    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443")
+def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_their_sites_only(queue):
+    """Issue 13.7: the ban covers the sites of the expired rows, not every configured site."""
+    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443,other.example.test")
     away, present = settings.nodes
     fake = FakeDeliver()
     worker = Worker(queue, settings, deliver=fake)
     old = time.time() - 2 * settings.max_age
-    queue.enqueue([away.name], [url("/a/"), url("/b/")], "wordpress", now=old)
+    queue.enqueue([away.name], [url("/a/"), url("/b/"), purge_for_url("https://shop.example.test:8443/x")],
+                  "wordpress", now=old)
     queue.enqueue([present.name], [url("/c/")], "wordpress")            # young: not expired
-    assert worker.housekeep() == {away.name: 2}
+    assert worker.housekeep() == {away.name: 3}
     waiting = queue.claim(away.name)
     assert sorted((c.item["method"], c.item["host"]) for c in waiting) == [
         ("BAN", "blog.example.test"), ("BAN", "shop.example.test:8443")]

@@ -217,7 +217,7 @@ def nodes(ctx, as_json):
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
 @click.pass_context
 def serve(ctx, listen, queue_path, insecure):
-    """Run the relay: HTTP API on granian plus the purge worker, in one app process.
+    """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the

@@ -47,10 +47,11 @@ class Outcome(str, Enum):
     NOT_CACHED = "not_cached"
     REFUSED = "refused"
     FAILED = "failed"
+    SKIPPED = "skipped"  # a key purge to a node without key purges: its URL purges cover the pages
 
     @property
     def ok(self):
-        return self in (Outcome.PURGED, Outcome.NOT_CACHED)
+        return self in (Outcome.PURGED, Outcome.NOT_CACHED, Outcome.SKIPPED)
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,18 @@ def classify(status):
     return Outcome.FAILED, False
 
 
+NO_KEY_PURGES = (501, 405)  # what a node whose VCL has no key purges answers PURGEKEYS
+
+
+def key_support(result):
+    """What a node's answer to PURGEKEYS says: True (key purges work), False (501/405: none), None (no answer)."""
+    if result.status is None:
+        return None
+    if result.status in NO_KEY_PURGES:
+        return False
+    return True if result.outcome.ok else None
+
+
 def backoff_delay(attempt, base, cap, rng=random.random):
     """Delay before try ``attempt`` (1 = first retry): base*2^(n-1), capped, jittered to 50-100 %."""
     delay = min(cap, base * (2 ** (attempt - 1)))

@@ -58,9 +58,6 @@ from purgebridge.fanout import Invalidation, Outcome, Result
 
 log = logging.getLogger(__name__)
 
-NO_KEYS = (501, 405)  # what a node without key purges answers PURGEKEYS
-
-
 @dataclass(frozen=True)
 class WorkerConfig:
     """How the worker batches and waits; ``from_settings`` derives what the settings decide."""
@@ -226,13 +223,14 @@ class NodeSender:
 
     def _learn_keys(self, result: Result) -> Result:
         """A PURGEKEYS answer tells whether the node has key purges; a 501/405 is not a failure."""
-        if result.status in NO_KEYS:
+        supported = fanout.key_support(result)
+        if supported is False:
             if self.state.keys is not False:
                 log.warning("node %s answered PURGEKEYS with %s: it has no key purges (no xkey in its VCL); "
                             "its pages are purged by URL only from now on", self.node.name, result.reason)
             self.state.keys = False
             return self._skipped(result.item)
-        if result.outcome.ok:
+        if supported:
             if self.state.keys is False:
                 log.info("node %s accepts key purges again", self.node.name)
             self.state.keys = True

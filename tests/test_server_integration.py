@@ -374,6 +374,34 @@ def test_burst_of_1000_events_coalesces_and_leaves_nothing_stale(cluster, site, 
     print(f"burst: {sent} PURGE requests sent vs {naive} without coalescing ({100 * sent / naive:.2f} %)")
 
 
+def test_node_without_key_purges_gets_url_purges_and_is_never_marked_down(cluster, noxkey_node, site,
+                                                                          relay_factory):
+    """A node running vcl/wordpress-noxkey.vcl answers PURGEKEYS 501: remembered, never queued, retried or banned."""
+    relay = relay_factory(site, PURGEBRIDGE_NODES=",".join([cluster.nodes_env(), noxkey_node.node.name])).start()
+    nodes = cluster.nodes + [noxkey_node]
+    changes = [change(site, post_id) for post_id in range(500, 505)]
+    for one in changes:   # isolated events, one after the other
+        paths = mapped_paths(site, one)
+        for vn in nodes:
+            for path in paths:
+                vn.get(path, site)
+        assert relay.send(event(site, one)).status_code == 202
+        status = relay.drained()
+        assert {k: v for k, v in states(cluster, nodes, paths, site).items() if v != "MISS"} == {}
+        entry = next(n for n in status["nodes"] if n["node"] == noxkey_node.node.name)
+        # Never through the durable queue, never marked down, nothing dead-lettered.
+        assert (entry["up"], entry["keys"], entry["pending"], entry["dead"]) == (True, False, 0, 0), entry
+    status = relay.status()
+    assert {n["node"]: n["keys"] for n in status["nodes"]} == {
+        **{vn.name: True for vn in cluster.nodes}, noxkey_node.name: False}
+    assert status["totals"].get("failed_attempts", 0) == 0 and status["queue"]["dead"] == 0
+    text = requests.get(relay.url("/metrics"), timeout=5).text
+    outcomes = dict(re.findall(rf'purgebridge_purges_total{{node="{re.escape(noxkey_node.name)}",outcome="(\w+)"}} (\S+)',
+                               text))
+    assert "failed" not in outcomes and float(outcomes["skipped"]) >= 1, outcomes
+    assert relay.log_path.read_text().count("has no key purges") == 1, "the node's lack of key purges is logged once"
+
+
 def test_docs_curl_example_is_accepted_and_bans(cluster, relay_factory):
     """The signed curl example in docs/events.md, run as written (only the port changed)."""
     script = re.search(r"```sh\n(.*?)```", (REPO / "docs" / "events.md").read_text(), re.S).group(1)

@@ -252,6 +252,30 @@ def test_isolated_events_and_a_steady_stream_are_never_held_back(queue):
     assert sorted(waits)[-2] < 0.1, waits   # no batch held back for a rate (it was up to 0.5 s)
 
 
+def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped(queue):
+    """Queued path: the 501 settles the key purge as skipped (no retry, no dead letter); later ones are not sent."""
+    from purgebridge.fanout import keys_for
+
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    node = settings.nodes[0]
+    fake = FakeDeliver(lambda node, item: (Outcome.FAILED, 501, "HTTP 501 Not Implemented")
+                       if item.method == "PURGEKEYS" else (Outcome.PURGED, 200, "HTTP 200 OK"))
+    metrics = Metrics(queue)
+    worker = Worker(queue, settings, deliver=fake, metrics=metrics)
+    queue.enqueue([node.name], [url("/a/"), *keys_for("blog.example.test", ["post-1"])], "wordpress")
+    worker.process(node, queue.claim(node.name))
+    state = worker.states[node.name]
+    assert (state.keys, state.up, worker.senders[node.name].is_down()) == (False, True, False)
+    stats = queue.stats()
+    assert stats["depth"] == 0 and stats["dead"] == 0
+    assert stats["nodes"][node.name]["totals"] == {"purged": 1, "skipped": 1}
+    queue.enqueue([node.name], [url("/b/"), *keys_for("blog.example.test", ["post-2"])], "wordpress")
+    worker.process(node, queue.claim(node.name))
+    assert [target for _name, targets in fake.calls for target in targets] == ["/a/", "/", "/b/"]
+    assert queue.stats()["depth"] == 0
+    assert 'purgebridge_purges_total{node="127.0.0.1:9001",outcome="skipped"} 2.0' in metrics.render().decode()
+
+
 def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_every_site(queue):
     settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443")
     away, present = settings.nodes

@@ -183,32 +183,39 @@ def ban(ctx, regex, host, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_context
 def nodes(ctx, as_json):
-    """List every configured node, whether it answers, and its latency.
+    """List every configured node, whether it answers, its latency and whether it has key purges.
 
     Each node gets a PURGE of a URL nothing caches, so the answer also shows
-    whether the node's ACL lets this machine purge. Exit 1 if any node is down
-    or refuses.
+    whether the node's ACL lets this machine purge, and a PURGEKEYS of a key
+    nothing carries: 501 (or 405) means its VCL has no key purges, and the
+    relay purges its pages by URL only. Exit 1 if any node is down or refuses.
     """
+    from purgebridge.fanout import key_support, keys_for
+
     settings = _settings(ctx)
     probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)
-    report = fan_out(settings.nodes, [probe], settings.replace(retries=0))
+    key_probe = keys_for("purgebridge.invalid", ["purgebridge-ping"])[0]
+    report = fan_out(settings.nodes, [probe, key_probe], settings.replace(retries=0))
     rows = []
     for node_report in report.nodes:
-        result = node_report.results[0]
+        result, keys_result = node_report.results
         state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
+        keys = key_support(keys_result) if state == "up" else None
         rows.append({"node": node_report.node.name, "group": node_report.node.group, "state": state,
-                     "answer": result.reason,
+                     "keys": keys, "answer": result.reason,
                      "latency_ms": round(node_report.seconds * 1000, 1)})
+    ok = bool(rows) and all(r["state"] == "up" for r in rows)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "nodes": rows}, indent=2))
+        click.echo(json.dumps({"ok": ok, "nodes": rows}, indent=2))
     else:
         width = max([len(r["node"]) for r in rows] + [4])
         gwidth = max([len(r["group"]) for r in rows] + [5])
-        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'latency':>9}  answer")
+        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'keys':<4} {'latency':>9}  answer")
         for r in rows:
-            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} "
+            keys = {True: "yes", False: "no"}.get(r["keys"], "?")
+            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} {keys:<4} "
                        f"{r['latency_ms']:>6.1f} ms  {r['answer']}")
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @cli.command()
@@ -217,7 +224,7 @@ def nodes(ctx, as_json):
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
 @click.pass_context
 def serve(ctx, listen, queue_path, insecure):
-    """Run the relay: HTTP API on granian plus the purge worker, in one app process.
+    """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the

@@ -120,10 +120,7 @@ VARIABLES = {
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
-    "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
-    "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
-    "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _float_range(0, 60, "a number of seconds"), "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
-    "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _float_range(0.05, 1, "a fraction"), "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
+    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two batches to one node; what arrives meanwhile merges (a page updated 100 times in a burst is purged once per gap); an event after a quiet gap goes out at once; 0 = send as soon as the last batch is confirmed"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -160,10 +157,7 @@ class Settings:
     insecure: bool = False
     log_format: str = "json"
     pagination: int = 3
-    batch_burst: int = 5
-    batch_rate: float = 2.0
-    flood_defer: float = 2.0
-    flood_share: float = 0.1
+    batch_gap: float = 0.015
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

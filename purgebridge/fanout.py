@@ -47,10 +47,11 @@ class Outcome(str, Enum):
     NOT_CACHED = "not_cached"
     REFUSED = "refused"
     FAILED = "failed"
+    SKIPPED = "skipped"  # a key purge to a node without key purges: its URL purges cover the pages
 
     @property
     def ok(self):
-        return self in (Outcome.PURGED, Outcome.NOT_CACHED)
+        return self in (Outcome.PURGED, Outcome.NOT_CACHED, Outcome.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,18 @@ def classify(status):
     if status in (408, 429) or status >= 500:
         return Outcome.FAILED, True
     return Outcome.FAILED, False
+
+
+NO_KEY_PURGES = (501, 405)  # what a node whose VCL has no key purges answers PURGEKEYS
+
+
+def key_support(result):
+    """What a node's answer to PURGEKEYS says: True (key purges work), False (501/405: none), None (no answer)."""
+    if result.status is None:
+        return None
+    if result.status in NO_KEY_PURGES:
+        return False
+    return True if result.outcome.ok else None
 
 
 def backoff_delay(attempt, base, cap, rng=random.random):

@@ -48,8 +48,6 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (or merged) as ready rows, so the queued path retries them with
         backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
-    journal_busy() -> bool                 this process's appends are arriving in a flood right now
-                                           (journal.FloodGauge)
     seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
@@ -64,8 +62,9 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
     retry_dead(node=None) -> int           dead letters back to ready
     release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
-    wait(generation, timeout) / generation  in-process wake-up for workers
+    wait(generation, timeout) / generation  wake-up for workers, also across processes
     wait_journal(generation, timeout) / journal_generation   ... for the expander
+    listen()                  in the worker process: hear other processes' writes (``wakeup``)
 
 ``stats()["depth"]`` counts delivery rows waiting or in flight *plus* journal
 events not yet expanded (also shown alone as ``journal_pending``): an event
@@ -90,6 +89,7 @@ import uuid
 
 from purgebridge import fanout
 from purgebridge.errors import SignatureError
+from purgebridge.wakeup import DELIVERIES, JOURNAL, Nudge, Signal
 
 log = logging.getLogger(__name__)
 
@@ -223,25 +223,6 @@ class Claim:
     lease: str
 
 
-class _Signal:
-    """A generation counter with a condition: wake threads waiting for "something new"."""
-
-    def __init__(self):
-        self.condition = threading.Condition()
-        self.generation = 0
-
-    def fire(self):
-        with self.condition:
-            self.generation += 1
-            self.condition.notify_all()
-
-    def wait(self, generation, timeout):
-        with self.condition:
-            if self.generation == generation:
-                self.condition.wait(timeout)
-            return self.generation
-
-
 def summarise_stats(nodes, counters, journal_pending, journal_age):
     """The ``stats()`` dict every backend returns, from what it counted.
 
@@ -290,8 +271,9 @@ class Queue:
         self._connections = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._changed = _Signal()       # deliveries added or back to ready: node workers
-        self._journal_changed = _Signal()  # events appended to the journal: the expander
+        self._changed = Signal()       # deliveries added or back to ready: node workers
+        self._journal_changed = Signal()  # events appended to the journal: the expander
+        self._nudge = Nudge(self.path)     # ... and the same for a worker in another process
         self.append_wait = append_wait
         self._journal = None
         self._journal_cursor = 0  # rowid of the last event pending_events handed out
@@ -404,6 +386,7 @@ class Queue:
         if self._journal is not None:
             self._journal.close()
         self._closed = True
+        self._nudge.close()
         with self._connections_lock:
             for db in self._connections:
                 try:
@@ -412,7 +395,7 @@ class Queue:
                     pass
             self._connections.clear()
 
-    # --- wake-ups (in-process only) ---------------------------------------------
+    # --- wake-ups: in this process, and a worker process's (``wakeup``) -------------
 
     @property
     def generation(self):
@@ -420,6 +403,11 @@ class Queue:
 
     def _notify(self):
         self._changed.fire()
+        self._nudge.send(DELIVERIES)
+
+    def listen(self):
+        """Wake this process's worker threads when another process writes (the worker process calls it)."""
+        self._nudge.listen(self._journal_changed.fire, self._changed.fire)
 
     def wait(self, generation, timeout):
         """Block until something was enqueued/re-queued after ``generation``, or ``timeout``."""
@@ -488,11 +476,6 @@ class Queue:
         """Durably journal one validated event; see the module docstring. Returns its event id."""
         return self.journal.append(source, site, body, signature)
 
-    def journal_busy(self):
-        """True while this process's requests wait for commits or arrive faster than 100 a second."""
-        journal = self._journal
-        return journal is not None and journal.flood.busy
-
     def write_journal(self, take, now=None):
         """Write a group of appends durably; called by the journal's writer thread only.
 
@@ -537,6 +520,7 @@ class Queue:
                     self._insert_events(db, rows)
         if rows:
             self._journal_changed.fire()
+            self._nudge.send(JOURNAL)
         return stored
 
     @staticmethod

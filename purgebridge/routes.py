@@ -21,6 +21,7 @@ import functools
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 
@@ -381,6 +382,7 @@ def status():
         "version": _version(),
         "uptime": round(time.time() - svc.started_at, 1),
         "worker": bool(svc.worker and svc.worker.running),
+        "processes": {"api": os.getpid(), "worker": svc.worker.pid if svc.worker else None},
         "sites": svc.sites.hosts,
         "nodes": nodes,
         "queue": {k: stats[k] for k in ("depth", "journal_pending", "pending", "in_flight", "dead",

@@ -119,6 +119,11 @@ VARIABLES = {
     "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
     "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _float_range(0, 60, "a number of seconds"), "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
     "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _float_range(0.05, 1, "a fraction"), "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
+    # Cache audit (purgebridge audit, and the relay's continuous sampler; docs/audit.md)
+    "PURGEBRIDGE_ORIGIN": ("origin", _string, "", "the origin (host:port) audit fetches pages from, bypassing every cache; empty = the first backend of PURGEBRIDGE_VCL"),
+    "PURGEBRIDGE_AUDIT_RATE": ("audit_rate", _float_range(0.1, 1000, "a number of URLs per second"), "10", "URLs audit checks per second at most (each one origin request plus one per node)"),
+    "PURGEBRIDGE_AUDIT_IGNORE_FILE": ("audit_ignore_file", _string, "", "file of extra regular expressions (one a line) whose matches audit ignores when comparing pages"),
+    "PURGEBRIDGE_AUDIT_SAMPLE": ("audit_sample", _int_range(0, 600), "0", "relay: URLs per minute per site the continuous audit checks; 0 = off"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -157,6 +162,10 @@ class Settings:
     batch_rate: float = 2.0
     flood_defer: float = 2.0
     flood_share: float = 0.1
+    origin: str = ""
+    audit_rate: float = 10.0
+    audit_ignore_file: str = ""
+    audit_sample: int = 0
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

@@ -86,6 +86,8 @@ def _load_app(settings, secrets, listen_text):
     _running["service"] = service
     _tune_interpreter()
     worker.start()
+    from purgebridge.auditwatch import start_continuous_audit  # opt-in (PURGEBRIDGE_AUDIT_SAMPLE); docs/audit.md
+    start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
     return app
@@ -138,6 +140,8 @@ def serve(settings, insecure=False, threads=THREADS):
 
     sites = load_sites(settings)
     check_can_serve(settings, sites, insecure)
+    from purgebridge.auditwatch import check_settings as check_audit_settings
+    check_audit_settings(settings)
     secrets = secrets_of(settings, sites)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():

@@ -161,3 +161,14 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(args, env, message)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_relay_with_continuous_audit_but_no_origin_refuses_to_start():
+    from purgebridge.auditwatch import check_settings
+
+    check_settings(load_settings({}, environ={}, dotenv_path=""))  # off: nothing needed
+    with pytest.raises(ConfigError, match="PURGEBRIDGE_ORIGIN"):
+        check_settings(load_settings({"PURGEBRIDGE_AUDIT_SAMPLE": "6"}, environ={}, dotenv_path=""))
+    result = run_cli("serve", env={"PURGEBRIDGE_NODES": "127.0.0.1:1", "PURGEBRIDGE_SITES": "a.test",
+                                   "PURGEBRIDGE_SECRET": "s" * 32, "PURGEBRIDGE_AUDIT_SAMPLE": "6"})
+    assert result.returncode == 2 and "PURGEBRIDGE_ORIGIN" in result.stderr

@@ -172,3 +172,31 @@ def test_relay_with_continuous_audit_but_no_origin_refuses_to_start():
     result = run_cli("serve", env={"PURGEBRIDGE_NODES": "127.0.0.1:1", "PURGEBRIDGE_SITES": "a.test",
                                    "PURGEBRIDGE_SECRET": "s" * 32, "PURGEBRIDGE_AUDIT_SAMPLE": "6"})
     assert result.returncode == 2 and "PURGEBRIDGE_ORIGIN" in result.stderr
+
+
+def test_progress_bar_on_a_terminal_only():
+    """stderr on a pseudo-terminal gets the progress bar; a pipe (scripts, --json users) does not."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
+    env.update(PYTHONPATH=str(REPO), PURGEBRIDGE_NODES="127.0.0.1:1", PURGEBRIDGE_ORIGIN="127.0.0.1:1",
+               PURGEBRIDGE_TIMEOUT="0.5")
+    command = [sys.executable, "-m", "purgebridge", "audit", "--rate", "1000", "http://a.test/", "http://a.test/b"]
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=60, cwd=REPO)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 1 and b"auditing" in seen
+    piped = subprocess.run(command, capture_output=True, env=env, timeout=60, cwd=REPO)
+    assert piped.returncode == 1 and b"auditing" not in piped.stderr and b"ERROR" in piped.stdout

@@ -202,17 +202,25 @@ class NodeSender:
                 answered = True
             if result.item.method == "PURGEKEYS" and result.status is not None:
                 results[i] = self._learn_keys(result)
-        for result in results:
-            if not result.outcome.ok and result.reason:
-                state.last_error, state.last_error_at = result.reason, now
+        errors = [result.reason for result in results if not result.outcome.ok and result.reason]
+        if errors:
+            state.last_error, state.last_error_at = errors[-1], now
         state.sent += len(to_send)
         state.latency = time.monotonic() - started
         # Rows that could not even be encoded say nothing about the node: only what went out counts.
-        if any(not results[i].permanent for i in to_send):
-            state.up = answered
+        went_out = [results[i] for i in to_send if not results[i].permanent]
+        if went_out:
+            # Healthy: at least one answer that is not a retryable failure. A node that answers
+            # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
+            healthy = any(r.status is not None and (r.outcome.ok or not fanout.classify(r.status)[1])
+                          for r in went_out)
+            state.up = healthy
             if answered:
                 state.last_contact = now
+            if healthy:
                 self.failures, self.down_until = 0, 0.0
+                if not errors:  # recovered: the old error does not stay next to "up"
+                    state.last_error, state.last_error_at = "", None
             else:
                 self.failures += 1
                 self.down_until = now + fanout.backoff_delay(self.failures, self.settings.backoff,
@@ -537,6 +545,9 @@ class Worker:
                 if direct:
                     self.send_direct(node)
                     worked = True
+                if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
+                    self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - time.time())))
+                    continue
                 try:
                     due = self.queue.next_due(node.name)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []

@@ -205,3 +205,46 @@ def test_a_full_disk_shows_in_readiness_and_status_and_nothing_is_resent(tmp_pat
         relay.drained()
     finally:
         relay.stop()
+
+
+# --- item 10: failing nodes are backed off and never shown "up" -----------------------------------
+
+def test_a_node_answering_500_is_backed_off_and_not_up_then_recovers_clean(tmp_path):
+    from faultserver import FaultServer
+    from purgebridge.config import load_settings
+    from purgebridge.fanout import purge_for_url
+    from purgebridge.node import Node
+    from purgebridge.queue import Queue
+    from purgebridge.worker import Worker
+
+    server = FaultServer(lambda n, line: ("status", 500))
+    node = Node(server.host, server.port)
+    settings = load_settings({"PURGEBRIDGE_NODES": node.name, "PURGEBRIDGE_SITES": "blog.example.test",
+                              "PURGEBRIDGE_BACKOFF": "0.05", "PURGEBRIDGE_BACKOFF_MAX": "1"},
+                             environ={}, dotenv_path="")
+    queue = Queue(tmp_path / "q.sqlite3", backoff=0.05, backoff_max=1.0)
+    worker = Worker(queue, settings, poll=0.05).start()
+    try:
+        assert worker.node_status()[0]["up"] is None  # not contacted yet: unknown, not down
+        queue.enqueue([node.name], [purge_for_url(f"https://blog.example.test/p{i}/") for i in range(20)], "wordpress")
+        stop = time.monotonic() + 3.0
+        while time.monotonic() < stop:  # a steady trickle while the node fails
+            queue.enqueue([node.name], [purge_for_url(f"https://blog.example.test/t{time.monotonic()}/")],
+                          "wordpress")
+            time.sleep(0.05)
+        state = worker.node_status()[0]
+        assert state["up"] is False and "500" in state["last_error"], state
+        # Circuit breaking: batches to the failing node are spaced by its backoff (cap 1 s), not sent
+        # back to back (about 870 requests a second before).
+        assert server.count < 400, server.count
+        server.script = lambda n, line: ("status", 200)
+        deadline = time.monotonic() + 15
+        while queue.stats()["depth"]:
+            assert time.monotonic() < deadline, queue.stats()
+            time.sleep(0.05)
+        state = worker.node_status()[0]
+        assert state["up"] is True and state["last_error"] == "", state
+    finally:
+        assert worker.stop(timeout=5)
+        queue.close()
+        server.stop()

@@ -253,6 +253,10 @@ def summarise_stats(nodes, counters, journal_pending, journal_age):
     }
 
 
+class QueueFileGone(RuntimeError):
+    """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
+
+
 class Queue:
     """SQLite implementation of the queue contract in the module docstring."""
 
@@ -285,6 +289,7 @@ class Queue:
             db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
             db.executescript(_JOURNAL_TRIGGERS)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._identity = self._file_identity()
 
     @staticmethod
     def _migrate(db):
@@ -316,11 +321,32 @@ class Queue:
 
     # --- connections ---------------------------------------------------------
 
+    def _file_identity(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self):
+        """Raise QueueFileGone when the path no longer names the file this queue opened.
+
+        A queue file deleted (or replaced) while the relay runs would let open
+        connections write into an unlinked file and new ones create an empty
+        file: events answered 202 would never reach a node. Checked at every
+        write transaction (one stat) and by ``writable`` for /readyz.
+        """
+        identity = getattr(self, "_identity", None)
+        if identity is not None and self._file_identity() != identity:
+            raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
+                                "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
+
     def _db(self):
         if self._closed:
             raise RuntimeError("queue is closed")
         db = getattr(self._local, "db", None)
         if db is None:
+            self._check_file()
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -353,6 +379,7 @@ class Queue:
             if self.lock:
                 self.lock.acquire()
             try:
+                self.queue._check_file()
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -500,6 +527,7 @@ class Queue:
             if len(entries) > _CHUNK:
                 raise ValueError(f"at most {_CHUNK} journal entries per group")
             now = self.clock() if now is None else now
+            self._check_file()  # an event written into a deleted file would never reach a node
             db = self._db()
             signatures = [e.signature for e in entries if e.signature]
             known = self._signatures_seen(db, signatures, since=None)
@@ -817,6 +845,7 @@ class Queue:
 
     def stats(self, now=None):
         """Queue depth, in-flight, dead letters, oldest pending age -- in total and per node -- and totals."""
+        self._check_file()  # figures from a deleted file would say all is well
         now = self.clock() if now is None else now
         db = self._db()
         nodes = {}
@@ -836,10 +865,10 @@ class Queue:
         return summarise_stats(nodes, counters, journal_pending, journal_age)
 
     def writable(self):
-        """True when a write transaction can be opened (for /readyz)."""
+        """True when a real write commits (for /readyz): a full disk or a deleted file makes it False."""
         try:
             with self._write() as db:
-                db.execute("SELECT 1")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # rewrites page 1: a real write to the WAL
             return True
         except (sqlite3.Error, RuntimeError) as exc:
             log.error("queue %s is not writable: %s", self.path, exc)

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 
@@ -366,7 +367,12 @@ def status():
     """Nodes (up/down, last error, latency), queue depth, oldest pending age, dead letters, totals."""
     svc = service()
     _bearer(svc.settings.admin_token, "admin")
-    stats = svc.queue.stats()
+    try:
+        stats = svc.queue.stats()
+        dead_letters = svc.queue.dead_letters(limit=20)
+    except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: say which queue, never a 500
+        raise Refused(503, f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): "
+                           f"{type(exc).__name__}: {exc}") from None
     worker_states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
     nodes = []
     for node in svc.settings.nodes:
@@ -384,10 +390,11 @@ def status():
         "worker": bool(svc.worker and svc.worker.running),
         "processes": {"api": os.getpid(), "worker": svc.worker.pid if svc.worker else None},
         "sites": svc.sites.hosts,
+        "queue_writable": svc.queue.writable(),  # a real write: a full disk shows here and in /readyz
         "nodes": nodes,
         "queue": {k: stats[k] for k in ("depth", "journal_pending", "pending", "in_flight", "dead",
                                         "oldest_pending_age")},
-        "dead_letters": svc.queue.dead_letters(limit=20),
+        "dead_letters": dead_letters,
         "totals": stats["totals"],
     })
 
@@ -445,6 +452,11 @@ def metrics():
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(spec())
+
+
+def redact(location):
+    """A queue location fit for a message: the password of a ``redis://user:pass@host`` URL replaced."""
+    return re.sub(r"//[^/@]*@", "//***@", str(location))
 
 
 def _version():

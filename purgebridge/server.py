@@ -55,6 +55,25 @@ def check_can_serve(settings, sites, insecure=False):
                           "pass --insecure only for local play")
 
 
+def check_queue(settings):
+    """Open a queue file once before serving: one that cannot be opened stops ``serve`` with one line.
+
+    A corrupt, unreadable or misplaced file (a directory, not SQLite) used to
+    show two tracebacks and granian's "Worker crash loop detected". A Redis
+    queue is not checked here: Redis may come up after the relay.
+    """
+    from purgebridge.backends import is_redis
+    from purgebridge.queue import Queue
+
+    if is_redis(settings.queue):
+        return
+    try:
+        Queue.from_settings(settings).close()
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike
+        raise ConfigError("PURGEBRIDGE_QUEUE", settings.queue,
+                          f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
+
+
 def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian.
 
@@ -95,6 +114,7 @@ def serve(settings, insecure=False, threads=THREADS):
 
     sites = load_sites(settings)
     check_can_serve(settings, sites, insecure)
+    check_queue(settings)
     from purgebridge.auditwatch import check_settings as check_audit_settings
     check_audit_settings(settings)
     secrets = secrets_of(settings, sites)

@@ -1,5 +1,6 @@
 """The worker with a fake deliver: ack/nack/dead per outcome, nodes independent, graceful stop."""
 
+import json
 import logging
 import threading
 import time
@@ -299,3 +300,34 @@ def test_no_ban_for_dead_letters_when_switched_off(queue):
     queue.enqueue([settings.nodes[0].name], [url("/a/")], "wordpress", now=time.time() - 2 * settings.max_age)
     assert worker.housekeep() == {settings.nodes[0].name: 1}
     assert queue.claim(settings.nodes[0].name) == []
+
+
+def test_a_failing_mark_is_retried_alone_never_the_purges(queue, monkeypatch, caplog):
+    """Issue 13.8: with a full disk the mark of delivered events failed and the purges were sent again and again."""
+    import sqlite3
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    failures = {"left": 6}
+    real = queue.finish_expansion
+
+    def full_disk(*args, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "finish_expansion", full_disk)
+    from fixtures_app import event_body, post_change
+
+    body = json.dumps(event_body([post_change(7)]))
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="purgebridge.worker"):
+            queue.append("wordpress", "blog.example.test", body.encode(), None)
+            assert wait_until(lambda: failures["left"] == 0 and queue.stats()["journal_pending"] == 0)
+        for node in settings.nodes:
+            assert fake.sent(node.name).count("/2026/11/26/post-7/") == 1, fake.calls
+        assert len([r for r in caplog.records if "marking" in r.getMessage()]) == 1
+    finally:
+        assert worker.stop(timeout=5)

@@ -61,7 +61,7 @@ final class Purgebridge_Recovery {
 	 * Registers the Heartbeat hook (called from Purgebridge_Plugin::boot()).
 	 */
 	public static function register() {
-		add_filter( 'heartbeat_received', array( __CLASS__, 'heartbeat' ), 10, 2 );
+		add_filter( 'heartbeat_send', array( __CLASS__, 'heartbeat' ), 10, 1 );
 	}
 
 	/**
@@ -180,14 +180,15 @@ final class Purgebridge_Recovery {
 	}
 
 	/**
-	 * Heartbeat tick from an open wp-admin page: when changes wait, retry
-	 * after this response (the run decides whether a probe is due).
+	 * Heartbeat tick from an open wp-admin page (heartbeat_send runs on every
+	 * logged-in tick, heartbeat_received only when a script sent data): when
+	 * changes wait, retry after this response; the run decides whether a
+	 * probe is due.
 	 *
 	 * @param array $response Heartbeat response.
-	 * @param array $data     Data the page sent.
-	 * @return array Response, with the queue's pending count for scripts that care.
+	 * @return array Response, saying that changes wait, for scripts that care.
 	 */
-	public static function heartbeat( $response, $data ) {
+	public static function heartbeat( $response ) {
 		if ( ! current_user_can( 'edit_posts' ) || ! Purgebridge_Queue::waiting() ) {
 			return $response;
 		}

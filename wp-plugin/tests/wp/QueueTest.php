@@ -297,13 +297,13 @@ final class QueueTest extends TestCase {
 	public function test_heartbeat_starts_a_run_after_the_response_only_when_changes_wait() {
 		wp_set_current_user( 1 );
 		try {
-			$this->assertSame( array(), apply_filters( 'heartbeat_received', array(), array(), 'dashboard' ) );
+			$this->assertSame( array(), apply_filters( 'heartbeat_send', array(), 'dashboard' ) );
 			update_option( 'purgebridge_relay_down_until', time() + 30 );
 			update_option( 'purgebridge_relay_failures', 1 );
 			Purgebridge_Dispatcher::deliver( self::body() );
 			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Recovery', 'after_response' ) ), 'a save queued while the relay is down retries after the response' );
 			self::forget_after_response();
-			$response = apply_filters( 'heartbeat_received', array(), array(), 'dashboard' );
+			$response = apply_filters( 'heartbeat_send', array(), 'dashboard' );
 			$this->assertSame( array( 'waiting' => true ), $response['purgebridge'] );
 			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Recovery', 'after_response' ) ) );
 			$this->health = array( 'refused' );

@@ -34,6 +34,7 @@ import time
 
 import requests
 
+from fixtures_wordpress import HarnessError, build_wordpress, free_port
 from purgebridge import localcluster
 
 APP_PASSWORD_NAME = "recovery-e2e"
@@ -50,6 +51,24 @@ class OutageResult:
     dead: int                # batches refused for good
     recovery: dict           # the plugin's purgebridge_last_recovery summary
     page_views: int          # page views made while waiting
+
+
+def cron_wordpress(base):
+    """A served WordPress with WP-Cron on, as WordPress ships (the harness turns it off for
+    determinism), and application passwords allowed over http (local environment)."""
+    site = build_wordpress(base, f"http://127.0.0.1:{free_port()}", "wp-recovery-" + secrets.token_hex(16),
+                           extra_config="define('WP_ENVIRONMENT_TYPE', 'local');")
+    config = site.root / "wp-config.php"
+    text = config.read_text()
+    if "define('DISABLE_WP_CRON', true);" not in text:
+        site.stop()
+        raise HarnessError("the harness's wp-config.php no longer sets DISABLE_WP_CRON: update recovery_scenario.py")
+    config.write_text(text.replace("define('DISABLE_WP_CRON', true);", "define('DISABLE_WP_CRON', false);"))
+    try:
+        return site.serve()
+    except HarnessError:
+        site.stop()
+        raise
 
 
 def php(site, code):

@@ -13,13 +13,12 @@ back right after a failed probe, the worst moment: a whole probe interval
 before the next.
 """
 
-import secrets
 import time
 
 import pytest
 
-from fixtures_wordpress import HarnessError, build_wordpress, free_port
-from recovery_scenario import Outage, app_password, make_posts, php
+from fixtures_wordpress import HarnessError
+from recovery_scenario import Outage, app_password, cron_wordpress, make_posts, php
 from test_wp_e2e import relay, wp_cluster  # noqa: F401 (module fixtures, here on this module's WordPress)
 from test_wp_plugin import admin_session
 
@@ -28,24 +27,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 FRESH_WITHIN = 60.0
 
 
-def enable_wp_cron(site):
-    """The harness turns WP-Cron off for determinism; these tests need it as WordPress ships."""
-    config = site.root / "wp-config.php"
-    text = config.read_text()
-    assert "define('DISABLE_WP_CRON', true);" in text, "the harness's wp-config.php changed: update this test"
-    config.write_text(text.replace("define('DISABLE_WP_CRON', true);", "define('DISABLE_WP_CRON', false);"))
-
-
 @pytest.fixture(scope="module")
 def wordpress_site(tmp_path_factory):
     """A served WordPress with WP-Cron on and application passwords allowed over http
     (local environment); test_wp_e2e's ``wp_cluster`` and ``relay`` fixtures use it."""
     try:
-        site = build_wordpress(tmp_path_factory.mktemp("wordpress-recovery"), f"http://127.0.0.1:{free_port()}",
-                               "wp-recovery-" + secrets.token_hex(16),
-                               extra_config="define('WP_ENVIRONMENT_TYPE', 'local');")
-        enable_wp_cron(site)
-        site.serve()
+        site = cron_wordpress(tmp_path_factory.mktemp("wordpress-recovery"))
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
@@ -66,7 +53,6 @@ def outage(wordpress_site, wp_cluster, relay):
 @pytest.mark.parametrize("seconds", [180, 3600], ids=["3-minutes", "1-hour"])
 def test_every_page_fresh_within_a_minute_of_the_relays_return(outage, relay, seconds):
     result = outage.run(seconds)
-    print(f"\n{seconds} s outage: {result}")
     assert result.fresh_after <= FRESH_WITHIN, (
         f"last page fresh {result.fresh_after:.1f} s after the relay's return (outage {seconds} s); {result}\n"
         f"{relay.log()}")

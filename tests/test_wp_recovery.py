@@ -20,6 +20,7 @@ import pytest
 from fixtures_wordpress import HarnessError
 from recovery_scenario import Outage, app_password, cron_wordpress, make_posts, php
 from test_wp_e2e import relay, wp_cluster  # noqa: F401 (module fixtures, here on this module's WordPress)
+from fixtures_browser import wp_login
 from test_wp_plugin import admin_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
@@ -115,21 +116,28 @@ def test_an_editors_save_after_the_return_drains_the_backlog_without_cron(outage
         restore_cron(outage.site)
 
 
-def test_heartbeat_drives_the_probe_and_the_drain_while_wp_admin_is_open(outage):
+def test_heartbeat_drives_the_probe_and_the_drain_while_wp_admin_is_open(outage, browser):
+    """An administrator has the dashboard open in a real browser; its Heartbeat tick drains the backlog."""
     count = 4
-    session = admin_session(outage.site)
-    page = session.get(outage.site.url + "/wp-admin/", timeout=30).text
-    marker_at = page.find('"nonce":"', page.find("heartbeatSettings"))
-    assert marker_at > 0, "wp-admin loads the Heartbeat API with its nonce"
-    nonce = page[marker_at + 9:page.index('"', marker_at + 9)]
+    wp_login(browser, outage.site)
+    browser.get(outage.site.url + "/wp-admin/")
+    assert browser.execute_script("return !!(window.wp && wp.heartbeat);"), "wp-admin runs the Heartbeat API"
+    browser.execute_script("""
+        window.purgebridgeTicks = [];
+        jQuery(document).on('heartbeat-tick.purgebridge', function (event, data) {
+            window.purgebridgeTicks.push(data.purgebridge || null);
+        });
+    """)
     marker = backlog_while_down(outage, count)
     try:
-        # What wp-includes/js/heartbeat.js posts on each tick.
-        response = session.post(outage.site.url + "/wp-admin/admin-ajax.php", timeout=30, data={
-            "action": "heartbeat", "_nonce": nonce, "screen_id": "dashboard", "has_focus": "true",
-            "interval": "60", "data[wp-auth-check]": "true"})
-        assert response.status_code == 200, response.text[:500]
-        assert response.json().get("purgebridge") == {"waiting": True}, response.text[:500]
+        # The next tick, now rather than in up to a minute: heartbeat.js posts to admin-ajax.php as on every tick.
+        browser.execute_script("wp.heartbeat.connectNow();")
+        deadline = time.monotonic() + 20
+        ticks = []
+        while not ticks and time.monotonic() < deadline:
+            ticks = browser.execute_script("return window.purgebridgeTicks;")
+            time.sleep(0.2)
+        assert ticks and ticks[0] == {"waiting": True}, f"the tick saw the waiting changes: {ticks}"
         assert_drained(outage, marker, count)
     finally:
         restore_cron(outage.site)

@@ -202,8 +202,9 @@ final class Purgebridge_Dispatcher {
 
 	/**
 	 * Sends rows as one request (one row: its own body; several: their
-	 * changes merged into one body). A merged request the relay refuses for
-	 * good is split, so only the rows at fault end up dead.
+	 * changes merged into one body). A merged request refused for its content
+	 * (400 schema, 413 size) is split, so only the rows at fault end up dead;
+	 * other refusals (401 signature, 403 site) hold for every row alike.
 	 *
 	 * @param array $group   Row id => array( row, site, changes ), oldest first.
 	 * @param array $stats   Run counters, by reference.
@@ -240,7 +241,7 @@ final class Purgebridge_Dispatcher {
 			}
 			return true;
 		}
-		if ( Purgebridge_Policy::PERMANENT === $result['outcome'] && count( $group ) > 1 ) {
+		if ( Purgebridge_Policy::PERMANENT === $result['outcome'] && count( $group ) > 1 && in_array( $result['status'], array( 400, 413 ), true ) ) {
 			foreach ( $group as $id => $entry ) {
 				if ( ! self::send_group( array( $id => $entry ), $stats, $summary ) ) {
 					return false;
@@ -251,7 +252,7 @@ final class Purgebridge_Dispatcher {
 		$dead = Purgebridge_Policy::PERMANENT === $result['outcome'];
 		Purgebridge_Queue::failed( $ids, $result, $dead );
 		if ( $dead ) {
-			++$stats['dead'];
+			$stats['dead'] += count( $ids );
 			return true;
 		}
 		$stats['failed'] += count( $ids );

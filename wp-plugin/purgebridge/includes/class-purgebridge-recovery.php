@@ -243,7 +243,7 @@ final class Purgebridge_Recovery {
 	public static function describe( array $state ) {
 		$format = get_option( 'time_format', 'H:i' );
 		if ( ! $state['pending'] ) {
-			$text = __( 'No changes wait: every change has reached the relay.', 'purgebridge' );
+			$text = __( 'No changes wait to be sent.', 'purgebridge' );
 			$last = $state['last_recovery'];
 			if ( isset( $last['time'], $last['batches'], $last['requests'] ) ) {
 				$text .= ' ' . sprintf(

@@ -231,6 +231,19 @@ final class QueueTest extends TestCase {
 		$this->assertSame( 'b', json_decode( $rows[0]->body, true )['changes'][0]['reason'] );
 	}
 
+	public function test_a_signature_refusal_holds_for_every_merged_batch_without_a_split() {
+		update_option( 'purgebridge_relay_down_until', time() + 30 );
+		foreach ( array( 'a', 'b', 'c' ) as $reason ) {
+			Purgebridge_Dispatcher::deliver( self::body( $reason ) );
+		}
+		$this->answers = array( 401 );
+		$stats         = Purgebridge_Dispatcher::drain( true );
+		$this->assertSame( 3, $stats['dead'] );
+		$this->assertCount( 1, $this->sent, 'one request: the secret is wrong for all of them' );
+		$this->assertSame( array( 'dead', 'dead', 'dead' ), array_column( self::rows(), 'state' ) );
+		$this->assertSame( 3, Purgebridge_Queue::revive(), 'Retry now sends them again once the secret is fixed' );
+	}
+
 	public function test_requests_stay_within_the_relays_limits() {
 		update_option( 'purgebridge_relay_down_until', time() + 30 );
 		$changes = array_fill( 0, 200, Purgebridge_Event_Builder::purge_all( 'big' ) );
@@ -271,7 +284,7 @@ final class QueueTest extends TestCase {
 		$state = Purgebridge_Recovery::state();
 		$this->assertSame( 0, $state['pending'] );
 		$this->assertSame( 0, $state['next_try'] );
-		$this->assertStringContainsString( 'No changes wait', Purgebridge_Recovery::describe( $state ) );
+		$this->assertStringContainsString( 'No changes wait to be sent.', Purgebridge_Recovery::describe( $state ) );
 		$this->answers = array( 'refused' );
 		Purgebridge_Dispatcher::deliver( self::body( 'a' ) );
 		Purgebridge_Dispatcher::deliver( Purgebridge_Event_Builder::encode( home_url( '/' ), array( Purgebridge_Event_Builder::purge_all( 'b' ), Purgebridge_Event_Builder::purge_all( 'c' ) ), time() ) );

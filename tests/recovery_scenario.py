@@ -50,6 +50,7 @@ class OutageResult:
     pending: int             # batches still queued at the end
     dead: int                # batches refused for good
     recovery: dict           # the plugin's purgebridge_last_recovery summary
+    relay_events: int        # event requests the relay accepted after its return (its own /metrics)
     page_views: int          # page views made while waiting
 
 
@@ -211,4 +212,13 @@ class Outage:
         return OutageResult(outage=outage, real_down=returned - stopped,
                             fresh_after=float("inf") if done is None else done - returned,
                             pending=end[0]["pending"], dead=end[0]["dead"], recovery=end[1] or {},
-                            page_views=counter[0])
+                            relay_events=self.accepted_events(), page_views=counter[0])
+
+    def accepted_events(self):
+        """WordPress event requests the (restarted) relay answered 202, from its /metrics."""
+        text = requests.get(self.relay.url("/metrics"), timeout=10).text
+        for line in text.splitlines():
+            if line.startswith("purgebridge_events_total{") and 'route="wordpress_event"' in line \
+                    and 'result="202"' in line:
+                return int(float(line.rsplit(" ", 1)[1]))
+        return 0

@@ -62,6 +62,7 @@ def test_every_page_fresh_within_a_minute_of_the_relays_return(outage, relay, se
     assert recovery.get("batches") == 20, f"every queued batch went out in the recovery: {recovery}"
     assert recovery.get("sends", 99) <= 2, f"no batch sent more than twice: {recovery}"
     assert recovery.get("requests") == 1, f"merged into one request: {recovery}"
+    assert result.relay_events == 1, f"the relay itself saw one event request since its return: {result}"
     assert recovery.get("waited", 0) >= seconds, f"the simulated outage was in the queue: {recovery}"
 
 

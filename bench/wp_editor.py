@@ -27,8 +27,8 @@ blackholed scenario the first timed save therefore pays the timeout again.
 Before that, the revisions earlier scenarios left on the ten bench posts are
 deleted, so every scenario saves posts with the same history.
 
-While the relay is down, the first failed send marks it down for 30 s (doubling
-while it stays down) and the saves after it go straight to the retry queue;
+While the relay is down, the first failed send marks it down for 30 s (one probe
+interval) and the saves after it go straight to the retry queue;
 so each round of ``--saves`` saves pays exactly one timeout, shown in ``max``.
 
     python bench/wp_editor.py [--saves 40] [--rounds 20] [--warmup 2] [--json out.json]
@@ -288,8 +288,8 @@ def main():
             f"scenario ({args.warmup} untimed warm-up saves per scenario and round, then the retry queue and the "
             f"relay's down mark are reset), one run. Machine: {machine()}.", "", table(results), "", *verdict, "",
             "Blackholed: in every round the first timed save waits out the 0.5 s editor send timeout (after the "
-            "response under PHP-FPM); the plugin then treats the relay as down for 30 s (doubling while it stays "
-            "down) and queues without touching the network, which is why the max is high and the median is not. "
+            "response under PHP-FPM); the plugin then treats the relay as down for 30 s (one probe "
+            "interval) and queues without touching the network, which is why the max is high and the median is not. "
             "Relay up: the send includes the relay's own work before its 202, which is much of "
             "the difference between the two relay-up rows.",
         ]))

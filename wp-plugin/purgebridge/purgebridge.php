@@ -29,6 +29,7 @@ require_once __DIR__ . '/includes/class-purgebridge-http.php';
 require_once __DIR__ . '/includes/class-purgebridge-client.php';
 require_once __DIR__ . '/includes/class-purgebridge-queue.php';
 require_once __DIR__ . '/includes/class-purgebridge-dispatcher.php';
+require_once __DIR__ . '/includes/class-purgebridge-recovery.php';
 require_once __DIR__ . '/includes/class-purgebridge-collector.php';
 require_once __DIR__ . '/includes/class-purgebridge-probe.php';
 require_once __DIR__ . '/includes/class-purgebridge-frontend.php';

@@ -130,5 +130,6 @@ require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-policy.php
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-http.php';
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-snapshot.php';
 require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-event-builder.php';
+require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-recovery.php';
 
 purgebridge_fake_reset();

@@ -201,6 +201,7 @@ final class Purgebridge_Admin {
 		$pending  = Purgebridge_Queue::count( Purgebridge_Queue::PENDING );
 		$dead     = Purgebridge_Queue::count( Purgebridge_Queue::DEAD );
 		echo '<h2>' . esc_html__( 'Status', 'purgebridge' ) . '</h2><table class="widefat striped" id="purgebridge-status"><tbody>';
+		Purgebridge_Recovery::render_row();
 		if ( ! Purgebridge_Settings::configured() ) {
 			self::row( __( 'Configuration', 'purgebridge' ), __( 'Relay URL or secret missing: nothing is sent.', 'purgebridge' ) );
 		}

@@ -27,6 +27,7 @@ final class Purgebridge_Plugin {
 		Purgebridge_Collector::register();
 		Purgebridge_Frontend::register();
 		Purgebridge_Admin::register();
+		Purgebridge_Recovery::register();
 	}
 
 	/**
@@ -71,6 +72,7 @@ final class Purgebridge_Plugin {
 		add_option( 'purgebridge_queue_max', 1000 );
 		add_option( 'purgebridge_relay_down_until', 0 );
 		add_option( 'purgebridge_relay_failures', 0 );
+		add_option( 'purgebridge_queue_waiting', 0 );
 		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
 		if ( ! wp_next_scheduled( self::CRON_HOOK ) ) {
 			wp_schedule_event( time() + 60, self::CRON_INTERVAL, self::CRON_HOOK );

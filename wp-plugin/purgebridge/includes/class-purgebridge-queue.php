@@ -2,12 +2,19 @@
 /**
  * Durable retry queue in a custom table.
  *
- * A batch the relay did not accept with 202 is stored here and re-sent by
- * WP-Cron with backoff. Batches refused for good (401, 400, 403) are kept as
- * "dead" so an administrator sees them and can send them again after fixing
- * the secret, instead of being retried forever. The table is bounded: when
- * full, new batches are not stored, and one "purge all" batch is kept instead
- * so nothing stale survives the overflow.
+ * A batch the relay did not accept with 202 is stored here and re-sent by the
+ * next retry run (Purgebridge_Recovery lists what starts one). There is no
+ * per-batch backoff: while the relay is unreachable one probe per run decides
+ * for the whole queue, and once it answers every pending row goes out, oldest
+ * first, merged (Purgebridge_Dispatcher::drain()). Batches refused for good
+ * (401, 400, 403) are kept as "dead" so an administrator sees them and can
+ * send them again after fixing the secret, instead of being retried forever.
+ * The table is bounded: when full, new batches are not stored, and one "purge
+ * all" batch is kept instead so nothing stale survives the overflow.
+ *
+ * The autoloaded option purgebridge_queue_waiting says whether pending rows
+ * may exist, so a save on a healthy site learns "nothing waits" without a
+ * query.
  *
  * @package Purgebridge
  */
@@ -74,9 +81,10 @@ final class Purgebridge_Queue {
 	 * @param string $body    Encoded batch.
 	 * @param array  $result  Last result (status, message).
 	 * @param bool   $dead    True for a permanent refusal.
+	 * @param bool   $tried   False when the batch was queued without a send (relay marked down).
 	 * @return bool False when the queue was full and the batch was replaced by a purge-all.
 	 */
-	public static function add( $body, array $result, $dead = false ) {
+	public static function add( $body, array $result, $dead = false, $tried = true ) {
 		global $wpdb;
 		$now = time();
 		if ( self::count( self::PENDING ) + self::count( self::DEAD ) >= Purgebridge_Settings::queue_max() ) {
@@ -88,8 +96,8 @@ final class Purgebridge_Queue {
 			self::table(),
 			array(
 				'created_at'   => $now,
-				'next_attempt' => $now + Purgebridge_Policy::backoff( 1, self::jitter() ),
-				'attempts'     => 1,
+				'next_attempt' => $now,
+				'attempts'     => $tried ? 1 : 0,
 				'state'        => $dead ? self::DEAD : self::PENDING,
 				'kind'         => 'batch',
 				'changes'      => isset( $decoded['changes'] ) ? count( $decoded['changes'] ) : 0,
@@ -99,7 +107,9 @@ final class Purgebridge_Queue {
 			),
 			array( '%d', '%d', '%d', '%s', '%s', '%d', '%d', '%s', '%s' )
 		);
-		self::schedule_soon();
+		if ( ! $dead ) {
+			self::mark_waiting( true );
+		}
 		return true;
 	}
 
@@ -137,6 +147,7 @@ final class Purgebridge_Queue {
 			),
 			array( '%d', '%d', '%d', '%s', '%s', '%d', '%d', '%s', '%s' )
 		);
+		self::mark_waiting( true );
 	}
 
 	/**
@@ -152,52 +163,129 @@ final class Purgebridge_Queue {
 	}
 
 	/**
-	 * Pending rows due for a retry, oldest first.
+	 * Pending rows, oldest first.
 	 *
-	 * @param int  $limit Most rows.
-	 * @param bool $force Ignore next_attempt ("Retry now").
-	 * @return array<int,object>
+	 * @param int $limit Most rows.
+	 * @return array<int,object> Rows with id, attempts, kind, changes, created_at, body.
 	 */
-	public static function due( $limit, $force = false ) {
+	public static function pending( $limit ) {
 		global $wpdb;
 		$table = self::table();
-		$until = $force ? PHP_INT_MAX : time();
-		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, attempts, kind, body FROM {$table} WHERE state = %s AND next_attempt <= %d ORDER BY id LIMIT %d", self::PENDING, $until, (int) $limit ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, attempts, kind, changes, created_at, body FROM {$table} WHERE state = %s ORDER BY id LIMIT %d", self::PENDING, (int) $limit ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
 	}
 
 	/**
-	 * Removes a delivered row.
+	 * Removes delivered rows.
 	 *
-	 * @param int $id Row id.
+	 * @param int[] $ids Row ids.
 	 */
-	public static function delete( $id ) {
+	public static function delete( array $ids ) {
 		global $wpdb;
-		$wpdb->delete( self::table(), array( 'id' => (int) $id ), array( '%d' ) );
+		if ( ! $ids ) {
+			return;
+		}
+		$table = self::table();
+		$wpdb->query( "DELETE FROM {$table} WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')' ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.PreparedSQL.NotPrepared -- integers only.
 	}
 
 	/**
-	 * Records another failed attempt and when to try again.
+	 * Records another failed attempt of rows sent together.
 	 *
-	 * @param object $row    Row from due().
-	 * @param array  $result Result of the attempt.
-	 * @param bool   $dead   True for a permanent refusal.
+	 * @param int[] $ids    Row ids.
+	 * @param array $result Result of the attempt.
+	 * @param bool  $dead   True for a permanent refusal.
 	 */
-	public static function failed( $row, array $result, $dead ) {
+	public static function failed( array $ids, array $result, $dead ) {
 		global $wpdb;
-		$attempts = (int) $row->attempts + 1;
-		$wpdb->update(
-			self::table(),
-			array(
-				'attempts'     => $attempts,
-				'next_attempt' => time() + Purgebridge_Policy::backoff( $attempts, self::jitter() ),
-				'state'        => $dead ? self::DEAD : self::PENDING,
-				'last_status'  => (int) $result['status'],
-				'last_error'   => substr( (string) $result['message'], 0, 255 ),
-			),
-			array( 'id' => (int) $row->id ),
-			array( '%d', '%d', '%s', '%d', '%s' ),
-			array( '%d' )
+		if ( ! $ids ) {
+			return;
+		}
+		$table = self::table();
+		$wpdb->query( // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.PreparedSQL.NotPrepared -- ids are integers.
+			$wpdb->prepare(
+				"UPDATE {$table} SET attempts = attempts + 1, next_attempt = %d, state = %s, last_status = %d, last_error = %s WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')', // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+				time(),
+				$dead ? self::DEAD : self::PENDING,
+				(int) $result['status'],
+				substr( (string) $result['message'], 0, 255 )
+			)
 		);
+	}
+
+	/**
+	 * Counts for Purgebridge_Recovery::state(): pending rows, their changes,
+	 * dead rows, and when the oldest pending row was queued. One query.
+	 *
+	 * @return array{pending:int,changes:int,dead:int,oldest:int}
+	 */
+	public static function summary() {
+		global $wpdb;
+		$table = self::table();
+		$row   = $wpdb->get_row( $wpdb->prepare( "SELECT SUM(state = %s) AS pending, SUM(IF(state = %s, changes, 0)) AS changes, SUM(state = %s) AS dead, MIN(IF(state = %s, created_at, NULL)) AS oldest FROM {$table}", self::PENDING, self::PENDING, self::DEAD, self::PENDING ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		return array(
+			'pending' => $row ? (int) $row->pending : 0,
+			'changes' => $row ? (int) $row->changes : 0,
+			'dead'    => $row ? (int) $row->dead : 0,
+			'oldest'  => $row ? (int) $row->oldest : 0,
+		);
+	}
+
+	/**
+	 * Whether pending rows may wait (no query: an autoloaded option).
+	 *
+	 * @return bool
+	 */
+	public static function waiting() {
+		return (bool) get_option( 'purgebridge_queue_waiting', false );
+	}
+
+	/**
+	 * Sets the "pending rows may wait" flag; writes only when it changes.
+	 *
+	 * @param bool $waiting Whether pending rows exist.
+	 */
+	public static function mark_waiting( $waiting ) {
+		if ( self::waiting() !== (bool) $waiting ) {
+			update_option( 'purgebridge_queue_waiting', $waiting ? 1 : 0, true );
+		}
+	}
+
+	/**
+	 * Takes the retry-run lock: one run sends at a time, so two runs never
+	 * send the same rows. The lock is an option row inserted with INSERT
+	 * IGNORE (atomic in the database, unlike add_option()) holding its expiry;
+	 * a run that died leaves a lock that others take over once it expired.
+	 *
+	 * @param int $ttl Seconds the lock is valid.
+	 * @return string|null Token for unlock(), null when another run holds it.
+	 */
+	public static function lock( $ttl ) {
+		global $wpdb;
+		$now     = time();
+		$token   = ( $now + (int) $ttl ) . ':' . wp_generate_password( 12, false );
+		$options = $wpdb->options;
+		$taken   = $wpdb->query( $wpdb->prepare( "INSERT IGNORE INTO {$options} (option_name, option_value, autoload) VALUES (%s, %s, 'no')", 'purgebridge_drain_lock', $token ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		if ( ! $taken ) {
+			$held = (string) $wpdb->get_var( $wpdb->prepare( "SELECT option_value FROM {$options} WHERE option_name = %s", 'purgebridge_drain_lock' ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			if ( (int) $held >= $now ) {
+				return null;
+			}
+			$taken = $wpdb->query( $wpdb->prepare( "UPDATE {$options} SET option_value = %s WHERE option_name = %s AND option_value = %s", $token, 'purgebridge_drain_lock', $held ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			if ( ! $taken ) {
+				return null;
+			}
+		}
+		return $token;
+	}
+
+	/**
+	 * Releases the lock taken with lock(), if it is still ours.
+	 *
+	 * @param string $token From lock().
+	 */
+	public static function unlock( $token ) {
+		global $wpdb;
+		$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name = %s AND option_value = %s", 'purgebridge_drain_lock', $token ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
 	}
 
 	/**
@@ -208,7 +296,11 @@ final class Purgebridge_Queue {
 	public static function revive() {
 		global $wpdb;
 		$table = self::table();
-		return (int) $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET state = %s, next_attempt = %d WHERE state = %s", self::PENDING, time(), self::DEAD ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$revived = (int) $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET state = %s, next_attempt = %d WHERE state = %s", self::PENDING, time(), self::DEAD ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		if ( $revived ) {
+			self::mark_waiting( true );
+		}
+		return $revived;
 	}
 
 	/**
@@ -235,21 +327,20 @@ final class Purgebridge_Queue {
 	}
 
 	/**
-	 * Asks WP-Cron for a drain soon after something was queued, so a relay
-	 * that is back does not wait for the next minute tick.
-	 */
-	public static function schedule_soon() {
-		if ( ! wp_next_scheduled( 'purgebridge_drain_soon' ) ) {
-			wp_schedule_single_event( time() + Purgebridge_Policy::BACKOFF_BASE, 'purgebridge_drain_soon' );
-		}
-	}
-
-	/**
-	 * Random 0..1 for backoff jitter.
+	 * Asks WP-Cron for a retry run at $when, moving an already scheduled one
+	 * earlier if needed (WordPress refuses a second identical single event
+	 * within ten minutes, so the later one is unscheduled first).
 	 *
-	 * @return float
+	 * @param int $when Unix seconds.
 	 */
-	private static function jitter() {
-		return mt_rand( 0, 1000 ) / 1000;
+	public static function schedule_at( $when ) {
+		$next = wp_next_scheduled( 'purgebridge_drain_soon' );
+		if ( $next && $next <= $when ) {
+			return;
+		}
+		if ( $next ) {
+			wp_unschedule_event( $next, 'purgebridge_drain_soon' );
+		}
+		wp_schedule_single_event( (int) $when, 'purgebridge_drain_soon' );
 	}
 }

@@ -26,6 +26,10 @@ final class Purgebridge_Settings {
 		'purgebridge_relay_down_until',
 		'purgebridge_relay_failures',
 		'purgebridge_queue_overflow',
+		'purgebridge_queue_waiting',
+		'purgebridge_last_probe',
+		'purgebridge_last_recovery',
+		'purgebridge_drain_lock',
 		'purgebridge_db_version',
 	);
 

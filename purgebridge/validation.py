@@ -30,6 +30,7 @@ ACTIONS = {
     "comment": {"approve", "unapprove", "spam", "trash", "edit", "new"},
     "term": {"create", "edit", "delete"},
     "site": {"purge_all", "ping"},  # ping: the plugin's "Send test event", purges nothing
+    "urls": {"purge"},  # the plugin's public API: given urls, archives, keys
 }
 
 
@@ -191,6 +192,12 @@ def validate_wordpress_event(data):
             _term(_object(change, "term", where, required=True), f"{where}term.")
         if kind == "site":
             _str(change, "reason", where)
+        if kind == "urls":
+            for name in ("urls", "archives"):
+                for i, url in enumerate(_list(change, name, where, max_items=MAX_CHANGES)):
+                    check_url(url, f"{where}{name}[{i}]")
+            for i, key in enumerate(_list(change, "keys", where, max_items=MAX_CHANGES)):
+                check_key(key, f"{where}keys[{i}]")
     return data
 
 

@@ -40,6 +40,7 @@ from purgebridge.urls import split_url
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish"
+INHERIT = "inherit"
 CHANGE_KINDS = ("post", "comment", "term", "urls")
 DEFAULT_KINDS = ("post", "comment", "term")  # a rule without applies_to(...)
 MAX_PAGINATION = 50
@@ -214,13 +215,17 @@ class Context:
 
     # -- facts about the change ------------------------------------------------
 
+    # An attachment is public in status "inherit" (its parent is published);
+    # the plugin sends its URL exactly then.
     @property
     def was_public(self):
-        return self.post.get("status_old") == PUBLISH
+        status = self.post.get("status_old")
+        return status == PUBLISH or (status == INHERIT and bool(self.post.get("url_old")))
 
     @property
     def is_public(self):
-        return self.post.get("status_new") == PUBLISH
+        status = self.post.get("status_new")
+        return status == PUBLISH or (status == INHERIT and bool(self.post.get("url_new")))
 
     @property
     def post_type(self):

@@ -555,3 +555,9 @@ def test_site_ping_purges_nothing():
     from purgebridge.mapping import Invalidations, map_change
     assert map_change("https://blog.example.test/", {"kind": "site", "action": "ping", "reason": "settings test"}) \
         == Invalidations()
+
+
+def test_attachment_page_in_status_inherit_is_public():
+    change = post_change(type_="attachment", rest_base="media", status_old="inherit", status_new="inherit",
+                         url_old=f"{H}/a/pixel/", url_new=f"{H}/a/pixel/")
+    assert f"{H}/a/pixel/" in map_change(HOME, change).urls

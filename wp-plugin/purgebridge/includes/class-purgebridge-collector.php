@@ -187,8 +187,8 @@ final class Purgebridge_Collector {
 		foreach ( array( 'wp_update_nav_menu', 'wp_create_nav_menu', 'wp_delete_nav_menu', 'wp_update_nav_menu_item' ) as $menu_hook ) {
 			add_action( $menu_hook, array( __CLASS__, 'site_menu' ) );
 		}
-		add_action( 'updated_option', array( __CLASS__, 'site_option' ), 10, 1 );
-		add_action( 'added_option', array( __CLASS__, 'site_option' ), 10, 1 );
+		add_action( 'updated_option', array( __CLASS__, 'site_option' ), 10, 3 );
+		add_action( 'added_option', array( __CLASS__, 'site_option_added' ), 10, 2 );
 
 		add_action( 'import_start', array( __CLASS__, 'import_start' ) );
 		add_action( 'import_end', array( __CLASS__, 'import_end' ) );
@@ -608,10 +608,15 @@ final class Purgebridge_Collector {
 	 * widgets (widget_*, sidebars_widgets) and theme mods (nav_menu_locations,
 	 * custom logo, header) purge the whole site.
 	 *
-	 * @param string $option Option name.
+	 * @param string $option    Option name.
+	 * @param mixed  $old_value Value before (updated_option).
+	 * @param mixed  $value     Value after (updated_option).
 	 */
-	public static function site_option( $option ) {
+	public static function site_option( $option, $old_value = null, $value = null ) {
 		$option = (string) $option;
+		if ( 0 === strpos( $option, 'theme_mods_' ) && self::shown_value( $old_value ) === self::shown_value( $value ) ) {
+			return;
+		}
 		if ( in_array( $option, self::SITE_OPTIONS, true ) ) {
 			$reasons = array(
 				'category_base' => 'permalink_structure',
@@ -623,6 +628,35 @@ final class Purgebridge_Collector {
 		} elseif ( 0 === strpos( $option, 'theme_mods_' ) ) {
 			self::site( 'theme_mods' );
 		}
+	}
+
+	/**
+	 * An option was created. WordPress creates an empty widget_* option the
+	 * first time a widget type is loaded on any page view: that shows nothing.
+	 *
+	 * @param string $option Option name.
+	 * @param mixed  $value  Value.
+	 */
+	public static function site_option_added( $option, $value ) {
+		$shown = self::shown_value( $value );
+		if ( ! empty( $shown ) ) {
+			self::site_option( $option, null, $shown );
+		}
+	}
+
+	/**
+	 * An option value without the bookkeeping WordPress writes on page views:
+	 * '_multiwidget' of widget options and 'custom_css_post_id' of theme mods
+	 * (set to -1 the first time a front page looks for Additional CSS).
+	 *
+	 * @param mixed $value Option value.
+	 * @return mixed
+	 */
+	private static function shown_value( $value ) {
+		if ( is_array( $value ) ) {
+			unset( $value['_multiwidget'], $value['custom_css_post_id'] );
+		}
+		return $value;
 	}
 
 	/** An importer starts: nothing is recorded one by one until import_end. */

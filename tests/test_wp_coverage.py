@@ -372,7 +372,7 @@ def test_sticky_on_and_off_purge_the_front_page(wordpress_site, wp_cluster, rela
 def test_site_editor_template_part_save_purges_every_page(wordpress_site, wp_cluster, relay, editor, blog):
     site = wordpress_site
     footer = editor.rest("GET", "wp/v2/template-parts/twentytwentythree//footer", context="edit")
-    content = footer["content"]["raw"].replace("</p>", " Site Editor footer</p>", 1)
+    content = footer["content"]["raw"] + "<!-- wp:paragraph --><p>Site Editor footer</p><!-- /wp:paragraph -->"
     site_wide_purge(wp_cluster, site, relay, blog, lambda: editor.rest(
         "POST", "wp/v2/template-parts/twentytwentythree//footer", content=content))
     for node in wp_cluster.nodes:

@@ -761,13 +761,18 @@ final class Purgebridge_Collector {
 				list( $blog, $id ) = explode( ':', $key, 2 );
 				self::in_blog(
 					(int) $blog,
-					function () use ( $key, $id ) {
+					function () use ( $key, $id, $by_taxonomy ) {
 						$post = get_post( (int) $id );
 						if ( $post && self::trackable( $post ) && ! self::site_type( $post ) ) {
+							// Only terms changed: the post as it is, with the terms it had.
+							$old = Purgebridge_Snapshot::post( $post );
+							if ( $old['visible'] ) {
+								$old['terms'] = Purgebridge_Snapshot::post_terms( $post, $by_taxonomy );
+							}
 							self::$posts[ $key ] = array(
 								'blog' => self::blog(),
 								'id'   => (int) $id,
-								'old'  => Purgebridge_Snapshot::post( $post ),
+								'old'  => $old,
 							);
 						}
 					}

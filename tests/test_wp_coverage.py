@@ -521,3 +521,12 @@ def test_api_keys_and_term_keys_on_pages(wordpress_site, wp_cluster, relay, edit
     php(site, "do_action('purgebridge_purge_keys', array('term-%d')); return true;" % blog["news"])
     relay.drained()
     check(wp_cluster, site, [alpha], [quiet])
+
+
+def test_every_batch_was_accepted_and_no_php_warnings(wordpress_site, relay):
+    """Runs last: nothing of this module's editing waits in the plugin's retry queue or was refused."""
+    site = wordpress_site
+    assert php(site, "return array(Purgebridge_Queue::count('pending'), Purgebridge_Queue::count('dead'));") \
+        == [0, 0]
+    lines = [line for line in site.debug_log().splitlines() if "purgebridge" in line.lower()]
+    assert lines == []

@@ -130,7 +130,7 @@ final class Purgebridge_Frontend {
 				}
 			}
 		}
-		if ( self::$shows_tag_cloud || self::tag_cloud_widget_active() ) {
+		if ( self::$shows_tag_cloud || ( ! is_feed() && ! is_robots() && self::tag_cloud_widget_active() ) ) {
 			$keys[] = 'tag-cloud';
 		}
 		return $keys;

@@ -444,7 +444,8 @@ def test_import_start_to_end_is_one_site_purge(wordpress_site, wp_cluster, relay
     def run_import():
         php(site, """
             do_action('import_start');
-            wp_insert_post(array('post_title' => 'From the importer', 'post_status' => 'publish', 'post_content' => 'i'));
+            wp_insert_post(array('post_title' => 'From the importer', 'post_status' => 'publish',
+                'post_content' => 'i'));
             do_action('import_end');
             return true;
         """)

@@ -273,6 +273,23 @@ def test_xmlrpc_edit_post(wordpress_site, wp_cluster, relay, editor, blog):
 
 # -- comments -------------------------------------------------------------------
 
+def test_visitor_comment_through_the_form_purges_the_post_and_feeds(wordpress_site, wp_cluster, relay, editor, blog):
+    """A returning visitor's comment is approved at once (wp-comments-post.php, as the comment form posts it)."""
+    site = wordpress_site
+    php(site, "update_option('comment_previously_approved', 0); return true;")
+    bravo, quiet = url(site, blog["bravo"]), unrelated(site, blog)
+    feeds = ["/feed/", "/category/arts/feed/"]
+    warm(wp_cluster, site, [bravo] + feeds + [quiet])
+    response = requests.post(site.url + "/wp-comments-post.php", timeout=60, allow_redirects=False, data={
+        "comment_post_ID": blog["bravo"], "author": "Visitor", "email": "visitor@example.test",
+        "comment": "Posted through the form", "submit": "Post Comment"})
+    assert response.status_code == 302, response.text[:500]
+    relay.drained()
+    check(wp_cluster, site, [bravo] + feeds, [quiet])
+    for node in wp_cluster.nodes:
+        assert b"Posted through the form" in node.get(bravo, site.host)[2]
+
+
 def test_comments_through_rest_purge_the_feeds_that_count_them(wordpress_site, wp_cluster, relay, editor, blog):
     site = wordpress_site
     bravo, quiet = url(site, blog["bravo"]), unrelated(site, blog)

@@ -18,8 +18,11 @@ A rule function takes a :class:`Context` and yields targets:
 - :class:`Key` -- a surrogate key (``post-42``) for nodes that use xkey.
 
 A rule only runs for the change kinds it declares with :func:`applies_to`
-(``post``, ``comment``, ``term``); ``site`` changes never reach the rules,
-they mean "ban the whole host" (``Invalidations.purge_all``).
+(``post``, ``comment``, ``term``, ``urls``; without it: the first three);
+``site`` changes never reach the rules, they mean "ban the whole host"
+(``Invalidations.purge_all``). ``urls`` is the plugin's public API
+(``purgebridge_purge_urls`` / ``_keys``) and an author's old archive: given
+URLs, archives and keys.
 
 The change dict is one validated "Change" of docs/events.md; this module
 trusts its shape and only re-checks what protects the nodes: host and
@@ -37,7 +40,9 @@ from purgebridge.urls import split_url
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish"
-CHANGE_KINDS = ("post", "comment", "term")
+INHERIT = "inherit"
+CHANGE_KINDS = ("post", "comment", "term", "urls")
+DEFAULT_KINDS = ("post", "comment", "term")  # a rule without applies_to(...)
 MAX_PAGINATION = 50
 
 
@@ -57,7 +62,7 @@ class Rule(tuple):
 
 
 def applies_to(*kinds):
-    """Mark a rule function with the change kinds it handles (default: all three)."""
+    """Mark a rule function with the change kinds it handles (default: post, comment, term)."""
     unknown = set(kinds) - set(CHANGE_KINDS)
     if unknown:
         raise ValueError(f"unknown change kind(s): {sorted(unknown)}")
@@ -204,17 +209,23 @@ class Context:
         self.kind = change.get("kind")
         self.post = change.get("post") or {}
         self.term = change.get("term") or {}
+        self.given_urls = list(change.get("urls") or []) if self.kind == "urls" else []
+        self.given_archives = list(change.get("archives") or []) if self.kind == "urls" else []
         self.plain, self.slash = self._spelling()
 
     # -- facts about the change ------------------------------------------------
 
+    # An attachment is public in status "inherit" (its parent is published);
+    # the plugin sends its URL exactly then.
     @property
     def was_public(self):
-        return self.post.get("status_old") == PUBLISH
+        status = self.post.get("status_old")
+        return status == PUBLISH or (status == INHERIT and bool(self.post.get("url_old")))
 
     @property
     def is_public(self):
-        return self.post.get("status_new") == PUBLISH
+        status = self.post.get("status_new")
+        return status == PUBLISH or (status == INHERIT and bool(self.post.get("url_new")))
 
     @property
     def post_type(self):
@@ -240,6 +251,7 @@ class Context:
                       (self.post.get("author") or {}).get("url"),
                       self.term.get("url"), self.term.get("url_old")]
         candidates += [t.get("url") for t in self.post_terms()]
+        candidates += self.given_archives + self.given_urls
         home_paths = (self.site.path, self.site.path + "index.php")
         for url in candidates:
             if not isinstance(url, str) or not url:
@@ -356,6 +368,14 @@ def comment_feeds(ctx):
     return [ctx.site_feed("comments")] + ([ctx.feed(url)] if ctx.is_public and url else [])
 
 
+@applies_to("comment")
+def listing_feeds(ctx):
+    """Feeds listing the post print its comment count (RSS2 ``slash:comments``)."""
+    author = (ctx.post.get("author") or {}).get("url")
+    urls = [t.get("url") for t in ctx.post_terms()] + ([author] if author and ctx.post_type != "page" else [])
+    return [ctx.feed(url) for url in urls if url]
+
+
 @applies_to("post", "term")
 def term_archives(ctx):
     found = []
@@ -368,15 +388,16 @@ def term_archives(ctx):
 
 @applies_to("post", "term")
 def tag_cloud(ctx):
+    cloud = [ctx.options.tag_cloud_path, Key("tag-cloud")]  # the ESI fragment, and pages tagged tag-cloud
     if ctx.kind == "term":
-        return [ctx.options.tag_cloud_path] if ctx.term.get("taxonomy") == "post_tag" else []
+        return cloud if ctx.term.get("taxonomy") == "post_tag" else []
 
     def tag_ids(field):
         return {t.get("id") for t in ctx.post.get(field) or [] if t.get("taxonomy") == "post_tag"}
     old, new = tag_ids("terms_old"), tag_ids("terms_new")
     visibility_changed = ctx.was_public != ctx.is_public
     if (old ^ new) or (visibility_changed and (old | new)):
-        return [ctx.options.tag_cloud_path]
+        return cloud
     return []
 
 
@@ -469,6 +490,12 @@ def surrogate_keys(ctx):
     return found
 
 
+@applies_to("urls")
+def given_targets(ctx):
+    keys = [Key(k) for k in ctx.change.get("keys") or [] if isinstance(k, str) and _valid_key(k)]
+    return ctx.given_urls + [url for archive in ctx.given_archives for url in ctx.archive(archive)] + keys
+
+
 @applies_to("post", "comment", "term")
 def extra_paths(ctx):
     return list(ctx.options.extra_paths)
@@ -478,10 +505,11 @@ RULES = (
     Rule("post_permalink", "the post's permalink (post, comment)", post_permalink),
     Rule("old_permalink", "the permalink it had before and its comments feed, when it changed or the post left publish", old_permalink),
     Rule("front_page", "home page and its pages /page/2/ .. /page/N+1/", front_page),
-    Rule("site_feeds", "main feeds /feed/, /feed/atom/, /feed/rdf/", site_feeds),
+    Rule("site_feeds", "main feeds /feed/, /feed/atom/, /feed/rdf/ (post, comment)", site_feeds),
     Rule("comment_feeds", "/comments/feed/ and the post's comments feed (permalink + feed/)", comment_feeds),
+    Rule("listing_feeds", "comment: the feeds of the post's terms and author (they print its comment count)", listing_feeds),
     Rule("term_archives", "every term archive before and after (url, url_old) with pages and feed", term_archives),
-    Rule("tag_cloud", "the tag-cloud ESI fragment when the post's tags or their counts changed, or a tag was edited", tag_cloud),
+    Rule("tag_cloud", "the tag-cloud ESI fragment and key tag-cloud when the post's tags or their counts changed, or a tag was edited", tag_cloud),
     Rule("author_archive", "author archive with pages and feed (not for pages)", author_archive),
     Rule("date_archives", "year, month, day archives of date_old and date_new with pages (not for pages)", date_archive_rule("/")),
     Rule("type_archive", "post type archive (type_archive_url) with pages and feed", type_archive),
@@ -490,7 +518,8 @@ RULES = (
     Rule("rest_terms", "/wp-json/wp/v2/<term rest_base>/<id> (and the collection for a term change)", rest_terms),
     Rule("sitemaps", "/wp-sitemap.xml, posts-<type>-1, taxonomies-<taxonomy>-1, users-1", sitemaps),
     Rule("surrogate_keys", "keys post-<id>, term-<id>, author-<id>, front", surrogate_keys),
-    Rule("extra_paths", "MappingOptions.extra_paths, on every change", extra_paths),
+    Rule("given_targets", "urls: the given URLs, each given archive with pages and feed, the given keys", given_targets),
+    Rule("extra_paths", "MappingOptions.extra_paths, on every post, comment and term change", extra_paths),
 )
 
 
@@ -536,13 +565,13 @@ def map_change(site_url, change, options=MappingOptions(), *, rules=None):
         # "ping" is the plugin's settings-page test: signed and accepted, stale nothing.
         return Invalidations() if change.get("action") == "ping" else Invalidations(purge_all=True)
     if kind not in CHANGE_KINDS:
-        raise InvalidEvent("kind", f"expected one of post, comment, term, site, got {kind!r}")
+        raise InvalidEvent("kind", f"expected one of post, comment, term, urls, site, got {kind!r}")
     ctx = Context(site, change, options)
     if kind == "post" and not (ctx.was_public or ctx.is_public):
         return Invalidations()  # never visible before or after: nothing public is stale
     targets = []
     for name, _description, function in (RULES if rules is None else rules):
-        if name in options.disabled or kind not in getattr(function, "kinds", CHANGE_KINDS):
+        if name in options.disabled or kind not in getattr(function, "kinds", DEFAULT_KINDS):
             continue
         targets.extend(function(ctx))
     return _finish(site, targets, options)

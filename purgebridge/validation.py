@@ -46,6 +46,7 @@ ACTIONS = {
     "comment": ("approve", "unapprove", "spam", "trash", "edit", "new"),
     "term": ("create", "edit", "delete"),
     "site": ("purge_all", "ping"),  # ping: the plugin's "Send test event", purges nothing
+    "urls": ("purge",),  # the plugin's public API and an author's old archive: given urls, archives, keys
 }
 
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -168,7 +169,17 @@ class SiteChange(_Change, tag="site"):
     reason: Optional[Text] = None
 
 
-Change = Union[PostChange, CommentChange, TermChange, SiteChange]
+class UrlsChange(_Change, tag="urls"):
+    """Given targets: ``urls`` purged as they are, ``archives`` with their pages and feed, ``keys``."""
+
+    action: _action_type("urls")
+    urls: Annotated[List[Url], Meta(max_length=MAX_CHANGES)] = []
+    archives: Annotated[List[Url], Meta(max_length=MAX_CHANGES)] = []
+    keys: Annotated[List[Key], Meta(max_length=MAX_CHANGES)] = []
+    _urls: ClassVar[Tuple[str, ...]] = ("urls", "archives")
+
+
+Change = Union[PostChange, CommentChange, TermChange, SiteChange, UrlsChange]
 
 
 class Event(_Body):

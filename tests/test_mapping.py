@@ -263,9 +263,26 @@ def test_comment(action):
     result = map_change(HOME, comment_change(action))
     assert set(result.urls) == {
         f"{H}/hello-world/", f"{H}/hello-world/feed/", f"{H}/comments/feed/",
-        f"{H}/feed/", f"{H}/feed/atom/", f"{H}/feed/rdf/",  # their items carry the post's comment count
-        f"{H}/wp-json/wp/v2/posts/42", f"{H}/wp-json/wp/v2/comments?post=42"}
+        f"{H}/wp-json/wp/v2/posts/42", f"{H}/wp-json/wp/v2/comments?post=42",
+        # feeds listing the post print its comment count (RSS2 slash:comments)
+        f"{H}/feed/", f"{H}/feed/atom/", f"{H}/feed/rdf/", f"{H}/category/news/feed/", f"{H}/author/ann/feed/"}
     assert result.keys == ("post-42",)
+
+
+def test_tag_cloud_key_goes_with_the_fragment():
+    added = post_change(url_old=f"{H}/a/", url_new=f"{H}/a/", terms_old=[], terms_new=[TAG_X])
+    assert "tag-cloud" in map_change(HOME, added).keys
+    same_tags = post_change(url_old=f"{H}/a/", url_new=f"{H}/a/", terms_old=[TAG_X], terms_new=[TAG_X])
+    assert "tag-cloud" not in map_change(HOME, same_tags).keys
+
+
+def test_urls_change_purges_given_urls_archives_and_keys():
+    change = {"kind": "urls", "action": "purge", "urls": [f"{H}/landing/", "https://evil.test/x/"],
+              "archives": [f"{H}/author/old-name/"], "keys": ["campaign-7", "bad key"]}
+    result = map_change(HOME, change)
+    assert set(result.urls) == {f"{H}/landing/"} | archive(f"{H}/author/old-name/")
+    assert result.keys == ("campaign-7",)
+    assert map_change(HOME, {"kind": "urls", "action": "purge"}) == Invalidations()
 
 
 def test_term_edit_with_slug_change():
@@ -303,6 +320,9 @@ RICH_POST = post_change(url_old=f"{H}/hello/", url_new=f"{H}/hello-world/", term
                         terms_new=[SPORT, TAG_X], type_archive_url=f"{H}/posts-page/")
 CHANGE_FOR_RULE = {name: RICH_POST for name in rule_names()}
 CHANGE_FOR_RULE["rest_comments"] = comment_change()
+CHANGE_FOR_RULE["listing_feeds"] = comment_change()
+CHANGE_FOR_RULE["given_targets"] = {"kind": "urls", "action": "purge", "urls": [f"{H}/landing/"],
+                                    "archives": [f"{H}/author/old/"], "keys": ["campaign-7"]}
 OPTIONS_FOR_RULE = {name: MappingOptions() for name in rule_names()}
 OPTIONS_FOR_RULE["extra_paths"] = MappingOptions(extra_paths=("/sitemap-news.xml",))
 
@@ -535,3 +555,9 @@ def test_site_ping_purges_nothing():
     from purgebridge.mapping import Invalidations, map_change
     assert map_change("https://blog.example.test/", {"kind": "site", "action": "ping", "reason": "settings test"}) \
         == Invalidations()
+
+
+def test_attachment_page_in_status_inherit_is_public():
+    change = post_change(type_="attachment", rest_base="media", status_old="inherit", status_new="inherit",
+                         url_old=f"{H}/a/pixel/", url_new=f"{H}/a/pixel/")
+    assert f"{H}/a/pixel/" in map_change(HOME, change).urls

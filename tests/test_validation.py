@@ -134,3 +134,14 @@ def test_site_ping_is_a_valid_change():
     event = {"schema": 1, "site": "https://blog.example.test/",
              "changes": [{"kind": "site", "action": "ping", "reason": "settings test"}]}
     validate_wordpress_event(event)
+
+
+def test_urls_change_of_the_plugins_public_api():
+    base = {"schema": 1, "site": "https://blog.example.test/"}
+    validate_wordpress_event(dict(base, changes=[{"kind": "urls", "action": "purge",
+                                                  "urls": ["https://blog.example.test/landing/"],
+                                                  "archives": [], "keys": ["campaign-7"]}]))
+    bad_url = {"kind": "urls", "action": "purge", "urls": ["https://blog.example.test/a b/"]}
+    assert field_of(validate_wordpress_event, dict(base, changes=[bad_url]))[0] == "changes[0].urls[0]"
+    bad_key = {"kind": "urls", "action": "purge", "keys": ["a key"]}
+    assert field_of(validate_wordpress_event, dict(base, changes=[bad_key]))[0] == "changes[0].keys[0]"

@@ -125,6 +125,26 @@ final class Purgebridge_Event_Builder {
 	}
 
 	/**
+	 * Given targets (the public API, an author's old archive): absolute URLs
+	 * purged as they are, archives purged with their pages and feed, and
+	 * surrogate keys.
+	 *
+	 * @param string[] $urls     Absolute URLs.
+	 * @param string[] $archives Absolute URLs of listings.
+	 * @param string[] $keys     Surrogate keys.
+	 * @return array
+	 */
+	public static function targets_change( array $urls, array $archives, array $keys ) {
+		return array(
+			'kind'     => 'urls',
+			'action'   => 'purge',
+			'urls'     => array_values( array_map( 'strval', $urls ) ),
+			'archives' => array_values( array_map( 'strval', $archives ) ),
+			'keys'     => array_values( array_map( 'strval', $keys ) ),
+		);
+	}
+
+	/**
 	 * The relay's harmless "are you there, is my signature right" change.
 	 *
 	 * @return array

@@ -183,6 +183,22 @@ final class Purgebridge_Snapshot {
 	}
 
 	/**
+	 * Two lists of Term arrays as one, each term once (terms the post had
+	 * before a wp_set_object_terms() and those of its old snapshot).
+	 *
+	 * @param array $first  Term arrays.
+	 * @param array $second Term arrays.
+	 * @return array
+	 */
+	public static function merge_terms( array $first, array $second ) {
+		$merged = array();
+		foreach ( array_merge( $first, $second ) as $term ) {
+			$merged[ $term['taxonomy'] . ':' . $term['id'] ] = $term;
+		}
+		return array_values( $merged );
+	}
+
+	/**
 	 * Whether a taxonomy has public archive pages.
 	 *
 	 * @param string $taxonomy Taxonomy name.

@@ -207,4 +207,19 @@ final class EventBuilderTest extends TestCase {
 		$this->assertStringContainsString( 'https://blog.example.test/', $body );
 		$this->assertStringContainsString( 'é', $body );
 	}
+
+	public function test_targets_change_of_the_public_api() {
+		$change = Purgebridge_Event_Builder::targets_change( array( 'https://blog.example.test/landing/' ), array( 'https://blog.example.test/author/old/' ), array( 'campaign-7' ) );
+		$this->assertSame( 'urls', $change['kind'] );
+		$this->assertSame( 'purge', $change['action'] );
+		$this->assertSame( array( 'https://blog.example.test/landing/' ), $change['urls'] );
+		$this->assertSame( array( 'https://blog.example.test/author/old/' ), $change['archives'] );
+		$this->assertSame( array( 'campaign-7' ), $change['keys'] );
+	}
+
+	public function test_merge_terms_keeps_each_term_once() {
+		$news  = array( 'id' => 1, 'taxonomy' => 'category', 'rest_base' => 'categories', 'url' => 'https://blog.example.test/category/news/' );
+		$alpha = array( 'id' => 3, 'taxonomy' => 'post_tag', 'rest_base' => 'tags', 'url' => 'https://blog.example.test/tag/alpha/' );
+		$this->assertSame( array( $news, $alpha ), Purgebridge_Snapshot::merge_terms( array( $news ), array( $news, $alpha ) ) );
+	}
 }

@@ -533,8 +533,12 @@ def map_change(site_url, change, options=MappingOptions(), *, rules=None):
     if kind == "site":
         # "ping" is the plugin's settings-page test: signed and accepted, stale nothing.
         return Invalidations() if change.get("action") == "ping" else Invalidations(purge_all=True)
+    if kind == "urls":
+        # Explicit URLs and keys (admin bar, WP-CLI): exactly those, no rules;
+        # _finish still drops any URL off the site's host.
+        return _finish(site, [*(change.get("urls") or []), *(Key(k) for k in change.get("keys") or [])], options)
     if kind not in CHANGE_KINDS:
-        raise InvalidEvent("kind", f"expected one of post, comment, term, site, got {kind!r}")
+        raise InvalidEvent("kind", f"expected one of post, comment, term, site, urls, got {kind!r}")
     ctx = Context(site, change, options)
     if kind == "post" and not (ctx.was_public or ctx.is_public):
         return Invalidations()  # never visible before or after: nothing public is stale

@@ -45,11 +45,14 @@ _POST = {"type": "object", "required": ["id"], "properties": {
     "type_archive_url": _NULLABLE_STRING}}
 
 _CHANGE = {"type": "object", "required": ["kind", "action"], "properties": {
-    "kind": {"type": "string", "enum": ["post", "comment", "term", "site"]},
+    "kind": {"type": "string", "enum": ["post", "comment", "term", "site", "urls"]},
     "action": {"type": "string", "description": "post: publish update unpublish trash delete; comment: approve "
-                                                "unapprove spam trash edit new; term: create edit delete; site: purge_all"},
+                                                "unapprove spam trash edit new; term: create edit delete; site: purge_all "
+                                                "ping; urls: purge"},
     "post": {"$ref": "#/components/schemas/Post"}, "comment_id": {"type": "integer"},
-    "term": {"$ref": "#/components/schemas/Term"}, "reason": {"type": "string"}}}
+    "term": {"$ref": "#/components/schemas/Term"}, "reason": {"type": "string"},
+    "urls": {"type": "array", "items": {"type": "string"}, "description": "kind urls: URLs on the event's site"},
+    "keys": _KEYS}}
 
 _EVENT = {"type": "object", "required": ["schema", "site", "changes"], "properties": {
     "schema": {"type": "integer", "enum": [1]}, "site": {"type": "string", "description": "home_url('/')"},

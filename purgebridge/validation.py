@@ -30,6 +30,7 @@ ACTIONS = {
     "comment": {"approve", "unapprove", "spam", "trash", "edit", "new"},
     "term": {"create", "edit", "delete"},
     "site": {"purge_all", "ping"},  # ping: the plugin's "Send test event", purges nothing
+    "urls": {"purge"},  # explicit URLs and keys on the event's own site (admin bar, WP-CLI)
 }
 
 
@@ -191,7 +192,31 @@ def validate_wordpress_event(data):
             _term(_object(change, "term", where, required=True), f"{where}term.")
         if kind == "site":
             _str(change, "reason", where)
+        if kind == "urls":
+            _explicit(change, where, data["site"])
     return data
+
+
+def _explicit(change, where, site):
+    """``{"kind": "urls", "urls": [...], "keys": [...]}``: at least one of them, and
+    every URL on the event's own site (its host, under its home path), so a
+    plugin can purge any page of its site and nothing of another."""
+    urls = _list(change, "urls", where)
+    keys = _list(change, "keys", where)
+    if not urls and not keys:
+        raise InvalidEvent(f"{where}urls", "expected at least one URL or key")
+    _scheme, site_host, site_target = split_url(site)
+    home = site_target.split("?", 1)[0]
+    home = home if home.endswith("/") else home + "/"
+    for index, url in enumerate(urls):
+        field = f"{where}urls[{index}]"
+        check_url(url, field)
+        _scheme, host, target = split_url(url)
+        path = target.split("?", 1)[0]
+        if host != site_host or not (path + "/").startswith(home):
+            raise InvalidEvent(field, f"not on the event's site {site_host}{home}")
+    for index, key in enumerate(keys):
+        check_key(key, f"{where}keys[{index}]")
 
 
 # --- webhook and admin purge (docs/webhook.md) ------------------------------

@@ -425,7 +425,7 @@ class RecordingRelay:
                 pass
 
             def do_GET(self):
-                self._reply(200 if self.path == "/healthz" else 404, b'{"ok": true}')
+                self._reply(200 if self.path == "/healthz" else 404, b'{"status": "ok"}')  # as the relay's /healthz
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

@@ -27,6 +27,9 @@ final class Purgebridge_Plugin {
 		Purgebridge_Collector::register();
 		Purgebridge_Frontend::register();
 		Purgebridge_Admin::register();
+		Purgebridge_Notices::register();
+		Purgebridge_Site_Health::register();
+		Purgebridge_CLI::register();
 	}
 
 	/**

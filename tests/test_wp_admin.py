@@ -13,9 +13,11 @@ test_wp_browser_admin.py.
 """
 
 import html
+import os
 from pathlib import Path
 import re
 import shutil
+import subprocess
 
 import pytest
 import requests
@@ -82,7 +84,7 @@ def notice(page):
 
 
 def form_nonce(page, action):
-    found = re.search(r'name="action" value="purgebridge_%s" />(?:<input type="hidden" name="redirect_to"[^>]*/>)?'
+    found = re.search(r'name="action" value="purgebridge_%s" />'
                       r'\s*<input type="hidden" id="_wpnonce" name="_wpnonce" value="([0-9a-f]+)"' % action, page)
     assert found, f"no {action} form"
     return found.group(1)
@@ -483,3 +485,36 @@ def test_no_php_notices_from_the_plugin(wordpress_site):
     lines = [line for line in wordpress_site.debug_log().splitlines()
              if "purgebridge" in line.lower() and "relay refused a batch" not in line]
     assert lines == []
+
+
+def pot_entries(path):
+    """(msgctxt, msgid, msgid_plural) of every entry of a .pot, the header left out."""
+    text = Path(path).read_text()
+    entries = set()
+    for block in text.split("\n\n"):
+        fields = dict(re.findall(r'^(msgctxt|msgid|msgid_plural) "((?:[^"\\]|\\.)*)"$', block, re.M))
+        if fields.get("msgid"):
+            entries.add((fields.get("msgctxt"), fields["msgid"], fields.get("msgid_plural")))
+    return entries
+
+
+def test_pot_is_generated_from_the_sources(tmp_path):
+    fresh = tmp_path / "fresh.pot"
+    made = subprocess.run(["bash", str(REPO / "wp-plugin" / "bin" / "make-pot.sh"), str(fresh)], capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    committed = REPO / "wp-plugin" / "purgebridge" / "languages" / "purgebridge.pot"
+    assert pot_entries(committed) == pot_entries(fresh), \
+        "languages/purgebridge.pot is out of date: run bash wp-plugin/bin/make-pot.sh"
+    strings = {entry[1] for entry in pot_entries(fresh)}
+    assert {"Purge this page", "Purgebridge is configured", "Send test event"} <= strings
+    assert any(entry[2] for entry in pot_entries(fresh)), "plural forms (_n) are extracted"
+    text = fresh.read_text()
+    assert "#. translators: 1: relay URL, 2: why the connection failed" in text
+    checked = subprocess.run(["msgfmt", "--check-format", "-o", os.devnull, str(fresh)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    again = tmp_path / "again.pot"
+    subprocess.run(["bash", str(REPO / "wp-plugin" / "bin" / "make-pot.sh"), str(again)], check=True,
+                   capture_output=True, timeout=60)
+    assert again.read_bytes() == fresh.read_bytes(), "no dates or line numbers: the same sources give the same file"

@@ -283,8 +283,8 @@ final class Purgebridge_Admin {
 		);
 		echo '</p><form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '"><p>';
 		echo '<input type="hidden" name="action" value="purgebridge_purge_all" />';
-		echo '<input type="hidden" name="redirect_to" value="' . esc_attr( $back ) . '" />';
 		wp_nonce_field( 'purgebridge_purge_all' );
+		echo '<input type="hidden" name="redirect_to" value="' . esc_attr( $back ) . '" />';
 		submit_button( __( 'Yes, purge all', 'purgebridge' ), 'primary', 'submit', false, array( 'id' => 'purgebridge-confirm-purge-all' ) );
 		echo ' <a class="button" href="' . esc_url( '' !== $back ? $back : self::page_url() ) . '">' . esc_html__( 'Cancel', 'purgebridge' ) . '</a></p></form></div>';
 	}

@@ -70,8 +70,15 @@ final class Purgebridge_Answer {
 		$error  = self::relay_error( $body );
 		$detail = '' !== $error ? ' ' . sprintf( /* translators: %s: the relay's error text */ __( 'The relay said: %s.', 'purgebridge' ), rtrim( $error, '.' ) ) : '';
 		if ( 0 === $status ) {
-			/* translators: %s: why the connection failed, e.g. "Connection refused" */
-			return sprintf( __( 'Could not reach the relay: %s', 'purgebridge' ), '' !== $body ? $body : __( 'no answer', 'purgebridge' ) );
+			if ( ! Purgebridge_Settings::configured() ) {
+				return '' !== $body ? $body : __( 'Relay URL or secret not configured.', 'purgebridge' );
+			}
+			return sprintf(
+				/* translators: 1: relay URL, 2: why the connection failed, e.g. "Connection refused" */
+				__( 'Could not reach the relay at %1$s: %2$s', 'purgebridge' ),
+				Purgebridge_Settings::relay_url(),
+				rtrim( '' !== $body ? $body : __( 'no answer', 'purgebridge' ), '.' ) . '.'
+			);
 		}
 		if ( 202 === $status ) {
 			$data = self::parse( $body );

@@ -427,11 +427,12 @@ def test_wp_cli_adapter(wordpress_site, relay, people):
     assert listing["exit"] == 0 and re.match(r"#\d+ refused, 1 change\(s\), queued .* ago, 1 attempt\(s\): The relay "
                                              r"refused the signature", listing["out"][0])
     assert listing["out"][-1] == "1 batch(es) in the retry queue."
+    assert "Relay now:     The relay is running." in status["out"]
     assert any(line.startswith("Queue:         0 waiting (oldest -), 1 refused") for line in status["out"])
     assert any(line.startswith("Last refusal:") and "refused the signature" in line for line in status["out"])
     import json
     data = json.loads(as_json["out"][0])
-    assert data["queue"]["refused"] == 1 and data["configured"] is True
+    assert data["queue"]["refused"] == 1 and data["configured"] is True and data["relay"]["reachable"] is True
     assert site.secret not in as_json["out"][0] and site.secret not in "\n".join(status["out"])
     assert test["exit"] == 0 and test["out"][0].startswith("Success: The relay is running.")
     assert flush_no["exit"] == 1

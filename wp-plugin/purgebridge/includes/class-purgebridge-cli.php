@@ -74,7 +74,8 @@ class Purgebridge_CLI {
 	}
 
 	/**
-	 * Shows the relay, the last send, the retry queue and refusals.
+	 * Shows whether the relay answers now, the last full check, the last send,
+	 * the retry queue and refusals.
 	 *
 	 * ## OPTIONS
 	 *
@@ -88,7 +89,8 @@ class Purgebridge_CLI {
 	 * @param array $assoc Options.
 	 */
 	public function status( $args, $assoc ) {
-		$status = Purgebridge_Operations::status();
+		$status          = Purgebridge_Operations::status();
+		$status['relay'] = Purgebridge_Operations::relay_reachable();
 		if ( isset( $assoc['format'] ) && 'json' === $assoc['format'] ) {
 			WP_CLI::line( (string) wp_json_encode( $status, JSON_UNESCAPED_SLASHES ) );
 			return;
@@ -96,6 +98,7 @@ class Purgebridge_CLI {
 		$queue = $status['queue'];
 		WP_CLI::line( 'Relay URL:     ' . ( '' !== $status['relay_url'] ? $status['relay_url'] : '(not set)' ) );
 		WP_CLI::line( 'Configuration: ' . ( '' === $status['problem'] ? 'complete' : $status['problem'] ) );
+		WP_CLI::line( 'Relay now:     ' . $status['relay']['message'] );
 		WP_CLI::line( 'Relay check:   ' . ( $status['last_check'] ? self::ago( $status['last_check']['time'] ) . ': ' . $status['last_check']['message'] : 'never (run: wp purgebridge test)' ) );
 		WP_CLI::line( 'Last send:     ' . ( $status['last_delivery'] ? self::ago( $status['last_delivery']['time'] ) . ': ' . Purgebridge_Answer::describe( $status['last_delivery'] ) : 'nothing sent yet' ) );
 		WP_CLI::line( sprintf( 'Queue:         %d waiting (oldest %s), %d refused, at most %d kept', $queue['pending'], $queue['pending'] ? $queue['oldest_age'] . ' s old' : '-', $queue['refused'], $status['queue_max'] ) );

@@ -141,6 +141,25 @@ final class Purgebridge_Operations {
 	}
 
 	/**
+	 * Whether the relay answers its /healthz now (no signed send, nothing stored).
+	 *
+	 * @return array{reachable:bool,message:string}
+	 */
+	public static function relay_reachable() {
+		if ( '' !== self::configuration_problem() ) {
+			return array(
+				'reachable' => false,
+				'message'   => self::configuration_problem(),
+			);
+		}
+		$health = Purgebridge_Client::health();
+		return array(
+			'reachable' => Purgebridge_Answer::healthy( $health ),
+			'message'   => Purgebridge_Answer::describe_health( $health ),
+		);
+	}
+
+	/**
 	 * The ping's answer, in words.
 	 *
 	 * @param array $signed Result of the signed send.

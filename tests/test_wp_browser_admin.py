@@ -21,7 +21,6 @@ from pathlib import Path
 import re
 import secrets
 import subprocess
-import time
 
 import pytest
 
@@ -239,15 +238,17 @@ def test_purge_all_asks_first_then_purges_every_page(admin, zip_site, cluster, r
     warm(cluster, site, ["/", two])
     admin.get(posts["two"])
     wait_for(admin, "#wp-admin-bar-purgebridge")
+    events = relay.status()["totals"].get("events", 0)
     hover_menu_and_click(admin, "purgebridge-purge-all")
     confirm = wait_for(admin, "#purgebridge-confirm")
     assert "Purge every page of this site?" in confirm.text
-    time.sleep(0.2)
-    check(cluster, site, purged=[], kept=["/", two])  # asking purged nothing
+    assert relay.status()["totals"].get("events", 0) == events, "asking sent nothing"
+    check(cluster, site, purged=[], kept=["/", two])
     click_and_wait(admin, "#purgebridge-confirm-purge-all", "#purgebridge-notice")
     assert admin.current_url == posts["two"]
     assert admin.find_element(by("ID"), "purgebridge-notice").text.startswith("Purge of the whole site sent.")
     relay.drained()
+    assert relay.status()["totals"].get("events", 0) == events + 1
     check(cluster, site, purged=["/", two], kept=[])
 
 

@@ -137,7 +137,10 @@ final class Purgebridge_Admin {
 	 */
 	public static function sanitize_relay_url( $value ) {
 		$stored = (string) get_option( 'purgebridge_relay_url', '' );
-		$value  = is_string( $value ) ? trim( $value ) : '';
+		if ( null === $value ) {
+			return $stored; // Not in the form (read-only field): options.php passes null.
+		}
+		$value = is_string( $value ) ? trim( $value ) : '';
 		if ( $value === $stored ) {
 			return $stored;
 		}

@@ -51,7 +51,8 @@ _CHANGE = {"type": "object", "required": ["kind", "action"], "properties": {
                                                 "ping; urls: purge"},
     "post": {"$ref": "#/components/schemas/Post"}, "comment_id": {"type": "integer"},
     "term": {"$ref": "#/components/schemas/Term"}, "reason": {"type": "string"},
-    "urls": {"type": "array", "items": {"type": "string"}, "description": "kind urls: URLs on the event's site"},
+    "urls": {"type": "array", "items": {"type": "string", "format": "uri"},
+             "description": "kind urls: absolute URLs on the event's site (its host, under its home path)"},
     "keys": _KEYS}}
 
 _EVENT = {"type": "object", "required": ["schema", "site", "changes"], "properties": {

@@ -9,7 +9,7 @@ console error); "Send test event" with the relay up shows success and updates
 the status table, with the relay stopped shows a clear failure; "Purge this
 page" in the admin bar purges that page on every node (and not the front page)
 and says so on the page; "Purge all…" asks first; Site Health lists the
-purgebridge tests.
+purgebridge tests; the refusal notice's close button dismisses it for good.
 
 Screenshots of the settings page with the relay up and down are written to
 $PURGEBRIDGE_SCREENSHOTS (docs/img to refresh the ones in docs/wordpress.md)
@@ -262,3 +262,30 @@ def test_site_health_shows_the_purgebridge_tests(admin, zip_site, relay):
                    "The Purgebridge relay refused no changes", "WP-Cron runs the Purgebridge retry queue"):
         assert direct in source, direct
     assert console_errors(admin) == []
+
+
+def test_refusal_notice_is_dismissed_for_good_by_its_close_button(admin, zip_site, relay):
+    site = zip_site
+    site.php("""
+        global $wpdb;
+        $wpdb->insert(Purgebridge_Queue::table(), array('created_at' => time(), 'next_attempt' => time(),
+            'attempts' => 1, 'state' => 'dead', 'kind' => 'batch', 'changes' => 1, 'last_status' => 401,
+            'last_error' => '{"error": "bad signature"}', 'body' => '{}'));
+        update_option('purgebridge_last_error', array('time' => time(), 'status' => 401,
+            'message' => '{"error": "bad signature"}'));
+        return true;
+    """)
+    try:
+        admin.get(site.url + "/wp-admin/")
+        notice = wait_for(admin, "#purgebridge-refused")
+        assert "The relay refused 1 batch of changes" in notice.text and "refused the signature" in notice.text
+        notice.find_element(by("CSS_SELECTOR"), ".notice-dismiss").click()
+        from selenium.webdriver.support.ui import WebDriverWait
+        WebDriverWait(admin, WAIT).until(lambda d: site.php(
+            "return get_user_meta(1, 'purgebridge_dismissed_notices', true);"))
+        admin.get(site.url + "/wp-admin/")
+        wait_for(admin, "#wpbody-content")
+        assert admin.find_elements(by("ID"), "purgebridge-refused") == []
+        assert console_errors(admin) == []
+    finally:
+        site.php("Purgebridge_Operations::flush_queue(); return true;")

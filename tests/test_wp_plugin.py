@@ -434,7 +434,7 @@ def test_settings_page_test_event_and_refused_signature(wordpress_site, relay, c
     # Fixed: "Retry now" sends the refused batch again.
     relay.answer = 202
     done = press(session, site, page, "retry")
-    assert "Delivered 1 queued batches; 0 still waiting, 0 refused" in done.text
+    assert "Delivered 1 queued batch; 0 still waiting, 0 refused" in done.text
     assert [c["post"]["id"] for c in only(relay, "post")] == [content["b"]]
     # "Purge all" from the settings page, after its confirmation step.
     relay.clear()

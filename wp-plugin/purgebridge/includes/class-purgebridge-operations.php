@@ -280,7 +280,7 @@ final class Purgebridge_Operations {
 			'ok'      => $ok,
 			'message' => sprintf(
 				/* translators: 1: batches delivered, 2: batches still waiting, 3: refused */
-				__( 'Delivered %1$d queued batches; %2$d still waiting, %3$d refused by the relay.', 'purgebridge' ),
+				_n( 'Delivered %1$d queued batch; %2$d still waiting, %3$d refused by the relay.', 'Delivered %1$d queued batches; %2$d still waiting, %3$d refused by the relay.', $stats['sent'], 'purgebridge' ),
 				$stats['sent'],
 				$left['pending'],
 				$left['refused']

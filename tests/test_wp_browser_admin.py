@@ -11,7 +11,8 @@ page" in the admin bar purges that page on every node (and not the front page)
 and says so on the page; "Purge all…" asks first; Site Health lists the
 purgebridge tests; the refusal notice's close button dismisses it for good.
 
-Screenshots of the settings page with the relay up and down are written to
+Screenshots of the settings page with the relay up and down, and of a post
+after "Purge this page", are written to
 $PURGEBRIDGE_SCREENSHOTS (docs/img to refresh the ones in docs/wordpress.md)
 or to the test's temp dir.
 """
@@ -215,7 +216,7 @@ def hover_menu_and_click(driver, item):
     WebDriverWait(driver, WAIT).until(ec.staleness_of(old))
 
 
-def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, posts):
+def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, posts, shots):
     site = zip_site
     one, two = path_of(site, posts["one"]), path_of(site, posts["two"])
     relay.drained()
@@ -225,9 +226,11 @@ def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, pos
     hover_menu_and_click(admin, "purgebridge-purge-page")
     notice = wait_for(admin, "#purgebridge-notice")
     assert admin.current_url == posts["one"], "back on the page the purge started from"
-    assert notice.text.startswith("Purge of 1 URL sent. Accepted by the relay, which purges it on 3 Varnish nodes.")
+    assert notice.find_element(by("TAG_NAME"), "p").text == \
+        f"Purge of {posts['one']} sent. Accepted by the relay, which purges it on 3 Varnish nodes."
     assert notice.is_displayed()
     assert console_errors(admin) == []
+    admin.save_screenshot(str(shots / "purge-this-page.png"))
     relay.drained()
     check(cluster, site, purged=[one], kept=["/", two])
 

@@ -49,7 +49,10 @@ final class Purgebridge_Operations {
 		);
 		$result = self::send( array( $change ) );
 		$result['urls'] = $checked['urls'];
-		if ( $result['ok'] ) {
+		if ( $result['ok'] && 1 === count( $checked['urls'] ) ) {
+			/* translators: 1: the URL, 2: the relay's answer */
+			$result['message'] = sprintf( __( 'Purge of %1$s sent. %2$s', 'purgebridge' ), $checked['urls'][0], $result['message'] );
+		} elseif ( $result['ok'] ) {
 			$result['message'] = sprintf(
 				/* translators: 1: number of URLs, 2: the relay's answer */
 				_n( 'Purge of %1$d URL sent. %2$s', 'Purge of %1$d URLs sent. %2$s', count( $checked['urls'] ), 'purgebridge' ),

@@ -13,6 +13,7 @@ place (config.py), not here.
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -183,32 +184,39 @@ def ban(ctx, regex, host, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_context
 def nodes(ctx, as_json):
-    """List every configured node, whether it answers, and its latency.
+    """List every configured node, whether it answers, its latency and whether it has key purges.
 
     Each node gets a PURGE of a URL nothing caches, so the answer also shows
-    whether the node's ACL lets this machine purge. Exit 1 if any node is down
-    or refuses.
+    whether the node's ACL lets this machine purge, and a PURGEKEYS of a key
+    nothing carries: 501 (or 405) means its VCL has no key purges, and the
+    relay purges its pages by URL only. Exit 1 if any node is down or refuses.
     """
+    from purgebridge.fanout import key_support, keys_for
+
     settings = _settings(ctx)
     probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)
-    report = fan_out(settings.nodes, [probe], settings.replace(retries=0))
+    key_probe = keys_for("purgebridge.invalid", ["purgebridge-ping"])[0]
+    report = fan_out(settings.nodes, [probe, key_probe], settings.replace(retries=0))
     rows = []
     for node_report in report.nodes:
-        result = node_report.results[0]
+        result, keys_result = node_report.results
         state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
+        keys = key_support(keys_result) if state == "up" else None
         rows.append({"node": node_report.node.name, "group": node_report.node.group, "state": state,
-                     "answer": result.reason,
+                     "keys": keys, "answer": result.reason,
                      "latency_ms": round(node_report.seconds * 1000, 1)})
+    ok = bool(rows) and all(r["state"] == "up" for r in rows)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "nodes": rows}, indent=2))
+        click.echo(json.dumps({"ok": ok, "nodes": rows}, indent=2))
     else:
         width = max([len(r["node"]) for r in rows] + [4])
         gwidth = max([len(r["group"]) for r in rows] + [5])
-        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'latency':>9}  answer")
+        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'keys':<4} {'latency':>9}  answer")
         for r in rows:
-            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} "
+            keys = {True: "yes", False: "no"}.get(r["keys"], "?")
+            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} {keys:<4} "
                        f"{r['latency_ms']:>6.1f} ms  {r['answer']}")
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @cli.command()
@@ -217,7 +225,7 @@ def nodes(ctx, as_json):
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
 @click.pass_context
 def serve(ctx, listen, queue_path, insecure):
-    """Run the relay: HTTP API on granian plus the purge worker, in one app process.
+    """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the
@@ -247,7 +255,7 @@ def queue(ctx, as_json, queue_path):
         return
     q = _open_queue(ctx, queue_path)
     try:
-        stats, dead = q.stats(), q.dead_letters(limit=50)
+        stats, dead = _queue_call(q.path, lambda: (q.stats(), q.dead_letters(limit=50)))
     finally:
         q.close()
     if as_json:
@@ -273,10 +281,30 @@ def _age(seconds):
 
 
 def _open_queue(ctx, queue_path):
+    """The configured queue, existing only: a missing, unreadable or unreachable one is one line, exit 2.
+
+    ``purgebridge queue`` must show the relay's queue, never create an empty
+    one in the current directory because PURGEBRIDGE_QUEUE was not set here.
+    """
+    from purgebridge.backends import is_redis
     from purgebridge.queue import Queue
 
     settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
-    return Queue.from_settings(settings)
+    if not is_redis(settings.queue) and not os.path.isfile(settings.queue):
+        fail_usage(f"PURGEBRIDGE_QUEUE={settings.queue!r}: no queue file there (set PURGEBRIDGE_QUEUE or --queue "
+                   "to the relay's queue; purgebridge serve creates it)")
+    return _queue_call(settings.queue, lambda: Queue.from_settings(settings))
+
+
+def _queue_call(location, call):
+    """Run ``call`` on the queue; any failure (Redis down, not a queue file) becomes one line naming PURGEBRIDGE_QUEUE."""
+    from purgebridge.routes import redact
+
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - sqlite3, redis and OS errors alike: one line, no traceback
+        fail_usage(f"PURGEBRIDGE_QUEUE={redact(location)!r}: cannot use the queue "
+                   f"({type(exc).__name__}: {exc})")
 
 
 @queue.command("retry")
@@ -286,7 +314,7 @@ def queue_retry(ctx, node_name):
     """Put dead letters back in the queue; a running relay sends them at once."""
     q = _open_queue(ctx, ctx.parent.params.get("queue_path"))
     try:
-        count = q.retry_dead(node=node_name)
+        count = _queue_call(q.path, lambda: q.retry_dead(node=node_name))
     finally:
         q.close()
     click.echo(f"{count} dead letter(s) queued again")
@@ -321,7 +349,10 @@ def status(ctx, base_url, as_json):
             click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
                        f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
     down = [n for n in nodes_state if n.get("up") is False]
-    sys.exit(EXIT_FAILED if down else EXIT_OK)
+    if data.get("queue_writable") is False:
+        click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
+                   err=True)
+    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
 
 
 @cli.command()
@@ -339,4 +370,9 @@ def main():
         cli(standalone_mode=True)
     except PurgebridgeError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback (-vv logs it)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"error: {type(exc).__name__}: {exc} (a bug: please report it; -vv shows the traceback)",
+                   err=True)
         sys.exit(EXIT_FAILED)

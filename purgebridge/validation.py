@@ -46,7 +46,7 @@ ACTIONS = {
     "comment": ("approve", "unapprove", "spam", "trash", "edit", "new"),
     "term": ("create", "edit", "delete"),
     "site": ("purge_all", "ping"),  # ping: the plugin's "Send test event", purges nothing
-    "urls": ("purge",),  # the plugin's public API and an author's old archive: given urls, archives, keys
+    "urls": ("purge",),  # given URLs, archives and keys on the event's own site (admin bar, WP-CLI, public API)
 }
 
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -170,13 +170,22 @@ class SiteChange(_Change, tag="site"):
 
 
 class UrlsChange(_Change, tag="urls"):
-    """Given targets: ``urls`` purged as they are, ``archives`` with their pages and feed, ``keys``."""
+    """Given targets on the event's own site: ``urls`` purged exactly ("Purge this page",
+    "Purge URLs", ``wp purgebridge purge``, ``purgebridge_purge_urls``), ``archives`` with their
+    pages and feed (an author's old archive), ``keys`` (``purgebridge_purge_keys``). Every URL
+    must be on the event's own site (checked by :class:`Event`)."""
 
     action: _action_type("urls")
-    urls: Annotated[List[Url], Meta(max_length=MAX_CHANGES)] = []
-    archives: Annotated[List[Url], Meta(max_length=MAX_CHANGES)] = []
-    keys: Annotated[List[Key], Meta(max_length=MAX_CHANGES)] = []
+    urls: Annotated[UrlList, Meta(description="absolute URLs on the event's site (its host, under its home path)")] = []
+    archives: Annotated[UrlList, Meta(description="archive URLs on the event's site, purged with their pages and feed")] = []
+    keys: KeyList = []
+    reason: Optional[Text] = None
     _urls: ClassVar[Tuple[str, ...]] = ("urls", "archives")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.urls or self.archives or self.keys):
+            raise ValueError("@urls: expected at least one URL, archive or key")
 
 
 Change = Union[PostChange, CommentChange, TermChange, SiteChange, UrlsChange]
@@ -190,6 +199,25 @@ class Event(_Body):
     changes: Annotated[List[Change], Meta(min_length=1, max_length=MAX_CHANGES)]
     sent_at: Optional[Id] = None
     _urls: ClassVar[Tuple[str, ...]] = ("site",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for index, change in enumerate(self.changes):
+            if isinstance(change, UrlsChange):
+                _on_site(change.urls, self.site, f"changes[{index}].urls")
+
+
+def _on_site(urls: List[str], site: str, where: str) -> None:
+    """Each URL on the site of ``site``: its host, under its home path -- a plugin can
+    purge any page of its own site and nothing of another."""
+    _scheme, site_host, site_target = split_url(site)
+    home = site_target.split("?", 1)[0]
+    home = home if home.endswith("/") else home + "/"
+    for index, url in enumerate(urls):
+        _scheme, host, target = split_url(url)
+        path = target.split("?", 1)[0]
+        if host != site_host or not (path + "/").startswith(home):
+            raise ValueError(f"@{where}[{index}]: not on the event's site {site_host}{home}")
 
 
 # --- webhook and admin purge (docs/webhook.md) ------------------------------

@@ -343,11 +343,13 @@ require_once ABSPATH . 'wp-settings.php';
 """
 
 
-def build_wordpress(base, relay_url, secret, extra_config="", activate=True):
+def build_wordpress(base, relay_url, secret, extra_config="", activate=True, plugin_zip=None):
     """Private MariaDB + a copy of Debian's WordPress, installed; not serving yet.
 
     Returns a WordPressSite; call ``.serve()`` to start php -S and ``.stop()``
-    to stop both servers.
+    to stop both servers. With ``plugin_zip`` (wp-plugin/bin/build-zip.sh's
+    output) the plugin is installed from that zip by WordPress's own
+    Plugin_Upgrader instead of symlinking the working copy.
     """
     require_tools()
     base = Path(base)
@@ -363,9 +365,12 @@ def build_wordpress(base, relay_url, secret, extra_config="", activate=True):
         mu = site.root / "wp-content" / "mu-plugins"
         mu.mkdir(exist_ok=True)
         shutil.copy(HARNESS_DIR / "mu-test-hooks.php", mu / "purgebridge-test-hooks.php")
-        (site.root / "wp-content" / "plugins" / "purgebridge").symlink_to(PLUGIN_DIR, target_is_directory=True)
+        if plugin_zip is None:
+            (site.root / "wp-content" / "plugins" / "purgebridge").symlink_to(PLUGIN_DIR, target_is_directory=True)
         install = str(HARNESS_DIR / "install.php")
         site.run_php([install, str(site.root), site.url, "install"])
+        if plugin_zip is not None:
+            site.run_php([install, str(site.root), site.url, "install-zip", str(plugin_zip)])
         site.run_php([install, str(site.root), site.url, "permalinks"])
         site.run_php([install, str(site.root), site.url, "flush"])
         if activate:
@@ -431,7 +436,7 @@ class RecordingRelay:
                 pass
 
             def do_GET(self):
-                self._reply(200 if self.path == "/healthz" else 404, b'{"ok": true}')
+                self._reply(200 if self.path == "/healthz" else 404, b'{"status": "ok"}')  # as the relay's /healthz
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

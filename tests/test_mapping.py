@@ -561,3 +561,22 @@ def test_attachment_page_in_status_inherit_is_public():
     change = post_change(type_="attachment", rest_base="media", status_old="inherit", status_new="inherit",
                          url_old=f"{H}/a/pixel/", url_new=f"{H}/a/pixel/")
     assert f"{H}/a/pixel/" in map_change(HOME, change).urls
+
+
+# ---------------------------------------------------------------------------
+# Explicit URLs and keys (kind "urls": the plugin's "Purge this page", "Purge URL", WP-CLI)
+
+
+def test_explicit_urls_map_to_exactly_those_urls_and_keys():
+    change = {"kind": "urls", "action": "purge", "urls": [f"{H}/about/", f"{H}/?p=7"], "keys": ["post-7"]}
+    assert map_change(HOME, change) == Invalidations(urls=(f"{H}/?p=7", f"{H}/about/"), keys=("post-7",))
+    both = map_change(HOME, change, MappingOptions(schemes=["http", "https"], keys=False))
+    assert set(both.urls) == {"http://blog.example.test/about/", f"{H}/about/",
+                              "http://blog.example.test/?p=7", f"{H}/?p=7"} and both.keys == ()
+
+
+def test_explicit_url_on_another_host_is_dropped(caplog):
+    change = {"kind": "urls", "action": "purge", "urls": ["https://evil.test/x/", f"{H}/ok/"]}
+    with caplog.at_level(logging.WARNING, logger="purgebridge.mapping"):
+        assert map_change(HOME, change).urls == (f"{H}/ok/",)
+    assert "evil.test" in caplog.text

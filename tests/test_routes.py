@@ -573,3 +573,39 @@ def test_metrics_show_journal_events_not_yet_expanded(app, client):
     assert "purgebridge_journal_pending 1.0" in text
     expanded(app)
     assert "purgebridge_journal_pending 0.0" in client.get("/metrics").get_data(as_text=True)
+
+
+# --- explicit URLs (kind "urls": "Purge this page", "Purge URL", wp purgebridge purge) ---------------------
+
+def explicit(urls=(), keys=(), **extra):
+    return dict({"kind": "urls", "action": "purge", "urls": list(urls), "keys": list(keys)}, **extra)
+
+
+def test_explicit_urls_purge_only_those_urls(app, client):
+    body = event_body([explicit([f"{SITE}/about/", f"{SITE}/2026/11/26/post-42/"], ["post-42"])])
+    assert send_event(client, body=body).status_code == 202
+    items = targets(app)
+    assert {i["label"] for i in items if i["method"] == "PURGE"} == {f"{SITE}/about/",
+                                                                     f"{SITE}/2026/11/26/post-42/"}
+    assert [i["method"] for i in items if i["method"] != "PURGE"] == ["PURGEKEYS"]
+
+
+@pytest.mark.parametrize("change,field", [
+    (explicit(["https://other.example.test/about/"]), "changes[0].urls[0]"),
+    (explicit([f"{SITE}/ok/", "http://127.0.0.1:8080/x/"]), "changes[0].urls[1]"),  # configured, but not this site
+    (explicit([f"{SITE}/ok/", "https://blog.example.test.evil.test/"]), "changes[0].urls[1]"),
+    (explicit(["javascript:alert(1)"]), "changes[0].urls[0]"),
+    (explicit(), "changes[0].urls"),
+    (explicit(keys=["a b"]), "changes[0].keys[0]"),
+    ({"kind": "urls", "action": "purge", "urls": f"{SITE}/"}, "changes[0].urls"),
+    ({"kind": "urls", "action": "ban", "urls": [f"{SITE}/"]}, "changes[0].action"),
+])
+def test_explicit_urls_only_on_the_events_site(app, client, change, field):
+    refused(send_event(client, body=event_body([change])), 400, app, field=field)
+
+
+def test_explicit_urls_under_a_sites_home_path(app, client):
+    outside = event_body([explicit([f"{SITE}/blogroll/"])], site=f"{SITE}/blog")
+    refused(send_event(client, body=outside), 400, app, field="changes[0].urls[0]")
+    body = event_body([explicit([f"{SITE}/blog/a/", f"{SITE}/blog"])], site=f"{SITE}/blog")
+    assert send_event(client, body=body).status_code == 202

@@ -419,8 +419,8 @@ def test_settings_page_test_event_and_refused_signature(wordpress_site, relay, c
     # "Send test event": reachability and a signed ping that purges nothing.
     done = press(session, site, page, "test")
     assert done.status_code == 200
-    assert "Relay health: HTTP 200" in done.text
-    assert "Signed test event: HTTP 202" in done.text
+    assert "The relay is running." in done.text
+    assert "A signed test event was accepted" in done.text
     (ping,) = relay.changes()
     assert ping == {"kind": "site", "action": "ping", "reason": "settings test"}
     # A relay refusing the signature: visible on the page, kept as refused, not retried forever.
@@ -428,18 +428,19 @@ def test_settings_page_test_event_and_refused_signature(wordpress_site, relay, c
     relay.answer = 401
     php(site, "wp_update_post(array('ID' => %d, 'post_content' => 'refused')); return true;" % content["b"])
     page = settings_page(session, site)
-    assert "Signature refused" in page
-    assert "batches refused for good" in page
+    assert "The relay refused the signature" in page
+    assert "1 batch was refused and is kept" in page
     assert php(site, "return Purgebridge_Dispatcher::drain(true);")["sent"] == 0
     # Fixed: "Retry now" sends the refused batch again.
     relay.answer = 202
     done = press(session, site, page, "retry")
-    assert "Sent 1, failed 0, refused 0" in done.text
+    assert "Delivered 1 queued batch; 0 still waiting, 0 refused" in done.text
     assert [c["post"]["id"] for c in only(relay, "post")] == [content["b"]]
-    # "Purge all" from the settings page.
+    # "Purge all" from the settings page, after its confirmation step.
     relay.clear()
-    done = press(session, site, settings_page(session, site), "purge_all")
-    assert "HTTP 202" in done.text
+    confirm = session.get(site.url + "/wp-admin/options-general.php?page=purgebridge&confirm=purge_all", timeout=30)
+    done = press(session, site, confirm.text, "purge_all")
+    assert "Accepted by the relay" in done.text
     assert relay.changes() == [{"kind": "site", "action": "purge_all", "reason": "manual"}]
     # Actions need a valid nonce.
     relay.clear()
@@ -461,8 +462,8 @@ def test_admin_bar_purge_this_page(wordpress_site, relay, content):
     done = session.get(href, timeout=30, allow_redirects=False)
     assert done.status_code == 302
     (change,) = relay.changes()
-    assert change["kind"] == "post" and change["post"]["id"] == content["a"]
-    assert change["post"]["url_new"] == url
+    assert change == {"kind": "urls", "action": "purge", "reason": "post", "urls": [url], "keys": []}, \
+        "the page itself, not the front page and archives a post update would purge"
     anonymous = requests.get(href, timeout=30, allow_redirects=False)
     assert anonymous.status_code != 302 or "wp-login.php" in anonymous.headers.get("Location", "")
     assert len(relay.requests) == 1, "no purge without login and nonce"
@@ -472,8 +473,9 @@ def test_admin_bar_purge_this_page(wordpress_site, relay, content):
 @pytest.mark.wordpress
 def test_load_probe(wordpress_site, relay):
     site = wordpress_site
+    php(site, "update_option('purgebridge_test_fake_load', '1'); return true;")  # the shared machine's load varies
     ok = site.get("/?purgebridge-probe=2")
-    assert ok.status_code == 200 and ok.text.startswith("level 2 ok")
+    assert ok.status_code == 200 and ok.text == "level 2 ok\n", "no load or thresholds shown"
     assert "<html" not in ok.text.lower(), "answered before the theme"
     assert "no-cache" in ok.headers.get("Cache-Control", "")
     php(site, "update_option('purgebridge_test_fake_load', '15'); return true;")

@@ -151,7 +151,7 @@ def test_settings_page_says_how_many_changes_wait_and_when_the_next_try_is(outag
         outage.php_edit(post_id, "waiting on the settings page")
         session = admin_session(outage.site)
         text = session.get(outage.site.url + "/wp-admin/options-general.php?page=purgebridge", timeout=30).text
-        row = text[text.index('id="purgebridge-waiting"'):]
+        row = text[text.index('id="purgebridge-status-queue"'):]
         row = row[:row.index("</tr>")]
         assert "1 changes (1 batches) wait to be sent to the relay" in row, row
         assert "Next try at" in row and "every 30 seconds" in row, row

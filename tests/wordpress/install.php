@@ -6,6 +6,7 @@
  *   php install.php DOCROOT URL install     -- wp_install()
  *   php install.php DOCROOT URL permalinks  -- pretty permalinks + flush
  *   php install.php DOCROOT URL activate    -- activate purgebridge
+ *   php install.php DOCROOT URL install-zip ZIP -- install a plugin zip with Plugin_Upgrader
  *
  * Taxonomy rewrite rules (category, tag) are only registered when the
  * permalink structure is already set as WordPress starts, so the flush must
@@ -72,6 +73,21 @@ if ( 'activate' === $purgebridge_step ) {
 		exit( 1 );
 	}
 	echo "activated\n";
+	exit( 0 );
+}
+
+if ( 'install-zip' === $purgebridge_step ) {
+	// The plugin's zip through WordPress's own upgrader, as Plugins → Add New → Upload does it.
+	require_once ABSPATH . 'wp-admin/includes/admin.php';
+	require_once ABSPATH . 'wp-admin/includes/class-wp-upgrader.php';
+	$purgebridge_upgrader = new Plugin_Upgrader( new Automatic_Upgrader_Skin() );
+	$purgebridge_result   = $purgebridge_upgrader->install( $argv[4] );
+	if ( true !== $purgebridge_result ) {
+		$purgebridge_errors = is_wp_error( $purgebridge_result ) ? $purgebridge_result->get_error_message() : implode( '; ', (array) $purgebridge_upgrader->skin->get_upgrade_messages() );
+		fwrite( STDERR, 'Plugin_Upgrader::install failed: ' . $purgebridge_errors . "\n" );
+		exit( 1 );
+	}
+	echo 'installed ' . $purgebridge_upgrader->plugin_info() . "\n";
 	exit( 0 );
 }
 

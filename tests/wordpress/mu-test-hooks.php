@@ -10,6 +10,18 @@ add_filter(
 		return '' === $fake ? $load : (float) $fake;
 	}
 );
+add_filter(
+	'purgebridge_probe_token',
+	function ( $token ) {
+		return (string) get_option( 'purgebridge_test_probe_token', $token );
+	}
+);
+add_filter(
+	'purgebridge_relay_hosts',
+	function ( $hosts ) {
+		return (array) get_option( 'purgebridge_test_relay_hosts', $hosts );
+	}
+);
 add_filter( 'pre_wp_mail', '__return_false' );
 add_filter( 'pre_http_request', function ( $pre, $args, $url ) {
 	$host = parse_url( $url, PHP_URL_HOST );

@@ -1,7 +1,9 @@
 <?php
 /**
- * Settings → Purgebridge, its actions (test, retry now, purge all) and the
- * admin bar entries. Everything here needs manage_options and a nonce.
+ * Settings → Purgebridge, its actions (test, retry now, purge URL, purge all)
+ * and the admin bar entries. Every action needs a nonce and a capability:
+ * manage_options, except "Purge this page" on a post, which needs edit_post
+ * for that post. The work itself is Purgebridge_Operations'.
  *
  * @package Purgebridge
  */
@@ -22,9 +24,35 @@ final class Purgebridge_Admin {
 		add_action( 'admin_menu', array( __CLASS__, 'menu' ) );
 		add_action( 'admin_init', array( __CLASS__, 'settings' ) );
 		add_action( 'admin_bar_menu', array( __CLASS__, 'admin_bar' ), 100 );
-		foreach ( array( 'test', 'retry', 'purge_all', 'purge_page' ) as $action ) {
+		foreach ( array( 'test', 'retry', 'purge_all', 'purge_page', 'purge_url' ) as $action ) {
 			add_action( 'admin_post_purgebridge_' . $action, array( __CLASS__, 'action_' . $action ) );
 		}
+		add_filter( 'plugin_action_links_' . plugin_basename( PURGEBRIDGE_FILE ), array( __CLASS__, 'plugin_links' ) );
+		// Every write of the option, not only the settings form's (register_setting() runs on admin_init only).
+		add_filter( 'sanitize_option_purgebridge_relay_url', array( __CLASS__, 'sanitize_relay_url' ) );
+	}
+
+	/**
+	 * A "Settings" link on the Plugins screen.
+	 *
+	 * @param string[] $links Existing links.
+	 * @return string[]
+	 */
+	public static function plugin_links( $links ) {
+		if ( current_user_can( 'manage_options' ) ) {
+			array_unshift( $links, '<a href="' . esc_url( self::page_url() ) . '">' . esc_html__( 'Settings', 'purgebridge' ) . '</a>' );
+		}
+		return $links;
+	}
+
+	/**
+	 * The settings page's URL, with extra query arguments.
+	 *
+	 * @param array $args Query arguments.
+	 * @return string
+	 */
+	public static function page_url( array $args = array() ) {
+		return add_query_arg( $args, admin_url( 'options-general.php?page=' . self::PAGE ) );
 	}
 
 	/**
@@ -42,9 +70,8 @@ final class Purgebridge_Admin {
 			self::PAGE,
 			'purgebridge_relay_url',
 			array(
-				'type'              => 'string',
-				'sanitize_callback' => 'esc_url_raw',
-				'default'           => '',
+				'type'    => 'string',
+				'default' => '',
 			)
 		);
 		register_setting(
@@ -100,6 +127,36 @@ final class Purgebridge_Admin {
 	}
 
 	/**
+	 * A relay URL that passes Purgebridge_Settings::check_relay_url(), from a
+	 * user who may change it; otherwise the stored one stays and the form says
+	 * why. Calls without a logged-in user (WP-CLI, code) are not asked for a
+	 * capability.
+	 *
+	 * @param mixed $value Submitted value.
+	 * @return string
+	 */
+	public static function sanitize_relay_url( $value ) {
+		$stored = (string) get_option( 'purgebridge_relay_url', '' );
+		if ( null === $value ) {
+			return $stored; // Not in the form (read-only field): options.php passes null.
+		}
+		$value = is_string( $value ) ? trim( $value ) : '';
+		if ( $value === $stored ) {
+			return $stored;
+		}
+		if ( is_user_logged_in() && ! Purgebridge_Settings::can_change_relay_url() ) {
+			add_settings_error( 'purgebridge_relay_url', 'purgebridge_relay_url_denied', __( 'You may not change the relay URL.', 'purgebridge' ) );
+			return $stored;
+		}
+		$problem = Purgebridge_Settings::check_relay_url( $value );
+		if ( '' !== $problem ) {
+			add_settings_error( 'purgebridge_relay_url', 'purgebridge_relay_url_invalid', $problem . ' ' . __( 'The relay URL was not changed.', 'purgebridge' ) );
+			return $stored;
+		}
+		return $value;
+	}
+
+	/**
 	 * Keeps the stored secret when the write-only field is left empty.
 	 *
 	 * @param mixed $value Submitted value.
@@ -123,14 +180,15 @@ final class Purgebridge_Admin {
 		return max( 0.0, (float) $value );
 	}
 
-	/** Relay URL field. */
+	/** Relay URL field: read-only when wp-config.php sets it or the user may not change it. */
 	public static function field_url() {
-		if ( Purgebridge_Settings::url_locked() ) {
-			echo '<code>' . esc_html( Purgebridge_Settings::relay_url() ) . '</code> ';
-			echo '<p class="description">' . esc_html__( 'Set by PURGEBRIDGE_RELAY_URL in wp-config.php.', 'purgebridge' ) . '</p>';
+		if ( Purgebridge_Settings::url_locked() || ! Purgebridge_Settings::can_change_relay_url() ) {
+			echo '<code>' . esc_html( Purgebridge_Settings::configured_relay_url() ) . '</code> ';
+			echo '<p class="description">' . esc_html( Purgebridge_Settings::url_locked() ? __( 'Set by PURGEBRIDGE_RELAY_URL in wp-config.php.', 'purgebridge' ) : __( 'Only an administrator who may change the relay URL can change it.', 'purgebridge' ) ) . '</p>';
 			return;
 		}
 		printf( '<input type="url" class="regular-text" id="purgebridge_relay_url" name="purgebridge_relay_url" value="%s" placeholder="http://127.0.0.1:8787" />', esc_attr( (string) get_option( 'purgebridge_relay_url', '' ) ) );
+		echo '<p class="description">' . esc_html__( 'The relay\'s base address: http:// or https://, a host and port, no user name, query or fragment.', 'purgebridge' ) . '</p>';
 	}
 
 	/** Secret field: write-only, the stored value is never printed. */
@@ -170,111 +228,163 @@ final class Purgebridge_Admin {
 	}
 
 	/**
-	 * The settings page.
+	 * The settings page: status, settings, actions; or the confirmation of a
+	 * site-wide purge.
 	 */
 	public static function render() {
 		if ( ! current_user_can( 'manage_options' ) ) {
 			return;
 		}
-		echo '<div class="wrap"><h1>' . esc_html__( 'Purgebridge', 'purgebridge' ) . '</h1>';
-		self::notice();
+		echo '<div class="wrap" id="purgebridge-settings"><h1>' . esc_html__( 'Purgebridge', 'purgebridge' ) . '</h1>';
+		if ( isset( $_GET['confirm'] ) && 'purge_all' === $_GET['confirm'] ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+			self::confirm_purge_all();
+			echo '</div>';
+			return;
+		}
 		self::status();
 		echo '<form method="post" action="options.php">';
 		settings_fields( self::PAGE );
 		do_settings_sections( self::PAGE );
 		submit_button();
 		echo '</form>';
-		echo '<h2>' . esc_html__( 'Actions', 'purgebridge' ) . '</h2><p>';
-		self::action_button( 'test', __( 'Send test event', 'purgebridge' ), 'secondary' );
-		self::action_button( 'retry', __( 'Retry now', 'purgebridge' ), 'secondary' );
-		self::action_button( 'purge_all', __( 'Purge all', 'purgebridge' ), 'delete' );
-		echo '</p></div>';
+		echo '<h2>' . esc_html__( 'Check and retry', 'purgebridge' ) . '</h2><p>';
+		self::action_button( 'test', __( 'Send test event', 'purgebridge' ) );
+		self::action_button( 'retry', __( 'Retry now', 'purgebridge' ) );
+		echo '</p><p class="description">' . esc_html__( '"Send test event" checks that the relay answers and accepts this site\'s signature; it purges nothing. "Retry now" sends every waiting batch at once, including those the relay refused (after you fixed the cause).', 'purgebridge' ) . '</p>';
+		self::purge_url_box();
+		echo '<h2>' . esc_html__( 'Purge the whole site', 'purgebridge' ) . '</h2>';
+		echo '<p><a class="button button-link-delete" id="purgebridge-purge-all" href="' . esc_url( self::page_url( array( 'confirm' => 'purge_all' ) ) ) . '">' . esc_html__( 'Purge all…', 'purgebridge' ) . '</a></p></div>';
 	}
 
 	/**
-	 * Status table: last delivery, queue, permanent errors.
+	 * The "Purge URL" box: URLs of this site, one per line.
+	 */
+	private static function purge_url_box() {
+		echo '<h2>' . esc_html__( 'Purge URLs', 'purgebridge' ) . '</h2>';
+		echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '">';
+		echo '<input type="hidden" name="action" value="purgebridge_purge_url" />';
+		wp_nonce_field( 'purgebridge_purge_url' );
+		printf(
+			'<p><label for="purgebridge-urls">%1$s</label><br /><textarea id="purgebridge-urls" name="urls" rows="3" class="large-text code" placeholder="%2$s"></textarea></p>',
+			esc_html__( 'Pages of this site to purge on every Varnish node, one URL or path per line. Only these pages are purged, not the archives that list them.', 'purgebridge' ),
+			esc_attr( home_url( '/about/' ) )
+		);
+		submit_button( __( 'Purge these URLs', 'purgebridge' ), 'secondary', 'submit', false, array( 'id' => 'purgebridge-purge-urls' ) );
+		echo '</form>';
+	}
+
+	/**
+	 * The confirmation step of "Purge all" (settings page and admin bar).
+	 */
+	private static function confirm_purge_all() {
+		$back = self::redirect_target();
+		echo '<div class="notice notice-warning" id="purgebridge-confirm"><p><strong>' . esc_html__( 'Purge every page of this site?', 'purgebridge' ) . '</strong></p><p>';
+		printf(
+			/* translators: %s: the site's home URL */
+			esc_html__( 'Every page of %s is dropped from every Varnish node. Until the cache fills again, every visitor\'s request goes to WordPress, which can slow a busy site down. To refresh one page, use "Purge this page" in the admin bar or the "Purge URLs" box instead.', 'purgebridge' ),
+			'<code>' . esc_html( home_url( '/' ) ) . '</code>'
+		);
+		echo '</p><form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '"><p>';
+		echo '<input type="hidden" name="action" value="purgebridge_purge_all" />';
+		wp_nonce_field( 'purgebridge_purge_all' );
+		echo '<input type="hidden" name="redirect_to" value="' . esc_attr( $back ) . '" />';
+		submit_button( __( 'Yes, purge all', 'purgebridge' ), 'primary', 'submit', false, array( 'id' => 'purgebridge-confirm-purge-all' ) );
+		echo ' <a class="button" href="' . esc_url( '' !== $back ? $back : self::page_url() ) . '">' . esc_html__( 'Cancel', 'purgebridge' ) . '</a></p></form></div>';
+	}
+
+	/**
+	 * Status table in plain words: the relay, the last send, the queue.
 	 */
 	private static function status() {
-		$last     = get_option( 'purgebridge_last_delivery', array() );
-		$error    = get_option( 'purgebridge_last_error', array() );
-		$overflow = get_option( 'purgebridge_queue_overflow', array() );
-		$pending  = Purgebridge_Queue::count( Purgebridge_Queue::PENDING );
-		$dead     = Purgebridge_Queue::count( Purgebridge_Queue::DEAD );
+		$s = Purgebridge_Operations::status();
 		echo '<h2>' . esc_html__( 'Status', 'purgebridge' ) . '</h2><table class="widefat striped" id="purgebridge-status"><tbody>';
-		Purgebridge_Recovery::render_row();
-		if ( ! Purgebridge_Settings::configured() ) {
-			self::row( __( 'Configuration', 'purgebridge' ), __( 'Relay URL or secret missing: nothing is sent.', 'purgebridge' ) );
+		if ( '' !== $s['problem'] ) {
+			self::row( 'configuration', __( 'Configuration', 'purgebridge' ), $s['problem'], 'error' );
 		}
-		if ( is_array( $last ) && isset( $last['time'] ) ) {
+		$check = $s['last_check'];
+		if ( $check ) {
 			self::row(
-				__( 'Last delivery', 'purgebridge' ),
+				'relay',
+				__( 'Relay', 'purgebridge' ),
 				sprintf(
-					/* translators: 1: outcome, 2: HTTP status, 3: time ago, 4: relay answer */
-					__( '%1$s (HTTP %2$d) %3$s ago: %4$s', 'purgebridge' ),
-					$last['outcome'],
-					(int) $last['status'],
-					human_time_diff( (int) $last['time'] ),
-					$last['message']
-				)
+					/* translators: 1: time ago, 2: result in words */
+					__( 'Checked %1$s ago: %2$s', 'purgebridge' ),
+					human_time_diff( (int) $check['time'] ),
+					$check['message']
+				),
+				$check['ok'] ? 'ok' : 'error'
 			);
 		} else {
-			self::row( __( 'Last delivery', 'purgebridge' ), __( 'none yet', 'purgebridge' ) );
+			self::row( 'relay', __( 'Relay', 'purgebridge' ), __( 'Not checked yet: press "Send test event".', 'purgebridge' ) );
 		}
-		$down_until = (int) get_option( 'purgebridge_relay_down_until', 0 );
-		if ( $down_until > time() ) {
+		$last = $s['last_delivery'];
+		if ( $last ) {
+			$delivered = Purgebridge_Policy::DELIVERED === $last['outcome'];
 			self::row(
-				__( 'Relay marked unreachable', 'purgebridge' ),
+				'last-send',
+				__( 'Last send', 'purgebridge' ),
+				sprintf(
+					/* translators: 1: "delivered" or "not delivered", 2: time ago, 3: what the relay answered */
+					__( '%1$s %2$s ago. %3$s', 'purgebridge' ),
+					$delivered ? __( 'Delivered', 'purgebridge' ) : __( 'Not delivered', 'purgebridge' ),
+					human_time_diff( (int) $last['time'] ),
+					Purgebridge_Answer::describe( $last )
+				),
+				$delivered ? 'ok' : 'error'
+			);
+		} else {
+			self::row( 'last-send', __( 'Last send', 'purgebridge' ), __( 'Nothing sent yet.', 'purgebridge' ) );
+		}
+		if ( $s['down_until'] > time() ) {
+			self::row(
+				'down',
+				__( 'Relay unreachable', 'purgebridge' ),
 				sprintf(
 					/* translators: 1: failed sends in a row, 2: time left */
-					__( 'after %1$d failed sends in a row; new batches go straight to the retry queue for %2$s more, or until WP-Cron\'s retry run reaches the relay.', 'purgebridge' ),
-					(int) get_option( 'purgebridge_relay_failures', 0 ),
-					human_time_diff( time(), $down_until )
-				)
+					__( 'The last %1$d sends failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', 'purgebridge' ),
+					$s['failures'],
+					human_time_diff( time(), $s['down_until'] )
+				),
+				'error'
 			);
 		}
+		$queue = $s['queue'];
 		self::row(
-			__( 'Retry queue', 'purgebridge' ),
-			sprintf(
-				/* translators: 1: pending batches, 2: maximum, 3: age of oldest in human form */
-				__( '%1$d pending of at most %2$d (oldest %3$s)', 'purgebridge' ),
-				$pending,
-				Purgebridge_Settings::queue_max(),
-				$pending ? human_time_diff( time() - Purgebridge_Queue::oldest_age() ) : '-'
-			)
+			'queue',
+			__( 'Waiting to be sent', 'purgebridge' ),
+			Purgebridge_Recovery::describe( Purgebridge_Recovery::state() ),
+			$queue['pending'] ? 'warning' : 'ok'
 		);
-		if ( $dead ) {
+		if ( $queue['refused'] ) {
+			$refusal = $s['last_refusal'];
 			self::row(
+				'refused',
 				__( 'Refused by the relay', 'purgebridge' ),
 				sprintf(
 					/* translators: %d: number of batches */
-					__( '%d batches refused for good; fix the cause, then "Retry now" sends them again.', 'purgebridge' ),
-					$dead
-				)
+					_n( '%d batch was refused and is kept; fix the cause, then press "Retry now".', '%d batches were refused and are kept; fix the cause, then press "Retry now".', $queue['refused'], 'purgebridge' ),
+					$queue['refused']
+				) . ( $refusal ? ' ' . Purgebridge_Answer::describe(
+					array(
+						'outcome' => Purgebridge_Policy::PERMANENT,
+						'status'  => (int) $refusal['status'],
+						'message' => (string) $refusal['message'],
+					)
+				) : '' ),
+				'error'
 			);
 		}
-		if ( is_array( $error ) && isset( $error['time'] ) ) {
-			$hint = 401 === (int) $error['status'] ? __( 'Signature refused: the secret here differs from PURGEBRIDGE_SECRET on the relay, or the clocks differ by more than 300 s.', 'purgebridge' ) : '';
+		if ( $s['overflow'] ) {
 			self::row(
-				__( 'Last refusal', 'purgebridge' ),
-				sprintf(
-					/* translators: 1: HTTP status, 2: time ago, 3: relay answer, 4: hint */
-					__( 'HTTP %1$d %2$s ago: %3$s %4$s', 'purgebridge' ),
-					(int) $error['status'],
-					human_time_diff( (int) $error['time'] ),
-					$error['message'],
-					$hint
-				)
-			);
-		}
-		if ( is_array( $overflow ) && isset( $overflow['since'] ) ) {
-			self::row(
+				'full',
 				__( 'Queue full', 'purgebridge' ),
 				sprintf(
 					/* translators: 1: time ago, 2: number of batches */
-					__( 'Full since %1$s ago; %2$d batches were replaced by one "purge all" that is sent when the relay is back.', 'purgebridge' ),
-					human_time_diff( (int) $overflow['since'] ),
-					(int) $overflow['dropped']
-				)
+					__( 'Full since %1$s ago: %2$d batches were not kept; one "purge all" is sent instead when the relay is back.', 'purgebridge' ),
+					human_time_diff( (int) $s['overflow']['since'] ),
+					(int) $s['overflow']['dropped']
+				),
+				'error'
 			);
 		}
 		echo '</tbody></table>';
@@ -283,11 +393,19 @@ final class Purgebridge_Admin {
 	/**
 	 * One status row.
 	 *
+	 * @param string $id    Row id suffix (tests and styling).
 	 * @param string $label Label.
 	 * @param string $value Value.
+	 * @param string $state ok, warning, error or '' (colours the row's edge).
 	 */
-	private static function row( $label, $value ) {
-		echo '<tr><th scope="row">' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>';
+	private static function row( $id, $label, $value, $state = '' ) {
+		$colours = array(
+			'ok'      => '#00a32a',
+			'warning' => '#dba617',
+			'error'   => '#d63638',
+		);
+		$style   = isset( $colours[ $state ] ) ? ' style="border-left:4px solid ' . $colours[ $state ] . '"' : '';
+		echo '<tr id="purgebridge-status-' . esc_attr( $id ) . '" class="purgebridge-' . esc_attr( '' !== $state ? $state : 'info' ) . '"><th scope="row"' . $style . '>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- $style is built from constants
 	}
 
 	/**
@@ -295,217 +413,156 @@ final class Purgebridge_Admin {
 	 *
 	 * @param string $action Action suffix.
 	 * @param string $label  Button label.
-	 * @param string $type   Button type.
 	 */
-	private static function action_button( $action, $label, $type ) {
+	private static function action_button( $action, $label ) {
 		echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '" style="display:inline-block;margin-right:1em">';
 		echo '<input type="hidden" name="action" value="' . esc_attr( 'purgebridge_' . $action ) . '" />';
 		wp_nonce_field( 'purgebridge_' . $action );
-		submit_button( $label, $type, 'submit', false );
+		submit_button( $label, 'secondary', 'submit', false, array( 'id' => 'purgebridge-' . $action ) );
 		echo '</form>';
 	}
 
 	/**
-	 * Shows and forgets the current user's last action result.
-	 */
-	private static function notice() {
-		$key    = 'purgebridge_notice_' . get_current_user_id();
-		$notice = get_transient( $key );
-		if ( ! is_array( $notice ) ) {
-			return;
-		}
-		delete_transient( $key );
-		printf( '<div class="notice notice-%1$s" id="purgebridge-notice"><p>%2$s</p></div>', esc_attr( $notice['ok'] ? 'success' : 'error' ), esc_html( $notice['text'] ) );
-	}
-
-	/**
-	 * Stores a notice and returns to the settings page (or another URL).
+	 * Shows the result where the action started and ends the request.
 	 *
-	 * @param bool   $ok       Success.
-	 * @param string $text     Message.
-	 * @param string $redirect Where to go.
+	 * @param array  $result   ok, message.
+	 * @param string $redirect Where to go ('' = the settings page).
 	 */
-	private static function finish( $ok, $text, $redirect = '' ) {
-		set_transient(
-			'purgebridge_notice_' . get_current_user_id(),
-			array(
-				'ok'   => (bool) $ok,
-				'text' => $text,
-			),
-			300
-		);
-		if ( '' === $redirect ) {
-			$redirect = admin_url( 'options-general.php?page=' . self::PAGE );
-		}
-		wp_safe_redirect( $redirect );
+	private static function finish( array $result, $redirect = '' ) {
+		Purgebridge_Notices::flash( $result['ok'], $result['message'] );
+		wp_safe_redirect( '' !== $redirect ? $redirect : self::page_url() );
 		exit;
 	}
 
 	/**
-	 * Capability and nonce check shared by every action.
+	 * Capability and nonce check shared by the actions.
 	 *
-	 * @param string $action Action suffix.
+	 * @param string $action     Action suffix.
+	 * @param string $capability Capability.
+	 * @param mixed  ...$args    Capability arguments (a post ID).
 	 */
-	private static function guard( $action ) {
-		if ( ! current_user_can( 'manage_options' ) ) {
+	private static function guard( $action, $capability = 'manage_options', ...$args ) {
+		if ( ! current_user_can( $capability, ...$args ) ) {
 			wp_die( esc_html__( 'You are not allowed to do this.', 'purgebridge' ), '', array( 'response' => 403 ) );
 		}
 		check_admin_referer( 'purgebridge_' . $action );
 	}
 
-	/**
-	 * A human line for a send result.
-	 *
-	 * @param array $result Result.
-	 * @return string
-	 */
-	public static function describe( array $result ) {
-		$status = $result['status'] ? 'HTTP ' . $result['status'] : __( 'no answer', 'purgebridge' );
-		return trim( $status . ' ' . $result['message'] );
-	}
-
-	/** "Send test event": /healthz, then a signed ping that purges nothing. */
+	/** "Send test event". */
 	public static function action_test() {
 		self::guard( 'test' );
-		$health = Purgebridge_Client::health();
-		$body   = Purgebridge_Event_Builder::encode( home_url( '/' ), array( Purgebridge_Event_Builder::ping() ), time() );
-		$signed = Purgebridge_Client::send( $body, 'background' );
-		$ok     = Purgebridge_Policy::DELIVERED === $health['outcome'] && Purgebridge_Policy::DELIVERED === $signed['outcome'];
-		self::finish(
-			$ok,
-			sprintf(
-				/* translators: 1: health answer, 2: signed event answer */
-				__( 'Relay health: %1$s. Signed test event: %2$s.', 'purgebridge' ),
-				self::describe( $health ),
-				self::describe( $signed )
-			)
-		);
+		self::finish( Purgebridge_Operations::test_relay() );
 	}
 
-	/** "Retry now": revive refused batches and drain ignoring backoff. */
+	/** "Retry now": refused batches are sent again, and everything waiting. */
 	public static function action_retry() {
 		self::guard( 'retry' );
-		Purgebridge_Dispatcher::mark_up();
-		$revived = Purgebridge_Queue::revive();
-		$stats   = Purgebridge_Dispatcher::drain( true );
-		self::finish(
-			0 === $stats['failed'] && 0 === $stats['dead'],
-			sprintf(
-				/* translators: 1: sent, 2: failed, 3: refused, 4: revived */
-				__( 'Sent %1$d, failed %2$d, refused %3$d (%4$d refused batches were retried).', 'purgebridge' ),
-				$stats['sent'],
-				$stats['failed'],
-				$stats['dead'],
-				$revived
-			)
-		);
+		self::finish( Purgebridge_Operations::retry_queue() );
 	}
 
-	/** "Purge all": a site-wide purge, sent now. */
+	/** "Yes, purge all" on the confirmation step. */
 	public static function action_purge_all() {
 		self::guard( 'purge_all' );
-		self::send_now( array( Purgebridge_Event_Builder::purge_all( 'manual' ) ), self::redirect_target() );
+		self::finish( Purgebridge_Operations::purge_all( 'manual' ), self::redirect_target() );
 	}
 
-	/** Admin bar "Purge this page": the post or term behind the page. */
-	public static function action_purge_page() {
-		self::guard( 'purge_page' );
-		$change = null;
-		$post   = isset( $_GET['post_id'] ) ? get_post( absint( $_GET['post_id'] ) ) : null; // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-		if ( $post ) {
-			$snap   = Purgebridge_Snapshot::post( $post );
-			$change = $snap['visible'] ? array(
-				'kind'   => 'post',
-				'action' => 'update',
-				'post'   => Purgebridge_Event_Builder::post( $snap, $snap ),
-			) : null;
-		} elseif ( isset( $_GET['term_id'], $_GET['taxonomy'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-			$term   = Purgebridge_Snapshot::term( absint( $_GET['term_id'] ), sanitize_key( wp_unslash( $_GET['taxonomy'] ) ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-			$change = $term ? Purgebridge_Event_Builder::term_change( 'edit', $term ) : null;
-		}
-		if ( ! $change ) {
-			self::finish( false, __( 'Nothing public to purge on that page.', 'purgebridge' ), self::redirect_target() );
-		}
-		self::send_now( array( $change ), self::redirect_target() );
+	/** The "Purge URLs" box. */
+	public static function action_purge_url() {
+		self::guard( 'purge_url' );
+		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- each line is checked by site_urls()
+		self::finish( Purgebridge_Operations::purge_urls( (array) $lines, array(), 'settings' ) );
 	}
 
 	/**
-	 * Sends changes synchronously so the result can be shown.
-	 *
-	 * @param array  $changes  Changes.
-	 * @param string $redirect Where to go afterwards.
+	 * Admin bar "Purge this page": a post's page needs edit_post for it; any
+	 * other page (archives, search, the front page) needs manage_options.
 	 */
-	private static function send_now( array $changes, $redirect ) {
-		$ok   = true;
-		$text = array();
-		foreach ( Purgebridge_Event_Builder::bodies( home_url( '/' ), $changes, time() ) as $body ) {
-			$result = Purgebridge_Dispatcher::deliver( $body, false, 'background' );
-			$ok     = $ok && Purgebridge_Policy::DELIVERED === $result['outcome'];
-			$text[] = self::describe( $result ) . ( $result['queued'] ? ' ' . __( '(queued for retry)', 'purgebridge' ) : '' );
+	public static function action_purge_page() {
+		$post_id = isset( $_GET['post_id'] ) ? absint( $_GET['post_id'] ) : 0; // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- guard() checks it
+		if ( $post_id ) {
+			self::guard( 'purge_page', 'edit_post', $post_id );
+			self::finish( Purgebridge_Operations::purge_post( $post_id ), self::redirect_target() );
 		}
-		self::finish( $ok, __( 'Relay answered:', 'purgebridge' ) . ' ' . implode( '; ', $text ), $redirect );
+		self::guard( 'purge_page' );
+		$back = self::redirect_target();
+		self::finish( Purgebridge_Operations::purge_urls( array( $back ), array(), 'admin_bar' ), $back );
 	}
 
 	/**
-	 * The page to return to after an admin bar action.
+	 * The page to return to after an action: a URL of this site, or ''.
 	 *
 	 * @return string
 	 */
 	private static function redirect_target() {
 		$to = isset( $_REQUEST['redirect_to'] ) ? esc_url_raw( wp_unslash( $_REQUEST['redirect_to'] ) ) : ''; // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
-		return $to ? wp_validate_redirect( $to, '' ) : '';
+		return '' !== $to ? (string) wp_validate_redirect( $to, '' ) : '';
 	}
 
 	/**
-	 * Admin bar entries.
+	 * The front-end page being shown: the home URL's origin and this request's
+	 * path and query (home_url() would repeat a subdirectory).
+	 *
+	 * @return string
+	 */
+	private static function current_url() {
+		$home = wp_parse_url( home_url( '/' ) );
+		$uri  = isset( $_SERVER['REQUEST_URI'] ) ? (string) wp_unslash( $_SERVER['REQUEST_URI'] ) : '/'; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- checked by site_urls() before use
+		return esc_url_raw( $home['scheme'] . '://' . $home['host'] . ( isset( $home['port'] ) ? ':' . $home['port'] : '' ) . $uri );
+	}
+
+	/**
+	 * Admin bar entries on every page: "Purge this page" for whoever may
+	 * edit it, "Purge all…" (with a confirmation step) and the settings for
+	 * administrators.
 	 *
 	 * @param WP_Admin_Bar $bar Admin bar.
 	 */
 	public static function admin_bar( $bar ) {
-		if ( ! current_user_can( 'manage_options' ) ) {
+		$admin   = current_user_can( 'manage_options' );
+		$here    = is_admin() ? '' : self::current_url();
+		$post_id = ! is_admin() && is_singular() ? (int) get_queried_object_id() : 0;
+		$page    = null;
+		if ( $post_id && current_user_can( 'edit_post', $post_id ) ) {
+			$page = array( 'post_id' => $post_id );
+		} elseif ( ! $post_id && '' !== $here && $admin ) {
+			$page = array();
+		}
+		if ( ! $admin && null === $page ) {
 			return;
 		}
-		$here = is_admin() ? '' : home_url( add_query_arg( array() ) );
 		$bar->add_node(
 			array(
 				'id'    => 'purgebridge',
-				'title' => __( 'Purge', 'purgebridge' ),
-				'href'  => admin_url( 'options-general.php?page=' . self::PAGE ),
+				'title' => __( 'Purge cache', 'purgebridge' ),
+				'href'  => $admin ? self::page_url() : false,
 			)
 		);
-		$args = array( 'action' => 'purgebridge_purge_page' );
-		if ( ! is_admin() && is_singular() ) {
-			$args['post_id'] = get_queried_object_id();
-		} elseif ( ! is_admin() && ( is_category() || is_tag() || is_tax() ) ) {
-			$term             = get_queried_object();
-			$args['term_id']  = $term->term_id;
-			$args['taxonomy'] = $term->taxonomy;
-		}
-		if ( count( $args ) > 1 ) {
-			$args['redirect_to'] = rawurlencode( $here );
+		if ( null !== $page ) {
+			$page['action']      = 'purgebridge_purge_page';
+			$page['redirect_to'] = rawurlencode( $here );
 			$bar->add_node(
 				array(
 					'parent' => 'purgebridge',
 					'id'     => 'purgebridge-purge-page',
 					'title'  => __( 'Purge this page', 'purgebridge' ),
-					'href'   => wp_nonce_url( add_query_arg( $args, admin_url( 'admin-post.php' ) ), 'purgebridge_purge_page' ),
+					'href'   => wp_nonce_url( add_query_arg( $page, admin_url( 'admin-post.php' ) ), 'purgebridge_purge_page' ),
+					'meta'   => array( 'title' => __( 'Drop this page from every Varnish node (not the archives that list it)', 'purgebridge' ) ),
 				)
 			);
+		}
+		if ( ! $admin ) {
+			return;
 		}
 		$bar->add_node(
 			array(
 				'parent' => 'purgebridge',
 				'id'     => 'purgebridge-purge-all',
-				'title'  => __( 'Purge all', 'purgebridge' ),
-				'href'   => wp_nonce_url(
-					add_query_arg(
-						array(
-							'action'      => 'purgebridge_purge_all',
-							'redirect_to' => rawurlencode( $here ),
-						),
-						admin_url( 'admin-post.php' )
-					),
-					'purgebridge_purge_all'
+				'title'  => __( 'Purge all…', 'purgebridge' ),
+				'href'   => self::page_url(
+					array(
+						'confirm'     => 'purge_all',
+						'redirect_to' => rawurlencode( '' !== $here ? $here : self::page_url() ),
+					)
 				),
 			)
 		);

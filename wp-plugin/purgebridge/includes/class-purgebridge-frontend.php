@@ -207,11 +207,12 @@ final class Purgebridge_Frontend {
 	}
 
 	/**
-	 * Serves /?purgebridge-fragment=tag-cloud and exits.
+	 * Serves /?purgebridge-fragment=tag-cloud and exits, only while the
+	 * feature is on.
 	 */
 	public static function maybe_fragment() {
-		if ( ! self::serving_fragment() || is_admin() ) {
-			return;
+		if ( ! self::serving_fragment() || is_admin() || ! Purgebridge_Settings::esi_tag_cloud_enabled() ) {
+			return; // Off: the parameter means nothing and WordPress answers as usual.
 		}
 		$name = sanitize_key( wp_unslash( $_GET[ self::FRAGMENT_PARAM ] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
 		if ( 'tag-cloud' !== $name ) {

@@ -28,6 +28,9 @@ final class Purgebridge_Plugin {
 		Purgebridge_Frontend::register();
 		Purgebridge_Admin::register();
 		Purgebridge_Recovery::register();
+		Purgebridge_Notices::register();
+		Purgebridge_Site_Health::register();
+		Purgebridge_CLI::register();
 	}
 
 	/**

@@ -7,6 +7,15 @@
  * probing every few seconds costs little and an overloaded origin that cannot
  * even answer this counts as degraded too.
  *
+ * It answers only Varnish's own probe: with PURGEBRIDGE_PROBE_TOKEN set, a
+ * request carrying that token in X-Purgebridge-Probe; without it, a request
+ * from an allowed address (loopback by default, filter
+ * purgebridge_probe_addresses) that carries no X-Forwarded-For -- varnishd adds
+ * that header to every request it passes on for a client, and not to its
+ * probes. Anyone else gets the ordinary page, so a visitor can neither read
+ * the server's load nor learn the thresholds. The answer names the level and
+ * ok/overloaded only.
+ *
  * @package Purgebridge
  */
 
@@ -17,26 +26,51 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Purgebridge_Probe {
 
+	const HEADER = 'HTTP_X_PURGEBRIDGE_PROBE';
+
 	/**
-	 * Answers the probe and exits, when the request is one.
+	 * Answers the probe and exits, when the request is one from Varnish.
 	 */
 	public static function maybe_handle() {
-		if ( ! isset( $_GET['purgebridge-probe'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		if ( ! isset( $_GET['purgebridge-probe'] ) || ! self::allowed() ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
 			return;
 		}
-		$level      = absint( wp_unslash( $_GET['purgebridge-probe'] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
-		$thresholds = Purgebridge_Settings::probe_thresholds();
-		$load       = self::load();
-		$status     = Purgebridge_Policy::probe_status( $level, $load, $thresholds );
+		$level  = absint( wp_unslash( $_GET['purgebridge-probe'] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+		$status = Purgebridge_Policy::probe_status( $level, self::load(), Purgebridge_Settings::probe_thresholds() );
 		status_header( $status );
 		nocache_headers();
 		header( 'Content-Type: text/plain; charset=utf-8' );
 		if ( 404 === $status ) {
 			echo "unknown level\n";
 		} else {
-			printf( "level %d %s load %.2f threshold %.2f\n", (int) $level, 200 === $status ? 'ok' : 'overloaded', (float) $load, (float) $thresholds[ $level ] );
+			printf( "level %d %s\n", (int) $level, 200 === $status ? 'ok' : 'overloaded' );
 		}
 		exit;
+	}
+
+	/**
+	 * Whether this request is Varnish's probe (see the file comment).
+	 *
+	 * @return bool
+	 */
+	public static function allowed() {
+		$token = Purgebridge_Settings::probe_token();
+		if ( '' !== $token ) {
+			$sent = isset( $_SERVER[ self::HEADER ] ) ? (string) wp_unslash( $_SERVER[ self::HEADER ] ) : ''; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+			return hash_equals( $token, $sent );
+		}
+		if ( isset( $_SERVER['HTTP_X_FORWARDED_FOR'] ) ) {
+			return false;
+		}
+		$remote = isset( $_SERVER['REMOTE_ADDR'] ) ? (string) wp_unslash( $_SERVER['REMOTE_ADDR'] ) : ''; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+		/**
+		 * Filters the addresses the load probe answers when no token is set
+		 * (where varnishd connects from).
+		 *
+		 * @param string[] $addresses Exact REMOTE_ADDR values.
+		 */
+		$addresses = (array) apply_filters( 'purgebridge_probe_addresses', array( '127.0.0.1', '::1' ) );
+		return in_array( $remote, $addresses, true );
 	}
 
 	/**

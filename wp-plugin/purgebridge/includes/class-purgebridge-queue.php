@@ -127,7 +127,7 @@ final class Purgebridge_Queue {
 		$overflow['dropped'] = ( isset( $overflow['dropped'] ) ? (int) $overflow['dropped'] : 0 ) + 1;
 		update_option( 'purgebridge_queue_overflow', $overflow, false );
 		$table  = self::table();
-		$exists = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE kind = %s AND state = %s", 'purge_all', self::PENDING ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$exists = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE kind = %s", 'purge_all' ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- pending or refused: one purge-all row at most, so a relay that refuses for good cannot grow the table
 		if ( $exists ) {
 			return;
 		}

@@ -283,11 +283,4 @@ final class Purgebridge_Recovery {
 		}
 		return $text;
 	}
-
-	/**
-	 * One status-table row for the settings page (Purgebridge_Admin::status()).
-	 */
-	public static function render_row() {
-		echo '<tr id="purgebridge-waiting"><th scope="row">' . esc_html__( 'Waiting changes', 'purgebridge' ) . '</th><td>' . esc_html( self::describe( self::state() ) ) . '</td></tr>';
-	}
 }

@@ -31,7 +31,11 @@ final class Purgebridge_Settings {
 		'purgebridge_last_recovery',
 		'purgebridge_drain_lock',
 		'purgebridge_db_version',
+		'purgebridge_last_check',
 	);
+
+	/** Capability that may repoint the relay (see can_change_relay_url()). */
+	const RELAY_URL_CAPABILITY = 'manage_options';
 
 	/**
 	 * Relay base URL (e.g. http://127.0.0.1:8787), '' when not configured.
@@ -39,10 +43,96 @@ final class Purgebridge_Settings {
 	 * @return string
 	 */
 	public static function relay_url() {
+		$url = self::configured_relay_url();
+		return '' === self::check_relay_url( $url ) ? $url : '';
+	}
+
+	/**
+	 * The relay URL as configured (constant or option), checked or not: what
+	 * the settings page shows and what check_relay_url() judges.
+	 *
+	 * @return string
+	 */
+	public static function configured_relay_url() {
 		if ( self::url_locked() ) {
 			return (string) PURGEBRIDGE_RELAY_URL;
 		}
 		return (string) get_option( 'purgebridge_relay_url', '' );
+	}
+
+	/**
+	 * Why a relay URL may not be used, '' when it may (or is empty).
+	 *
+	 * Only http(s) with a host, no user info, query or fragment: the plugin
+	 * appends /v1/events/wordpress and /healthz to it, and anything else is
+	 * either a mistake or an attempt to make WordPress fetch another service
+	 * (a cloud metadata address, say) for whoever can edit the setting. Sites
+	 * can narrow it further to an allow-list of hosts with the filter
+	 * purgebridge_relay_hosts.
+	 *
+	 * @param string $url Candidate relay base URL.
+	 * @return string Problem in plain words, or ''.
+	 */
+	public static function check_relay_url( $url ) {
+		$url = (string) $url;
+		if ( '' === $url ) {
+			return '';
+		}
+		if ( preg_match( '/[\x00-\x20\x7f]/', $url ) ) {
+			return __( 'The relay URL contains spaces or control characters.', 'purgebridge' );
+		}
+		$parts  = wp_parse_url( $url );
+		$scheme = is_array( $parts ) && isset( $parts['scheme'] ) ? strtolower( $parts['scheme'] ) : '';
+		if ( ! in_array( $scheme, array( 'http', 'https' ), true ) || empty( $parts['host'] ) ) {
+			return __( 'The relay URL must start with http:// or https:// and name a host, e.g. http://127.0.0.1:8787.', 'purgebridge' );
+		}
+		if ( isset( $parts['user'] ) || isset( $parts['pass'] ) || false !== strpos( $url, '@' ) ) {
+			return __( 'The relay URL must not contain a user name or password.', 'purgebridge' );
+		}
+		if ( false !== strpos( $url, '?' ) || false !== strpos( $url, '#' ) ) {
+			return __( 'The relay URL must not contain a query (?) or fragment (#).', 'purgebridge' );
+		}
+		$host = strtolower( $parts['host'] ) . ( isset( $parts['port'] ) ? ':' . (int) $parts['port'] : '' );
+		/**
+		 * Filters the relay hosts this site may send to: host or host:port
+		 * strings. Empty (the default) allows any http(s) host.
+		 *
+		 * @param string[] $hosts Allowed hosts.
+		 * @param string   $url   The relay URL being checked.
+		 */
+		$allowed = array_map( 'strtolower', array_map( 'strval', (array) apply_filters( 'purgebridge_relay_hosts', array(), $url ) ) );
+		if ( $allowed && ! in_array( $host, $allowed, true ) && ! in_array( strtolower( $parts['host'] ), $allowed, true ) ) {
+			/* translators: %s: host of the relay URL */
+			return sprintf( __( 'The relay host %s is not in this site\'s allow-list (filter purgebridge_relay_hosts).', 'purgebridge' ), $host );
+		}
+		return '';
+	}
+
+	/**
+	 * Whether the current user may change the relay URL. The one place that
+	 * decides it: on a network, only a network administrator may repoint the
+	 * relay, which is a change of this single check.
+	 *
+	 * @return bool
+	 */
+	public static function can_change_relay_url() {
+		return current_user_can( self::RELAY_URL_CAPABILITY );
+	}
+
+	/**
+	 * Shared token the load probe requires in X-Purgebridge-Probe, '' when the
+	 * probe is limited by address instead (see Purgebridge_Probe::allowed()).
+	 *
+	 * @return string
+	 */
+	public static function probe_token() {
+		$token = defined( 'PURGEBRIDGE_PROBE_TOKEN' ) ? (string) PURGEBRIDGE_PROBE_TOKEN : '';
+		/**
+		 * Filters the load probe's token (default: the PURGEBRIDGE_PROBE_TOKEN constant).
+		 *
+		 * @param string $token Token, '' for none.
+		 */
+		return (string) apply_filters( 'purgebridge_probe_token', $token );
 	}
 
 	/**

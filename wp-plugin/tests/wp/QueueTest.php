@@ -389,8 +389,8 @@ final class QueueTest extends TestCase {
 		ob_start();
 		Purgebridge_Admin::render();
 		$html = ob_get_clean();
-		$this->assertStringContainsString( 'Signature refused', $html );
-		$this->assertStringContainsString( '1 batches refused for good', $html );
+		$this->assertStringContainsString( 'The relay refused the signature', $html );
+		$this->assertStringContainsString( '1 batch was refused and is kept', $html );
 		$this->assertStringContainsString( 'No changes wait', $html, 'the plain-words queue state' );
 		$this->assertStringNotContainsString( PURGEBRIDGE_SECRET, $html, 'the secret is never printed' );
 		wp_set_current_user( 0 );

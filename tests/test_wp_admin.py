@@ -95,7 +95,7 @@ def test_settings_page_speaks_plainly_and_send_test_event_updates_the_status(wor
     session = admin_session(site)
     page = settings_page(session, site)
     assert status_row(page, "relay") == 'Not checked yet: press "Send test event".'
-    assert status_row(page, "queue") == "Nothing: every change has reached the relay."
+    assert status_row(page, "queue") == "No changes wait to be sent."
     done = session.post(site.url + "/wp-admin/admin-post.php", timeout=30,
                         data={"action": "purgebridge_test", "_wpnonce": form_nonce(page, "test")})
     assert done.url.endswith("page=purgebridge")

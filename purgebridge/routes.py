@@ -214,6 +214,8 @@ def _enqueue(items, source, signature=None, site="", route="event"):
         queued = svc.queue.enqueue([n.name for n in _nodes()], items, source, signature=signature, site=site)
     except SignatureError as exc:  # lost the race with an identical request
         raise Refused(409, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the queue is unreachable: nothing was stored
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     svc.metrics.event(route, 202)
     log.info("accepted %s event %s from %s: %d item(s) x %d node(s), %d merged",
              source, queued.event_id, site or "-", queued.items, len(svc.settings.nodes), queued.merged)
@@ -266,6 +268,8 @@ def accept_wordpress_event(svc, body, timestamp, signature):
         raise Refused(409, str(exc)) from None
     except JournalError as exc:
         raise Refused(503, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: 503 (the sender retries), never a 500
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     svc.metrics.event("wordpress_event", 202)
     log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, host, len(data["changes"]))
     return event_id, len(data["changes"]), len(nodes)
@@ -371,8 +375,7 @@ def status():
         stats = svc.queue.stats()
         dead_letters = svc.queue.dead_letters(limit=20)
     except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: say which queue, never a 500
-        raise Refused(503, f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): "
-                           f"{type(exc).__name__}: {exc}") from None
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     worker_states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
     nodes = []
     for node in svc.settings.nodes:
@@ -452,6 +455,10 @@ def metrics():
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(spec())
+
+
+def _queue_unavailable(svc, exc):
+    return f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): {type(exc).__name__}: {exc}"
 
 
 def redact(location):

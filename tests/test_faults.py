@@ -133,6 +133,13 @@ def test_redis_down_keeps_metrics_and_names_the_queue(tmp_path):
         status = client.get("/v1/status", headers=bearer(ADMIN_TOKEN))
         assert status.status_code == 503 and "PURGEBRIDGE_QUEUE=redis://" in status.json["error"]
         assert client.get("/readyz").status_code == 503
+        from fixtures_app import send_event
+
+        event = send_event(client)
+        assert event.status_code == 503, event.get_data(as_text=True)
+        hook = client.post("/v1/webhook", json={"urls": ["https://blog.example.test/a/"]},
+                           headers=bearer("webhook-token-4d1a"))
+        assert hook.status_code == 503 and "PURGEBRIDGE_QUEUE" in hook.json["error"]
         done = _cli("queue", "--queue", url, cwd=tmp_path)
         assert done.returncode == 2
         _one_line(done, "PURGEBRIDGE_QUEUE", "redis://")

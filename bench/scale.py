@@ -32,7 +32,7 @@ from common import machine, watchdog, write_section  # noqa: E402
 from fixtures_redis import start_redis  # noqa: E402
 from purgebridge.fanout import purge_for_url  # noqa: E402
 from purgebridge.localcluster import start_cluster  # noqa: E402
-from purgebridge.redisqueue import RedisQueue  # noqa: E402
+from purgebridge.store.redis import RedisQueue  # noqa: E402
 from relay import HOSTS, Relay, bench_latency, envelope, flood, percentile, post_change  # noqa: E402
 
 DEADLINE = 900  # seconds for the whole run

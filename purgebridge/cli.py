@@ -51,30 +51,11 @@ def fail_usage(message):
     sys.exit(EXIT_USAGE)
 
 
-def render_table(report):
-    """Per-node table: node, purged, not cached, failed, refused, time."""
-    headers = ["node", "purged", "not cached", "failed", "refused", "time"]
-    rows = [[n["node"], n["purged"], n["not_cached"], n["failed"], n["refused"], f"{n['seconds'] * 1000:.0f} ms"]
-            for n in report.to_dict()["nodes"]]
-    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-             for row in [headers] + rows]
-    problems = report.to_dict()["problems"]
-    if problems:
-        lines.append("")
-        lines.append("not acknowledged:")
-        for p in problems:
-            lines.append(f"  {p['node']}  {p['outcome']:<8} {p['item']}  ({p['reason']}, {p['attempts']} tries)")
-    for error in report.errors:
-        lines.append(f"error: {error}")
-    return "\n".join(lines)
-
-
 def _emit(report, as_json):
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        click.echo(render_table(report))
+        click.echo(report.table())
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
@@ -280,10 +261,10 @@ def _age(seconds):
 
 
 def _open_queue(ctx, queue_path):
-    from purgebridge.queue import Queue
+    from purgebridge.store import open_queue
 
     settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
-    return Queue.from_settings(settings)
+    return open_queue(settings)
 
 
 @queue.command("retry")

@@ -56,12 +56,12 @@ def _load_app(settings, secrets, listen_text, status_path):
     """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian."""
     from purgebridge.app import create_app
     from purgebridge.logs import setup_logging
-    from purgebridge.queue import Queue
+    from purgebridge.store import open_queue
     from purgebridge.supervisor import WorkerView, die_with_parent
 
     die_with_parent("API process")
     setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
-    queue = Queue.from_settings(settings)
+    queue = open_queue(settings)
     app = create_app(settings=settings, queue=queue, worker=WorkerView(status_path))
     service = app.extensions["purgebridge"]
     service.owns_queue = True

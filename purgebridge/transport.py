@@ -26,7 +26,6 @@ from purgebridge.errors import ConnectError, ProtocolError, ReadTimeout, Transpo
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "purgebridge"
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 1024 * 1024
 
@@ -53,13 +52,6 @@ def _field(head, name):
     start = at + len(name)
     stop = head.find(b"\r\n", start)
     return head[start:stop if stop >= 0 else len(head)].strip()
-
-
-def encode_request(method, target, host, headers=()):
-    """Serialise a body-less request. Values were validated by ``urls``."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 class _Parser:

@@ -1,6 +1,5 @@
 """The worker with a fake deliver: ack/nack/dead per outcome, nodes independent, graceful stop."""
 
-import logging
 import threading
 import time
 
@@ -9,7 +8,7 @@ import pytest
 from purgebridge.config import load_settings
 from purgebridge.fanout import Outcome, Result, purge_for_url
 from purgebridge.metrics import Metrics
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
 from purgebridge.worker import Worker
 
 NODES = "127.0.0.1:9001,127.0.0.1:9002"

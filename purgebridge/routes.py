@@ -217,15 +217,6 @@ def accepted_body(event_id, changes, nodes):
     return json.dumps({"event_id": event_id, "queued": changes, "nodes": nodes}).encode("utf-8")
 
 
-@bp.post("/v1/events/wordpress")
-def wordpress_event():
-    """A signed batch from the WordPress plugin (docs/events.md); normally answered by ``fastpath``."""
-    body = _body()
-    accepted = accept_wordpress_event(service(), body, request.headers.get(TIMESTAMP_HEADER, ""),
-                                      request.headers.get(SIGNATURE_HEADER, ""))
-    return Response(accepted_body(*accepted), status=202, mimetype="application/json")
-
-
 def _checked_request(validator):
     """Schema-check the JSON body, then refuse (403) a site or URL on a host this relay may not purge."""
     try:

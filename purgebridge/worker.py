@@ -503,8 +503,10 @@ class Worker:
                 if direct:
                     self.send_direct(node)
                     worked = True
+                down_for = sender.down_until - time.time()
                 try:
-                    due = self.queue.next_due(node.name)
+                    # A node that did not answer is tried again after its backoff, not once per due row.
+                    due = self.queue.next_due(node.name) if down_for <= 0 else max(down_for, 0.002)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
                 except Exception:
                     log.exception("claiming for %s failed", node.name)

@@ -251,6 +251,22 @@ def test_isolated_events_and_a_steady_stream_are_never_held_back(queue):
     assert sorted(waits)[-2] < 0.1, waits   # no batch held back for a rate (it was up to 0.5 s)
 
 
+def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
+    """2,000 queued purges for a node that does not answer: one batch per backoff interval reaches for it."""
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_BACKOFF="0.2",
+                             PURGEBRIDGE_BACKOFF_MAX="0.4")
+    fake = FakeDeliver(lambda node, item: (Outcome.FAILED, None, "connection refused"))
+    queue.enqueue(["127.0.0.1:9001"], [url(f"/p/{n}/") for n in range(2000)], "wordpress")
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        time.sleep(1.0)
+    finally:
+        worker.stop(timeout=5)
+    # 1 s at 0.1-0.4 s of backoff: a handful of tries, not every 512-row batch every time rows fall due.
+    assert 1 <= len(fake.calls) <= 8, len(fake.calls)
+    assert queue.stats()["depth"] == 2000 and queue.stats()["dead"] == 0
+
+
 def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped(queue):
     """Queued path: the 501 settles the key purge as skipped (no retry, no dead letter); later ones are not sent."""
     from purgebridge.fanout import keys_for

@@ -22,7 +22,7 @@ import requests
 from purgebridge import signing
 from purgebridge.mapping import MappingOptions, map_batch
 from purgebridge.urls import split_url
-from relayproc import COMMAND, RelayProcess
+from purgebridge.testing import COMMAND, RelayProcess
 
 pytestmark = pytest.mark.integration
 

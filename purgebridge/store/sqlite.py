@@ -6,10 +6,14 @@ the plugin forgets an event once the relay accepted it, so a relay crash
 between accept and delivery must not lose it.
 
 Backend: SQLite in WAL mode through the standard library. One file, no
-server; readers do not block the single writer. Writes from the threads of
-one process are serialised by a lock (cheaper than SQLite's busy-wait);
-``busy_timeout`` covers a second process such as ``purgebridge queue retry``
-run next to a live relay.
+server; readers do not block the single writer. Writers -- the API
+process's journal writer, the worker process, ``purgebridge queue retry``
+-- take turns through ``flock`` on ``<queue>.lock`` (and a thread lock
+within a process) before ``BEGIN IMMEDIATE``: the kernel hands the lock on
+the moment it is released, where SQLite's own busy handler sleeps 1, 2,
+5 ... up to 100 ms between tries, and those sleeps were the latency tail of
+accepting while the worker wrote. ``busy_timeout`` stays as the fallback
+for a writer that does not take the lock file.
 
 The contract it implements is in ``purgebridge.store.contract``.
 
@@ -24,6 +28,8 @@ was merged into a row: max age counts from it, so a fresh event is never
 dead-lettered because an older identical purge had been waiting long.
 """
 
+from contextlib import contextmanager
+import fcntl
 import json
 import logging
 import os
@@ -168,12 +174,13 @@ class Queue(Wakeups):
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
         super().__init__()
-        self._nudge = Nudge(self.path)     # ... and the same for a worker in another process
+        self._nudge = Nudge(self.path)     # wake-ups for a worker in another process
+        self._lock_fd = None               # the lock file the writers of every process take turns on
         self.append_wait = append_wait
         self._journal = None
         self._journal_cursor = 0  # rowid of the last event pending_events handed out
         self._closed = False
-        with self._write_lock:
+        with self._exclusive():
             db = self._db()
             db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
             self._migrate(db)
@@ -232,20 +239,33 @@ class Queue(Wakeups):
         """
         self._db().execute("PRAGMA synchronous = NORMAL")
 
+    @contextmanager
+    def _exclusive(self):
+        """This process's turn to write: the thread lock, then ``flock`` on the lock file (other processes)."""
+        with self._write_lock:
+            if self._lock_fd is None:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     class _Tx:
         def __init__(self, queue, lock=True):
             self.queue = queue
-            self.lock = queue._write_lock if lock else None
+            self.lock = queue._exclusive() if lock else None
 
         def __enter__(self):
             if self.lock:
-                self.lock.acquire()
+                self.lock.__enter__()
             try:
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
                 if self.lock:
-                    self.lock.release()
+                    self.lock.__exit__(None, None, None)
                 raise
             return self.db
 
@@ -262,7 +282,7 @@ class Queue(Wakeups):
                     self.db.execute("ROLLBACK")
             finally:
                 if self.lock:
-                    self.lock.release()
+                    self.lock.__exit__(None, None, None)
             return False
 
     def _write(self, lock=True):
@@ -275,6 +295,9 @@ class Queue(Wakeups):
             self._journal.close()
         self._closed = True
         self._nudge.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         with self._connections_lock:
             for db in self._connections:
                 try:
@@ -358,7 +381,7 @@ class Queue(Wakeups):
         replay, or an old one housekeeping has not dropped yet) or that loses
         a race to another process takes the explicit transaction instead.
         """
-        with self._write_lock:
+        with self._exclusive():
             entries = take()
             if not entries:
                 return []

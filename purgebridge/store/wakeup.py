@@ -123,14 +123,15 @@ class Nudge:
         self._listener.start()
 
     def _listen(self, on_journal: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
-        receiver: Optional[socket.socket] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver: Optional[socket.socket] = bound
         try:
-            receiver.bind(self.address)
-            receiver.settimeout(FALLBACK_POLL)
+            bound.bind(self.address)
+            bound.settimeout(FALLBACK_POLL)
         except OSError as exc:
             log.warning("queue %s: cannot listen for wake-ups (%s); reading PRAGMA data_version every %.1f s "
                         "instead", self.path, exc, FALLBACK_POLL)
-            receiver.close()
+            bound.close()
             receiver = None
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         version = db.execute("PRAGMA data_version").fetchone()[0]

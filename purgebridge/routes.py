@@ -22,7 +22,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import threading
 import time
 
@@ -280,15 +279,6 @@ def accepted_body(event_id, changes, nodes):
     return json.dumps({"event_id": event_id, "queued": changes, "nodes": nodes}).encode("utf-8")
 
 
-@bp.post("/v1/events/wordpress")
-def wordpress_event():
-    """A signed batch from the WordPress plugin (docs/events.md); normally answered by ``fastpath``."""
-    body = _body()
-    accepted = accept_wordpress_event(service(), body, request.headers.get(TIMESTAMP_HEADER, ""),
-                                      request.headers.get(SIGNATURE_HEADER, ""))
-    return Response(accepted_body(*accepted), status=202, mimetype="application/json")
-
-
 def _checked_request(validator):
     """Schema-check the JSON body, then refuse (403) a site or URL on a host this relay may not purge."""
     try:
@@ -458,12 +448,7 @@ def openapi():
 
 
 def _queue_unavailable(svc, exc):
-    return f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): {type(exc).__name__}: {exc}"
-
-
-def redact(location):
-    """A queue location fit for a message: the password of a ``redis://user:pass@host`` URL replaced."""
-    return re.sub(r"//[^/@]*@", "//***@", str(location))
+    return f"queue unreachable (PURGEBRIDGE_QUEUE={redact_location(svc.settings.queue)}): {type(exc).__name__}: {exc}"
 
 
 def _version():

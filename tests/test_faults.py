@@ -22,7 +22,7 @@ from fixtures_app import ADMIN_TOKEN, app_overrides, bearer
 from fixtures_redis import start_redis
 from fixtures_wordpress import free_port
 from purgebridge import signing
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,7 @@ def test_a_node_answering_500_is_backed_off_and_not_up_then_recovers_clean(tmp_p
     from purgebridge.config import load_settings
     from purgebridge.fanout import purge_for_url
     from purgebridge.node import Node
-    from purgebridge.queue import Queue
+    from purgebridge.store.sqlite import Queue
     from purgebridge.worker import Worker
 
     server = FaultServer(lambda n, line: ("status", 500))

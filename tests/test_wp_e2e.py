@@ -18,7 +18,7 @@ import requests
 
 from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
 from purgebridge import localcluster
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 

@@ -28,6 +28,7 @@ import time
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from purgebridge import fanout, signing
+from purgebridge.config import redact_location
 from purgebridge.errors import InvalidEvent, InvalidURL, SignatureError
 from purgebridge.fanout import Outcome
 from purgebridge.journal import JournalError

@@ -15,8 +15,8 @@ starts three real varnishd with ``localcluster.start_cluster`` instead.
 After the burst it waits until the journal is expanded (``journal_pending``
 in /v1/status is 0) and prints that time too, then stops the relay with
 SIGTERM. ``--py-spy FILE`` records where the relay holds the GIL during the
-burst (``pip install py-spy``; collapsed stacks), ``--switch-interval`` runs
-the relay with another ``sys.setswitchinterval`` (an experiment knob).
+burst in the API process (``pip install py-spy``; collapsed stacks). The
+relay is started with ``purgebridge.testing.RelayProcess``, as in the tests.
 Usage::
 
     python bench/accept_probe.py [--events 3000] [--connections 8] [--depth 1] [--rounds 3] [--varnish]
@@ -24,7 +24,6 @@ Usage::
 
 import argparse
 import json
-import os
 import pathlib
 import signal
 import socket
@@ -38,6 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from purgebridge import signing  # noqa: E402
+from purgebridge.testing import RelayProcess  # noqa: E402
 from purgebridge.transport import Connection  # noqa: E402
 
 SECRET = "accept-probe-secret-2b9e"
@@ -90,31 +90,10 @@ def get_json(port, path, timeout=5.0):
     return response.status_code, response.json()
 
 
-def start_relay(workdir, nodes, port, switch_interval=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
-    env.update({"PYTHONPATH": str(REPO), "PURGEBRIDGE_NODES": nodes, "PURGEBRIDGE_SITES": SITE,
-                "PURGEBRIDGE_SECRET": SECRET, "PURGEBRIDGE_ADMIN_TOKEN": ADMIN,
-                "PURGEBRIDGE_QUEUE": str(workdir / "queue.sqlite3"), "PURGEBRIDGE_LISTEN": f"127.0.0.1:{port}",
-                "PURGEBRIDGE_TIMEOUT": "1", "PURGEBRIDGE_LOG_FORMAT": "json"})
-    log = open(workdir / "relay.log", "ab")
-    command = [sys.executable, "-m", "purgebridge", "serve"]
-    if switch_interval:  # experiment: how much GIL hand-over latency costs
-        command = [sys.executable, "-c", f"import sys, runpy; sys.setswitchinterval({switch_interval}); "
-                   "sys.argv = ['purgebridge', 'serve']; runpy.run_module('purgebridge', run_name='__main__')"]
-    proc = subprocess.Popen(command, cwd=workdir, env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"relay exited with {proc.returncode}:\n{(workdir / 'relay.log').read_text()}")
-        try:
-            if get_json(port, "/healthz", timeout=1)[0] == 200:
-                return proc
-        except Exception:  # not listening yet
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("relay did not answer /healthz within 20 s")
+def start_relay(workdir, nodes, port):
+    return RelayProcess(workdir, port, {"PURGEBRIDGE_NODES": nodes, "PURGEBRIDGE_SITES": SITE,
+                                        "PURGEBRIDGE_SECRET": SECRET, "PURGEBRIDGE_TIMEOUT": "1",
+                                        "PURGEBRIDGE_LOG_FORMAT": "json"}, ADMIN).start()
 
 
 def post_all(port, requests, connections, depth):
@@ -166,7 +145,6 @@ def main(argv=None):
                              "after the next one on that connection finished, so depth > 1 does not help)")
     parser.add_argument("--rounds", type=int, default=1, help="bursts of --events each, fresh relay each time")
     parser.add_argument("--varnish", action="store_true", help="three real varnishd nodes instead of dead ports")
-    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval in the relay (experiment)")
     parser.add_argument("--py-spy", metavar="FILE", help="record the relay with py-spy (collapsed stacks) during the burst")
     args = parser.parse_args(argv)
     if not 1 <= args.events <= 100_000 or not 1 <= args.connections <= 64 or not 1 <= args.depth <= 16:
@@ -185,12 +163,12 @@ def main(argv=None):
             with tempfile.TemporaryDirectory(prefix="purgebridge-accept-") as tmp:
                 workdir = pathlib.Path(tmp)
                 port = free_port()
-                proc = start_relay(workdir, nodes, port, args.switch_interval)
+                relay = start_relay(workdir, nodes, port)
                 try:
                     requests = encoded_events(args.events, port)
                     spy = None
                     if args.py_spy:
-                        spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+                        spy = subprocess.Popen(["py-spy", "record", "--pid", str(relay.api_pid()), "--format", "raw",
                                                 "--threads", "--gil", "--rate", "250",
                                                 "--output", args.py_spy], stdout=subprocess.DEVNULL)
                         time.sleep(1.0)
@@ -215,12 +193,8 @@ def main(argv=None):
                     print(f"  journal expanded {time.perf_counter() - started:.2f} s after the burst; "
                           f"queue {json.dumps(queue)}; totals {json.dumps(status.get('totals', {}))}")
                 finally:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        code = proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        code = proc.wait(timeout=10)
+                    relay.stop()
+                    code = relay.proc.returncode
                     if code != 0:
                         print(f"relay exit code {code}; log tail:\n"
                               f"{(workdir / 'relay.log').read_text()[-2000:]}", file=sys.stderr)

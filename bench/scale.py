@@ -32,24 +32,23 @@ from common import machine, watchdog, write_section  # noqa: E402
 from fixtures_redis import start_redis  # noqa: E402
 from purgebridge.fanout import purge_for_url  # noqa: E402
 from purgebridge.localcluster import start_cluster  # noqa: E402
-from purgebridge.redisqueue import RedisQueue  # noqa: E402
+from purgebridge.store.redis import RedisQueue  # noqa: E402
 from relay import HOSTS, Relay, bench_latency, envelope, flood, percentile, post_change  # noqa: E402
 
 DEADLINE = 900  # seconds for the whole run
 
 
 class Relays:
-    """Several relays seen as one by ``relay.bench_latency``: ``url`` takes the next relay each time."""
+    """Several relays seen as one by ``relay.bench_latency``: ``url()`` takes the next relay each time."""
 
     def __init__(self, relays):
         self.relays = relays
         self._next = 0
 
-    @property
-    def url(self):
+    def url(self, path=""):
         relay = self.relays[self._next % len(self.relays)]
         self._next += 1
-        return relay.url
+        return relay.url(path)
 
     def drain(self, limit=120):
         return self.relays[0].drain(limit)  # one shared queue: any relay's status shows all of it

@@ -38,18 +38,15 @@ Needs php, mariadb-server, wordpress and varnish, like the tests.
 
 import argparse
 import json
-import os
 from pathlib import Path
 import secrets
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -57,6 +54,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import fixtures_wordpress as harness  # noqa: E402
 from purgebridge import localcluster  # noqa: E402
+from purgebridge.testing import RelayProcess  # noqa: E402
 
 SAVE_LOOP = """
 wp_set_current_user(1);
@@ -131,29 +129,14 @@ class Blackhole:
         self.sock.close()
 
 
-class Relay:
-    """The real relay as a subprocess on the site's relay port."""
+class Relay(RelayProcess):
+    """The real relay as a subprocess on the site's relay port (started)."""
 
     def __init__(self, workdir, site, cluster):
-        port = int(site.relay_url.rsplit(":", 1)[1])
-        self.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")}
-        env.update({"PYTHONPATH": str(REPO), "PURGEBRIDGE_NODES": cluster.nodes_env(),
-                    "PURGEBRIDGE_SITES": site.host, "PURGEBRIDGE_SECRET": site.secret,
-                    "PURGEBRIDGE_QUEUE": str(Path(workdir) / "queue.sqlite3"),
-                    "PURGEBRIDGE_LISTEN": f"127.0.0.1:{port}", "PURGEBRIDGE_LOG_FORMAT": "text"})
-        from purgebridge import cli
-        command = ([sys.executable, "-m", "purgebridge", "serve"] if "serve" in getattr(cli.cli, "commands", {})
-                   else [sys.executable, "-m", "purgebridge.server"])
-        self.log = open(Path(workdir) / "relay.log", "ab")
-        self.proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        harness.wait_for(lambda: requests.get(self.url + "/healthz", timeout=1).status_code == 200, 20,
-                         "relay /healthz")
-
-    def stop(self):
-        harness.stop_process(self.proc, timeout=15)
-        self.log.close()
+        super().__init__(workdir, int(site.relay_url.rsplit(":", 1)[1]), {
+            "PURGEBRIDGE_NODES": cluster.nodes_env(), "PURGEBRIDGE_SITES": site.host,
+            "PURGEBRIDGE_SECRET": site.secret, "PURGEBRIDGE_LOG_FORMAT": "text"})
+        self.start()
 
 
 def summarize(times):

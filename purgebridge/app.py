@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from purgebridge.config import load_settings
 from purgebridge.metrics import Metrics
-from purgebridge.queue import Queue
+from purgebridge.store import open_queue
 from purgebridge.sites import load_sites
 from purgebridge.worker import Worker
 
@@ -83,7 +83,7 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     sites = load_sites(settings, environ)
     owns_queue = queue is None
     if queue is None:
-        queue = Queue.from_settings(settings)
+        queue = open_queue(settings)
     in_process = worker is None or isinstance(worker, Worker)
     metrics = Metrics(queue, worker=None if in_process else worker.snapshot)
     service = Service(settings=settings, sites=sites, queue=queue, metrics=metrics, owns_queue=owns_queue)

@@ -42,6 +42,7 @@ import logging
 import re
 import threading
 import time
+from typing import Optional
 
 import requests
 
@@ -190,11 +191,11 @@ def first_difference(origin_text, node_text):
 class Page:
     """One answer, as far as the comparison needs it."""
 
-    status: int = None
+    status: Optional[int] = None
     location: str = ""
     text: str = ""
     cached: bool = False
-    age: int = None
+    age: Optional[int] = None
     error: str = ""
 
 
@@ -285,7 +286,7 @@ class Check:
     url: str
     node: str
     state: State
-    age: int = None
+    age: Optional[int] = None
     detail: str = ""
 
     def to_dict(self):

@@ -19,7 +19,7 @@ import sys
 import click
 
 from purgebridge import __version__
-from purgebridge.config import load_settings, select_group
+from purgebridge.config import load_settings, redact_location, select_group
 from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
 from purgebridge.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
 from purgebridge.urls import split_url
@@ -53,30 +53,11 @@ def fail_usage(message):
     sys.exit(EXIT_USAGE)
 
 
-def render_table(report):
-    """Per-node table: node, purged, not cached, failed, refused, time."""
-    headers = ["node", "purged", "not cached", "failed", "refused", "time"]
-    rows = [[n["node"], n["purged"], n["not_cached"], n["failed"], n["refused"], f"{n['seconds'] * 1000:.0f} ms"]
-            for n in report.to_dict()["nodes"]]
-    widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-             for row in [headers] + rows]
-    problems = report.to_dict()["problems"]
-    if problems:
-        lines.append("")
-        lines.append("not acknowledged:")
-        for p in problems:
-            lines.append(f"  {p['node']}  {p['outcome']:<8} {p['item']}  ({p['reason']}, {p['attempts']} tries)")
-    for error in report.errors:
-        lines.append(f"error: {error}")
-    return "\n".join(lines)
-
-
 def _emit(report, as_json):
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        click.echo(render_table(report))
+        click.echo(report.table())
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
@@ -287,24 +268,21 @@ def _open_queue(ctx, queue_path):
     ``purgebridge queue`` must show the relay's queue, never create an empty
     one in the current directory because PURGEBRIDGE_QUEUE was not set here.
     """
-    from purgebridge.backends import is_redis
-    from purgebridge.queue import Queue
+    from purgebridge.store import is_redis, open_queue
 
     settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
     if not is_redis(settings.queue) and not os.path.isfile(settings.queue):
         fail_usage(f"PURGEBRIDGE_QUEUE={settings.queue!r}: no queue file there (set PURGEBRIDGE_QUEUE or --queue "
                    "to the relay's queue; purgebridge serve creates it)")
-    return _queue_call(settings.queue, lambda: Queue.from_settings(settings))
+    return _queue_call(settings.queue, lambda: open_queue(settings))
 
 
 def _queue_call(location, call):
     """Run ``call`` on the queue; any failure (Redis down, not a queue file) becomes one line naming PURGEBRIDGE_QUEUE."""
-    from purgebridge.routes import redact
-
     try:
         return call()
     except Exception as exc:  # noqa: BLE001 - sqlite3, redis and OS errors alike: one line, no traceback
-        fail_usage(f"PURGEBRIDGE_QUEUE={redact(location)!r}: cannot use the queue "
+        fail_usage(f"PURGEBRIDGE_QUEUE={redact_location(location)!r}: cannot use the queue "
                    f"({type(exc).__name__}: {exc})")
 
 

@@ -322,3 +322,8 @@ def check_credentials(settings, sites):
             raise ConfigError(name, "(hidden)", f"same value as {first_use[value]}: each secret and token must "
                                                 "differ, so the holder of one cannot act as another")
         first_use.setdefault(value, name)
+
+
+def redact_location(location):
+    """A queue location fit for a message or log: the password of ``redis://user:pass@host`` replaced."""
+    return re.sub(r"//[^/@]*@", "//***@", str(location))

@@ -137,7 +137,6 @@ def run_demo(echo, keep_running=False, relay=False, vcl=None):
 
     ``vcl`` defaults to :func:`purgebridge.localcluster.default_vcl_path`.
     """
-    from purgebridge.cli import render_table
     from purgebridge.config import load_settings
     from purgebridge.fanout import fan_out, purge_for_url
 
@@ -168,7 +167,7 @@ def run_demo(echo, keep_running=False, relay=False, vcl=None):
         items = [purge_for_url(f"http://{SITE}{path}", settings.proto_header) for path in PURGED]
         echo(f"\n2. Purging {', '.join(PURGED)} on every node (the fan-out `purgebridge purge` uses):")
         report = fan_out(settings.nodes, items, settings)
-        echo(render_table(report))
+        echo(report.table())
 
         after = _check(cluster)
         echo("\n3. The same pages now (purged ones should be MISS everywhere, the rest HIT):")

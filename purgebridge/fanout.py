@@ -25,21 +25,17 @@ https usually hash on it; purge ``http://`` and ``https://`` URLs to reach both.
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 import logging
-import random
-import re
 import threading
 import time
 
-from purgebridge.errors import InvalidURL, ProtocolError
-from purgebridge.transport import Connection, encode_request
-from purgebridge.urls import check_ban_regex, host_header as _host_header, split_url
+from purgebridge.backoff import backoff_delay
+from purgebridge.errors import ProtocolError
+from purgebridge.invalidation import (  # noqa: F401 - the model, used through fanout by callers
+    Invalidation, ban_for, keys_for, purge_all_for, purge_for_url)
+from purgebridge.transport import Connection
 
 log = logging.getLogger(__name__)
-
-MAX_KEY_HEADER = 7500  # bytes of one xkey-purge header; Varnish's default limit is 8k
-_KEY = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 
 
 class Outcome(str, Enum):
@@ -52,78 +48,6 @@ class Outcome(str, Enum):
     @property
     def ok(self):
         return self in (Outcome.PURGED, Outcome.NOT_CACHED, Outcome.SKIPPED)
-
-
-@dataclass(frozen=True)
-class Invalidation:
-    """One request to send to a node; ``label`` is what reports show."""
-
-    method: str
-    target: str
-    host: str
-    headers: tuple = ()
-    label: str = ""
-
-    # Both cached: one invalidation goes to every node, and is merged by key
-    # several times on its way there.
-    @cached_property
-    def key(self):
-        """Identity of the request: two equal keys purge the same thing."""
-        extra = "".join(f"\n{n}:{v}" for n, v in self.headers)
-        return f"{self.method} {self.host}{self.target}{extra}"
-
-    @cached_property
-    def wire(self):
-        return encode_request(self.method, self.target, self.host, self.headers)
-
-    def encode(self):
-        return self.wire
-
-    def to_dict(self):
-        return {"method": self.method, "target": self.target, "host": self.host,
-                "headers": [list(h) for h in self.headers], "label": self.label}
-
-    @classmethod
-    def from_dict(cls, data):
-        return cls(data["method"], data["target"], data["host"],
-                   tuple(tuple(h) for h in data.get("headers", ())), data.get("label", ""))
-
-
-def purge_for_url(url, proto_header="X-Forwarded-Proto"):
-    """PURGE for one URL; raises InvalidURL before anything is sent."""
-    scheme, host, target = split_url(url)
-    headers = ((proto_header, scheme),) if proto_header else ()
-    return Invalidation("PURGE", target, host, headers, url)
-
-
-def ban_for(host, regex):
-    """BAN of every object on ``host`` whose path+query matches ``regex`` (checked by ``urls.check_ban_regex``)."""
-    regex = check_ban_regex(regex)
-    host = _host_header(host)
-    return Invalidation("BAN", "/", host, (("X-Ban-Url", regex),), f"ban {host} {regex}")
-
-
-def purge_all_for(host):
-    """A ban of everything cached for ``host``."""
-    return ban_for(host, ".")
-
-
-def keys_for(host, keys, soft=False):
-    """PURGEKEYS requests for surrogate keys, chunked under MAX_KEY_HEADER bytes."""
-    host = _host_header(host)
-    header = "xkey-softpurge" if soft else "xkey-purge"
-    chunks, current = [], []
-    for key in dict.fromkeys(keys):
-        if not _KEY.match(key):
-            raise InvalidURL(key, "surrogate keys are 1-200 of A-Z a-z 0-9 . _ : / -")
-        if current and len(" ".join(current + [key])) > MAX_KEY_HEADER:
-            chunks.append(current)
-            current = []
-        current.append(key)
-    if current:
-        chunks.append(current)
-    return [Invalidation("PURGEKEYS", "/", host, ((header, " ".join(c)),), f"keys {' '.join(c)}")
-            for c in chunks]
 
 
 def classify(status):
@@ -149,12 +73,6 @@ def key_support(result):
     if result.status in NO_KEY_PURGES:
         return False
     return True if result.outcome.ok else None
-
-
-def backoff_delay(attempt, base, cap, rng=random.random):
-    """Delay before try ``attempt`` (1 = first retry): base*2^(n-1), capped, jittered to 50-100 %."""
-    delay = min(cap, base * (2 ** (attempt - 1)))
-    return delay * (0.5 + rng() / 2)
 
 
 @dataclass
@@ -282,6 +200,24 @@ class Report:
     @property
     def ok(self):
         return not self.errors and all(not n.problems for n in self.nodes)
+
+    def table(self):
+        """Per-node table for people (``purgebridge purge``, the demo): node, purged, not cached, failed, refused, time."""
+        headers = ["node", "purged", "not cached", "failed", "refused", "time"]
+        rows = [[n["node"], n["purged"], n["not_cached"], n["failed"], n["refused"], f"{n['seconds'] * 1000:.0f} ms"]
+                for n in self.to_dict()["nodes"]]
+        widths = [max(len(str(v)) for v in col) for col in zip(headers, *rows)]
+        lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+                 for row in [headers] + rows]
+        problems = self.to_dict()["problems"]
+        if problems:
+            lines.append("")
+            lines.append("not acknowledged:")
+            for p in problems:
+                lines.append(f"  {p['node']}  {p['outcome']:<8} {p['item']}  ({p['reason']}, {p['attempts']} tries)")
+        for error in self.errors:
+            lines.append(f"error: {error}")
+        return "\n".join(lines)
 
     def to_dict(self):
         return {

@@ -62,10 +62,10 @@ class _QueueCollector:
 class _PurgeCollector:
     """``purgebridge_purges``, the latency histogram and the worker's per-node gauges, from ``Metrics.export``."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics: "Metrics") -> None:
         self.metrics = metrics
 
-    def collect(self):
+    def collect(self) -> list:
         own = self.metrics.export()
         snapshot = self.metrics.worker() if self.metrics.worker is not None else None
         exports = [own]

@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Reachability:
     timeout: float = 1.0  # seconds per connect attempt
     interval: float = 5.0  # seconds between rounds
     idle_stop: float = 120.0  # the thread ends this long after the last ask
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _reachable: Dict[str, bool] = field(default_factory=dict)
     _asked_at: float = 0.0
     _thread: Optional[threading.Thread] = None

@@ -22,13 +22,13 @@ import hmac
 import json
 import logging
 import os
-import re
 import threading
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from purgebridge import fanout, signing
+from purgebridge.config import redact_location
 from purgebridge.errors import InvalidEvent, InvalidURL, SignatureError
 from purgebridge.fanout import Outcome
 from purgebridge.journal import JournalError
@@ -214,6 +214,8 @@ def _enqueue(items, source, signature=None, site="", route="event"):
         queued = svc.queue.enqueue([n.name for n in _nodes()], items, source, signature=signature, site=site)
     except SignatureError as exc:  # lost the race with an identical request
         raise Refused(409, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the queue is unreachable: nothing was stored
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     svc.metrics.event(route, 202)
     log.info("accepted %s event %s from %s: %d item(s) x %d node(s), %d merged",
              source, queued.event_id, site or "-", queued.items, len(svc.settings.nodes), queued.merged)
@@ -266,6 +268,8 @@ def accept_wordpress_event(svc, body, timestamp, signature):
         raise Refused(409, str(exc)) from None
     except JournalError as exc:
         raise Refused(503, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: 503 (the sender retries), never a 500
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     svc.metrics.event("wordpress_event", 202)
     log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, host, len(data["changes"]))
     return event_id, len(data["changes"]), len(nodes)
@@ -274,15 +278,6 @@ def accept_wordpress_event(svc, body, timestamp, signature):
 def accepted_body(event_id, changes, nodes):
     """The 202 body (docs/events.md): ``queued`` counts the changes accepted, mapped later."""
     return json.dumps({"event_id": event_id, "queued": changes, "nodes": nodes}).encode("utf-8")
-
-
-@bp.post("/v1/events/wordpress")
-def wordpress_event():
-    """A signed batch from the WordPress plugin (docs/events.md); normally answered by ``fastpath``."""
-    body = _body()
-    accepted = accept_wordpress_event(service(), body, request.headers.get(TIMESTAMP_HEADER, ""),
-                                      request.headers.get(SIGNATURE_HEADER, ""))
-    return Response(accepted_body(*accepted), status=202, mimetype="application/json")
 
 
 def _checked_request(validator):
@@ -371,8 +366,7 @@ def status():
         stats = svc.queue.stats()
         dead_letters = svc.queue.dead_letters(limit=20)
     except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: say which queue, never a 500
-        raise Refused(503, f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): "
-                           f"{type(exc).__name__}: {exc}") from None
+        raise Refused(503, _queue_unavailable(svc, exc)) from None
     worker_states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
     nodes = []
     for node in svc.settings.nodes:
@@ -454,9 +448,8 @@ def openapi():
     return jsonify(spec())
 
 
-def redact(location):
-    """A queue location fit for a message: the password of a ``redis://user:pass@host`` URL replaced."""
-    return re.sub(r"//[^/@]*@", "//***@", str(location))
+def _queue_unavailable(svc, exc):
+    return f"queue unreachable (PURGEBRIDGE_QUEUE={redact_location(svc.settings.queue)}): {type(exc).__name__}: {exc}"
 
 
 def _version():

@@ -107,10 +107,11 @@ class RSGIAdapter:
 
     def _call_app(self, scope, body: bytes) -> Tuple[int, List[Tuple[str, str]], bytes]:
         """Run the WSGI app on a pool thread; the response is collected whole (all of ours are small)."""
-        answer: Dict[str, object] = {}
+        status_code, response_headers = 500, []  # what start_response sets; a WSGI app always calls it
 
         def start_response(status: str, headers: List[Tuple[str, str]], exc_info=None) -> Callable:
-            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
+            nonlocal status_code, response_headers
+            status_code, response_headers = int(status.split(" ", 1)[0]), headers
             return lambda data: None
 
         result = self.app(self._environ(scope, body), start_response)
@@ -119,7 +120,7 @@ class RSGIAdapter:
         finally:
             if hasattr(result, "close"):
                 result.close()
-        return answer["status"], answer["headers"], payload
+        return status_code, response_headers, payload
 
     @staticmethod
     def _environ(scope, body: bytes) -> Dict[str, object]:

@@ -62,13 +62,12 @@ def check_queue(settings):
     show two tracebacks and granian's "Worker crash loop detected". A Redis
     queue is not checked here: Redis may come up after the relay.
     """
-    from purgebridge.backends import is_redis
-    from purgebridge.queue import Queue
+    from purgebridge.store import is_redis, open_queue
 
     if is_redis(settings.queue):
         return
     try:
-        Queue.from_settings(settings).close()
+        open_queue(settings).close()
     except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike
         raise ConfigError("PURGEBRIDGE_QUEUE", settings.queue,
                           f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
@@ -84,13 +83,13 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     from purgebridge.app import create_app
     from purgebridge.auditwatch import start_continuous_audit  # opt-in (PURGEBRIDGE_AUDIT_SAMPLE); docs/audit.md
     from purgebridge.logs import setup_logging
-    from purgebridge.queue import Queue
     from purgebridge.rsgi import RSGIAdapter
+    from purgebridge.store import open_queue
     from purgebridge.supervisor import WorkerView, die_with_parent
 
     die_with_parent("API process")
     setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
-    queue = Queue.from_settings(settings)
+    queue = open_queue(settings)
     app = create_app(settings=settings, queue=queue, worker=WorkerView(status_path))
     service = app.extensions["purgebridge"]
     service.owns_queue = True

@@ -101,7 +101,7 @@ class WorkerView:
 
 def worker_main(settings: Any, secrets: list, status_path: str) -> None:
     """The worker process: open the queue, run the worker, report its state until SIGTERM/SIGINT."""
-    from purgebridge.backends import open_queue
+    from purgebridge.store import open_queue
     from purgebridge.logs import setup_logging
     from purgebridge.metrics import Metrics
     from purgebridge.worker import Worker

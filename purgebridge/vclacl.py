@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import ipaddress
 import logging
 import re
+from typing import Optional
 
 from purgebridge.errors import VCLParseError
 from purgebridge.node import Node, valid_host
@@ -40,7 +41,7 @@ class Entry:
     value: str
     line: int
     negated: bool = False
-    mask: int = None
+    mask: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,9 @@ class NodeSender:
     """
 
     def __init__(self, node: Any, settings: Any, deliver: Callable[..., list], client: Any = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, clock: Any = time) -> None:
         self.node = node
+        self.clock = clock         # time() and monotonic(): the ``time`` module, or a test's FakeClock
         self.settings = settings
         self.deliver = deliver
         self.client = client
@@ -159,10 +160,10 @@ class NodeSender:
 
     def pause(self, gap: float) -> float:
         """Seconds until the next batch may leave: ``gap`` after the last one left (0 after a quiet gap)."""
-        return max(0.0, self.last_batch + gap - time.monotonic())
+        return max(0.0, self.last_batch + gap - self.clock.monotonic())
 
     def is_down(self, now: Optional[float] = None) -> bool:
-        return (time.time() if now is None else now) < self.down_until
+        return (self.clock.time() if now is None else now) < self.down_until
 
     def send(self, items: list, oldest: Optional[float] = None) -> list:
         """Send ``items`` once (no retries: the queue retries); one ``Result`` per item, in order.
@@ -181,7 +182,7 @@ class NodeSender:
         kwargs: dict = {"retries": 0}
         if self.client is not None:
             kwargs["client"] = self.client
-        started = self.last_batch = time.monotonic()
+        started = self.last_batch = self.clock.monotonic()
         self.in_flight_since = oldest
         answered = False
         try:
@@ -196,7 +197,7 @@ class NodeSender:
                 results[i] = Result(self.node, items[i], Outcome.FAILED, None, reason)
         finally:
             self.in_flight_since = None
-        now = time.time()
+        now = self.clock.time()
         for i, result in enumerate(results):
             if result.status is not None:
                 answered = True
@@ -206,7 +207,7 @@ class NodeSender:
         if errors:
             state.last_error, state.last_error_at = errors[-1], now
         state.sent += len(to_send)
-        state.latency = time.monotonic() - started
+        state.latency = self.clock.monotonic() - started
         # Rows that could not even be encoded say nothing about the node: only what went out counts.
         went_out = [results[i] for i in to_send if not results[i].permanent]
         if went_out:
@@ -262,7 +263,8 @@ class Worker:
     """Start with :meth:`start`, stop with :meth:`stop`; ``deliver`` is swappable for tests.
 
     ``tuning`` overrides single :class:`WorkerConfig` fields (``poll=0.05``);
-    ``config`` replaces it whole. ``publish(snapshot)``, if given, is called
+    ``config`` replaces it whole; ``clock`` (``purgebridge.testing.FakeClock``
+    in tests) drives the gap and backoff rules. ``publish(snapshot)``, if given, is called
     with a fresh :meth:`snapshot` after every batch, before it is settled in
     the queue: whoever reads the queue as drained finds the counts there too.
     """
@@ -270,7 +272,7 @@ class Worker:
     def __init__(self, queue: Any, settings: Any, nodes: Any = None, deliver: Callable[..., list] = fanout.deliver,
                  metrics: Any = None, client_factory: Optional[Callable[[Any], Any]] = None,
                  mapping_options: Optional[Callable[[str], Any]] = None, config: Optional[WorkerConfig] = None,
-                 publish: Optional[Callable[[dict], None]] = None, **tuning: Any) -> None:
+                 publish: Optional[Callable[[dict], None]] = None, clock: Any = time, **tuning: Any) -> None:
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
@@ -283,7 +285,8 @@ class Worker:
         self.client_factory = client_factory
         self.mapping_options = mapping_options  # host -> MappingOptions; from the sites settings if None
         self._options: dict = {}
-        self.senders = {node.name: NodeSender(node, settings, self._deliver) for node in self.nodes}
+        self.clock = clock  # time() and monotonic() for the timing rules: the ``time`` module, or a FakeClock
+        self.senders = {node.name: NodeSender(node, settings, self._deliver, clock=clock) for node in self.nodes}
         self._lock = threading.Lock()   # the inboxes, the batches in flight and the counts below
         self._batches: deque = deque()  # direct batches not finished on every node yet, oldest first
         self._unmarked: deque = deque()  # (events, counters, failed) delivered but not yet marked expanded
@@ -344,7 +347,7 @@ class Worker:
         return not alive
 
     def node_status(self) -> list:
-        now = time.time()
+        now = self.clock.time()
         with self._lock:
             return [sender.status(now) for sender in self.senders.values()]
 
@@ -496,7 +499,7 @@ class Worker:
         away for another ``max_age``, the ban is dead-lettered in turn and
         queued again: one per site per ``max_age``, never more.
         """
-        since = time.time() if now is None else now
+        since = getattr(self.queue, "clock", time.time)() if now is None else now
         expired = self.queue.expire(now=now)
         if not expired or not getattr(self.settings, "dead_letter_ban", True):
             return expired
@@ -545,11 +548,10 @@ class Worker:
                 if direct:
                     self.send_direct(node)
                     worked = True
-                if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
-                    self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - time.time())))
-                    continue
+                down_for = sender.down_until - self.clock.time()
                 try:
-                    due = self.queue.next_due(node.name)
+                    # A node that did not answer is tried again after its backoff, not once per due row.
+                    due = self.queue.next_due(node.name) if down_for <= 0 else max(down_for, 0.002)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
                 except Exception:
                     log.exception("claiming for %s failed", node.name)
@@ -571,13 +573,14 @@ class Worker:
         sender = self.senders[node.name]
         with self._lock:
             items, upto = sender.take()
-        requeue, confirmed = [], {}
+        requeue: list = []
+        confirmed: dict = {}
         if items and sender.is_down():
             requeue = list(items.items())
         elif items:
             oldest = min(first_at for _item, first_at, _last in items.values())
             results = sender.send([value[0] for value in items.values()], oldest)
-            now = time.time()
+            now = self.clock.time()
             for (key, (item, first_at, last_at)), result in zip(items.items(), results):
                 if result.outcome.ok:
                     confirmed[result.outcome.value] = confirmed.get(result.outcome.value, 0) + 1
@@ -628,7 +631,7 @@ class Worker:
                 dead.setdefault((result.outcome.value, result.reason or result.outcome.value), []).extend(group)
             else:
                 failed.setdefault(result.reason or "failed", []).extend(group)
-        now = time.time()
+        now = self.clock.time()
         for outcome, group in done.items():
             self._count(node, outcome, len(group))
             if self.metrics and outcome != Outcome.SKIPPED.value:

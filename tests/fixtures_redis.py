@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_wordpress import stop_process
+from purgebridge.testing import stop_process
 
 __all__ = ["RedisServer", "redis_server", "redis_url", "start_redis"]
 

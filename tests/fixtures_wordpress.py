@@ -38,6 +38,8 @@ import time
 import pytest
 import requests
 
+from purgebridge.testing.process import stop_process
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,44 +99,6 @@ def wait_for(predicate, timeout, what):
             last = exc
         time.sleep(0.1)
     raise HarnessError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
-
-
-def stop_process(proc, timeout=10, group=False):
-    """Stop a child (SIGTERM, then SIGKILL after ``timeout``); with ``group`` its whole
-    process group (php -S forks workers that outlive their parent). Also used by
-    tests/relayproc.py, tests/fixtures_redis.py and bench/wp_editor.py."""
-    if proc is None:
-        return
-    if group:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    elif proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        if group:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        else:
-            proc.kill()
-        proc.wait(timeout=timeout)
-    if group:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass

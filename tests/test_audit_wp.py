@@ -22,7 +22,7 @@ import requests
 
 from fixtures_wordpress import HarnessError, build_wordpress, free_port
 from purgebridge import localcluster
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 

@@ -5,11 +5,11 @@ import threading
 
 import pytest
 
-from purgebridge.backends import is_redis, open_queue
+from purgebridge.store import is_redis, open_queue
 from purgebridge.config import load_settings
 from purgebridge.errors import ConfigError
 from purgebridge.fanout import purge_for_url
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
 
 
 def settings_for(queue):
@@ -31,7 +31,7 @@ def test_a_path_opens_sqlite(tmp_path):
 
 
 def test_a_redis_url_opens_the_redis_backend_with_the_retry_settings(redis_url):
-    from purgebridge.redisqueue import RedisQueue
+    from purgebridge.store.redis import RedisQueue
 
     queue = open_queue(settings_for(redis_url))
     try:
@@ -42,7 +42,7 @@ def test_a_redis_url_opens_the_redis_backend_with_the_retry_settings(redis_url):
 
 
 def test_password_is_not_in_the_shown_location(redis_url):
-    from purgebridge.redisqueue import _redacted
+    from purgebridge.store.redis import _redacted
 
     assert _redacted("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert "s3cret" not in _redacted("redis://user:s3cret@127.0.0.1/2")
@@ -50,7 +50,7 @@ def test_password_is_not_in_the_shown_location(redis_url):
 
 def test_missing_redis_py_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis -> ImportError
-    monkeypatch.delitem(sys.modules, "purgebridge.redisqueue", raising=False)
+    monkeypatch.delitem(sys.modules, "purgebridge.store.redis", raising=False)
     with pytest.raises(ConfigError) as info:
         open_queue(settings_for("redis://127.0.0.1:1/0"))
     assert "purgebridge[redis]" in str(info.value) and info.value.variable == "PURGEBRIDGE_QUEUE"
@@ -58,7 +58,7 @@ def test_missing_redis_py_names_the_extra(monkeypatch):
 
 def test_work_accepted_by_one_relay_wakes_the_others(redis_url):
     """Pub/sub: a relay's idle workers and expander hear of another relay's work at once, not at their poll."""
-    from purgebridge.redisqueue import RedisQueue
+    from purgebridge.store.redis import RedisQueue
 
     accepting, idle = RedisQueue(redis_url), RedisQueue(redis_url)
     timers = []
@@ -85,7 +85,7 @@ def test_redis_down_is_a_503_not_a_crash():
     """append raises JournalError (answered 503, the plugin retries); writable() is False for /readyz."""
     from fixtures_redis import _free_port
     from purgebridge.journal import JournalError
-    from purgebridge.redisqueue import RedisQueue
+    from purgebridge.store.redis import RedisQueue
 
     queue = RedisQueue(f"redis://127.0.0.1:{_free_port()}/0", socket_timeout=0.5)  # nothing listens there
     try:

@@ -4,8 +4,9 @@ import pytest
 
 from purgebridge.config import load_settings
 from purgebridge.errors import InvalidURL
-from purgebridge.fanout import (MAX_KEY_HEADER, Outcome, backoff_delay, ban_for, classify, deliver, fan_out,
-                                keys_for, purge_all_for, purge_for_url)
+from purgebridge.backoff import backoff_delay
+from purgebridge.fanout import Outcome, classify, deliver, fan_out
+from purgebridge.invalidation import MAX_KEY_HEADER, ban_for, keys_for, purge_all_for, purge_for_url
 from purgebridge.node import Node
 
 

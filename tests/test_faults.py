@@ -22,7 +22,7 @@ from fixtures_app import ADMIN_TOKEN, app_overrides, bearer
 from fixtures_redis import start_redis
 from fixtures_wordpress import free_port
 from purgebridge import signing
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +133,13 @@ def test_redis_down_keeps_metrics_and_names_the_queue(tmp_path):
         status = client.get("/v1/status", headers=bearer(ADMIN_TOKEN))
         assert status.status_code == 503 and "PURGEBRIDGE_QUEUE=redis://" in status.json["error"]
         assert client.get("/readyz").status_code == 503
+        from fixtures_app import send_event
+
+        event = send_event(client)
+        assert event.status_code == 503, event.get_data(as_text=True)
+        hook = client.post("/v1/webhook", json={"urls": ["https://blog.example.test/a/"]},
+                           headers=bearer("webhook-token-4d1a"))
+        assert hook.status_code == 503 and "PURGEBRIDGE_QUEUE" in hook.json["error"]
         done = _cli("queue", "--queue", url, cwd=tmp_path)
         assert done.returncode == 2
         _one_line(done, "PURGEBRIDGE_QUEUE", "redis://")
@@ -214,7 +221,7 @@ def test_a_node_answering_500_is_backed_off_and_not_up_then_recovers_clean(tmp_p
     from purgebridge.config import load_settings
     from purgebridge.fanout import purge_for_url
     from purgebridge.node import Node
-    from purgebridge.queue import Queue
+    from purgebridge.store.sqlite import Queue
     from purgebridge.worker import Worker
 
     server = FaultServer(lambda n, line: ("status", 500))

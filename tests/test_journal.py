@@ -1,7 +1,6 @@
 """The accept path's journal: group commit, replays inside a group, bounded waits, expansion and crashes."""
 
 import json
-import logging
 import sqlite3
 import threading
 import time
@@ -16,8 +15,7 @@ from purgebridge.errors import SignatureError
 from purgebridge.fanout import Outcome, Result
 from purgebridge.journal import JournalBusy, JournalClosed
 from purgebridge.mapping import MappingOptions
-from purgebridge.queue import Queue
-from purgebridge.metrics import Metrics
+from purgebridge.store.sqlite import Queue
 from purgebridge.worker import Worker
 from test_worker import wait_until
 

@@ -14,7 +14,7 @@ import pytest
 
 from purgebridge.config import load_settings
 from purgebridge.fanout import Invalidation, purge_for_url
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
 from purgebridge.worker import Worker
 
 pytestmark = pytest.mark.integration

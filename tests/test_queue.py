@@ -9,7 +9,7 @@ import pytest
 
 from purgebridge.errors import SignatureError
 from purgebridge.fanout import purge_for_url
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
 
 T0 = 1_800_000_000.0
 

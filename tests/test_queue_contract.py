@@ -16,7 +16,7 @@ import pytest
 
 from purgebridge.errors import SignatureError
 from purgebridge.fanout import purge_for_url
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
 
 NODES = ["a", "b"]
 
@@ -41,7 +41,7 @@ def make(request, tmp_path):
         def build(**kwargs):
             return Queue(path, **{**defaults, **kwargs})
     else:
-        from purgebridge.redisqueue import RedisQueue
+        from purgebridge.store.redis import RedisQueue
 
         location = request.getfixturevalue("redis_url")
 

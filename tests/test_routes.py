@@ -11,6 +11,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from faultserver import FaultServer
 from fixtures_app import (ADMIN_TOKEN, SECRET, SITE, WEBHOOK_TOKEN, app_overrides, bearer, encode, event_body,
                           post_change, send_event, signed_headers)
+from purgebridge import fastpath
 from purgebridge.app import MAX_BODY, create_app
 from purgebridge.errors import ConfigError
 from purgebridge.openapi import spec
@@ -470,10 +471,15 @@ def test_metrics_count_results_per_app(app, client, tmp_path):
         other.extensions["purgebridge"].close()
 
 
+def test_signed_event_route_answers_other_methods_405_in_json(client):
+    response = client.get("/v1/events/wordpress")
+    assert (response.status_code, response.headers["Allow"], response.json["status"]) == (405, "POST", 405)
+
+
 def test_openapi_matches_the_routes(app, client):
     document = client.get("/openapi.json").json
     assert document == spec()
-    routes = {}
+    routes = {fastpath.PATH: {"post"}}   # the signed-event route is plain WSGI in front of Flask
     for rule in app.url_map.iter_rules():
         if rule.endpoint != "static":
             routes.setdefault(rule.rule, set()).update(m.lower() for m in rule.methods - {"HEAD", "OPTIONS"})
@@ -533,38 +539,37 @@ def test_log_setup_is_json_and_redacts_secrets():
 
 
 @pytest.mark.parametrize("case", ["accepted", "wrong secret", "bad json", "other site", "replay", "too large"])
-def test_fast_path_and_flask_route_answer_alike(tmp_path, case):
-    """The plain-WSGI fast path and the Flask route (still registered) give the same status and body shape."""
-    from werkzeug.test import Client
-
-    answers = []
-    for name, pick in (("fast", lambda app: app), ("flask", lambda app: Client(app.wsgi_app.app))):
-        app = create_app(app_overrides(tmp_path / name), environ={})
-        client = app.test_client() if name == "fast" else pick(app)
-        raw = encode(event_body())
+def test_signed_event_entry_answers_every_case_in_json(tmp_path, case):
+    """The one entry for signed events (plain WSGI): status, JSON body and content type for each outcome."""
+    app = create_app(app_overrides(tmp_path), environ={})
+    client = app.test_client()
+    raw = encode(event_body())
+    headers = signed_headers(raw)
+    if case == "wrong secret":
+        headers = signed_headers(raw, secret="nope")
+    elif case == "bad json":
+        raw = b"{nope"
         headers = signed_headers(raw)
-        if case == "wrong secret":
-            headers = signed_headers(raw, secret="nope")
-        elif case == "bad json":
-            raw = b"{nope"
-            headers = signed_headers(raw)
-        elif case == "other site":
-            raw = encode(event_body([post_change(site="https://evil.example.test")], site="https://evil.example.test"))
-            headers = signed_headers(raw)
-        elif case == "too large":
-            raw = b"{" + b" " * MAX_BODY + b"}"
-            headers = signed_headers(raw)
-        try:
+    elif case == "other site":
+        raw = encode(event_body([post_change(site="https://evil.example.test")], site="https://evil.example.test"))
+        headers = signed_headers(raw)
+    elif case == "too large":
+        raw = b"{" + b" " * MAX_BODY + b"}"
+        headers = signed_headers(raw)
+    try:
+        response = client.post("/v1/events/wordpress", data=raw, headers=headers)
+        if case == "replay":
             response = client.post("/v1/events/wordpress", data=raw, headers=headers)
-            if case == "replay":
-                response = client.post("/v1/events/wordpress", data=raw, headers=headers)
-            payload = json.loads(response.get_data())
-            answers.append((response.status_code, sorted(payload), response.headers.get("Content-Type")))
-        finally:
-            app.extensions["purgebridge"].close()
-    assert answers[0] == answers[1], answers
-    assert answers[0][0] == {"accepted": 202, "wrong secret": 401, "bad json": 400, "other site": 403,
-                             "replay": 409, "too large": 413}[case]
+        payload = json.loads(response.get_data())
+    finally:
+        app.extensions["purgebridge"].close()
+    status = {"accepted": 202, "wrong secret": 401, "bad json": 400, "other site": 403, "replay": 409,
+              "too large": 413}[case]
+    assert (response.status_code, response.headers.get("Content-Type")) == (status, "application/json")
+    if status == 202:
+        assert set(payload) == {"event_id", "queued", "nodes"}, payload
+    else:
+        assert set(payload) <= {"error", "field"} and payload["error"], payload
 
 
 def test_metrics_show_journal_events_not_yet_expanded(app, client):

@@ -22,7 +22,7 @@ import requests
 from purgebridge import signing
 from purgebridge.mapping import MappingOptions, map_batch
 from purgebridge.urls import split_url
-from relayproc import COMMAND, RelayProcess
+from purgebridge.testing import COMMAND, RelayProcess
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +200,35 @@ def test_stopped_node_gets_all_its_purges_after_restart(cluster, site, relay_fac
     # Every (node, item) row was removed only by a confirmation from that node.
     assert node_totals(relay, down.name) >= len(expected)
     assert next(n for n in relay.status()["nodes"] if n["node"] == down.name)["up"] is True
+
+
+def test_returning_node_drains_its_backlog_while_a_steady_stream_goes_on(cluster, site, relay_factory):
+    """The queued path is not starved by the direct one: a node back from an outage catches up within 60 s."""
+    relay = relay_factory(site).start()
+    down = cluster.nodes[2]
+    down.stop()
+    try:
+        for post_id in range(600, 800):   # the outage: every purge for this node goes to the durable queue
+            assert relay.send(event(site, change(site, post_id, category=f"c{post_id % 7}"))).status_code == 202
+        backlog = relay.wait(lambda s: s["queue"]["journal_pending"] == 0 and
+                             next(n for n in s["nodes"] if n["node"] == down.name)["pending"] > 500,
+                             what="the stopped node's backlog queued")
+    finally:
+        down.start()
+    waiting = next(n for n in backlog["nodes"] if n["node"] == down.name)["pending"]
+    deadline = time.monotonic() + 60
+    post_id, drained = 800, None
+    while time.monotonic() < deadline:   # a steady stream of 20 events a second goes on all along
+        assert relay.send(event(site, change(site, post_id))).status_code == 202
+        post_id += 1
+        if post_id % 10 == 0:
+            entry = next(n for n in relay.status()["nodes"] if n["node"] == down.name)
+            if entry["pending"] == 0 and entry["dead"] == 0:
+                drained = time.monotonic() - (deadline - 60)
+                break
+        time.sleep(0.05)
+    assert drained is not None, f"{waiting} queued purges not drained in 60 s while events kept coming"
+    print(f"backlog of {waiting} purges drained in {drained:.1f} s while {post_id - 800} events streamed in")
 
 
 def test_relay_killed_after_accepting_delivers_after_restart(cluster, site, relay_factory):

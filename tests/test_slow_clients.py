@@ -18,7 +18,7 @@ import requests
 from fixtures_wordpress import free_port
 from purgebridge import signing
 from purgebridge.server import THREADS
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
 import pytest
 
 from purgebridge.errors import ConnectError, ProtocolError, ReadTimeout
-from purgebridge.transport import Connection, _Parser, encode_request
+from purgebridge.invalidation import encode_request
+from purgebridge.transport import Connection, _Parser
 
 
 def reqs(n):

@@ -10,7 +10,8 @@ import pytest
 from purgebridge.config import load_settings
 from purgebridge.fanout import Outcome, Result, purge_for_url
 from purgebridge.metrics import Metrics
-from purgebridge.queue import Queue
+from purgebridge.store.sqlite import Queue
+from purgebridge.testing import FakeClock
 from purgebridge.worker import Worker
 
 NODES = "127.0.0.1:9001,127.0.0.1:9002"
@@ -251,6 +252,45 @@ def test_isolated_events_and_a_steady_stream_are_never_held_back(queue):
         worker.stop(timeout=5)
     assert len(fake.calls) == 20
     assert sorted(waits)[-2] < 0.1, waits   # no batch held back for a rate (it was up to 0.5 s)
+
+
+def test_batch_gap_and_backoff_follow_the_clock_not_the_wall():
+    """With a fake clock: batches to a node at least the gap apart, the first at once; a silent node waits its backoff."""
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_BACKOFF="1", PURGEBRIDGE_BACKOFF_MAX="1")
+    clock = FakeClock()
+    answers = {"/up/": (Outcome.PURGED, 200, "HTTP 200 OK"), "/down/": (Outcome.FAILED, None, "connection refused")}
+    fake = FakeDeliver(lambda node, item: answers[item.target])
+    worker = Worker(None, settings, deliver=fake, clock=clock, gap=0.015)
+    sender = worker.senders["127.0.0.1:9001"]
+    assert sender.pause(worker.config.gap) == 0                 # quiet so far: the first batch goes at once
+    sender.send([url("/up/")])
+    assert sender.pause(worker.config.gap) == pytest.approx(0.015)
+    clock.advance(0.010)
+    assert sender.pause(worker.config.gap) == pytest.approx(0.005)
+    clock.advance(0.010)
+    assert sender.pause(worker.config.gap) == 0
+    sender.send([url("/down/")])                                  # no answer: down for 0.5-1 s (jittered backoff)
+    assert sender.is_down() and worker.states["127.0.0.1:9001"].up is False
+    clock.advance(0.49)
+    assert sender.is_down()
+    clock.advance(0.52)
+    assert not sender.is_down()
+
+
+def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
+    """2,000 queued purges for a node that does not answer: one batch per backoff interval reaches for it."""
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_BACKOFF="0.2",
+                             PURGEBRIDGE_BACKOFF_MAX="0.4")
+    fake = FakeDeliver(lambda node, item: (Outcome.FAILED, None, "connection refused"))
+    queue.enqueue(["127.0.0.1:9001"], [url(f"/p/{n}/") for n in range(2000)], "wordpress")
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        time.sleep(1.0)
+    finally:
+        worker.stop(timeout=5)
+    # 1 s at 0.1-0.4 s of backoff: a handful of tries, not every 512-row batch every time rows fall due.
+    assert 1 <= len(fake.calls) <= 8, len(fake.calls)
+    assert queue.stats()["depth"] == 2000 and queue.stats()["dead"] == 0
 
 
 def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped(queue):

@@ -19,7 +19,7 @@ import requests
 from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
 from purgebridge import audit, localcluster
 from purgebridge.config import load_settings
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 

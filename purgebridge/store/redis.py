@@ -7,7 +7,7 @@ consumer groups hand every entry to exactly one relay at a time, and
 ``XAUTOCLAIM`` gives the entries a relay claimed but never confirmed (it was
 SIGKILLed, its machine died) to another relay once their lease ran out.
 
-The contract is the SQLite one, method for method (see ``purgebridge.queue``);
+The contract is the SQLite one, method for method (``purgebridge.store.contract``);
 ``tests/test_queue_contract.py`` runs the same tests on both. Differences:
 ``release_leases`` does nothing (other relays may be alive and holding their
 leases: a dead relay's claims come back through ``XAUTOCLAIM`` after the lease
@@ -46,16 +46,17 @@ import time
 import uuid
 import hashlib
 import json
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from purgebridge import fanout
+from purgebridge.backoff import backoff_delay
 from purgebridge.errors import SignatureError
-from purgebridge.fanout import Invalidation
-from purgebridge.journal import JournalError
-from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
-from purgebridge.wakeup import Signal
+from purgebridge.invalidation import key_of
+from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
+from purgebridge.store.journal import JournalError
+from purgebridge.store.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -63,305 +64,12 @@ PREFIX = "purgebridge:"
 EVENTS_GROUP = "expanders"
 WORKERS_GROUP = "workers"
 SOCKET_TIMEOUT = 5.0
+LUA = Path(__file__).with_name("lua")  # one script per change of state, each prefixed with lib.lua
 
-# Shared Lua helpers. P = key prefix. A delivery that merges into a waiting one
-# keeps the oldest first_at (latency counts from it) and the newest last_at
-# (max age counts from it), as in the SQLite backend.
-_LUA_LIB = r"""
-local P = ARGV[1]
-local function group(stream)
-  redis.pcall('XGROUP', 'CREATE', stream, 'workers', '0', 'MKSTREAM')
-end
-local function count(name, node, n)
-  if n ~= 0 then redis.call('HINCRBY', P .. 'counters', name .. '|' .. node, n) end
-end
-local function push(node, rid)
-  local sid = redis.call('XADD', P .. 'q:' .. node, '*', 'rid', rid)
-  redis.call('HSET', P .. 'rec:' .. rid, 'sid', sid)
-end
--- fold record rid (not waiting) into the waiting delivery of the same key, if any
-local function merge_into_ready(node, rid)
-  local rec = P .. 'rec:' .. rid
-  local key = redis.call('HGET', rec, 'key')
-  local other = redis.call('HGET', P .. 'ready:' .. node, key)
-  if not other or other == rid then return false end
-  local orec = P .. 'rec:' .. other
-  redis.call('HINCRBY', orec, 'merges', 1)
-  local mine = redis.call('HGET', rec, 'first_at')
-  if tonumber(mine) < tonumber(redis.call('HGET', orec, 'first_at')) then
-    redis.call('HSET', orec, 'first_at', mine)
-    redis.call('ZADD', P .. 'age:' .. node, mine, other)
-  end
-  redis.call('DEL', rec, P .. 'item:' .. rid)
-  redis.call('ZREM', P .. 'age:' .. node, rid)
-  redis.call('ZREM', P .. 'last:' .. node, rid)
-  return true
-end
--- a new delivery, or merged into the waiting one of the same key; returns 1 if new
-local function add(node, key, payload, first_at, last_at)
-  local ready = P .. 'ready:' .. node
-  local rid = redis.call('HGET', ready, key)
-  if rid then
-    local rec = P .. 'rec:' .. rid
-    redis.call('HINCRBY', rec, 'merges', 1)
-    if tonumber(redis.call('HGET', rec, 'last_at')) < tonumber(last_at) then
-      redis.call('HSET', rec, 'last_at', last_at)
-      redis.call('ZADD', P .. 'last:' .. node, last_at, rid)
-    end
-    return 0
-  end
-  rid = tostring(redis.call('INCR', P .. 'seq'))
-  redis.call('HSET', P .. 'rec:' .. rid, 'key', key, 'first_at', first_at, 'last_at', last_at, 'attempts', 0,
-             'merges', 0, 'lease', '', 'error', '', 'state', 'ready')
-  redis.call('SET', P .. 'item:' .. rid, payload)
-  redis.call('HSET', ready, key, rid)
-  redis.call('ZADD', P .. 'age:' .. node, first_at, rid)
-  redis.call('ZADD', P .. 'last:' .. node, last_at, rid)
-  push(node, rid)
-  return 1
-end
--- remove the claim's stream entry; true if rid is still leased with this token
-local function settle(node, rid, token)
-  local rec = P .. 'rec:' .. rid
-  if redis.call('HGET', rec, 'lease') ~= token or token == '' then return false end
-  local sid = redis.call('HGET', rec, 'sid')
-  if sid and sid ~= '' then
-    redis.call('XACK', P .. 'q:' .. node, 'workers', sid)
-    redis.call('XDEL', P .. 'q:' .. node, sid)
-  end
-  redis.call('HSET', rec, 'sid', '', 'lease', '')
-  return true
-end
-local function bury(node, rid, now, reason)
-  local rec = P .. 'rec:' .. rid
-  redis.call('HSET', rec, 'state', 'dead', 'dead_at', now, 'error', reason, 'lease', '', 'sid', '')
-  redis.call('ZADD', P .. 'dead:' .. node, now, rid)
-  redis.call('ZREM', P .. 'age:' .. node, rid)
-  redis.call('ZREM', P .. 'last:' .. node, rid)
-end
-"""
 
-# ARGV: P, signature ('' for none), window, source, site, body, received_at
-_APPEND = _LUA_LIB + r"""
-local sig = ARGV[2]
-if sig ~= '' then
-  if not redis.call('SET', P .. 'sig:' .. sig, ARGV[7], 'NX', 'EX', ARGV[3]) then return false end
-end
-local id = redis.call('XADD', P .. 'events', '*', 'source', ARGV[4], 'site', ARGV[5], 'body', ARGV[6],
-                      'received_at', ARGV[7], 'signature', sig)
-count('events', '', 1)
-redis.call('PUBLISH', P .. 'wake:journal', '1')
-return id
-"""
-
-# ARGV: P, now, signature, window, nnodes, nodes..., nitems, (key, payload, first_at, last_at)...,
-#       nevents, event ids..., mode ('enqueue' | 'expand'), failed, counted
-# 'enqueue': the replay check and one event counted. 'expand': the events are XACKed and XDELed
-# from the journal first; if none was still there (another relay did them), nothing is written.
-_STORE = _LUA_LIB + r"""
-local now, sig, i = ARGV[2], ARGV[3], 5
-local nodes = {}
-for n = 1, tonumber(ARGV[i]) do nodes[n] = ARGV[i + n] end
-i = i + #nodes + 1
-local nitems = tonumber(ARGV[i])
-local items_at = i + 1
-i = i + 4 * nitems + 1
-local nevents = tonumber(ARGV[i])
-local events_at = i + 1
-i = i + nevents + 1
-local mode, failed, counted = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-local marked = 0
-if mode == 'expand' then
-  for e = 0, nevents - 1 do
-    local id = ARGV[events_at + e]
-    redis.call('XACK', P .. 'events', 'expanders', id)
-    marked = marked + redis.call('XDEL', P .. 'events', id)  -- 0: another relay expanded it already
-  end
-  if marked == 0 then return {0, 0, 0} end
-  count('expanded', '', marked)
-  count('expansion_failed', '', failed)
-elseif mode == 'defer' then
-  -- deliveries the worker's direct path could not confirm: no event, no signature
-  counted = 0
-else
-  if sig ~= '' then
-    if not redis.call('SET', P .. 'sig:' .. sig, now, 'NX', 'EX', ARGV[4]) then return false end
-  end
-  count('events', '', 1)
-end
-local rows = 0
-for _, node in ipairs(nodes) do
-  redis.call('SADD', P .. 'nodes', node)
-  group(P .. 'q:' .. node)
-  for k = 0, nitems - 1 do
-    local at = items_at + 4 * k
-    rows = rows + add(node, ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
-  end
-end
-local merged = math.max(0, counted * #nodes - rows)
-count('rows', '', rows)
-count('merged', '', merged)
-if rows > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
-return {rows, merged, marked}
-"""
-
-# ARGV: P, node, now, limit, lease_ms, consumer, token
-_CLAIM = _LUA_LIB + r"""
-local node, now, limit, token = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[7]
-local stream = P .. 'q:' .. node
-group(stream)
-for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'backoff:' .. node, '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', P .. 'backoff:' .. node, rid)
-  push(node, rid)
-end
-local entries = {}
-local stale = redis.call('XAUTOCLAIM', stream, 'workers', ARGV[6], ARGV[5], '0-0', 'COUNT', limit)
-for _, entry in ipairs(stale[2]) do
-  if entry and entry[2] then table.insert(entries, entry) end
-end
-if #entries < limit then
-  local fresh = redis.call('XREADGROUP', 'GROUP', 'workers', ARGV[6], 'COUNT', limit - #entries,
-                          'STREAMS', stream, '>')
-  if fresh then
-    for _, entry in ipairs(fresh[1][2]) do table.insert(entries, entry) end
-  end
-end
-local out = {}
-for _, entry in ipairs(entries) do
-  local sid, rid = entry[1], entry[2][2]
-  local rec = P .. 'rec:' .. rid
-  if redis.call('HGET', rec, 'sid') ~= sid then
-    -- a leftover of a delivery that was settled or expired meanwhile
-    redis.call('XACK', stream, 'workers', sid)
-    redis.call('XDEL', stream, sid)
-  else
-    local key = redis.call('HGET', rec, 'key')
-    if redis.call('HGET', P .. 'ready:' .. node, key) == rid then
-      redis.call('HDEL', P .. 'ready:' .. node, key)  -- in flight now: new ones no longer merge into it
-    end
-    local attempts = redis.call('HINCRBY', rec, 'attempts', 1)
-    redis.call('HSET', rec, 'lease', token, 'state', 'leased')
-    table.insert(out, {rid, redis.call('GET', P .. 'item:' .. rid), attempts, redis.call('HGET', rec, 'first_at')})
-  end
-end
-return out
-"""
-
-# ARGV: P, node, now, outcome, token, rids...
-_ACK = _LUA_LIB + r"""
-local node, n = ARGV[2], 0
-for a = 6, #ARGV do
-  local rid = ARGV[a]
-  if settle(node, rid, ARGV[5]) then
-    redis.call('DEL', P .. 'rec:' .. rid, P .. 'item:' .. rid)
-    redis.call('ZREM', P .. 'age:' .. node, rid)
-    redis.call('ZREM', P .. 'last:' .. node, rid)
-    n = n + 1
-  end
-end
-count(ARGV[4], node, n)
-return n
-"""
-
-# ARGV: P, node, now, reason, token, (rid, due)...
-_NACK = _LUA_LIB + r"""
-local node, n = ARGV[2], 0
-for a = 6, #ARGV, 2 do
-  local rid = ARGV[a]
-  if settle(node, rid, ARGV[5]) then
-    n = n + 1
-    if not merge_into_ready(node, rid) then
-      local rec = P .. 'rec:' .. rid
-      redis.call('HSET', rec, 'state', 'ready', 'error', ARGV[4])
-      redis.call('HSET', P .. 'ready:' .. node, redis.call('HGET', rec, 'key'), rid)
-      redis.call('ZADD', P .. 'backoff:' .. node, ARGV[a + 1], rid)
-    end
-  end
-end
-count('failed_attempts', node, n)
-if n > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
-return n
-"""
-
-# ARGV: P, node, now, reason, token, rids...
-_DEAD = _LUA_LIB + r"""
-local node, n = ARGV[2], 0
-for a = 6, #ARGV do
-  if settle(node, ARGV[a], ARGV[5]) then
-    bury(node, ARGV[a], ARGV[3], ARGV[4])
-    n = n + 1
-  end
-end
-count('dead_lettered', node, n)
-return n
-"""
-
-# ARGV: P, node, now, cutoff, lease_ms. Waiting deliveries (and claimed ones whose lease ran
-# out) last enqueued before cutoff become dead letters.
-_EXPIRE = _LUA_LIB + r"""
-local node, now, cutoff = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local stream, ready = P .. 'q:' .. node, P .. 'ready:' .. node
-local function reason(rec)
-  local last = redis.call('HGET', rec, 'error')
-  if last and last ~= '' then return 'not delivered within max age (last error: ' .. last .. ')' end
-  return 'not delivered within max age'
-end
-local n = 0
--- waiting ones, from the last_at index (claimed ones are left to the lease check below)
-for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'last:' .. node, '-inf', '(' .. ARGV[4], 'LIMIT', 0, 10000)) do
-  local rec = P .. 'rec:' .. rid
-  local key = redis.call('HGET', rec, 'key')
-  if redis.call('HGET', rec, 'state') == 'ready' then
-    local sid = redis.call('HGET', rec, 'sid')
-    if sid and sid ~= '' then
-      redis.call('XACK', stream, 'workers', sid)
-      redis.call('XDEL', stream, sid)
-    end
-    redis.call('ZREM', P .. 'backoff:' .. node, rid)
-    if redis.call('HGET', ready, key) == rid then redis.call('HDEL', ready, key) end
-    bury(node, rid, now, reason(rec))
-    n = n + 1
-  end
-end
-group(stream)
-for _, entry in ipairs(redis.call('XPENDING', stream, 'workers', 'IDLE', ARGV[5], '-', '+', 1000)) do
-  local sid = entry[1]
-  local body = redis.call('XRANGE', stream, sid, sid)
-  if #body == 1 then
-    local rid = body[1][2][2]
-    local rec = P .. 'rec:' .. rid
-    if redis.call('HGET', rec, 'sid') == sid and tonumber(redis.call('HGET', rec, 'last_at')) < cutoff then
-      redis.call('XACK', stream, 'workers', sid)
-      redis.call('XDEL', stream, sid)
-      bury(node, rid, now, reason(rec))
-      n = n + 1
-    end
-  end
-end
-count('dead_lettered', '', n)
-return n
-"""
-
-# ARGV: P, node, now
-_RETRY = _LUA_LIB + r"""
-local node, now, n = ARGV[2], ARGV[3], 0
-group(P .. 'q:' .. node)
-for _, rid in ipairs(redis.call('ZRANGE', P .. 'dead:' .. node, 0, -1)) do
-  redis.call('ZREM', P .. 'dead:' .. node, rid)
-  local rec = P .. 'rec:' .. rid
-  n = n + 1
-  if not merge_into_ready(node, rid) then
-    redis.call('HSET', rec, 'state', 'ready', 'attempts', 0, 'last_at', now, 'dead_at', '')
-    redis.call('HSET', P .. 'ready:' .. node, redis.call('HGET', rec, 'key'), rid)
-    redis.call('ZADD', P .. 'age:' .. node, redis.call('HGET', rec, 'first_at'), rid)
-    redis.call('ZADD', P .. 'last:' .. node, now, rid)
-    push(node, rid)
-  end
-end
-count('retried', '', n)
-if n > 0 then redis.call('PUBLISH', P .. 'wake', '1') end
-return n
-"""
+def _script(name):
+    """The Lua source of one script: the shared helpers (lib.lua), then ``name``.lua."""
+    return (LUA / "lib.lua").read_text(encoding="utf-8") + (LUA / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _digest(key):
@@ -382,8 +90,8 @@ def _redacted(url):
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class RedisQueue:
-    """Redis Streams implementation of the queue contract (``purgebridge.queue`` docstring)."""
+class RedisQueue(Wakeups):
+    """Redis Streams implementation of the queue contract (``purgebridge.store.contract``)."""
 
     def __init__(self, url, backoff=0.1, backoff_max=5.0, max_age=86400.0, replay_window=REPLAY_WINDOW,
                  clock=time.time, rng=random.random, prefix=PREFIX, journal_idle=10.0, lease=30.0,
@@ -403,11 +111,9 @@ class RedisQueue:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.redis = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                           socket_connect_timeout=socket_timeout, health_check_interval=30)
-        self._scripts = {name: self.redis.register_script(source) for name, source in (
-            ("append", _APPEND), ("store", _STORE), ("claim", _CLAIM), ("ack", _ACK), ("nack", _NACK),
-            ("dead", _DEAD), ("expire", _EXPIRE), ("retry", _RETRY))}
-        self._changed = Signal()
-        self._journal_changed = Signal()
+        self._scripts = {name: self.redis.register_script(_script(name)) for name in (
+            "append", "store", "claim", "ack", "nack", "dead", "expire", "retry")}
+        super().__init__()
         self._listener = None
         self._listener_lock = threading.Lock()
         self._closed = False
@@ -474,27 +180,7 @@ class RedisQueue:
                 self._listener = threading.Thread(target=self._listen, name="redis-queue-wake", daemon=True)
                 self._listener.start()
 
-    @property
-    def generation(self):
-        self._ensure_listener()
-        return self._changed.generation
-
-    def wait(self, generation, timeout):
-        self._ensure_listener()
-        return self._changed.wait(generation, timeout)
-
-    def notify(self):
-        self._changed.fire()
-        self._journal_changed.fire()
-
-    @property
-    def journal_generation(self):
-        self._ensure_listener()
-        return self._journal_changed.generation
-
-    def wait_journal(self, generation, timeout):
-        self._ensure_listener()
-        return self._journal_changed.wait(generation, timeout)
+    _listening = _ensure_listener
 
     # --- accepting -----------------------------------------------------------------
 
@@ -626,7 +312,7 @@ class RedisQueue:
         claims = []
         for rid, payload, attempts, first_at in rows:
             item = json.loads(payload)
-            claims.append(Claim(id=int(rid), node=node, key=Invalidation.from_dict(item).key, item=item,
+            claims.append(Claim(id=int(rid), node=node, key=key_of(item), item=item,
                                 attempts=int(attempts), first_at=float(first_at), lease=token))
         return claims
 
@@ -644,7 +330,7 @@ class RedisQueue:
         return [max(0.0, now - claim.first_at) for claim in claims]
 
     def backoff_delay(self, attempts):
-        return fanout.backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
+        return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
 
     def nack(self, claims, reason, now=None):
         now = self.clock() if now is None else now

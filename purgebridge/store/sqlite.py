@@ -1,4 +1,4 @@
-"""The durable delivery queue: every (node, invalidation) pair until that node confirmed it.
+"""The durable delivery queue on SQLite: every (node, invalidation) pair until that node confirmed it.
 
 Why per (node, item): a node that is down must get its purges when it comes
 back, without holding back the nodes that are up. Why on disk before the 202:
@@ -6,65 +6,16 @@ the plugin forgets an event once the relay accepted it, so a relay crash
 between accept and delivery must not lose it.
 
 Backend: SQLite in WAL mode through the standard library. One file, no
-server; readers do not block the single writer. Writes from the threads of
-one process are serialised by a lock (cheaper than SQLite's busy-wait);
-``busy_timeout`` covers a second process such as ``purgebridge queue retry``
-run next to a live relay.
+server; readers do not block the single writer. Writers -- the API
+process's journal writer, the worker process, ``purgebridge queue retry``
+-- take turns through ``flock`` on ``<queue>.lock`` (and a thread lock
+within a process) before ``BEGIN IMMEDIATE``: the kernel hands the lock on
+the moment it is released, where SQLite's own busy handler sleeps 1, 2,
+5 ... up to 100 ms between tries, and those sleeps were the latency tail of
+accepting while the worker wrote. ``busy_timeout`` stays as the fallback
+for a writer that does not take the lock file.
 
-Contract (what another backend, e.g. Redis Streams, has to provide)::
-
-    enqueue(nodes, items, source, signature=None, site="") -> Enqueued
-        One atomic write: the event row, the signature in the replay cache
-        (raises SignatureError(replay=True) if seen inside the window), and
-        one delivery per (node, item). An item whose ``key`` is already
-        *ready* (queued, not leased) for that node is merged into that row:
-        no new row, ``merges`` += 1, the oldest enqueue time kept.
-    append(source, site, body, signature=None) -> event_id
-        The accept path of signed events (``journal``): the raw validated
-        event and its signature are committed to the ``events`` journal in
-        a transaction shared with every append waiting at the same moment
-        (group commit), and only then does append return. A signature seen
-        inside the window, or twice in one group, raises
-        SignatureError(replay=True) and stores nothing of that event;
-        JournalError (busy, closed, not writable) stores nothing either.
-    pending_events(limit) -> [(event_id, source, site, body, received_at)]
-        Unexpanded events this queue object has not handed out yet, oldest
-        first (so the expander never reads an event twice while it is being
-        delivered); a new queue object -- the next start -- hands out every
-        unexpanded event again. rewind_journal() does that now (after a
-        failed expansion).
-    store_expansion(nodes, events, items) -> Enqueued
-        One transaction: the deliveries of a batch of journal events
-        (coalesced by the caller, merged into ready rows like enqueue) and
-        those events marked expanded. Events not marked are expanded again
-        after a crash (at-least-once; a PURGE is idempotent).
-    finish_expansion(events, counters, failed=0) -> int
-        The worker's direct path: the batch was delivered to every node (or
-        what a node did not confirm was requeued), so mark its events
-        expanded and add ``counters`` [(name, node, value)] in one
-        transaction. Returns how many events were still unmarked.
-    requeue(node, items)
-        Deliveries the direct path could not confirm on ``node``: inserted
-        (or merged) as ready rows, so the queued path retries them with
-        backoff and dead-letters what the node refuses.
-    journal_pending() -> int               accepted events not yet expanded
-    seen_signature(signature) -> bool      cheap pre-check before parsing a body
-    claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
-        leased rows whose lease ran out (a crashed worker's claims come back)
-    ack(claims, outcome)      delivered: rows removed, totals counted
-    nack(claims, reason)      failed: back to ready after exponential backoff
-                              with jitter (attempt n waits ~backoff * 2**(n-1),
-                              capped at backoff_max)
-    dead(claims, reason)      not worth retrying (refused by the node): dead letter
-    expire() -> {node: rows}  rows not delivered within max_age -> dead letters
-                              (how many, per node that had any); also forgets
-                              signatures older than the window
-    retry_dead(node=None) -> int           dead letters back to ready
-    release_leases() -> int   at start-up: claims of a dead process are due now
-    dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
-    wait(generation, timeout) / generation  wake-up for workers, also across processes
-    wait_journal(generation, timeout) / journal_generation   ... for the expander
-    listen()                  in the worker process: hear other processes' writes (``wakeup``)
+The contract it implements is in ``purgebridge.store.contract``.
 
 ``stats()["depth"]`` counts delivery rows waiting or in flight *plus* journal
 events not yet expanded (also shown alone as ``journal_pending``): an event
@@ -77,7 +28,8 @@ was merged into a row: max age counts from it, so a fresh event is never
 dead-lettered because an older identical purge had been waiting long.
 """
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+import fcntl
 import json
 import logging
 import os
@@ -87,14 +39,15 @@ import threading
 import time
 import uuid
 
-from purgebridge import fanout
+from purgebridge.backoff import backoff_delay
 from purgebridge.errors import SignatureError
-from purgebridge.wakeup import DELIVERIES, JOURNAL, Nudge, Signal
+from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
+from purgebridge.store.journal import Journal, JournalClosed
+from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge, Wakeups
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-REPLAY_WINDOW = 300
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -202,62 +155,11 @@ def _flat(rows):
     return [value for row in rows for value in row]
 
 
-@dataclass(frozen=True)
-class Enqueued:
-    event_id: str
-    items: int    # distinct invalidations in the event
-    rows: int     # new (node, item) rows
-    merged: int   # (node, item) pairs merged into a row already waiting
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One leased delivery; hand it back to ack/nack/dead."""
-
-    id: int
-    node: str
-    key: str
-    item: dict
-    attempts: int    # including this one
-    first_at: float  # oldest enqueue merged into this row (latency is measured from it)
-    lease: str
-
-
-def summarise_stats(nodes, counters, journal_pending, journal_age):
-    """The ``stats()`` dict every backend returns, from what it counted.
-
-    ``nodes``: node -> {"pending", "in_flight", "dead", "oldest_pending_age"};
-    ``counters``: (name, node, value) rows, node "" for totals only;
-    ``journal_age``: seconds the oldest unexpanded event has waited, or None.
-    """
-    totals, per_node = {}, {}
-    for name, node, value in counters:
-        totals[name] = totals.get(name, 0) + value
-        if node:
-            per_node.setdefault(node, {})[name] = value
-    for node, counts in per_node.items():
-        nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
-        nodes[node]["totals"] = counts
-    ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
-    if journal_age is not None:
-        ages.append(journal_age)
-    return {
-        "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()) + journal_pending,
-        "journal_pending": journal_pending,
-        "pending": sum(n["pending"] for n in nodes.values()),
-        "in_flight": sum(n["in_flight"] for n in nodes.values()),
-        "dead": sum(n["dead"] for n in nodes.values()),
-        "oldest_pending_age": max(ages) if ages else None,
-        "nodes": nodes,
-        "totals": totals,
-    }
-
-
 class QueueFileGone(RuntimeError):
     """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
 
 
-class Queue:
+class Queue(Wakeups):
     """SQLite implementation of the queue contract in the module docstring."""
 
     def __init__(self, path, backoff=0.1, backoff_max=5.0, max_age=86400.0,
@@ -275,14 +177,14 @@ class Queue:
         self._connections = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._changed = Signal()       # deliveries added or back to ready: node workers
-        self._journal_changed = Signal()  # events appended to the journal: the expander
-        self._nudge = Nudge(self.path)     # ... and the same for a worker in another process
+        super().__init__()
+        self._nudge = Nudge(self.path)     # wake-ups for a worker in another process
+        self._lock_fd = None               # the lock file the writers of every process take turns on
         self.append_wait = append_wait
         self._journal = None
         self._journal_cursor = 0  # rowid of the last event pending_events handed out
         self._closed = False
-        with self._write_lock:
+        with self._exclusive():
             db = self._db()
             db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
             self._migrate(db)
@@ -308,14 +210,7 @@ class Queue:
 
     @classmethod
     def from_settings(cls, settings, **kwargs):
-        """The queue the service and the CLI use: ``PURGEBRIDGE_QUEUE`` and the retry settings.
-
-        A ``redis://`` URL opens the Redis Streams backend instead (``purgebridge.backends``).
-        """
-        from purgebridge.backends import is_redis, open_queue
-
-        if is_redis(settings.queue):
-            return open_queue(settings, **kwargs)
+        """The SQLite queue ``PURGEBRIDGE_QUEUE`` names, with the retry settings (``store.open_queue`` picks)."""
         return cls(settings.queue, backoff=settings.backoff, backoff_max=max(settings.backoff_max, settings.backoff),
                    max_age=settings.max_age, **kwargs)
 
@@ -370,21 +265,34 @@ class Queue:
         """
         self._db().execute("PRAGMA synchronous = NORMAL")
 
+    @contextmanager
+    def _exclusive(self):
+        """This process's turn to write: the thread lock, then ``flock`` on the lock file (other processes)."""
+        with self._write_lock:
+            if self._lock_fd is None:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     class _Tx:
         def __init__(self, queue, lock=True):
             self.queue = queue
-            self.lock = queue._write_lock if lock else None
+            self.lock = queue._exclusive() if lock else None
 
         def __enter__(self):
             if self.lock:
-                self.lock.acquire()
+                self.lock.__enter__()
             try:
                 self.queue._check_file()
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
                 if self.lock:
-                    self.lock.release()
+                    self.lock.__exit__(None, None, None)
                 raise
             return self.db
 
@@ -401,7 +309,7 @@ class Queue:
                     self.db.execute("ROLLBACK")
             finally:
                 if self.lock:
-                    self.lock.release()
+                    self.lock.__exit__(None, None, None)
             return False
 
     def _write(self, lock=True):
@@ -414,6 +322,9 @@ class Queue:
             self._journal.close()
         self._closed = True
         self._nudge.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         with self._connections_lock:
             for db in self._connections:
                 try:
@@ -424,10 +335,6 @@ class Queue:
 
     # --- wake-ups: in this process, and a worker process's (``wakeup``) -------------
 
-    @property
-    def generation(self):
-        return self._changed.generation
-
     def _notify(self):
         self._changed.fire()
         self._nudge.send(DELIVERIES)
@@ -435,23 +342,6 @@ class Queue:
     def listen(self):
         """Wake this process's worker threads when another process writes (the worker process calls it)."""
         self._nudge.listen(self._journal_changed.fire, self._changed.fire)
-
-    def wait(self, generation, timeout):
-        """Block until something was enqueued/re-queued after ``generation``, or ``timeout``."""
-        return self._changed.wait(generation, timeout)
-
-    def notify(self):
-        """Wake waiting workers and the expander (used on shutdown)."""
-        self._changed.fire()
-        self._journal_changed.fire()
-
-    @property
-    def journal_generation(self):
-        return self._journal_changed.generation
-
-    def wait_journal(self, generation, timeout):
-        """Block until an event was appended to the journal after ``generation``, or ``timeout``."""
-        return self._journal_changed.wait(generation, timeout)
 
     # --- writes ------------------------------------------------------------------
 
@@ -492,8 +382,6 @@ class Queue:
         """The group-commit writer (started on first use, flushed by :meth:`close`)."""
         with self._connections_lock:
             if self._journal is None:
-                from purgebridge.journal import Journal, JournalClosed
-
                 if self._closed:
                     raise JournalClosed("the queue is closed")
                 self._journal = Journal(self, wait=self.append_wait)
@@ -520,7 +408,7 @@ class Queue:
         replay, or an old one housekeeping has not dropped yet) or that loses
         a race to another process takes the explicit transaction instead.
         """
-        with self._write_lock:
+        with self._exclusive():
             entries = take()
             if not entries:
                 return []
@@ -722,7 +610,7 @@ class Queue:
 
     def backoff_delay(self, attempts):
         """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
-        return fanout.backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
+        return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
 
     def nack(self, claims, reason, now=None):
         """Failed: back to ready with backoff. A row whose key got re-queued meanwhile merges into it."""

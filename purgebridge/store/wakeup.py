@@ -48,6 +48,49 @@ class Signal:
             return self.generation
 
 
+class Wakeups:
+    """The wake-up half of the queue contract, the same for every backend.
+
+    ``generation``/``wait`` for the node threads (deliveries added or back
+    to ready), ``journal_generation``/``wait_journal`` for the expander
+    (events appended). A backend fires ``_changed``/``_journal_changed``
+    when it writes, and makes sure other processes' writes arrive in
+    :meth:`_listening` (Redis: its pub/sub listener; SQLite: ``listen``).
+    """
+
+    def __init__(self) -> None:
+        self._changed = Signal()
+        self._journal_changed = Signal()
+
+    def _listening(self) -> None:
+        """Hook: start hearing other processes' writes, if this backend does that lazily."""
+
+    @property
+    def generation(self) -> int:
+        self._listening()
+        return self._changed.generation
+
+    def wait(self, generation: int, timeout: Optional[float]) -> int:
+        """Block until deliveries were added or put back after ``generation``, or ``timeout``."""
+        self._listening()
+        return self._changed.wait(generation, timeout)
+
+    def notify(self) -> None:
+        """Wake this process's waiting workers and expander (used on shutdown and after a dispatch)."""
+        self._changed.fire()
+        self._journal_changed.fire()
+
+    @property
+    def journal_generation(self) -> int:
+        self._listening()
+        return self._journal_changed.generation
+
+    def wait_journal(self, generation: int, timeout: Optional[float]) -> int:
+        """Block until an event was appended to the journal after ``generation``, or ``timeout``."""
+        self._listening()
+        return self._journal_changed.wait(generation, timeout)
+
+
 def address_for(path: str) -> str:
     """The abstract socket name of the queue file at ``path`` (the same in every process)."""
     digest = hashlib.sha1(os.path.realpath(path).encode("utf-8")).hexdigest()[:20]
@@ -80,14 +123,15 @@ class Nudge:
         self._listener.start()
 
     def _listen(self, on_journal: Callable[[], None], on_deliveries: Callable[[], None]) -> None:
-        receiver: Optional[socket.socket] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        bound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver: Optional[socket.socket] = bound
         try:
-            receiver.bind(self.address)
-            receiver.settimeout(FALLBACK_POLL)
+            bound.bind(self.address)
+            bound.settimeout(FALLBACK_POLL)
         except OSError as exc:
             log.warning("queue %s: cannot listen for wake-ups (%s); reading PRAGMA data_version every %.1f s "
                         "instead", self.path, exc, FALLBACK_POLL)
-            receiver.close()
+            bound.close()
             receiver = None
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         version = db.execute("PRAGMA data_version").fetchone()[0]

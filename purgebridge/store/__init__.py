@@ -1,0 +1,37 @@
+"""Storage: the durable journal of accepted events and the per-node delivery queue.
+
+One contract (``contract.Store``, with its records ``Claim`` and
+``Enqueued``), two backends: SQLite (``sqlite.Queue``, one file, the
+default) and Redis Streams (``redis.RedisQueue``, several relays on one
+queue). :func:`open_queue` is the one factory: the app, the worker process
+and the CLI open "the queue" from ``PURGEBRIDGE_QUEUE`` without knowing
+which engine is behind it. redis-py is an optional extra, so it is imported
+only when asked for, and its absence is a configuration error that says what
+to install. Nothing in this package imports the HTTP API or the fan-out.
+"""
+
+from purgebridge.errors import ConfigError
+from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, Store
+
+__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "Store", "is_redis", "open_queue"]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis(location: str) -> bool:
+    """True when ``PURGEBRIDGE_QUEUE`` names a Redis server rather than a SQLite file."""
+    return str(location).lower().startswith(REDIS_SCHEMES)
+
+
+def open_queue(settings, **kwargs) -> Store:
+    """The queue ``settings.queue`` names: a SQLite ``Queue`` or a ``RedisQueue``."""
+    if is_redis(settings.queue):
+        try:
+            from purgebridge.store.redis import RedisQueue
+        except ImportError as exc:
+            raise ConfigError("PURGEBRIDGE_QUEUE", settings.queue.split("@")[-1],
+                              f"a Redis queue needs redis-py: pip install 'purgebridge[redis]' ({exc})") from None
+        return RedisQueue.from_settings(settings, **kwargs)
+    from purgebridge.store.sqlite import Queue
+
+    return Queue.from_settings(settings, **kwargs)

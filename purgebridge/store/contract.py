@@ -1,0 +1,189 @@
+"""The queue contract: what every storage backend (SQLite, Redis) provides, typed.
+
+``Store`` is the contract as a ``typing.Protocol``: the worker, the routes
+and the CLI are written against it, and ``tests/test_queue_contract.py``
+runs the same tests on both backends. Records crossing it are small frozen
+dataclasses (``Enqueued``, ``Claim``). Nothing here, nor in any backend,
+imports the HTTP API or the fan-out: storage knows invalidations only as
+``key`` + JSON payload (``purgebridge.invalidation``).
+
+Contract (what another backend, e.g. Redis Streams, has to provide)::
+
+    enqueue(nodes, items, source, signature=None, site="") -> Enqueued
+        One atomic write: the event row, the signature in the replay cache
+        (raises SignatureError(replay=True) if seen inside the window), and
+        one delivery per (node, item). An item whose ``key`` is already
+        *ready* (queued, not leased) for that node is merged into that row:
+        no new row, ``merges`` += 1, the oldest enqueue time kept.
+    append(source, site, body, signature=None) -> event_id
+        The accept path of signed events (``journal``): the raw validated
+        event and its signature are committed to the ``events`` journal in
+        a transaction shared with every append waiting at the same moment
+        (group commit), and only then does append return. A signature seen
+        inside the window, or twice in one group, raises
+        SignatureError(replay=True) and stores nothing of that event;
+        JournalError (busy, closed, not writable) stores nothing either.
+    pending_events(limit) -> [(event_id, source, site, body, received_at)]
+        Unexpanded events this queue object has not handed out yet, oldest
+        first (so the expander never reads an event twice while it is being
+        delivered); a new queue object -- the next start -- hands out every
+        unexpanded event again. rewind_journal() does that now (after a
+        failed expansion).
+    store_expansion(nodes, events, items) -> Enqueued
+        One transaction: the deliveries of a batch of journal events
+        (coalesced by the caller, merged into ready rows like enqueue) and
+        those events marked expanded. Events not marked are expanded again
+        after a crash (at-least-once; a PURGE is idempotent).
+    finish_expansion(events, counters, failed=0) -> int
+        The worker's direct path: the batch was delivered to every node (or
+        what a node did not confirm was requeued), so mark its events
+        expanded and add ``counters`` [(name, node, value)] in one
+        transaction. Returns how many events were still unmarked.
+    requeue(node, items)
+        Deliveries the direct path could not confirm on ``node``: inserted
+        (or merged) as ready rows, so the queued path retries them with
+        backoff and dead-letters what the node refuses.
+    journal_pending() -> int               accepted events not yet expanded
+    seen_signature(signature) -> bool      cheap pre-check before parsing a body
+    claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
+        leased rows whose lease ran out (a crashed worker's claims come back)
+    ack(claims, outcome)      delivered: rows removed, totals counted
+    nack(claims, reason)      failed: back to ready after exponential backoff
+                              with jitter (attempt n waits ~backoff * 2**(n-1),
+                              capped at backoff_max)
+    dead(claims, reason)      not worth retrying (refused by the node): dead letter
+    expire() -> {node: rows}  rows not delivered within max_age -> dead letters
+                              (how many, per node that had any); also forgets
+                              signatures older than the window
+    retry_dead(node=None) -> int           dead letters back to ready
+    release_leases() -> int   at start-up: claims of a dead process are due now
+    dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
+    wait(generation, timeout) / generation  wake-up for workers, also across processes
+    wait_journal(generation, timeout) / journal_generation   ... for the expander
+    listen()                  in the worker process: hear other processes' writes (``wakeup``)
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+
+REPLAY_WINDOW = 300  # seconds a signature stays in the replay cache
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    event_id: str
+    items: int    # distinct invalidations in the event
+    rows: int     # new (node, item) rows
+    merged: int   # (node, item) pairs merged into a row already waiting
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One leased delivery; hand it back to ack/nack/dead."""
+
+    id: int
+    node: str
+    key: str
+    item: dict
+    attempts: int    # including this one
+    first_at: float  # oldest enqueue merged into this row (latency is measured from it)
+    lease: str
+
+
+def summarise_stats(nodes, counters, journal_pending, journal_age):
+    """The ``stats()`` dict every backend returns, from what it counted.
+
+    ``nodes``: node -> {"pending", "in_flight", "dead", "oldest_pending_age"};
+    ``counters``: (name, node, value) rows, node "" for totals only;
+    ``journal_age``: seconds the oldest unexpanded event has waited, or None.
+    """
+    totals, per_node = {}, {}
+    for name, node, value in counters:
+        totals[name] = totals.get(name, 0) + value
+        if node:
+            per_node.setdefault(node, {})[name] = value
+    for node, counts in per_node.items():
+        nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+        nodes[node]["totals"] = counts
+    ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
+    if journal_age is not None:
+        ages.append(journal_age)
+    return {
+        "depth": sum(n["pending"] + n["in_flight"] for n in nodes.values()) + journal_pending,
+        "journal_pending": journal_pending,
+        "pending": sum(n["pending"] for n in nodes.values()),
+        "in_flight": sum(n["in_flight"] for n in nodes.values()),
+        "dead": sum(n["dead"] for n in nodes.values()),
+        "oldest_pending_age": max(ages) if ages else None,
+        "nodes": nodes,
+        "totals": totals,
+    }
+
+
+class Store(Protocol):
+    """The backend contract (module docstring); ``purgebridge.store.open_queue`` returns one."""
+
+    path: str
+
+    def enqueue(self, nodes: Sequence[str], items: Iterable[Any], source: str, signature: Optional[str] = None,
+                site: str = "", now: Optional[float] = None) -> Enqueued: ...
+
+    def append(self, source: str, site: str, body: bytes, signature: Optional[str] = None) -> str: ...
+
+    def pending_events(self, limit: int = 500) -> list: ...
+
+    def rewind_journal(self) -> None: ...
+
+    def store_expansion(self, nodes: Sequence[str], events: list, items: list, failed: int = 0,
+                        now: Optional[float] = None) -> Enqueued: ...
+
+    def finish_expansion(self, events: list, counters: Iterable = (), failed: int = 0,
+                         now: Optional[float] = None) -> int: ...
+
+    def requeue(self, node: str, items: list, now: Optional[float] = None) -> None: ...
+
+    def journal_pending(self) -> int: ...
+
+    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool: ...
+
+    def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> list: ...
+
+    def ack(self, claims: list, outcome: str = "purged", now: Optional[float] = None) -> list: ...
+
+    def nack(self, claims: list, reason: str, now: Optional[float] = None) -> None: ...
+
+    def dead(self, claims: list, reason: str, now: Optional[float] = None) -> None: ...
+
+    def expire(self, now: Optional[float] = None) -> dict: ...
+
+    def dead_hosts(self, node: str, since: float) -> set:
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (a dead-letter ban covers them)."""
+
+    def retry_dead(self, node: Optional[str] = None, now: Optional[float] = None) -> int: ...
+
+    def release_leases(self, now: Optional[float] = None) -> int: ...
+
+    def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]: ...
+
+    def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> list: ...
+
+    def stats(self, now: Optional[float] = None) -> dict: ...
+
+    def writable(self) -> bool: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    def wait(self, generation: int, timeout: Optional[float]) -> int: ...
+
+    @property
+    def journal_generation(self) -> int: ...
+
+    def wait_journal(self, generation: int, timeout: Optional[float]) -> int: ...
+
+    def notify(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+StoreFactory = Callable[..., Store]

@@ -13,6 +13,7 @@ place (config.py), not here.
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -235,7 +236,7 @@ def queue(ctx, as_json, queue_path):
         return
     q = _open_queue(ctx, queue_path)
     try:
-        stats, dead = q.stats(), q.dead_letters(limit=50)
+        stats, dead = _queue_call(q.path, lambda: (q.stats(), q.dead_letters(limit=50)))
     finally:
         q.close()
     if as_json:
@@ -261,10 +262,29 @@ def _age(seconds):
 
 
 def _open_queue(ctx, queue_path):
-    from purgebridge.store import open_queue
+    """The configured queue, existing only: a missing, unreadable or unreachable one is one line, exit 2.
+
+    ``purgebridge queue`` must show the relay's queue, never create an empty
+    one in the current directory because PURGEBRIDGE_QUEUE was not set here.
+    """
+    from purgebridge.store import is_redis, open_queue
 
     settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
-    return open_queue(settings)
+    if not is_redis(settings.queue) and not os.path.isfile(settings.queue):
+        fail_usage(f"PURGEBRIDGE_QUEUE={settings.queue!r}: no queue file there (set PURGEBRIDGE_QUEUE or --queue "
+                   "to the relay's queue; purgebridge serve creates it)")
+    return _queue_call(settings.queue, lambda: open_queue(settings))
+
+
+def _queue_call(location, call):
+    """Run ``call`` on the queue; any failure (Redis down, not a queue file) becomes one line naming PURGEBRIDGE_QUEUE."""
+    from purgebridge.routes import redact
+
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - sqlite3, redis and OS errors alike: one line, no traceback
+        fail_usage(f"PURGEBRIDGE_QUEUE={redact(location)!r}: cannot use the queue "
+                   f"({type(exc).__name__}: {exc})")
 
 
 @queue.command("retry")
@@ -274,7 +294,7 @@ def queue_retry(ctx, node_name):
     """Put dead letters back in the queue; a running relay sends them at once."""
     q = _open_queue(ctx, ctx.parent.params.get("queue_path"))
     try:
-        count = q.retry_dead(node=node_name)
+        count = _queue_call(q.path, lambda: q.retry_dead(node=node_name))
     finally:
         q.close()
     click.echo(f"{count} dead letter(s) queued again")
@@ -309,7 +329,10 @@ def status(ctx, base_url, as_json):
             click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
                        f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
     down = [n for n in nodes_state if n.get("up") is False]
-    sys.exit(EXIT_FAILED if down else EXIT_OK)
+    if data.get("queue_writable") is False:
+        click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
+                   err=True)
+    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
 
 
 @cli.command()
@@ -327,4 +350,9 @@ def main():
         cli(standalone_mode=True)
     except PurgebridgeError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback (-vv logs it)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"error: {type(exc).__name__}: {exc} (a bug: please report it; -vv shows the traceback)",
+                   err=True)
         sys.exit(EXIT_FAILED)

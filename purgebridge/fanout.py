@@ -84,6 +84,7 @@ class Result:
     reason: str = ""
     attempts: int = 0
     seconds: float = 0.0
+    permanent: bool = False  # can never succeed (cannot even be encoded): dead letter at once, never retried
 
     def to_dict(self):
         return {"node": self.node.name, "item": self.item.label or self.item.key, "method": self.item.method,
@@ -135,8 +136,15 @@ def deliver(node, items, settings, retries=None, client=None, sleep=time.sleep, 
         client = NodeClient(node, settings.timeout, settings.connections, settings.pipeline)
     started = time.monotonic()
     results = [None] * len(items)
-    encoded = [item.encode() for item in items]
-    pending = list(range(len(items)))
+    encoded, pending = [None] * len(items), []
+    for index, item in enumerate(items):  # one by one: a row that cannot be encoded fails alone, not the batch
+        try:
+            encoded[index] = item.encode()
+            pending.append(index)
+        except (UnicodeError, ValueError) as exc:
+            results[index] = Result(node, item, Outcome.FAILED, None, f"cannot be sent: {exc}", 0, permanent=True)
+            if progress:
+                progress(1)
     attempt = 0
     try:
         while pending:

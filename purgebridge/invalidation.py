@@ -11,7 +11,7 @@ from functools import cached_property
 import re
 
 from purgebridge.errors import InvalidURL
-from purgebridge.urls import check_header_value, split_url
+from purgebridge.urls import check_ban_regex, host_header as _host_header, split_url
 
 USER_AGENT = "purgebridge"
 MAX_KEY_HEADER = 7500  # bytes of one xkey-purge header; Varnish's default limit is 8k
@@ -20,10 +20,23 @@ _KEY = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 
 
 
+MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len is 8 KiB by default
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def encode_request(method, target, host, headers=()):
-    """Serialise a body-less request. Values were validated by ``urls``."""
+    """Serialise a body-less request. Values were validated by ``urls``.
+
+    Raises ValueError (UnicodeError for a character outside Latin-1) for a
+    request no Varnish could ever take -- a control character or a line over
+    ``MAX_LINE`` bytes -- so a row stored by an older version fails alone and
+    at once instead of resetting the connection on every try.
+    """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
+    for line in lines:
+        if len(line) > MAX_LINE or _CONTROL.search(line):
+            raise ValueError(f"a request line over {MAX_LINE} bytes or with a control character: {line[:60]!r}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -79,22 +92,9 @@ def purge_for_url(url, proto_header="X-Forwarded-Proto"):
     return Invalidation("PURGE", target, host, headers, url)
 
 
-def _host_header(host):
-    try:
-        return split_url(f"http://{host}/")[1]
-    except InvalidURL:
-        raise InvalidURL(host, "not a valid host (expected host or host:port)") from None
-
-
 def ban_for(host, regex):
-    """BAN of every object on ``host`` whose path+query matches ``regex``."""
-    if not regex:
-        raise InvalidURL(regex, "empty ban expression")
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise InvalidURL(regex, f"not a regular expression ({exc})") from None
-    check_header_value("X-Ban-Url", regex)
+    """BAN of every object on ``host`` whose path+query matches ``regex`` (checked by ``urls.check_ban_regex``)."""
+    regex = check_ban_regex(regex)
     host = _host_header(host)
     return Invalidation("BAN", "/", host, (("X-Ban-Url", regex),), f"ban {host} {regex}")
 

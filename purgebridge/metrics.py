@@ -30,7 +30,13 @@ class _QueueCollector:
         self.queue = queue
 
     def collect(self):
-        stats = self.queue.stats()
+        up = GaugeMetricFamily("purgebridge_queue_up", "1 when the queue (SQLite file or Redis) answers")
+        try:
+            stats = self.queue.stats()
+        except Exception:  # noqa: BLE001 - Redis down: the scrape still works and says so (the alert needs it)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
         depth = GaugeMetricFamily("purgebridge_queue_depth", "Deliveries waiting or in flight, per node",
                                   labels=["node"])
         dead = GaugeMetricFamily("purgebridge_queue_dead_letters", "Dead-lettered deliveries, per node",
@@ -50,7 +56,7 @@ class _QueueCollector:
         rows = CounterMetricFamily("purgebridge_queue_rows",
                                    "Deliveries added to the queue (after coalescing)")
         rows.add_metric([], stats["totals"].get("rows", 0))
-        return [depth, dead, oldest, journal, merged, rows]
+        return [up, depth, dead, oldest, journal, merged, rows]
 
 
 class _PurgeCollector:

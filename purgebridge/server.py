@@ -31,11 +31,13 @@ import functools
 import logging
 import sys
 
+from purgebridge.config import check_credentials
 from purgebridge.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8            # Python threads granian calls the app on (requests block on the journal's commit)
+THREADS = 8            # Python threads the API runs on (requests block on the journal's commit)
+HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
 
 
 def check_can_serve(settings, sites, insecure=False):
@@ -46,16 +48,42 @@ def check_can_serve(settings, sites, insecure=False):
     if not len(sites):
         raise ConfigError("PURGEBRIDGE_SITES", ",".join(settings.sites),
                           "no sites configured: set PURGEBRIDGE_SITES or PURGEBRIDGE_SITES_FILE")
+    check_credentials(settings, sites)
     if not sites.has_any_secret() and not (insecure or settings.insecure):
         raise ConfigError("PURGEBRIDGE_SECRET", "",
                           "a secret is required to serve (WordPress events are signed with it); "
                           "pass --insecure only for local play")
 
 
-def _load_app(settings, secrets, listen_text, status_path):
-    """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian."""
+def check_queue(settings):
+    """Open a queue file once before serving: one that cannot be opened stops ``serve`` with one line.
+
+    A corrupt, unreadable or misplaced file (a directory, not SQLite) used to
+    show two tracebacks and granian's "Worker crash loop detected". A Redis
+    queue is not checked here: Redis may come up after the relay.
+    """
+    from purgebridge.store import is_redis
+    from purgebridge.store.sqlite import Queue
+
+    if is_redis(settings.queue):
+        return
+    try:
+        Queue.from_settings(settings).close()
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike
+        raise ConfigError("PURGEBRIDGE_QUEUE", settings.queue,
+                          f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
+
+
+def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
+    """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian.
+
+    The Flask app is served through :class:`~purgebridge.rsgi.RSGIAdapter`:
+    bodies are read on granian's event loop with a deadline, so a slow client
+    never holds one of the ``threads`` app threads (issue 13, docs/security.md).
+    """
     from purgebridge.app import create_app
     from purgebridge.logs import setup_logging
+    from purgebridge.rsgi import RSGIAdapter
     from purgebridge.store import open_queue
     from purgebridge.supervisor import WorkerView, die_with_parent
 
@@ -67,12 +95,14 @@ def _load_app(settings, secrets, listen_text, status_path):
     service.owns_queue = True
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return app
+    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
+                       body_deadline=settings.body_timeout)
 
 
 def serve(settings, insecure=False, threads=THREADS):
     """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
@@ -82,6 +112,7 @@ def serve(settings, insecure=False, threads=THREADS):
 
     sites = load_sites(settings)
     check_can_serve(settings, sites, insecure)
+    check_queue(settings)
     secrets = secrets_of(settings, sites)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():
@@ -92,15 +123,17 @@ def serve(settings, insecure=False, threads=THREADS):
     supervisor = WorkerSupervisor(settings, secrets)
     server = MPServer(
         "purgebridge.app:create_app",  # a name for the process title; the app comes from _load_app
-        address=host, port=port, interface=Interfaces.WSGI, workers=1, blocking_threads=threads,
+        address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
         http=HTTPModes.http1, websockets=False, backlog=1024,
+        http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_DEADLINE * 1000)),
         log_enabled=True, log_level=LogLevels.warning,
         respawn_failed_workers=True,
         workers_kill_timeout=int(max(30, settings.timeout * 8)),
     )
     server.on_startup(supervisor.start)
     server.on_shutdown(supervisor.stop)
-    server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path),
+    server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path,
+                                                 threads),
                  wrap_loader=False)
 
 

@@ -203,16 +203,25 @@ class NodeSender:
                 answered = True
             if result.item.method == "PURGEKEYS" and result.status is not None:
                 results[i] = self._learn_keys(result)
-        for result in results:
-            if not result.outcome.ok and result.reason:
-                state.last_error, state.last_error_at = result.reason, now
+        errors = [result.reason for result in results if not result.outcome.ok and result.reason]
+        if errors:
+            state.last_error, state.last_error_at = errors[-1], now
         state.sent += len(to_send)
         state.latency = self.clock.monotonic() - started
-        if to_send:
-            state.up = answered
+        # Rows that could not even be encoded say nothing about the node: only what went out counts.
+        went_out = [results[i] for i in to_send if not results[i].permanent]
+        if went_out:
+            # Healthy: at least one answer that is not a retryable failure. A node that answers
+            # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
+            healthy = any(r.status is not None and (r.outcome.ok or not fanout.classify(r.status)[1])
+                          for r in went_out)
+            state.up = healthy
             if answered:
                 state.last_contact = now
+            if healthy:
                 self.failures, self.down_until = 0, 0.0
+                if not errors:  # recovered: the old error does not stay next to "up"
+                    state.last_error, state.last_error_at = "", None
             else:
                 self.failures += 1
                 self.down_until = now + fanout.backoff_delay(self.failures, self.settings.backoff,
@@ -280,6 +289,9 @@ class Worker:
         self.senders = {node.name: NodeSender(node, settings, self._deliver, clock=clock) for node in self.nodes}
         self._lock = threading.Lock()   # the inboxes, the batches in flight and the counts below
         self._batches: deque = deque()  # direct batches not finished on every node yet, oldest first
+        self._unmarked: deque = deque()  # (events, counters, failed) delivered but not yet marked expanded
+        self._mark_lock = threading.Lock()
+        self._mark_failing = False
         self._in_flight: set = set()    # their event ids (a Redis takeover could hand one out again)
         self._seq = 0
         self._counts: dict = {}         # (outcome, node) -> confirmed on the direct path, not yet written
@@ -382,6 +394,9 @@ class Worker:
                 self.queue.rewind_journal()
                 self._stopping.wait(self.config.poll)
                 continue
+            if self._unmarked and not self.mark_delivered():
+                self._stopping.wait(self.config.poll)  # retry the marks alone after a pause, not in a hot loop
+                continue
             if not done:
                 self.queue.wait_journal(generation, self.config.poll)
 
@@ -416,14 +431,38 @@ class Worker:
         events = [event for batch in done for event in batch.events]
         counters = [(outcome, node, n) for (outcome, node), n in counts.items()]
         counters.append(("merged", "", sum(batch.merged for batch in done)))
-        try:
-            self.queue.finish_expansion(events, counters, failed=sum(batch.failed for batch in done))
-        except Exception:  # delivered, but not marked: read again and sent again (at-least-once)
-            log.exception("marking %d delivered journal event(s) failed; they will be sent again", len(events))
-            self.queue.rewind_journal()
-        finally:
-            with self._lock:
-                self._in_flight.difference_update(event_id for event_id, _count in events)
+        with self._mark_lock:
+            self._unmarked.append((events, counters, sum(batch.failed for batch in done)))
+        self.mark_delivered()
+
+    def mark_delivered(self) -> bool:
+        """Mark delivered journal events expanded; True when none is left unmarked.
+
+        When the mark fails (a full disk) the events stay in memory and only
+        the mark is tried again -- by the next settle or the expander's next
+        round -- never the purges: they were confirmed, and re-sending them
+        in a loop filled the log and the nodes before. The failure is logged
+        once when it starts and once when it ends. (After a restart they are
+        read from the journal and sent again: at-least-once.)
+        """
+        with self._mark_lock:
+            while self._unmarked:
+                events, counters, failed = self._unmarked[0]
+                try:
+                    self.queue.finish_expansion(events, counters, failed=failed)
+                except Exception as exc:  # noqa: BLE001 - the disk, a vanished file: retry the mark alone
+                    if not self._mark_failing:
+                        log.error("marking %d delivered journal event(s) failed (%s: %s); the mark is retried, "
+                                  "the purges are not sent again", len(events), type(exc).__name__, exc)
+                    self._mark_failing = True
+                    return False
+                self._unmarked.popleft()
+                with self._lock:
+                    self._in_flight.difference_update(event_id for event_id, _count in events)
+            if self._mark_failing:
+                log.warning("marking delivered journal events works again")
+                self._mark_failing = False
+            return True
 
     def _expand_rest(self, budget: float) -> None:
         """At stop: expand what is committed while it is quick; the rest waits for the next start."""
@@ -460,24 +499,27 @@ class Worker:
         away for another ``max_age``, the ban is dead-lettered in turn and
         queued again: one per site per ``max_age``, never more.
         """
+        since = time.time() if now is None else now
         expired = self.queue.expire(now=now)
         if not expired or not getattr(self.settings, "dead_letter_ban", True):
             return expired
         from purgebridge.sites import load_sites
 
-        hosts = load_sites(self.settings).hosts
-        if not hosts:
-            log.warning("purges dead-lettered for %s; no sites configured to ban instead", ", ".join(expired))
-            return expired
-        bans = [fanout.purge_all_for(host) for host in hosts]
+        sites = set(load_sites(self.settings).hosts)
         served = {node.name for node in self.nodes}   # not a node taken out of the config since
         for node, count in sorted(expired.items()):
             if node not in served:
                 continue
-            self.queue.enqueue([node], bans, "dead-letter-ban", now=now)
-            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of every site (%d) is queued "
+            # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
+            hosts = sorted(self.queue.dead_hosts(node, since) & sites)
+            if not hosts:
+                log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
+                            node, count)
+                continue
+            self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
+            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
                         "for it instead, sent when it answers again", node, count,
-                        getattr(self.settings, "max_age", 0.0), len(bans))
+                        getattr(self.settings, "max_age", 0.0), ", ".join(hosts))
         return expired
 
     def _relax(self) -> None:
@@ -506,10 +548,11 @@ class Worker:
                 if direct:
                     self.send_direct(node)
                     worked = True
-                down_for = sender.down_until - self.clock.time()
+                if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
+                    self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - self.clock.time())))
+                    continue
                 try:
-                    # A node that did not answer is tried again after its backoff, not once per due row.
-                    due = self.queue.next_due(node.name) if down_for <= 0 else max(down_for, 0.002)
+                    due = self.queue.next_due(node.name)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
                 except Exception:
                     log.exception("claiming for %s failed", node.name)
@@ -584,7 +627,7 @@ class Worker:
         for group, result in zip(groups, results):
             if result.outcome.ok:
                 done.setdefault(result.outcome.value, []).extend(group)
-            elif result.outcome is Outcome.REFUSED or (
+            elif result.outcome is Outcome.REFUSED or result.permanent or (
                     result.status is not None and not fanout.classify(result.status)[1]):
                 dead.setdefault((result.outcome.value, result.reason or result.outcome.value), []).extend(group)
             else:
@@ -601,17 +644,39 @@ class Worker:
             self._count(node, "failed", len(group))
         self.report()
         for outcome, group in done.items():
-            self.queue.ack(group, outcome)
+            self._until_stored(node, lambda: self.queue.ack(group, outcome))
         for (_outcome, reason), group in dead.items():
-            self.queue.dead(group, reason)
+            self._until_stored(node, lambda: self.queue.dead(group, reason))
         for reason, group in failed.items():
-            self.queue.nack(group, reason)
+            self._until_stored(node, lambda: self.queue.nack(group, reason))
         if failed or dead:
             log.info("node %s: %d ok, %d to retry, %d dead-lettered (%s)", node.name,
                      sum(map(len, done.values())), sum(map(len, failed.values())),
                      sum(map(len, dead.values())), sender.state.last_error)
         else:
             log.debug("node %s: %d purges confirmed in %.1f ms", node.name, len(claims), elapsed * 1000)
+
+    def _until_stored(self, node: Any, store: Callable[[], Any]) -> None:
+        """Store a batch's outcome, retrying the store alone while it fails (a full disk), never the sends.
+
+        Before, a failed ack left the rows leased: they were claimed and sent
+        again when the lease ran out, over and over. Logged once per outage.
+        """
+        delay, logged = self.settings.backoff, False
+        while True:
+            try:
+                store()
+                if logged:
+                    log.warning("node %s: storing purge outcomes works again", node.name)
+                return
+            except Exception as exc:  # noqa: BLE001 - the disk or the queue: retry this write only
+                if not logged:
+                    log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone",
+                              node.name, type(exc).__name__, exc)
+                    logged = True
+                if self._stopping.wait(delay):
+                    return  # stopping: the rows stay leased and are sent again at the next start
+                delay = min(delay * 2, max(self.settings.backoff_max, 1.0))
 
     def _count(self, node: Any, outcome: str, count: int) -> None:
         if self.metrics:

@@ -384,6 +384,18 @@ def test_claims_whose_lease_ran_out_expire_too_but_live_claims_do_not(queue):
     assert queue.stats()["dead"] == 1
 
 
+def test_dead_hosts_names_the_sites_of_the_rows_that_just_expired(queue):
+    """Issue 13.7: the dead-letter ban covers these hosts only."""
+    old = time.time() - 4000
+    queue.enqueue(["a"], [url("/x/"), purge_for_url("https://shop.example.test/y")], "wordpress", now=old)
+    queue.enqueue(["b"], [purge_for_url("https://other.example.test/z")], "wordpress", now=old)
+    since = time.time()
+    assert queue.expire() == {"a": 2, "b": 1}
+    assert queue.dead_hosts("a", since) == {"blog.example.test", "shop.example.test"}
+    assert queue.dead_hosts("b", since) == {"other.example.test"}
+    assert queue.dead_hosts("a", time.time() + 1) == set()
+
+
 # --- bounded memory, wake-ups, health ------------------------------------------------------------------------
 
 def test_delivered_items_and_expanded_events_leave_nothing_behind(queue):

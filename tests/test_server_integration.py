@@ -434,7 +434,7 @@ def test_node_without_key_purges_gets_url_purges_and_is_never_marked_down(cluste
 def test_docs_curl_example_is_accepted_and_bans(cluster, relay_factory):
     """The signed curl example in docs/events.md, run as written (only the port changed)."""
     script = re.search(r"```sh\n(.*?)```", (REPO / "docs" / "events.md").read_text(), re.S).group(1)
-    relay = relay_factory("127.0.0.1:8080", PURGEBRIDGE_SECRET="change-me")
+    relay = relay_factory("127.0.0.1:8080", PURGEBRIDGE_SECRET="change-me-to-16-or-more-characters")
     relay.start()
     cluster.warm(["/a/", "/b/"], "127.0.0.1:8080")
     script = script.replace("127.0.0.1:8787", f"127.0.0.1:{relay.port}")

@@ -1,5 +1,7 @@
 """The worker with a fake deliver: ack/nack/dead per outcome, nodes independent, graceful stop."""
 
+import json
+import logging
 import threading
 import time
 
@@ -131,6 +133,7 @@ def test_down_node_does_not_hold_back_the_other(queue):
         assert wait_until(lambda: queue.stats()["nodes"][up.name]["pending"] == 0
                           and queue.stats()["nodes"][up.name]["in_flight"] == 0)
         assert sorted(fake.sent(up.name)) == sorted(f"/p{i}/" for i in range(50))
+        assert wait_until(lambda: fake.sent(down.name))   # tried once while down (its thread may start later)
         waiting = queue.stats()["nodes"][down.name]   # one snapshot: a claim moves rows between the two
         assert waiting["pending"] + waiting["in_flight"] == 50
         # The node comes back: it gets every purge.
@@ -315,15 +318,17 @@ def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped
     assert 'purgebridge_purges_total{node="127.0.0.1:9001",outcome="skipped"} 2.0' in metrics.render().decode()
 
 
-def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_every_site(queue):
-    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443")
+def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_their_sites_only(queue):
+    """Issue 13.7: the ban covers the sites of the expired rows, not every configured site."""
+    settings = make_settings(PURGEBRIDGE_SITES="blog.example.test,shop.example.test:8443,other.example.test")
     away, present = settings.nodes
     fake = FakeDeliver()
     worker = Worker(queue, settings, deliver=fake)
     old = time.time() - 2 * settings.max_age
-    queue.enqueue([away.name], [url("/a/"), url("/b/")], "wordpress", now=old)
+    queue.enqueue([away.name], [url("/a/"), url("/b/"), purge_for_url("https://shop.example.test:8443/x")],
+                  "wordpress", now=old)
     queue.enqueue([present.name], [url("/c/")], "wordpress")            # young: not expired
-    assert worker.housekeep() == {away.name: 2}
+    assert worker.housekeep() == {away.name: 3}
     waiting = queue.claim(away.name)
     assert sorted((c.item["method"], c.item["host"]) for c in waiting) == [
         ("BAN", "blog.example.test"), ("BAN", "shop.example.test:8443")]
@@ -336,3 +341,34 @@ def test_no_ban_for_dead_letters_when_switched_off(queue):
     queue.enqueue([settings.nodes[0].name], [url("/a/")], "wordpress", now=time.time() - 2 * settings.max_age)
     assert worker.housekeep() == {settings.nodes[0].name: 1}
     assert queue.claim(settings.nodes[0].name) == []
+
+
+def test_a_failing_mark_is_retried_alone_never_the_purges(queue, monkeypatch, caplog):
+    """Issue 13.8: with a full disk the mark of delivered events failed and the purges were sent again and again."""
+    import sqlite3
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    failures = {"left": 6}
+    real = queue.finish_expansion
+
+    def full_disk(*args, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "finish_expansion", full_disk)
+    from fixtures_app import event_body, post_change
+
+    body = json.dumps(event_body([post_change(7)]))
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="purgebridge.worker"):
+            queue.append("wordpress", "blog.example.test", body.encode(), None)
+            assert wait_until(lambda: failures["left"] == 0 and queue.stats()["journal_pending"] == 0)
+        for node in settings.nodes:
+            assert fake.sent(node.name).count("/2026/11/26/post-7/") == 1, fake.calls
+        assert len([r for r in caplog.records if "marking" in r.getMessage()]) == 1
+    finally:
+        assert worker.stop(timeout=5)

@@ -397,6 +397,15 @@ class RedisQueue(Wakeups):
             return max(0.0, first[0][1] - now)
         return None
 
+    def dead_hosts(self, node, since):
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
+        hosts = set()
+        for rid in self.redis.zrangebyscore(self._key("dead", node), since, "+inf"):
+            payload = self.redis.get(self._key("item", _text(rid)))
+            if payload:
+                hosts.add(json.loads(payload).get("host", ""))
+        return hosts - {""}
+
     def dead_letters(self, limit=100, node=None):
         letters = []
         for name in ([node] if node else self._nodes()):

@@ -155,6 +155,10 @@ def _flat(rows):
     return [value for row in rows for value in row]
 
 
+class QueueFileGone(RuntimeError):
+    """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
+
+
 class Queue(Wakeups):
     """SQLite implementation of the queue contract in the module docstring."""
 
@@ -187,6 +191,7 @@ class Queue(Wakeups):
             db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
             db.executescript(_JOURNAL_TRIGGERS)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._identity = self._file_identity()
 
     @staticmethod
     def _migrate(db):
@@ -211,11 +216,32 @@ class Queue(Wakeups):
 
     # --- connections ---------------------------------------------------------
 
+    def _file_identity(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self):
+        """Raise QueueFileGone when the path no longer names the file this queue opened.
+
+        A queue file deleted (or replaced) while the relay runs would let open
+        connections write into an unlinked file and new ones create an empty
+        file: events answered 202 would never reach a node. Checked at every
+        write transaction (one stat) and by ``writable`` for /readyz.
+        """
+        identity = getattr(self, "_identity", None)
+        if identity is not None and self._file_identity() != identity:
+            raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
+                                "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
+
     def _db(self):
         if self._closed:
             raise RuntimeError("queue is closed")
         db = getattr(self._local, "db", None)
         if db is None:
+            self._check_file()
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -261,6 +287,7 @@ class Queue(Wakeups):
             if self.lock:
                 self.lock.__enter__()
             try:
+                self.queue._check_file()
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -388,6 +415,7 @@ class Queue(Wakeups):
             if len(entries) > _CHUNK:
                 raise ValueError(f"at most {_CHUNK} journal entries per group")
             now = self.clock() if now is None else now
+            self._check_file()  # an event written into a deleted file would never reach a node
             db = self._db()
             signatures = [e.signature for e in entries if e.signature]
             known = self._signatures_seen(db, signatures, since=None)
@@ -686,6 +714,12 @@ class Queue(Wakeups):
                                  (node,)).fetchone()
         return None if row[0] is None else max(0.0, row[0] - now)
 
+    def dead_hosts(self, node, since):
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
+        rows = self._db().execute("SELECT DISTINCT json_extract(item, '$.host') FROM deliveries "
+                                  "WHERE node = ? AND state = 'dead' AND dead_at >= ?", (node, since)).fetchall()
+        return {row[0] for row in rows if row[0]}
+
     def dead_letters(self, limit=100, node=None):
         where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
         rows = self._db().execute(
@@ -699,6 +733,7 @@ class Queue(Wakeups):
 
     def stats(self, now=None):
         """Queue depth, in-flight, dead letters, oldest pending age -- in total and per node -- and totals."""
+        self._check_file()  # figures from a deleted file would say all is well
         now = self.clock() if now is None else now
         db = self._db()
         nodes = {}
@@ -718,10 +753,10 @@ class Queue(Wakeups):
         return summarise_stats(nodes, counters, journal_pending, journal_age)
 
     def writable(self):
-        """True when a write transaction can be opened (for /readyz)."""
+        """True when a real write commits (for /readyz): a full disk or a deleted file makes it False."""
         try:
             with self._write() as db:
-                db.execute("SELECT 1")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # rewrites page 1: a real write to the WAL
             return True
         except (sqlite3.Error, RuntimeError) as exc:
             log.error("queue %s is not writable: %s", self.path, exc)

@@ -22,6 +22,7 @@ from purgebridge import __version__
 from purgebridge.config import load_settings, select_group
 from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
 from purgebridge.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+from purgebridge.urls import split_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_ITEMS = 200
@@ -333,6 +334,74 @@ def status(ctx, base_url, as_json):
         click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
                    err=True)
     sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
+
+
+@cli.command()
+@click.argument("urls", nargs=-1)
+@click.option("--site", metavar="HOST|URL", help="Check this site: its sitemap plus the listing pages (bare host = https).")
+@click.option("--sitemap", "sitemap_only", is_flag=True, help="With --site: only the sitemap's URLs, no listing pages.")
+@click.option("--fix", is_flag=True, help="Purge the stale (node, URL) pairs through the normal fan-out, then check again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="URLs checked at once.")
+@click.option("--max-urls", type=click.IntRange(1, 1000000), default=1000, show_default=True,
+              help="Check at most this many URLs (listing pages first).")
+@click.option("--rate", help="URLs per second at most (PURGEBRIDGE_AUDIT_RATE, default 10).")
+@click.option("--origin", help="Origin host:port to compare with (PURGEBRIDGE_ORIGIN; default: the VCL's backend).")
+@click.option("--ignore", "ignore", multiple=True, metavar="REGEX",
+              help="Also ignore matches of REGEX when comparing (repeatable; PURGEBRIDGE_AUDIT_IGNORE_FILE).")
+@click.pass_context
+def audit(ctx, urls, site, sitemap_only, fix, as_json, concurrency, max_urls, rate, origin, ignore):
+    """Compare what every node serves with what the origin serves now: fresh, stale, not cached, error.
+
+    \b
+    purgebridge audit https://example.test/ https://example.test/feed/
+    purgebridge audit --site example.test --fix
+    purgebridge sitemap-urls | purgebridge audit -
+
+    Exit 0 everything fresh (or not cached), 1 something stale or failed, 2 usage or configuration error.
+    See docs/audit.md.
+    """
+    from purgebridge import audit as auditing
+
+    if not (urls or site):
+        fail_usage("give URLs, '-' for stdin, or --site HOST")
+    if sitemap_only and not site:
+        fail_usage("--sitemap needs --site")
+    settings = _settings(ctx, extra={"PURGEBRIDGE_AUDIT_RATE": rate, "PURGEBRIDGE_ORIGIN": origin})
+    try:
+        auditor = auditing.Auditor(settings, auditing.resolve_origin(settings),
+                                   auditing.load_patterns(settings.audit_ignore_file, ignore),
+                                   concurrency=concurrency)
+        targets = _read_urls(urls)
+        for url in targets:
+            split_url(url)
+        notes = []
+        if site:
+            found, notes = auditing.discover(auditor, site, settings.pagination, sitemap_only)
+            targets += found
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    except InvalidURL as exc:
+        fail_usage(f"{exc}; nothing was checked")
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        fail_usage("no URLs to check")
+    report = auditing.AuditReport([n.name for n in settings.nodes], notes=notes)
+    if len(targets) > max_urls:
+        report.notes.append(f"checked the first {max_urls} of {len(targets)} URLs (--max-urls)")
+        targets = targets[:max_urls]
+    try:
+        if sys.stderr.isatty() and not as_json:
+            with click.progressbar(length=len(targets), label="auditing", file=sys.stderr) as bar:
+                auditor.run(targets, progress=bar.update, report=report)
+        else:
+            auditor.run(targets, report=report)
+        if fix and report.stale():
+            auditor.fix(report)
+    finally:
+        auditor.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else auditing.render_text(report))
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 @cli.command()

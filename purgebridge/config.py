@@ -121,6 +121,11 @@ VARIABLES = {
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
     "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two batches to one node; what arrives meanwhile merges (a page updated 100 times in a burst is purged once per gap); an event after a quiet gap goes out at once; 0 = send as soon as the last batch is confirmed"),
+    # Cache audit (purgebridge audit, and the relay's continuous sampler; docs/audit.md)
+    "PURGEBRIDGE_ORIGIN": ("origin", _string, "", "the origin (host:port) audit fetches pages from, bypassing every cache; empty = the first backend of PURGEBRIDGE_VCL"),
+    "PURGEBRIDGE_AUDIT_RATE": ("audit_rate", _float_range(0.1, 1000, "a number of URLs per second"), "10", "URLs audit checks per second at most (each one origin request plus one per node)"),
+    "PURGEBRIDGE_AUDIT_IGNORE_FILE": ("audit_ignore_file", _string, "", "file of extra regular expressions (one a line) whose matches audit ignores when comparing pages"),
+    "PURGEBRIDGE_AUDIT_SAMPLE": ("audit_sample", _int_range(0, 600), "0", "relay: URLs per minute per site the continuous audit checks; 0 = off"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -158,6 +163,10 @@ class Settings:
     log_format: str = "json"
     pagination: int = 3
     batch_gap: float = 0.015
+    origin: str = ""
+    audit_rate: float = 10.0
+    audit_ignore_file: str = ""
+    audit_sample: int = 0
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):

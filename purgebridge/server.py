@@ -82,6 +82,7 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     never holds one of the ``threads`` app threads (issue 13, docs/security.md).
     """
     from purgebridge.app import create_app
+    from purgebridge.auditwatch import start_continuous_audit  # opt-in (PURGEBRIDGE_AUDIT_SAMPLE); docs/audit.md
     from purgebridge.logs import setup_logging
     from purgebridge.rsgi import RSGIAdapter
     from purgebridge.store import open_queue
@@ -93,6 +94,7 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     app = create_app(settings=settings, queue=queue, worker=WorkerView(status_path))
     service = app.extensions["purgebridge"]
     service.owns_queue = True
+    start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
     return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
@@ -113,6 +115,8 @@ def serve(settings, insecure=False, threads=THREADS):
     sites = load_sites(settings)
     check_can_serve(settings, sites, insecure)
     check_queue(settings)
+    from purgebridge.auditwatch import check_settings as check_audit_settings
+    check_audit_settings(settings)
     secrets = secrets_of(settings, sites)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():

@@ -423,8 +423,10 @@ def main():
         "15 ms rather than for every event, and an isolated event goes out at once. On the PURGE-only VCL "
         "the relay learns from the first 501 that the nodes have no key purges and sends URLs only. "
         "(b) \"accepted and purged\" counts from the first POST until the queue and the journal are empty. "
-        "(c) is what PURGEBRIDGE_BATCH_GAP buys: at about 3,000 events/s, 20 posts' pages are each purged "
-        "once per batch instead of once per event.",
+        "(c) is what PURGEBRIDGE_BATCH_GAP buys: each of the 20 posts' pages is purged about once per batch "
+        "(at least 15 ms apart) instead of once per event, so the ratio falls as the burst arrives faster; "
+        "on a loaded machine the burst arrives slowly and more batches go out. The gap trades this against "
+        "freshness (the stream rows): docs/operations.md.",
     ])
     print(text)
     if args.write:

@@ -22,6 +22,10 @@ MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
+MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len is 8 KiB by default
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def encode_request(method, target, host, headers=()):
     """Serialise a body-less request. Values were validated by ``urls``.
 

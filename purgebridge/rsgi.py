@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import io
 import logging
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 log = logging.getLogger(__name__)

@@ -548,10 +548,11 @@ class Worker:
                 if direct:
                     self.send_direct(node)
                     worked = True
-                down_for = sender.down_until - self.clock.time()
+                if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
+                    self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - self.clock.time())))
+                    continue
                 try:
-                    # A node that did not answer is tried again after its backoff, not once per due row.
-                    due = self.queue.next_due(node.name) if down_for <= 0 else max(down_for, 0.002)
+                    due = self.queue.next_due(node.name)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
                 except Exception:
                     log.exception("claiming for %s failed", node.name)

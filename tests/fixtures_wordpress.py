@@ -30,7 +30,6 @@ import os
 from pathlib import Path
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time

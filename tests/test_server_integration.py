@@ -339,12 +339,15 @@ def test_sigterm_finishes_and_keeps_the_rest_queued(cluster, site, relay_factory
 def test_burst_of_1000_events_coalesces_and_leaves_nothing_stale(cluster, site, relay_factory, origin):
     """What a node receives while its last batch is on the wire, and for PURGEBRIDGE_BATCH_GAP after, merges.
 
-    This client sends about 600 events a second: at the default gap (15 ms,
-    chosen for freshness: docs/operations.md) about 13 events share a batch.
-    A 50 ms gap here shows the merging at work (about 30 events a batch); the
-    default's ratio at the benchmark's burst rate is in docs/benchmarks.md.
+    How much that saves depends on how fast this client sends (a few hundred
+    events a second, depending on the machine's load), so the test checks
+    the rule itself: each distinct purge reaches a node at most once per
+    batch, and batches to a node are at least the gap (50 ms here) apart --
+    never more PURGEs than (burst seconds / gap + 2) x distinct purges x nodes.
+    The default's ratio at the benchmark's burst rate is in docs/benchmarks.md.
     """
-    relay = relay_factory(site, PURGEBRIDGE_BATCH_GAP="0.05").start()
+    gap = 0.05
+    relay = relay_factory(site, PURGEBRIDGE_BATCH_GAP=str(gap)).start()
     changes = [change(site, post_id) for post_id in range(100, 110)]
     paths = mapped_paths(site, *changes)
     cluster.warm(paths, site)
@@ -377,6 +380,7 @@ def test_burst_of_1000_events_coalesces_and_leaves_nothing_stale(cluster, site, 
     read_thread.start()
     try:
         senders = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        started = time.monotonic()
         for thread in senders:
             thread.start()
         for thread in senders:
@@ -396,20 +400,24 @@ def test_burst_of_1000_events_coalesces_and_leaves_nothing_stale(cluster, site, 
         final = event(site, one)
         final["sent_at"] = len(bodies) + n
         assert relay.send(final).status_code == 202
+    burst_seconds = time.monotonic() - started   # from the first event to the last 202, the final ones included
     per_change = [len(expected_items(site, one)) for one in changes]
     naive = (sum(per_change[i % 10] for i in range(len(results))) + sum(per_change)) * len(cluster.nodes)
     relay.drained(timeout=60)
     sent = all_sent(relay)
     assert reads, "the reader thread did not run"
-    # docs/benchmarks.md measures the exact ratio (target 5 %); here: at least a tenfold saving.
-    assert sent <= 0.10 * naive, f"{sent} purges sent for {naive} without coalescing"
+    distinct = len(expected_items(site, *changes))
+    bound = (burst_seconds / gap + 2) * distinct * len(cluster.nodes)
+    assert sent <= bound, f"{sent} purges sent in a {burst_seconds:.1f} s burst: more than one per purge per gap"
+    assert sent <= naive / 4, f"{sent} purges sent for {naive} without coalescing"
     # Zero stale: every page now served was fetched from the origin after the last event was accepted.
     for vn in cluster.nodes:
         for path in paths:
             _status, _headers, body = vn.get(path, site)
             count = int(re.search(rb"served (\d+) time", body).group(1))
             assert count > served_before[path], f"{vn.name} {path} still serves a copy from before the burst ended"
-    print(f"burst: {sent} PURGE requests sent vs {naive} without coalescing ({100 * sent / naive:.2f} %)")
+    print(f"burst of {burst_seconds:.1f} s: {sent} PURGE requests sent vs {naive} without coalescing "
+          f"({100 * sent / naive:.2f} %), bound {bound:.0f}")
 
 
 def test_node_without_key_purges_gets_url_purges_and_is_never_marked_down(cluster, noxkey_node, site,

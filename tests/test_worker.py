@@ -133,6 +133,7 @@ def test_down_node_does_not_hold_back_the_other(queue):
         assert wait_until(lambda: queue.stats()["nodes"][up.name]["pending"] == 0
                           and queue.stats()["nodes"][up.name]["in_flight"] == 0)
         assert sorted(fake.sent(up.name)) == sorted(f"/p{i}/" for i in range(50))
+        assert wait_until(lambda: fake.sent(down.name))   # tried once while down (its thread may start later)
         waiting = queue.stats()["nodes"][down.name]   # one snapshot: a claim moves rows between the two
         assert waiting["pending"] + waiting["in_flight"] == 50
         # The node comes back: it gets every purge.

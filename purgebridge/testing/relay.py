@@ -31,7 +31,7 @@ class RelayError(AssertionError):
 
 class RelayProcess:
     def __init__(self, workdir: Any, port: Optional[int] = None, env: Optional[dict] = None,
-                 admin_token: str = "relay-admin") -> None:
+                 admin_token: str = "relay-admin-token-for-tests") -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port(["127.0.0.1"])
         self.admin_token = admin_token

@@ -24,6 +24,10 @@ MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
 MAX_KEY_LENGTH = 200  # same limit as fanout.keys_for
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _KEY = re.compile(r"^[A-Za-z0-9._:/-]+$")
+# A site path of a WordPress network (``/blog2/``): what WordPress allows in a
+# site's path, already percent-encoded; no regex can be smuggled into the ban.
+_SITE_PATH = re.compile(r"^/(?:[A-Za-z0-9._~%-]+/)*$")
+MAX_KEEP_PATHS = 1000
 
 ACTIONS = {
     "post": {"publish", "update", "unpublish", "trash", "delete"},
@@ -191,6 +195,10 @@ def validate_wordpress_event(data):
             _term(_object(change, "term", where, required=True), f"{where}term.")
         if kind == "site":
             _str(change, "reason", where)
+            for index, path in enumerate(_list(change, "keep_paths", where, max_items=MAX_KEEP_PATHS)):
+                if not isinstance(path, str) or len(path) > 200 or not _SITE_PATH.match(path):
+                    raise InvalidEvent(f"{where}keep_paths[{index}]",
+                                       "expected a site path such as /blog2/ (A-Z a-z 0-9 . _ ~ % - between slashes)")
     return data
 
 

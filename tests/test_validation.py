@@ -134,3 +134,14 @@ def test_site_ping_is_a_valid_change():
     event = {"schema": 1, "site": "https://blog.example.test/",
              "changes": [{"kind": "site", "action": "ping", "reason": "settings test"}]}
     validate_wordpress_event(event)
+
+
+def test_site_change_keep_paths_are_site_paths():
+    base = {"schema": 1, "site": "https://net.example.test/"}
+    ok = {"kind": "site", "action": "purge_all", "reason": "x", "keep_paths": ["/blog2/", "/a/b-c/"]}
+    validate_wordpress_event(dict(base, changes=[ok]))
+    for bad in ("blog2/", "/blog2", "/(.*)/", "/a b/", 7, "/" + "x" * 250 + "/"):
+        change = dict(ok, keep_paths=["/fine/", bad])
+        assert field_of(validate_wordpress_event, dict(base, changes=[change]))[0] == "changes[0].keep_paths[1]"
+    assert field_of(validate_wordpress_event, dict(base, changes=[dict(ok, keep_paths="/blog2/")]))[0] \
+        == "changes[0].keep_paths"

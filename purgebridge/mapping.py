@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PUBLISH = "publish"
 CHANGE_KINDS = ("post", "comment", "term")
 MAX_PAGINATION = 50
+MAX_BAN_LENGTH = 4000  # characters of a site-purge regex; more falls back to a wider ban
 
 
 class Key(str):
@@ -576,7 +577,14 @@ def site_ban(path, keep_paths=()):
         return None
     end = r"(?:/|\?|$)"
     keep = "|".join(re.escape(p) for p in inside)
-    return "^" + re.escape(base) + (f"(?!/(?:{keep}){end})" if keep else "") + (end if base else "/")
+    regex = "^" + re.escape(base) + (f"(?!/(?:{keep}){end})" if keep else "") + (end if base else "/")
+    if len(regex) > MAX_BAN_LENGTH:
+        # Too many neighbours for one X-Ban-Url header (Varnish's http_req_hdr_len is
+        # 8 KB): ban the site and its neighbours rather than leave the site stale.
+        log.warning("mapping: site purge of %s keeps %d paths, too many for one ban; banning %s",
+                    path, len(inside), "the whole host" if not base else path)
+        return None if not base else "^" + re.escape(base) + end
+    return regex
 
 
 def map_batch(site_url, changes, options=MappingOptions(), *, rules=None):

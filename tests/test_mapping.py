@@ -569,3 +569,8 @@ def test_batch_union_keeps_site_bans_and_urls():
     post = post_change(home="https://blog.example.test/blog2")
     batch = map_batch("https://blog.example.test/blog2/", [post, SITE_PURGE])
     assert batch.bans and batch.urls and batch.purge_all is False
+
+
+def test_site_purge_with_too_many_neighbours_for_one_header_bans_the_host():
+    keep = [f"/site-number-{n}/" for n in range(400)]
+    assert map_change("http://net.example.test/", dict(SITE_PURGE, keep_paths=keep)).purge_all is True

@@ -33,6 +33,7 @@ require_once __DIR__ . '/includes/class-purgebridge-collector.php';
 require_once __DIR__ . '/includes/class-purgebridge-probe.php';
 require_once __DIR__ . '/includes/class-purgebridge-frontend.php';
 require_once __DIR__ . '/includes/class-purgebridge-admin.php';
+require_once __DIR__ . '/includes/class-purgebridge-network.php';
 require_once __DIR__ . '/includes/class-purgebridge-plugin.php';
 
 register_activation_hook( __FILE__, array( 'Purgebridge_Plugin', 'activate' ) );

@@ -12,6 +12,7 @@ Shared by tests/test_wp_browser_editor.py and bench/editor_click.py:
   WebDriver's own round trips are not part of the number.
 """
 
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
@@ -25,9 +26,15 @@ SAVED_TEXT = "Post updated"
 # Arms the measurement: t0 at the click event on Update (capture phase), t1 when
 # a snackbar saying "Post updated" is added to the page.
 _ARM = """
-const button = document.querySelector('button.editor-post-publish-button');
 window.__pbClick = {t0: null, t1: null};
-button.addEventListener('click', () => { window.__pbClick.t0 = performance.now(); }, {capture: true, once: true});
+// On the document, not the button: React may replace the button's node between here and the click.
+const onClick = (event) => {
+    if (event.target.closest('button.editor-post-publish-button')) {
+        window.__pbClick.t0 = performance.now();
+        document.removeEventListener('click', onClick, true);
+    }
+};
+document.addEventListener('click', onClick, true);
 const observer = new MutationObserver(() => {
     const shown = [...document.querySelectorAll('.components-snackbar')]
         .some((el) => el.textContent.includes(arguments[0]));
@@ -37,6 +44,14 @@ const observer = new MutationObserver(() => {
     }
 });
 observer.observe(document.body, {childList: true, subtree: true, characterData: true});
+"""
+
+# What the page shows when a save did not end in "Post updated" (for the failure message).
+_STATE = """
+return {click: window.__pbClick,
+        notices: [...document.querySelectorAll('.components-snackbar, .components-notice')].map((el) => el.textContent),
+        saving: wp.data.select('core/editor').isSavingPost(),
+        dirty: wp.data.select('core/editor').isEditedPostDirty()};
 """
 
 _SNACKBAR_SHOWN = """
@@ -53,7 +68,7 @@ def open_editor(driver, site, post_id, timeout=60):
     # The guide is rendered with the editor on a user's first visit; give it a moment.
     try:
         close = WebDriverWait(driver, 3).until(ec.element_to_be_clickable(GUIDE_CLOSE))
-    except Exception:  # noqa: BLE001 - no guide: the preference is already saved
+    except TimeoutException:  # no guide: the preference is already saved
         close = None
     if close is not None:
         close.click()
@@ -76,7 +91,10 @@ def click_update(driver, timeout=60):
     WebDriverWait(driver, 10).until(lambda d: not d.execute_script(_SNACKBAR_SHOWN, SAVED_TEXT))
     driver.execute_script(_ARM, SAVED_TEXT)
     WebDriverWait(driver, 10).until(ec.element_to_be_clickable(UPDATE)).click()
-    WebDriverWait(driver, timeout, poll_frequency=0.02).until(
-        lambda d: d.execute_script("return window.__pbClick.t1 !== null;"),
-        message=f"no '{SAVED_TEXT}' snackbar within {timeout}s of clicking Update")
+    try:
+        WebDriverWait(driver, timeout, poll_frequency=0.02).until(
+            lambda d: d.execute_script("return window.__pbClick.t1 !== null;"))
+    except TimeoutException:
+        state = driver.execute_script(_STATE)
+        raise AssertionError(f"no '{SAVED_TEXT}' snackbar within {timeout}s of clicking Update: {state}") from None
     return driver.execute_script("return window.__pbClick.t1 - window.__pbClick.t0;")

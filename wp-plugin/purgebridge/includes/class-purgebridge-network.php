@@ -199,16 +199,6 @@ final class Purgebridge_Network {
 	}
 
 	/**
-	 * Whether the current user may change the relay URL and secret: a
-	 * network admin on multisite, an administrator otherwise.
-	 *
-	 * @return bool
-	 */
-	public static function can_change_relay() {
-		return is_multisite() ? current_user_can( 'manage_network_options' ) : current_user_can( 'manage_options' );
-	}
-
-	/**
 	 * Network Admin → Settings → Purgebridge.
 	 */
 	public static function menu() {

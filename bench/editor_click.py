@@ -78,7 +78,9 @@ QUEUED = "return class_exists('Purgebridge_Queue') ? Purgebridge_Queue::count('p
 def run(clicks, rounds, warmup):
     work = Path(tempfile.mkdtemp(prefix="purgebridge-bench-click-"))
     relay_port = harness.free_port()
-    site = harness.build_wordpress(work / "wp", f"http://127.0.0.1:{relay_port}", "bench-" + secrets.token_hex(12))
+    # No autosaves: they are not what is measured, and one running disables Update for a moment.
+    site = harness.build_wordpress(work / "wp", f"http://127.0.0.1:{relay_port}", "bench-" + secrets.token_hex(12),
+                                   extra_config="define('AUTOSAVE_INTERVAL', 86400);")
     cluster = driver = None
     samples = {name: [] for name in SCENARIOS}
     try:

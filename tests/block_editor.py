@@ -46,6 +46,13 @@ const observer = new MutationObserver(() => {
 observer.observe(document.body, {childList: true, subtree: true, characterData: true});
 """
 
+_READY = """
+const editor = wp.data.select('core/editor');
+const button = document.querySelector('button.editor-post-publish-button');
+return !!button && button.getAttribute('aria-disabled') !== 'true'
+    && !editor.isSavingPost() && !editor.isAutosavingPost();
+"""
+
 # What the page shows when a save did not end in "Post updated" (for the failure message).
 _STATE = """
 return {click: window.__pbClick,
@@ -89,8 +96,10 @@ def click_update(driver, timeout=60):
     # A snackbar of the previous save would count as this one's: wait until it is gone.
     driver.execute_script("wp.data.dispatch('core/notices').removeNotice('SAVE_POST_NOTICE_ID');")
     WebDriverWait(driver, 10).until(lambda d: not d.execute_script(_SNACKBAR_SHOWN, SAVED_TEXT))
+    # An autosave in progress disables Update (aria-disabled, so a click would do nothing).
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(_READY), message="Update never became clickable")
     driver.execute_script(_ARM, SAVED_TEXT)
-    WebDriverWait(driver, 10).until(ec.element_to_be_clickable(UPDATE)).click()
+    driver.find_element(*UPDATE).click()
     try:
         WebDriverWait(driver, timeout, poll_frequency=0.02).until(
             lambda d: d.execute_script("return window.__pbClick.t1 !== null;"))

@@ -118,24 +118,19 @@ final class Purgebridge_Collector {
 	 * Hands over what was collected so far and starts empty; null when
 	 * nothing was. Multisite: Purgebridge_Network parks a site's buffer when
 	 * switch_to_blog() leaves it. Every static array of this class is such
-	 * per-site state (reset() empties the same ones), so reflection finds them
-	 * all, including any added later.
+	 * per-site state, so all of them travel, including any added later.
 	 *
 	 * @return array|null Property name => value.
 	 */
 	public static function take_buffer() {
 		$buffer = array();
-		$empty  = true;
-		foreach ( ( new ReflectionClass( __CLASS__ ) )->getProperties( ReflectionProperty::IS_STATIC ) as $property ) {
-			$property->setAccessible( true );
-			$value = $property->getValue();
-			if ( is_array( $value ) ) {
-				$buffer[ $property->getName() ] = $value;
-				$empty                          = $empty && ! $value;
+		foreach ( array_keys( get_class_vars( __CLASS__ ) ) as $name ) {
+			if ( is_array( self::$$name ) && self::$$name ) {
+				$buffer[ $name ] = self::$$name;
+				self::$$name     = array();
 			}
 		}
-		self::reset();
-		return $empty ? null : $buffer;
+		return $buffer ? $buffer : null;
 	}
 
 	/**
@@ -145,9 +140,7 @@ final class Purgebridge_Collector {
 	 */
 	public static function put_buffer( array $buffer ) {
 		foreach ( $buffer as $name => $value ) {
-			$property = new ReflectionProperty( __CLASS__, $name );
-			$property->setAccessible( true );
-			$property->setValue( null, $value + (array) $property->getValue() );
+			self::$$name = $value + self::$$name;
 		}
 		self::arm();
 	}

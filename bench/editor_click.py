@@ -18,16 +18,21 @@ holds the block editor's REST save, WordPress's work, and -- php -S has no
 fastcgi_finish_request() -- the plugin's whole end-of-request send, so this is
 the editor's worst case; under PHP-FPM the send happens after the response.
 
-The scenarios are interleaved in rounds, each round starting with the next
-scenario; the relay is started for its scenario and given 2 s to settle. At the start of each scenario in each
-round the plugin's delivery state is reset (empty retry queue, relay not
-marked down) and the post's revisions are deleted, so every scenario saves the
-same post with the same history; ``--warmup`` clicks are then made and
-discarded. While the relay is down or blackholed, the first failed send marks
-it down for 30 s and the saves after it are queued without touching the
-network: each round pays one failure (visible in ``max``).
+The scenarios are interleaved in short rounds, each round starting with the
+next scenario, and judged *paired*: per round, a scenario's median over the
+baseline's median of the same round; the median of those ratios over the
+rounds is the result (the shared machine's load comes in bursts, which this
+keeps from deciding it). The relay is started for its scenario and given 2 s
+to settle. At the start of each scenario in each round the plugin's delivery
+state is reset (empty retry queue, relay not marked down) and the post's
+revisions are deleted, so every scenario saves the same post with the same
+history; ``--warmup`` clicks are then made and discarded, and the delivery
+state is reset again. While the relay is down or blackholed, the first failed
+send marks it down for 30 s and the saves after it are queued without touching
+the network: the first timed click of each round pays one failure (for
+blackholed, the 0.5 s editor timeout: visible in ``max`` and the mean).
 
-    python bench/editor_click.py [--clicks 8] [--rounds 8] [--warmup 2] [--write]
+    python bench/editor_click.py [--clicks 4] [--rounds 16] [--warmup 1] [--write]
 
 Needs php, mariadb-server, wordpress, varnish, chromium and chromium-driver,
 like the tests. Targets (issue 11): relay up <= 5 % over baseline, relay down
@@ -39,6 +44,7 @@ import json
 from pathlib import Path
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -83,6 +89,7 @@ def run(clicks, rounds, warmup):
                                    extra_config="define('AUTOSAVE_INTERVAL', 86400);")
     cluster = driver = None
     samples = {name: [] for name in SCENARIOS}
+    by_round = []  # per round: scenario -> its clicks in that round
     try:
         site.serve()
         post_id = site.php("""
@@ -97,6 +104,7 @@ def run(clicks, rounds, warmup):
         open_editor(driver, site, post_id)
         for round_no in range(rounds):
             # Each round starts with the next scenario, so no scenario always follows the same one.
+            by_round.append({name: [] for name in SCENARIOS})
             for name in SCENARIOS[round_no % len(SCENARIOS):] + SCENARIOS[:round_no % len(SCENARIOS)]:
                 relay = blackhole = None
                 set_active(site, name != "baseline")
@@ -108,17 +116,20 @@ def run(clicks, rounds, warmup):
                     blackhole = Blackhole(relay_port)
                 try:
                     for n in range(warmup + clicks):
+                        if n == warmup:
+                            site.php(RESET % post_id)  # the timed clicks start alike: a down relay's failure is timed
                         retype_title(driver, f"Clicked story {round_no}.{name}.{n}")
                         ms = click_update(driver)
                         if n >= warmup:
                             samples[name].append(ms)
+                            by_round[-1][name].append(ms)
                 finally:
                     if relay:
                         relay.stop()
                     if blackhole:
                         blackhole.close()
                 queued = site.php(QUEUED) if name != "baseline" else 0
-                expected = 0 if name in ("baseline", "relay up") else warmup + clicks
+                expected = 0 if name in ("baseline", "relay up") else clicks
                 if queued != expected:
                     raise SystemExit(f"{name}: {queued} batches in the retry queue, expected {expected}")
     finally:
@@ -128,7 +139,21 @@ def run(clicks, rounds, warmup):
             cluster.stop()
         site.stop()
         shutil.rmtree(work, ignore_errors=True)  # a WordPress copy, its database and a browser profile
-    return {name: summarize(times) for name, times in samples.items()}, samples
+    results = {name: summarize(times) for name, times in samples.items()}
+    for name in SCENARIOS:
+        results[name]["paired"] = paired_over(by_round, name)
+    return results, samples
+
+
+def paired_over(by_round, name):
+    """Median over rounds of (this scenario's median / the baseline's median in the same round) - 1, in %.
+
+    The machine's load comes in bursts lasting seconds to minutes; comparing
+    within a round, then taking the median across rounds, keeps a burst that
+    hit one scenario's clicks from deciding the result.
+    """
+    ratios = [statistics.median(r[name]) / statistics.median(r["baseline"]) for r in by_round]
+    return (statistics.median(ratios) - 1.0) * 100.0
 
 
 def over(result, base, key):
@@ -137,11 +162,12 @@ def over(result, base, key):
 
 def table(results):
     base = results["baseline"]
-    lines = ["| scenario | clicks | p50 ms | p95 ms | mean ms | max ms | p50 over baseline | mean over baseline |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scenario | clicks | p50 ms | p95 ms | mean ms | max ms | p50 over baseline | mean over baseline | "
+             "paired: median of per-round p50 ratios |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | {r['mean']:.1f} | {r['max']:.1f} | "
-                     f"{over(r, base, 'p50'):+.1f} % | {over(r, base, 'mean'):+.1f} % |")
+                     f"{over(r, base, 'p50'):+.1f} % | {over(r, base, 'mean'):+.1f} % | {r['paired']:+.1f} % |")
     return "\n".join(lines)
 
 
@@ -149,18 +175,18 @@ def verdicts(results):
     base = results["baseline"]
     found = []
     for name, target in TARGETS.items():
-        p50 = over(results[name], base, "p50")
-        found.append(f"- {name}: {p50:+.1f} % on the median (target <= {target:.0f} %: "
-                     f"{'met' if p50 <= target else 'NOT met'}); {over(results[name], base, 'mean'):+.1f} % "
-                     "on the mean")
+        paired = results[name]["paired"]
+        found.append(f"- {name}: {paired:+.1f} % paired (target <= {target:.0f} %: "
+                     f"{'met' if paired <= target else 'NOT met'}); {over(results[name], base, 'p50'):+.1f} % on the "
+                     f"pooled median, {over(results[name], base, 'mean'):+.1f} % on the mean")
     return found
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clicks", type=int, default=8, help="timed clicks per scenario per round")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed clicks per scenario and round")
+    parser.add_argument("--clicks", type=int, default=4, help="timed clicks per scenario per round")
+    parser.add_argument("--rounds", type=int, default=16, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed clicks per scenario and round")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -187,10 +213,16 @@ def main():
             f"({args.warmup} untimed per scenario and round, after resetting the retry queue, the relay's down "
             f"mark and the post's revisions), one run, {elapsed:.0f} s. Machine: {machine()}.", "",
             table(results), "", *verdicts(results), "",
+            "Paired: per round, the scenario's median click over the baseline's median click of the same round; the "
+            "median of those ratios across rounds. The machine is shared by several busy users: load bursts make "
+            "the pooled figures swing by tens of percent either way, the paired one much less. The plugin's own "
+            "work per save is a few milliseconds (`bench/wp_editor.py`) against clicks of 150-250 ms.",
             "php -S has no fastcgi_finish_request(), so every click here waits for the plugin's whole send; under "
             "PHP-FPM the editor gets its answer before the send. Down and blackholed: the first failed send of a "
-            "round marks the relay down for 30 s and later saves are queued without touching the network; the "
-            "blackholed round's first click waits out the 0.5 s editor timeout (its max).",
+            "round (timed: the warm-up's failure is reset) marks the relay down for 30 s and later saves are queued "
+            "without touching the network; the blackholed round's first timed click waits out the 0.5 s editor "
+            "timeout: its max, and with 4 timed clicks a round about 125 ms of its mean, where in use it is one click "
+            "in 30 s or more.",
         ]))
 
 

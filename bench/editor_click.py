@@ -216,7 +216,7 @@ def main():
             "Paired: per round, the scenario's median click over the baseline's median click of the same round; the "
             "median of those ratios across rounds. The machine is shared by several busy users: load bursts make "
             "the pooled figures swing by tens of percent either way, the paired one much less. The plugin's own "
-            "work per save is a few milliseconds (`bench/wp_editor.py`) against clicks of 150-250 ms.",
+            "work per save is a few milliseconds (`bench/wp_editor.py`) against clicks of 150-250 ms.", "",
             "php -S has no fastcgi_finish_request(), so every click here waits for the plugin's whole send; under "
             "PHP-FPM the editor gets its answer before the send. Down and blackholed: the first failed send of a "
             "round (timed: the warm-up's failure is reset) marks the relay down for 30 s and later saves are queued "

@@ -48,8 +48,8 @@ from purgebridge.transport import Connection  # noqa: E402
 
 HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 SITE = "http://blog.bench.test"
-SECRET = "bench-secret"
-ADMIN = "bench-admin"
+SECRET = "bench-secret-5f1d9a2c"
+ADMIN = "bench-admin-token-7e3b"
 DEADLINE = 540  # seconds for the whole run; every loop below also has its own bound
 
 

@@ -18,6 +18,7 @@ from purgebridge.config import load_settings
 from purgebridge.metrics import Metrics
 from purgebridge.queue import Queue
 from purgebridge.sites import load_sites
+from purgebridge.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class Service:
             total += done
 
     def close(self):
-        """Stop the worker (if this app started it) and close the queue (if this app opened it)."""
-        if self.worker is not None and self.worker.running:
+        """Stop the worker (if it runs in this process) and close the queue (if this app opened it)."""
+        if isinstance(self.worker, Worker) and self.worker.running:
             self.worker.stop(timeout=self.settings.timeout * 4)
         if self.owns_queue:
             self.queue.close()
@@ -72,7 +73,10 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     (and then no ``.env`` file is read, so tests never depend on the shell).
     ``queue``/``worker`` inject existing objects; ``start_worker=True`` starts
     an in-process :class:`~purgebridge.worker.Worker` (``deliver`` swaps
-    ``fanout.deliver`` for tests). Raises ``ConfigError`` for bad settings.
+    ``fanout.deliver`` for tests). ``worker`` may also be a
+    :class:`~purgebridge.supervisor.WorkerView` of a worker process (as
+    ``purgebridge serve`` runs it): status and metrics then come from its
+    snapshots. Raises ``ConfigError`` for bad settings.
     """
     if settings is None:
         settings = load_settings(overrides, environ=environ, dotenv_path="" if environ is not None else None)
@@ -80,17 +84,17 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     owns_queue = queue is None
     if queue is None:
         queue = Queue.from_settings(settings)
-    metrics = Metrics(queue)
+    in_process = worker is None or isinstance(worker, Worker)
+    metrics = Metrics(queue, worker=None if in_process else worker.snapshot)
     service = Service(settings=settings, sites=sites, queue=queue, metrics=metrics, owns_queue=owns_queue)
     for site in sites:  # bad per-site mapping options fail now, not on the first event
         service.mapping_options(site.host)
     if worker is None and start_worker:
         from purgebridge import fanout
-        from purgebridge.worker import Worker
 
         worker = Worker(queue, settings, deliver=deliver or fanout.deliver, metrics=metrics,
                         mapping_options=service.mapping_options).start()
-    elif worker is not None:
+    elif in_process and worker is not None:
         if worker.metrics is None:
             worker.metrics = metrics
         if worker.mapping_options is None:

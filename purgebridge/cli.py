@@ -13,6 +13,7 @@ place (config.py), not here.
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -21,6 +22,7 @@ from purgebridge import __version__
 from purgebridge.config import load_settings, select_group
 from purgebridge.errors import ConfigError, InvalidURL, PurgebridgeError
 from purgebridge.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+from purgebridge.urls import split_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_MIN_ITEMS = 200
@@ -183,32 +185,39 @@ def ban(ctx, regex, host, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_context
 def nodes(ctx, as_json):
-    """List every configured node, whether it answers, and its latency.
+    """List every configured node, whether it answers, its latency and whether it has key purges.
 
     Each node gets a PURGE of a URL nothing caches, so the answer also shows
-    whether the node's ACL lets this machine purge. Exit 1 if any node is down
-    or refuses.
+    whether the node's ACL lets this machine purge, and a PURGEKEYS of a key
+    nothing carries: 501 (or 405) means its VCL has no key purges, and the
+    relay purges its pages by URL only. Exit 1 if any node is down or refuses.
     """
+    from purgebridge.fanout import key_support, keys_for
+
     settings = _settings(ctx)
     probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)
-    report = fan_out(settings.nodes, [probe], settings.replace(retries=0))
+    key_probe = keys_for("purgebridge.invalid", ["purgebridge-ping"])[0]
+    report = fan_out(settings.nodes, [probe, key_probe], settings.replace(retries=0))
     rows = []
     for node_report in report.nodes:
-        result = node_report.results[0]
+        result, keys_result = node_report.results
         state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
+        keys = key_support(keys_result) if state == "up" else None
         rows.append({"node": node_report.node.name, "group": node_report.node.group, "state": state,
-                     "answer": result.reason,
+                     "keys": keys, "answer": result.reason,
                      "latency_ms": round(node_report.seconds * 1000, 1)})
+    ok = bool(rows) and all(r["state"] == "up" for r in rows)
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "nodes": rows}, indent=2))
+        click.echo(json.dumps({"ok": ok, "nodes": rows}, indent=2))
     else:
         width = max([len(r["node"]) for r in rows] + [4])
         gwidth = max([len(r["group"]) for r in rows] + [5])
-        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'latency':>9}  answer")
+        click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'keys':<4} {'latency':>9}  answer")
         for r in rows:
-            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} "
+            keys = {True: "yes", False: "no"}.get(r["keys"], "?")
+            click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} {keys:<4} "
                        f"{r['latency_ms']:>6.1f} ms  {r['answer']}")
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @cli.command()
@@ -217,7 +226,7 @@ def nodes(ctx, as_json):
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
 @click.pass_context
 def serve(ctx, listen, queue_path, insecure):
-    """Run the relay: HTTP API on granian plus the purge worker, in one app process.
+    """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the
@@ -247,7 +256,7 @@ def queue(ctx, as_json, queue_path):
         return
     q = _open_queue(ctx, queue_path)
     try:
-        stats, dead = q.stats(), q.dead_letters(limit=50)
+        stats, dead = _queue_call(q.path, lambda: (q.stats(), q.dead_letters(limit=50)))
     finally:
         q.close()
     if as_json:
@@ -273,10 +282,30 @@ def _age(seconds):
 
 
 def _open_queue(ctx, queue_path):
+    """The configured queue, existing only: a missing, unreadable or unreachable one is one line, exit 2.
+
+    ``purgebridge queue`` must show the relay's queue, never create an empty
+    one in the current directory because PURGEBRIDGE_QUEUE was not set here.
+    """
+    from purgebridge.backends import is_redis
     from purgebridge.queue import Queue
 
     settings = _settings(ctx, require_nodes=False, extra={"PURGEBRIDGE_QUEUE": queue_path})
-    return Queue.from_settings(settings)
+    if not is_redis(settings.queue) and not os.path.isfile(settings.queue):
+        fail_usage(f"PURGEBRIDGE_QUEUE={settings.queue!r}: no queue file there (set PURGEBRIDGE_QUEUE or --queue "
+                   "to the relay's queue; purgebridge serve creates it)")
+    return _queue_call(settings.queue, lambda: Queue.from_settings(settings))
+
+
+def _queue_call(location, call):
+    """Run ``call`` on the queue; any failure (Redis down, not a queue file) becomes one line naming PURGEBRIDGE_QUEUE."""
+    from purgebridge.routes import redact
+
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - sqlite3, redis and OS errors alike: one line, no traceback
+        fail_usage(f"PURGEBRIDGE_QUEUE={redact(location)!r}: cannot use the queue "
+                   f"({type(exc).__name__}: {exc})")
 
 
 @queue.command("retry")
@@ -286,7 +315,7 @@ def queue_retry(ctx, node_name):
     """Put dead letters back in the queue; a running relay sends them at once."""
     q = _open_queue(ctx, ctx.parent.params.get("queue_path"))
     try:
-        count = q.retry_dead(node=node_name)
+        count = _queue_call(q.path, lambda: q.retry_dead(node=node_name))
     finally:
         q.close()
     click.echo(f"{count} dead letter(s) queued again")
@@ -321,7 +350,78 @@ def status(ctx, base_url, as_json):
             click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
                        f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
     down = [n for n in nodes_state if n.get("up") is False]
-    sys.exit(EXIT_FAILED if down else EXIT_OK)
+    if data.get("queue_writable") is False:
+        click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
+                   err=True)
+    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
+
+
+@cli.command()
+@click.argument("urls", nargs=-1)
+@click.option("--site", metavar="HOST|URL", help="Check this site: its sitemap plus the listing pages (bare host = https).")
+@click.option("--sitemap", "sitemap_only", is_flag=True, help="With --site: only the sitemap's URLs, no listing pages.")
+@click.option("--fix", is_flag=True, help="Purge the stale (node, URL) pairs through the normal fan-out, then check again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="URLs checked at once.")
+@click.option("--max-urls", type=click.IntRange(1, 1000000), default=1000, show_default=True,
+              help="Check at most this many URLs (listing pages first).")
+@click.option("--rate", help="URLs per second at most (PURGEBRIDGE_AUDIT_RATE, default 10).")
+@click.option("--origin", help="Origin host:port to compare with (PURGEBRIDGE_ORIGIN; default: the VCL's backend).")
+@click.option("--ignore", "ignore", multiple=True, metavar="REGEX",
+              help="Also ignore matches of REGEX when comparing (repeatable; PURGEBRIDGE_AUDIT_IGNORE_FILE).")
+@click.pass_context
+def audit(ctx, urls, site, sitemap_only, fix, as_json, concurrency, max_urls, rate, origin, ignore):
+    """Compare what every node serves with what the origin serves now: fresh, stale, not cached, error.
+
+    \b
+    purgebridge audit https://example.test/ https://example.test/feed/
+    purgebridge audit --site example.test --fix
+    purgebridge sitemap-urls | purgebridge audit -
+
+    Exit 0 everything fresh (or not cached), 1 something stale or failed, 2 usage or configuration error.
+    See docs/audit.md.
+    """
+    from purgebridge import audit as auditing
+
+    if not (urls or site):
+        fail_usage("give URLs, '-' for stdin, or --site HOST")
+    if sitemap_only and not site:
+        fail_usage("--sitemap needs --site")
+    settings = _settings(ctx, extra={"PURGEBRIDGE_AUDIT_RATE": rate, "PURGEBRIDGE_ORIGIN": origin})
+    try:
+        auditor = auditing.Auditor(settings, auditing.resolve_origin(settings),
+                                   auditing.load_patterns(settings.audit_ignore_file, ignore),
+                                   concurrency=concurrency)
+        targets = _read_urls(urls)
+        for url in targets:
+            split_url(url)
+        notes = []
+        if site:
+            found, notes = auditing.discover(auditor, site, settings.pagination, sitemap_only)
+            targets += found
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    except InvalidURL as exc:
+        fail_usage(f"{exc}; nothing was checked")
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        fail_usage("no URLs to check")
+    report = auditing.AuditReport([n.name for n in settings.nodes], notes=notes)
+    if len(targets) > max_urls:
+        report.notes.append(f"checked the first {max_urls} of {len(targets)} URLs (--max-urls)")
+        targets = targets[:max_urls]
+    try:
+        if sys.stderr.isatty() and not as_json:
+            with click.progressbar(length=len(targets), label="auditing", file=sys.stderr) as bar:
+                auditor.run(targets, progress=bar.update, report=report)
+        else:
+            auditor.run(targets, report=report)
+        if fix and report.stale():
+            auditor.fix(report)
+    finally:
+        auditor.close()
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else auditing.render_text(report))
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
 @cli.command()
@@ -339,4 +439,9 @@ def main():
         cli(standalone_mode=True)
     except PurgebridgeError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback (-vv logs it)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"error: {type(exc).__name__}: {exc} (a bug: please report it; -vv shows the traceback)",
+                   err=True)
         sys.exit(EXIT_FAILED)

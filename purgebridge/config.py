@@ -27,13 +27,16 @@ from purgebridge.node import Node, parse_node
 _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+MAX_SECONDS = 1e8  # about three years: larger "seconds" are a typo, and inf overflows socket timeouts
+
+
 def _positive_float(name, raw):
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(name, raw, "expected a number of seconds, e.g. 2 or 0.5") from None
-    if not value > 0:
-        raise ConfigError(name, raw, "expected a number greater than 0")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise ConfigError(name, raw, f"expected a number greater than 0 and at most {MAX_SECONDS:g}")
     return value
 
 
@@ -109,16 +112,20 @@ VARIABLES = {
     "PURGEBRIDGE_SITES_FILE": ("sites_file", _string, "", "JSON file with per-site secrets and mapping options"),
     "PURGEBRIDGE_WEBHOOK_TOKEN": ("webhook_token", _string, "", "bearer token for POST /v1/webhook"),
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
+    "PURGEBRIDGE_BODY_TIMEOUT": ("body_timeout", _float_range(0.1, 300, "a number of seconds"), "10", "seconds a client has to send a whole request body; slower ones get 408 (docs/security.md)"),
+    "PURGEBRIDGE_WEBHOOK_PURGE_ALL": ("webhook_purge_all", _bool, "false", "let the webhook token ban a whole site (purge_all); off: only the admin token can"),
     "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
     "PURGEBRIDGE_DEAD_LETTER_BAN": ("dead_letter_ban", _bool, "true", "when a node's purges are dead-lettered for age, queue a ban of every site for that node, so it comes back clean"),
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
-    "PURGEBRIDGE_BATCH_BURST": ("batch_burst", _int_range(1, 1000), "5", "batches a node worker sends at once before pacing (an isolated event goes out at once)"),
-    "PURGEBRIDGE_BATCH_RATE": ("batch_rate", _positive_float, "2", "batches per second per node once the burst is spent; pending duplicates merge meanwhile"),
-    "PURGEBRIDGE_FLOOD_DEFER": ("flood_defer", _float_range(0, 60, "a number of seconds"), "2", "during a flood of events (requests waiting for the journal), seconds the purge work may wait so accepting comes first; 0 = never wait"),
-    "PURGEBRIDGE_FLOOD_SHARE": ("flood_share", _float_range(0.05, 1, "a fraction"), "0.1", "while a flood outlasts PURGEBRIDGE_FLOOD_DEFER, the purge work is held to this share of one CPU so accepting keeps the rest; 1 = no limit"),
+    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two batches to one node; what arrives meanwhile merges (a page updated 100 times in a burst is purged once per gap); an event after a quiet gap goes out at once; 0 = send as soon as the last batch is confirmed"),
+    # Cache audit (purgebridge audit, and the relay's continuous sampler; docs/audit.md)
+    "PURGEBRIDGE_ORIGIN": ("origin", _string, "", "the origin (host:port) audit fetches pages from, bypassing every cache; empty = the first backend of PURGEBRIDGE_VCL"),
+    "PURGEBRIDGE_AUDIT_RATE": ("audit_rate", _float_range(0.1, 1000, "a number of URLs per second"), "10", "URLs audit checks per second at most (each one origin request plus one per node)"),
+    "PURGEBRIDGE_AUDIT_IGNORE_FILE": ("audit_ignore_file", _string, "", "file of extra regular expressions (one a line) whose matches audit ignores when comparing pages"),
+    "PURGEBRIDGE_AUDIT_SAMPLE": ("audit_sample", _int_range(0, 600), "0", "relay: URLs per minute per site the continuous audit checks; 0 = off"),
 }
 
 SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN", "PURGEBRIDGE_ADMIN_TOKEN"})
@@ -147,16 +154,19 @@ class Settings:
     sites_file: str = ""
     webhook_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
+    webhook_purge_all: bool = False
+    body_timeout: float = 10.0
     queue: str = "purgebridge-queue.sqlite3"
     max_age: float = 86400.0
     dead_letter_ban: bool = True
     insecure: bool = False
     log_format: str = "json"
     pagination: int = 3
-    batch_burst: int = 5
-    batch_rate: float = 2.0
-    flood_defer: float = 2.0
-    flood_share: float = 0.1
+    batch_gap: float = 0.015
+    origin: str = ""
+    audit_rate: float = 10.0
+    audit_ignore_file: str = ""
+    audit_sample: int = 0
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replace(self, **changes):
@@ -284,3 +294,31 @@ def describe(settings):
         out[name] = ("(set)" if value else "(unset)") if name in SECRET_VARIABLES else value
     out["nodes"] = [n.name for n in settings.nodes]
     return out
+
+
+MIN_SECRET_LENGTH = 16  # characters: 16 random characters are beyond guessing; "change-me" is not
+
+
+def check_credentials(settings, sites):
+    """Refuse weak credentials before serving: too short, or one value used for two purposes.
+
+    The secret signs events for every site that has none of its own, the
+    webhook token purges pages, the admin token bans whole sites and reads
+    status: a shared value would let the weakest holder act as the strongest,
+    so each must differ from the others (per-site secrets included). An
+    empty token only disables its route, so it is allowed.
+    """
+    named = [("PURGEBRIDGE_SECRET", settings.secret), ("PURGEBRIDGE_WEBHOOK_TOKEN", settings.webhook_token),
+             ("PURGEBRIDGE_ADMIN_TOKEN", settings.admin_token)]
+    named += [(f"PURGEBRIDGE_SITES_FILE (secret of {site.host})", site.secret) for site in sites if site.secret]
+    first_use = {}
+    for name, value in named:
+        if not value:
+            continue
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(name, "(hidden)", f"too short: use at least {MIN_SECRET_LENGTH} random characters "
+                                                "(e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')")
+        if value in first_use and first_use[value] != name:
+            raise ConfigError(name, "(hidden)", f"same value as {first_use[value]}: each secret and token must "
+                                                "differ, so the holder of one cannot act as another")
+        first_use.setdefault(value, name)

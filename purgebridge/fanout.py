@@ -34,7 +34,7 @@ import time
 
 from purgebridge.errors import InvalidURL, ProtocolError
 from purgebridge.transport import Connection, encode_request
-from purgebridge.urls import check_header_value, split_url
+from purgebridge.urls import check_ban_regex, host_header as _host_header, split_url
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,11 @@ class Outcome(str, Enum):
     NOT_CACHED = "not_cached"
     REFUSED = "refused"
     FAILED = "failed"
+    SKIPPED = "skipped"  # a key purge to a node without key purges: its URL purges cover the pages
 
     @property
     def ok(self):
-        return self in (Outcome.PURGED, Outcome.NOT_CACHED)
+        return self in (Outcome.PURGED, Outcome.NOT_CACHED, Outcome.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -95,22 +96,9 @@ def purge_for_url(url, proto_header="X-Forwarded-Proto"):
     return Invalidation("PURGE", target, host, headers, url)
 
 
-def _host_header(host):
-    try:
-        return split_url(f"http://{host}/")[1]
-    except InvalidURL:
-        raise InvalidURL(host, "not a valid host (expected host or host:port)") from None
-
-
 def ban_for(host, regex):
-    """BAN of every object on ``host`` whose path+query matches ``regex``."""
-    if not regex:
-        raise InvalidURL(regex, "empty ban expression")
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise InvalidURL(regex, f"not a regular expression ({exc})") from None
-    check_header_value("X-Ban-Url", regex)
+    """BAN of every object on ``host`` whose path+query matches ``regex`` (checked by ``urls.check_ban_regex``)."""
+    regex = check_ban_regex(regex)
     host = _host_header(host)
     return Invalidation("BAN", "/", host, (("X-Ban-Url", regex),), f"ban {host} {regex}")
 
@@ -151,6 +139,18 @@ def classify(status):
     return Outcome.FAILED, False
 
 
+NO_KEY_PURGES = (501, 405)  # what a node whose VCL has no key purges answers PURGEKEYS
+
+
+def key_support(result):
+    """What a node's answer to PURGEKEYS says: True (key purges work), False (501/405: none), None (no answer)."""
+    if result.status is None:
+        return None
+    if result.status in NO_KEY_PURGES:
+        return False
+    return True if result.outcome.ok else None
+
+
 def backoff_delay(attempt, base, cap, rng=random.random):
     """Delay before try ``attempt`` (1 = first retry): base*2^(n-1), capped, jittered to 50-100 %."""
     delay = min(cap, base * (2 ** (attempt - 1)))
@@ -166,6 +166,7 @@ class Result:
     reason: str = ""
     attempts: int = 0
     seconds: float = 0.0
+    permanent: bool = False  # can never succeed (cannot even be encoded): dead letter at once, never retried
 
     def to_dict(self):
         return {"node": self.node.name, "item": self.item.label or self.item.key, "method": self.item.method,
@@ -217,8 +218,15 @@ def deliver(node, items, settings, retries=None, client=None, sleep=time.sleep, 
         client = NodeClient(node, settings.timeout, settings.connections, settings.pipeline)
     started = time.monotonic()
     results = [None] * len(items)
-    encoded = [item.encode() for item in items]
-    pending = list(range(len(items)))
+    encoded, pending = [None] * len(items), []
+    for index, item in enumerate(items):  # one by one: a row that cannot be encoded fails alone, not the batch
+        try:
+            encoded[index] = item.encode()
+            pending.append(index)
+        except (UnicodeError, ValueError) as exc:
+            results[index] = Result(node, item, Outcome.FAILED, None, f"cannot be sent: {exc}", 0, permanent=True)
+            if progress:
+                progress(1)
     attempt = 0
     try:
         while pending:

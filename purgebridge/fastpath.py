@@ -14,7 +14,8 @@ have the same status, JSON body, metric and log line as the Flask route's.
 import json
 import logging
 
-from purgebridge.routes import SIGNATURE_HEADER, TIMESTAMP_HEADER, Refused, accept_wordpress_event, accepted_body
+from purgebridge.routes import (SIGNATURE_HEADER, TIMESTAMP_HEADER, Refused, accept_wordpress_event, accepted_body,
+                                refusal_log)
 
 log = logging.getLogger("purgebridge.routes")
 
@@ -48,7 +49,7 @@ class EventFastPath:
                                               environ.get(_SIGNATURE, ""))
         except Refused as exc:
             self.service.metrics.event("wordpress_event", exc.status)
-            log.info("refused POST %s: %d %s", PATH, exc.status, exc.message)
+            refusal_log.info("refused POST %s: %d %s", PATH, exc.status, exc.message)
             answer = {"error": exc.message}
             if exc.field:
                 answer["field"] = exc.field

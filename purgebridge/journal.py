@@ -28,7 +28,6 @@ transaction. A crash before that commit leaves the events unexpanded: the
 next expansion does them again (at-least-once; a PURGE is idempotent).
 """
 
-from collections import deque
 from dataclasses import dataclass
 import json
 import logging
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 PENDING, TAKEN, DONE, WITHDRAWN = "pending", "taken", "done", "withdrawn"
 MAX_GROUP = 500    # events in one journal statement (queue._CHUNK)
 EXPAND_BATCH = 500  # journal events mapped and stored per expansion transaction
-BUSY_APPENDS, BUSY_WINDOW = 5, 0.05  # 5 appends within 50 ms (100/s): a flood, the worker defers to it
 
 
 class JournalError(PurgebridgeError):
@@ -58,35 +56,6 @@ class JournalBusy(JournalError):
 
 class JournalClosed(JournalError):
     pass
-
-
-class FloodGauge:
-    """Is a flood of events being accepted right now? The worker defers to one (``worker``).
-
-    Yes while appends are waiting for their commit, or when the last
-    BUSY_APPENDS appends all arrived within BUSY_WINDOW. An isolated event is
-    committed before the worker looks, so it never counts as a flood.
-    """
-
-    def __init__(self, count=BUSY_APPENDS, window=BUSY_WINDOW):
-        self.window = window
-        self.waiting = 0
-        self._recent = deque(maxlen=count)  # monotonic times of the latest appends
-        self._lock = threading.Lock()
-
-    def started(self):
-        with self._lock:
-            self.waiting += 1
-            self._recent.append(time.monotonic())
-
-    def finished(self, count=1):
-        with self._lock:
-            self.waiting -= count
-
-    @property
-    def busy(self):
-        recent = self._recent
-        return self.waiting > 0 or (len(recent) == recent.maxlen and time.monotonic() - recent[0] < self.window)
 
 
 class _Append:
@@ -116,7 +85,6 @@ class Journal:
         self.max_group = max_group
         self.commits = 0   # transactions that stored at least one event (tests compare with events)
         self.appended = 0
-        self.flood = FloodGauge()
         self._pending = []
         self._cond = threading.Condition()
         self._closed = False
@@ -135,13 +103,11 @@ class Journal:
             if self._closed:
                 raise JournalClosed("the relay is shutting down")
             self._pending.append(entry)
-            self.flood.started()
             self._cond.notify()
         if not entry.done.acquire(timeout=self.wait):
             with self._cond:
                 if entry.state == PENDING:
                     self._pending.remove(entry)
-                    self.flood.finished()
                     entry.state = WITHDRAWN
                     raise JournalBusy(f"queue busy: not written within {self.wait:g} s")
             entry.done.acquire()  # in a transaction right now: its outcome is the answer
@@ -194,7 +160,6 @@ class Journal:
             for entry, ok in zip(taken, stored):
                 if not ok:
                     entry.error = SignatureError("signature already used (replay)", replay=True)
-        self.flood.finished(len(taken))
         for entry in taken:
             entry.state = DONE
             entry.done.release()

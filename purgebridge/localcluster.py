@@ -491,12 +491,13 @@ class Cluster:
         """Value for ``PURGEBRIDGE_NODES``."""
         return ",".join(n.name for n in self.nodes)
 
-    def add_node(self, host, acl=DEFAULT_ACL, port=None, extra_params=()):
-        """Start one more node (e.g. with an acl that refuses us); stopped with the cluster."""
+    def add_node(self, host, acl=DEFAULT_ACL, port=None, extra_params=(), vcl_path=None):
+        """Start one more node (e.g. with an acl that refuses us, or another VCL); stopped with the cluster."""
         port = port or free_port([host])
-        vcl_text = render_vcl(self.vcl_path, self.origin.host, self.origin.port, acl)
+        vcl_path = Path(vcl_path) if vcl_path else self.vcl_path
+        vcl_text = render_vcl(vcl_path, self.origin.host, self.origin.port, acl)
         node = start_varnish(host, port, vcl_text, self.workdir / f"node-{host}-{port}",
-                             extra_params, vcl_dir=self.vcl_path.parent)
+                             extra_params, vcl_dir=vcl_path.parent)
         self.extra_nodes.append(node)
         return node
 

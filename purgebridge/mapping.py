@@ -354,8 +354,10 @@ def front_page(ctx):
     return ["/", *ctx.pages("/")]  # the main feeds are the site_feeds rule
 
 
-@applies_to("post")
+@applies_to("post", "comment")
 def site_feeds(ctx):
+    # Comments too: each feed item carries its post's comment count (slash:comments, thr:total) and a
+    # #comments / #respond link (found by the audit oracle in tests/test_wp_e2e.py).
     return [ctx.site_feed("rss2"), ctx.site_feed("atom"), ctx.site_feed("rdf")]
 
 

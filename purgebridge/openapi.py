@@ -1,15 +1,22 @@
-"""The OpenAPI 3.0 document served at ``/openapi.json``.
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
 
-Kept as Python data next to the routes (not a packaged JSON file) so it ships
-with the code and a test can compare its paths and schemas with what the
-routes really accept (tests/test_routes.py checks paths and methods against
-the Flask url map, and feeds the documented examples to the routes).
+The request-body schemas are not written here: they are generated from the
+msgspec models in ``validation`` that also check every request, so the
+document cannot drift from what the routes accept. Paths, statuses and
+security are kept as Python data next to the routes (tests/test_routes.py
+checks paths and methods against the Flask url map; tests/test_fuzz.py
+fuzzes every route from this document with schemathesis).
 """
 
 import copy
 
+import msgspec
+
 from purgebridge import __version__
-from purgebridge.validation import MAX_CHANGES, MAX_ITEMS
+from purgebridge.signing import MAX_AGE, MAX_AHEAD
+from purgebridge.validation import BODIES
+
+_BODY_SCHEMAS = msgspec.json.schema_components(BODIES, ref_template="#/components/schemas/{name}")[1]
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                            "field": {"type": "string", "description": "dotted path of the bad field"}},
@@ -23,58 +30,6 @@ _ACCEPTED = {"type": "object", "required": ["event_id", "queued"], "properties":
     "merged": {"type": "integer", "description": "webhook and admin purges only: (node, item) pairs merged into "
                "purges already waiting"},
 }}
-
-_URLS = {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "string", "format": "uri",
-                                                            "description": "absolute http(s) URL on a configured site"}}
-_KEYS = {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,200}$"}}
-
-_TERM = {"type": "object", "required": ["id", "taxonomy"], "properties": {
-    "id": {"type": "integer"}, "taxonomy": {"type": "string"}, "rest_base": {"type": "string", "nullable": True},
-    "url": {"type": "string"}, "url_old": {"type": "string", "nullable": True}}}
-
-_NULLABLE_STRING = {"type": "string", "nullable": True}
-_POST = {"type": "object", "required": ["id"], "properties": {
-    "id": {"type": "integer"}, "type": {"type": "string"}, "rest_base": _NULLABLE_STRING,
-    "status_old": _NULLABLE_STRING, "status_new": _NULLABLE_STRING,
-    "url_old": _NULLABLE_STRING, "url_new": _NULLABLE_STRING,
-    "date_old": {"type": "string", "format": "date", "nullable": True},
-    "date_new": {"type": "string", "format": "date", "nullable": True},
-    "author": {"type": "object", "properties": {"id": {"type": "integer"}, "url": {"type": "string"}}},
-    "terms_old": {"type": "array", "items": {"$ref": "#/components/schemas/Term"}},
-    "terms_new": {"type": "array", "items": {"$ref": "#/components/schemas/Term"}},
-    "type_archive_url": _NULLABLE_STRING}}
-
-_CHANGE = {"type": "object", "required": ["kind", "action"], "properties": {
-    "kind": {"type": "string", "enum": ["post", "comment", "term", "site"]},
-    "action": {"type": "string", "description": "post: publish update unpublish trash delete; comment: approve "
-                                                "unapprove spam trash edit new; term: create edit delete; site: purge_all"},
-    "post": {"$ref": "#/components/schemas/Post"}, "comment_id": {"type": "integer"},
-    "term": {"$ref": "#/components/schemas/Term"}, "reason": {"type": "string"}}}
-
-_EVENT = {"type": "object", "required": ["schema", "site", "changes"], "properties": {
-    "schema": {"type": "integer", "enum": [1]}, "site": {"type": "string", "description": "home_url('/')"},
-    "sent_at": {"type": "integer"},
-    "changes": {"type": "array", "minItems": 1, "maxItems": MAX_CHANGES,
-                "items": {"$ref": "#/components/schemas/Change"}}}}
-
-_CONTENT = {"type": "object", "description": "mapped like a post: the URL, old URL, each collection with its "
-                                             "pagination and feed, the keys", "properties": {
-    "url": {"type": "string"}, "old_url": {"type": "string"},
-    "collections": _URLS, "keys": _KEYS}}
-
-_WEBHOOK = {"type": "object", "description": "at least one of urls, keys, content, purge_all; site is required "
-                                             "with keys or purge_all", "properties": {
-    "site": {"type": "string", "description": "host, host:port or site URL"},
-    "urls": _URLS, "keys": _KEYS, "content": {"$ref": "#/components/schemas/Content"},
-    "purge_all": {"type": "boolean"}, "soft": {"type": "boolean", "description": "xkey soft purge for keys"}}}
-
-_PURGE = {"type": "object", "description": "at least one of urls, keys, ban, purge_all; site is required with "
-                                           "keys, ban or purge_all", "properties": {
-    "site": {"type": "string"}, "urls": _URLS, "keys": _KEYS,
-    "ban": {"type": "string", "description": "regex on req.url, sent as a BAN with X-Ban-Url"},
-    "purge_all": {"type": "boolean"}, "soft": {"type": "boolean"},
-    "wait": {"type": "boolean", "description": "send now and answer with the per-node report"}}}
-
 
 def _error(description):
     return {"description": description,
@@ -91,7 +46,7 @@ def _ok(description, schema=None):
 _BEARER = [{"bearer": []}]
 
 _SPEC = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {"title": "purgebridge relay", "version": __version__,
              "description": "Turns CMS content changes into PURGE/BAN requests on every Varnish node."},
     "paths": {
@@ -102,7 +57,8 @@ _SPEC = {
                 "schema": {"$ref": "#/components/schemas/Event"}}}},
             "responses": {"202": _ok("durably queued", _ACCEPTED),
                           "400": _error("not JSON or breaks the schema; `field` names the field"),
-                          "401": _error("signature or timestamp missing or wrong, or skew over 300 s"),
+                          "401": _error(f"signature missing or wrong (each site checks its own secret), or timestamp "
+                                        f"over {MAX_AGE} s old or {MAX_AHEAD} s ahead"),
                           "403": _error("site not configured on this relay"),
                           "409": _error("signature already used within 300 s (replay)"),
                           "413": _error("body over 256 KiB"),
@@ -115,7 +71,8 @@ _SPEC = {
             "responses": {"202": _ok("durably queued", _ACCEPTED),
                           "400": _error("not JSON, schema, or a URL with CR/LF/space"),
                           "401": _error("missing or wrong bearer token"),
-                          "403": _error("a URL or site not configured on this relay"),
+                          "403": _error("a URL or site not configured on this relay, or purge_all without "
+                                        "PURGEBRIDGE_WEBHOOK_PURGE_ALL"),
                           "413": _error("body over 256 KiB"),
                           "503": _error("no Varnish nodes configured")}}},
         "/v1/purge": {"post": {
@@ -152,8 +109,7 @@ _SPEC = {
             "signature": {"type": "apiKey", "in": "header", "name": "X-Purgebridge-Signature",
                           "description": "sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))"},
         },
-        "schemas": {"Error": _ERROR, "Event": _EVENT, "Change": _CHANGE, "Post": _POST, "Term": _TERM,
-                    "Webhook": _WEBHOOK, "Content": _CONTENT, "Purge": _PURGE},
+        "schemas": {"Error": _ERROR, **_BODY_SCHEMAS},
     },
 }
 

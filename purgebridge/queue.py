@@ -48,8 +48,6 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (or merged) as ready rows, so the queued path retries them with
         backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
-    journal_busy() -> bool                 this process's appends are arriving in a flood right now
-                                           (journal.FloodGauge)
     seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
@@ -64,8 +62,9 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
     retry_dead(node=None) -> int           dead letters back to ready
     release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
-    wait(generation, timeout) / generation  in-process wake-up for workers
+    wait(generation, timeout) / generation  wake-up for workers, also across processes
     wait_journal(generation, timeout) / journal_generation   ... for the expander
+    listen()                  in the worker process: hear other processes' writes (``wakeup``)
 
 ``stats()["depth"]`` counts delivery rows waiting or in flight *plus* journal
 events not yet expanded (also shown alone as ``journal_pending``): an event
@@ -90,6 +89,7 @@ import uuid
 
 from purgebridge import fanout
 from purgebridge.errors import SignatureError
+from purgebridge.wakeup import DELIVERIES, JOURNAL, Nudge, Signal
 
 log = logging.getLogger(__name__)
 
@@ -223,25 +223,6 @@ class Claim:
     lease: str
 
 
-class _Signal:
-    """A generation counter with a condition: wake threads waiting for "something new"."""
-
-    def __init__(self):
-        self.condition = threading.Condition()
-        self.generation = 0
-
-    def fire(self):
-        with self.condition:
-            self.generation += 1
-            self.condition.notify_all()
-
-    def wait(self, generation, timeout):
-        with self.condition:
-            if self.generation == generation:
-                self.condition.wait(timeout)
-            return self.generation
-
-
 def summarise_stats(nodes, counters, journal_pending, journal_age):
     """The ``stats()`` dict every backend returns, from what it counted.
 
@@ -272,6 +253,10 @@ def summarise_stats(nodes, counters, journal_pending, journal_age):
     }
 
 
+class QueueFileGone(RuntimeError):
+    """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
+
+
 class Queue:
     """SQLite implementation of the queue contract in the module docstring."""
 
@@ -290,8 +275,9 @@ class Queue:
         self._connections = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._changed = _Signal()       # deliveries added or back to ready: node workers
-        self._journal_changed = _Signal()  # events appended to the journal: the expander
+        self._changed = Signal()       # deliveries added or back to ready: node workers
+        self._journal_changed = Signal()  # events appended to the journal: the expander
+        self._nudge = Nudge(self.path)     # ... and the same for a worker in another process
         self.append_wait = append_wait
         self._journal = None
         self._journal_cursor = 0  # rowid of the last event pending_events handed out
@@ -303,6 +289,7 @@ class Queue:
             db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
             db.executescript(_JOURNAL_TRIGGERS)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._identity = self._file_identity()
 
     @staticmethod
     def _migrate(db):
@@ -334,11 +321,32 @@ class Queue:
 
     # --- connections ---------------------------------------------------------
 
+    def _file_identity(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self):
+        """Raise QueueFileGone when the path no longer names the file this queue opened.
+
+        A queue file deleted (or replaced) while the relay runs would let open
+        connections write into an unlinked file and new ones create an empty
+        file: events answered 202 would never reach a node. Checked at every
+        write transaction (one stat) and by ``writable`` for /readyz.
+        """
+        identity = getattr(self, "_identity", None)
+        if identity is not None and self._file_identity() != identity:
+            raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
+                                "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
+
     def _db(self):
         if self._closed:
             raise RuntimeError("queue is closed")
         db = getattr(self._local, "db", None)
         if db is None:
+            self._check_file()
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
@@ -371,6 +379,7 @@ class Queue:
             if self.lock:
                 self.lock.acquire()
             try:
+                self.queue._check_file()
                 self.db = self.queue._db()
                 self.db.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -404,6 +413,7 @@ class Queue:
         if self._journal is not None:
             self._journal.close()
         self._closed = True
+        self._nudge.close()
         with self._connections_lock:
             for db in self._connections:
                 try:
@@ -412,7 +422,7 @@ class Queue:
                     pass
             self._connections.clear()
 
-    # --- wake-ups (in-process only) ---------------------------------------------
+    # --- wake-ups: in this process, and a worker process's (``wakeup``) -------------
 
     @property
     def generation(self):
@@ -420,6 +430,11 @@ class Queue:
 
     def _notify(self):
         self._changed.fire()
+        self._nudge.send(DELIVERIES)
+
+    def listen(self):
+        """Wake this process's worker threads when another process writes (the worker process calls it)."""
+        self._nudge.listen(self._journal_changed.fire, self._changed.fire)
 
     def wait(self, generation, timeout):
         """Block until something was enqueued/re-queued after ``generation``, or ``timeout``."""
@@ -488,11 +503,6 @@ class Queue:
         """Durably journal one validated event; see the module docstring. Returns its event id."""
         return self.journal.append(source, site, body, signature)
 
-    def journal_busy(self):
-        """True while this process's requests wait for commits or arrive faster than 100 a second."""
-        journal = self._journal
-        return journal is not None and journal.flood.busy
-
     def write_journal(self, take, now=None):
         """Write a group of appends durably; called by the journal's writer thread only.
 
@@ -517,6 +527,7 @@ class Queue:
             if len(entries) > _CHUNK:
                 raise ValueError(f"at most {_CHUNK} journal entries per group")
             now = self.clock() if now is None else now
+            self._check_file()  # an event written into a deleted file would never reach a node
             db = self._db()
             signatures = [e.signature for e in entries if e.signature]
             known = self._signatures_seen(db, signatures, since=None)
@@ -537,6 +548,7 @@ class Queue:
                     self._insert_events(db, rows)
         if rows:
             self._journal_changed.fire()
+            self._nudge.send(JOURNAL)
         return stored
 
     @staticmethod
@@ -814,6 +826,12 @@ class Queue:
                                  (node,)).fetchone()
         return None if row[0] is None else max(0.0, row[0] - now)
 
+    def dead_hosts(self, node, since):
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
+        rows = self._db().execute("SELECT DISTINCT json_extract(item, '$.host') FROM deliveries "
+                                  "WHERE node = ? AND state = 'dead' AND dead_at >= ?", (node, since)).fetchall()
+        return {row[0] for row in rows if row[0]}
+
     def dead_letters(self, limit=100, node=None):
         where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
         rows = self._db().execute(
@@ -827,6 +845,7 @@ class Queue:
 
     def stats(self, now=None):
         """Queue depth, in-flight, dead letters, oldest pending age -- in total and per node -- and totals."""
+        self._check_file()  # figures from a deleted file would say all is well
         now = self.clock() if now is None else now
         db = self._db()
         nodes = {}
@@ -846,10 +865,10 @@ class Queue:
         return summarise_stats(nodes, counters, journal_pending, journal_age)
 
     def writable(self):
-        """True when a write transaction can be opened (for /readyz)."""
+        """True when a real write commits (for /readyz): a full disk or a deleted file makes it False."""
         try:
             with self._write() as db:
-                db.execute("SELECT 1")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # rewrites page 1: a real write to the WAL
             return True
         except (sqlite3.Error, RuntimeError) as exc:
             log.error("queue %s is not writable: %s", self.path, exc)

@@ -53,8 +53,9 @@ import redis
 from purgebridge import fanout
 from purgebridge.errors import SignatureError
 from purgebridge.fanout import Invalidation
-from purgebridge.journal import FloodGauge, JournalError
-from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, _Signal, summarise_stats
+from purgebridge.journal import JournalError
+from purgebridge.queue import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
+from purgebridge.wakeup import Signal
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +398,6 @@ class RedisQueue:
         self.rng = rng
         self.prefix = prefix
         self._rewound = False
-        self._flood = FloodGauge()
         self.journal_idle = journal_idle  # an event read but not expanded this long is taken over
         self.lease = lease                # the lease expire() assumes for claims it finds (set by claim)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -406,8 +406,8 @@ class RedisQueue:
         self._scripts = {name: self.redis.register_script(source) for name, source in (
             ("append", _APPEND), ("store", _STORE), ("claim", _CLAIM), ("ack", _ACK), ("nack", _NACK),
             ("dead", _DEAD), ("expire", _EXPIRE), ("retry", _RETRY))}
-        self._changed = _Signal()
-        self._journal_changed = _Signal()
+        self._changed = Signal()
+        self._journal_changed = Signal()
         self._listener = None
         self._listener_lock = threading.Lock()
         self._closed = False
@@ -504,15 +504,12 @@ class RedisQueue:
     def append(self, source, site, body, signature=None, now=None):
         """Journal one validated event (replay check in the same script); returns its stream id."""
         now = self.clock() if now is None else now
-        self._flood.started()
         try:
             event_id = self._run("append", signature or "", int(self.replay_window), source, site, bytes(body),
                                  repr(now))
         except redis.RedisError as exc:
             log.error("redis queue: journal append failed: %s", exc)
             raise JournalError(f"queue not writable: {type(exc).__name__}") from None
-        finally:
-            self._flood.finished()
         if event_id is None:
             raise SignatureError("signature already used (replay)", replay=True)
         self._journal_changed.fire()
@@ -619,10 +616,6 @@ class RedisQueue:
     def journal_pending(self):
         return self.redis.xlen(self._key("events"))
 
-    def journal_busy(self):
-        """True while this process's requests are appending in a flood (see ``journal.FloodGauge``)."""
-        return self._flood.busy
-
     # --- delivering ------------------------------------------------------------------------
 
     def claim(self, node, limit=256, lease=30.0, now=None):
@@ -717,6 +710,15 @@ class RedisQueue:
         if first:
             return max(0.0, first[0][1] - now)
         return None
+
+    def dead_hosts(self, node, since):
+        """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
+        hosts = set()
+        for rid in self.redis.zrangebyscore(self._key("dead", node), since, "+inf"):
+            payload = self.redis.get(self._key("item", _text(rid)))
+            if payload:
+                hosts.add(json.loads(payload).get("host", ""))
+        return hosts - {""}
 
     def dead_letters(self, limit=100, node=None):
         letters = []

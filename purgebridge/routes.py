@@ -21,7 +21,9 @@ import functools
 import hmac
 import json
 import logging
-import socket
+import os
+import re
+import threading
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -33,6 +35,7 @@ from purgebridge.journal import JournalError
 from purgebridge.mapping import map_content
 from purgebridge.metrics import CONTENT_TYPE
 from purgebridge.openapi import spec
+from purgebridge.readiness import Reachability
 from purgebridge.sites import normalise_host
 from purgebridge.urls import site_of
 from purgebridge.validation import parse_json, validate_purge, validate_webhook, validate_wordpress_event
@@ -60,11 +63,45 @@ def service():
     return current_app.extensions["purgebridge"]
 
 
+class RateLimitedLog:
+    """At most ``per_second`` log lines a second on average (bursts up to ``burst``), then one summary.
+
+    Refusals are logged so an operator sees why a sender fails, but a flood
+    of bad requests (33,000 lines in 30 s before) must not fill the disk or
+    drown the log: past the budget, lines are counted and the next line that
+    fits says how many were left out. The metrics still count every refusal.
+    """
+
+    def __init__(self, logger: logging.Logger, per_second: float = 5.0, burst: int = 20,
+                 clock=time.monotonic) -> None:
+        self.logger, self.per_second, self.burst, self.clock = logger, per_second, burst, clock
+        self.tokens, self.stamp, self.dropped = float(burst), clock(), 0
+        self.lock = threading.Lock()
+
+    def info(self, message: str, *args) -> None:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+            self.stamp = now
+            if self.tokens < 1:
+                self.dropped += 1
+                return
+            self.tokens -= 1
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            self.logger.info(message + " (and %d more refusal(s) not logged)", *args, dropped)
+        else:
+            self.logger.info(message, *args)
+
+
+refusal_log = RateLimitedLog(log)
+
+
 @bp.errorhandler(Refused)
 def _refused(exc):
     route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
     service().metrics.event(route, exc.status)
-    log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
+    refusal_log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
     body = {"error": exc.message}
     if exc.field:
         body["field"] = exc.field
@@ -128,6 +165,14 @@ def _url_host(url, field, svc=None):
         raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
 
 
+def _claimed_host(site):
+    """The host of an event's ``site`` for choosing its secret; None when it has none (then 401 or 400)."""
+    try:
+        return _host_of(site) if isinstance(site, str) else None
+    except InvalidURL:
+        return None
+
+
 def _site_host(site):
     try:
         return _allowed_host(normalise_host(site), f"site {site!r}")
@@ -181,24 +226,39 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 def accept_wordpress_event(svc, body, timestamp, signature):
     """The accept path of a signed event, free of Flask (``fastpath`` serves it as plain WSGI).
 
-    Checks in order -- signature and skew (401), JSON and schema (400), site
-    (403), secret for that site (403), nodes (503) -- then journals the raw
-    body; the journal's transaction catches replays (409) and answers only
-    once the event is on disk. Returns ``(event_id, changes, nodes)`` or
-    raises :class:`Refused`; nothing is stored on any refusal.
+    Checks in order -- headers and timestamp (401), the secret of the site
+    the body claims and one HMAC with it (401), schema (400), site (403),
+    nodes (503) -- then journals the raw body; the journal's transaction
+    catches replays (409) and answers only once the event is on disk. Returns
+    ``(event_id, changes, nodes)`` or raises :class:`Refused`; nothing is
+    stored on any refusal.
+
+    The body is decoded before the HMAC only to read which site it claims
+    (the decoder is C and the body at most 256 KiB): that picks the one
+    secret to check, so a site with its own secret never accepts another
+    one, and a request costs one HMAC however many secrets are configured.
     """
     try:
-        secret_name = signing.verify(svc.sites.secrets(), timestamp, signature, body)
+        signing.check_headers(timestamp, signature)
+    except SignatureError as exc:
+        raise Refused(401, str(exc)) from None
+    try:
+        data, bad_json = parse_json(body), None
+    except InvalidEvent as exc:
+        data, bad_json = {}, exc
+    host = _claimed_host(data.get("site"))
+    try:
+        signing.verify(svc.sites.secret_for(host), timestamp, signature, body)
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
     signature = signature.strip().lower()
     try:
-        data = validate_wordpress_event(parse_json(body))
+        if bad_json is not None:
+            raise bad_json
+        validate_wordpress_event(data)
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
     host = _url_host(data["site"], "site", svc)
-    if not svc.sites.secret_covers(secret_name, host):
-        raise Refused(403, f"the secret that signed this event is not the one for site {host}")
     nodes = _nodes(svc)
     try:
         event_id = svc.queue.append("wordpress", host, body, signature)
@@ -262,6 +322,9 @@ def webhook():
             keys.extend(mapped.keys)
         purge_all = purge_all or mapped.purge_all
         host = host or content_host
+    if purge_all and not svc.settings.webhook_purge_all:
+        raise Refused(403, "purge_all needs the admin token (POST /v1/purge), or PURGEBRIDGE_WEBHOOK_PURGE_ALL=true",
+                      "purge_all")
     _nodes()
     items = _items(list(dict.fromkeys(urls)), list(dict.fromkeys(keys)), purge_all, host, soft=req.soft)
     return _enqueue(items, "webhook", site=host or "", route="webhook")
@@ -304,7 +367,12 @@ def status():
     """Nodes (up/down, last error, latency), queue depth, oldest pending age, dead letters, totals."""
     svc = service()
     _bearer(svc.settings.admin_token, "admin")
-    stats = svc.queue.stats()
+    try:
+        stats = svc.queue.stats()
+        dead_letters = svc.queue.dead_letters(limit=20)
+    except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: say which queue, never a 500
+        raise Refused(503, f"queue unreachable (PURGEBRIDGE_QUEUE={redact(svc.settings.queue)}): "
+                           f"{type(exc).__name__}: {exc}") from None
     worker_states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
     nodes = []
     for node in svc.settings.nodes:
@@ -320,11 +388,13 @@ def status():
         "version": _version(),
         "uptime": round(time.time() - svc.started_at, 1),
         "worker": bool(svc.worker and svc.worker.running),
+        "processes": {"api": os.getpid(), "worker": svc.worker.pid if svc.worker else None},
         "sites": svc.sites.hosts,
+        "queue_writable": svc.queue.writable(),  # a real write: a full disk shows here and in /readyz
         "nodes": nodes,
         "queue": {k: stats[k] for k in ("depth", "journal_pending", "pending", "in_flight", "dead",
                                         "oldest_pending_age")},
-        "dead_letters": svc.queue.dead_letters(limit=20),
+        "dead_letters": dead_letters,
         "totals": stats["totals"],
     })
 
@@ -337,34 +407,41 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when the queue takes writes and at least one node is reachable."""
+    """Ready when the queue takes writes and at least one node is reachable (checked in the background)."""
     svc = service()
     problems = []
     queue_ok = svc.queue.writable()
     if not queue_ok:
         problems.append("queue not writable")
     reachable = _reachable_nodes(svc)
-    if not reachable:
+    if reachable is None:
+        problems.append("node reachability not checked yet")
+    elif not reachable:
         problems.append("no node reachable")
-    body = {"ready": not problems, "queue_writable": queue_ok, "reachable_nodes": reachable, "problems": problems}
+    body = {"ready": not problems, "queue_writable": queue_ok, "reachable_nodes": reachable or [],
+            "problems": problems}
     return jsonify(body), 200 if not problems else 503
 
 
 def _reachable_nodes(svc):
+    """Nodes the worker talked to lately, plus those the background check reached; None before any check.
+
+    Nothing here waits for the network: a request thread must not be held by
+    a node that does not answer (``readiness``).
+    """
     now = time.time()
     states = {s["node"]: s for s in svc.worker.node_status()} if svc.worker else {}
-    found = []
-    for node in svc.settings.nodes:
-        state = states.get(node.name)
-        if state and state["up"] and state["last_contact"] and now - state["last_contact"] < REACHABLE_FOR:
-            found.append(node.name)
-            continue
-        try:
-            with socket.create_connection((node.host, node.port), timeout=min(1.0, svc.settings.timeout)):
-                found.append(node.name)
-        except OSError:
-            pass
-    return found
+    recent = {node.name for node in svc.settings.nodes
+              if (state := states.get(node.name)) and state["up"] and state["last_contact"]
+              and now - state["last_contact"] < REACHABLE_FOR}
+    if len(recent) == len(svc.settings.nodes):
+        return [node.name for node in svc.settings.nodes]
+    checker = current_app.extensions.setdefault("purgebridge.readiness", Reachability(
+        svc.settings.nodes, timeout=min(1.0, svc.settings.timeout)))
+    probed = checker.reachable()
+    if probed is None and not recent:
+        return None
+    return [node.name for node in svc.settings.nodes if node.name in recent or (probed or {}).get(node.name)]
 
 
 @bp.get("/metrics")
@@ -375,6 +452,11 @@ def metrics():
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(spec())
+
+
+def redact(location):
+    """A queue location fit for a message: the password of a ``redis://user:pass@host`` URL replaced."""
+    return re.sub(r"//[^/@]*@", "//***@", str(location))
 
 
 def _version():

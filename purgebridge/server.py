@@ -1,4 +1,4 @@
-"""``purgebridge serve``: the relay app on granian, with the worker in the app's process.
+"""``purgebridge serve``: the relay's API on granian and its purge worker, as separate processes.
 
 Why granian: on this 2-core machine a no-op WSGI app answers about 1,200 to
 1,700 requests a second on waitress and about 24,000 on granian, whose HTTP
@@ -6,41 +6,38 @@ side is Rust and which enters Python only to call the app. waitress's own
 per-request Python was the ceiling of accepted events per second (see
 docs/benchmarks.md), so the server is granian's, not ours.
 
-Processes: granian's supervisor is the process you start; it binds the
-socket and forks ONE app process. The app process holds everything that has
-state -- the Flask app, the journal writer, the queue connection and the
-worker threads -- so the worker still runs in the same process as the HTTP
-API, and ``/v1/status`` and ``/metrics`` see it directly. One app process
-rather than several: the journal's group commit and the worker's in-memory
-coalescing work best in one place; more relays scale out on Redis
-(docs/scaling.md). If the app process dies, the supervisor starts a new one
-(it expands what the journal holds and re-sends what was leased).
-
-The app process dies with its supervisor (``PR_SET_PDEATHSIG``): a SIGKILL
-of ``purgebridge serve`` still kills the whole relay, as a crash would, and
-no orphan keeps the port or the queue.
+Processes (docs/operations.md, "Process model"): the process you start is
+granian's supervisor. It binds the socket and forks ONE API process, which
+validates, journals durably and answers 202 (the Flask app and the journal
+writer); and, through :class:`~purgebridge.supervisor.WorkerSupervisor`,
+ONE purge worker process, which expands, coalesces and sends. Each has its
+own interpreter and GIL, so the operating system schedules accepting and
+purging. The API process wakes the worker through the queue (``wakeup``:
+a datagram per commit for SQLite, pub/sub for Redis) and sees its state in
+a status file. Either child is started again when it dies (it expands what
+the journal holds and re-sends what was leased); both die with the
+supervisor (``PR_SET_PDEATHSIG``): a SIGKILL of ``purgebridge serve`` still
+kills the whole relay, as a crash would, and no orphan keeps the port or
+the queue.
 
 Shutdown (SIGTERM or SIGINT to the supervisor, or to the whole group as
-systemd does): granian stops accepting and lets the app process finish; then
-the journal writes what it accepted, the worker finishes the batches in
-flight and whatever was not claimed stays queued for the next start.
+systemd does): granian stops accepting and lets the API process answer the
+requests in flight (each 202 was committed before it was sent); then the
+worker process finishes the batches in flight and whatever was not sent
+stays in the journal or the queue for the next start.
 """
 
-import ctypes
 import functools
 import logging
-import signal
 import sys
 
+from purgebridge.config import check_credentials
 from purgebridge.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8            # Python threads granian calls the app on (requests block on the journal's commit)
-SWITCH_INTERVAL = 0.001
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-_running = {}  # the app process's own service, for its shutdown; empty in the supervisor
+THREADS = 8            # Python threads the API runs on (requests block on the journal's commit)
+HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
 
 
 def check_can_serve(settings, sites, insecure=False):
@@ -51,93 +48,75 @@ def check_can_serve(settings, sites, insecure=False):
     if not len(sites):
         raise ConfigError("PURGEBRIDGE_SITES", ",".join(settings.sites),
                           "no sites configured: set PURGEBRIDGE_SITES or PURGEBRIDGE_SITES_FILE")
+    check_credentials(settings, sites)
     if not sites.has_any_secret() and not (insecure or settings.insecure):
         raise ConfigError("PURGEBRIDGE_SECRET", "",
                           "a secret is required to serve (WordPress events are signed with it); "
                           "pass --insecure only for local play")
 
 
-def _die_with_parent():
-    """Ask Linux to SIGKILL this process when its parent (granian's supervisor) dies."""
+def check_queue(settings):
+    """Open a queue file once before serving: one that cannot be opened stops ``serve`` with one line.
+
+    A corrupt, unreadable or misplaced file (a directory, not SQLite) used to
+    show two tracebacks and granian's "Worker crash loop detected". A Redis
+    queue is not checked here: Redis may come up after the relay.
+    """
+    from purgebridge.backends import is_redis
+    from purgebridge.queue import Queue
+
+    if is_redis(settings.queue):
+        return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): the app process may outlive a killed "
-                        "supervisor", ctypes.get_errno())
-    except (OSError, AttributeError):
-        log.warning("prctl is not available here: the app process may outlive a killed supervisor")
+        Queue.from_settings(settings).close()
+    except Exception as exc:  # noqa: BLE001 - sqlite3 and OS errors alike
+        raise ConfigError("PURGEBRIDGE_QUEUE", settings.queue,
+                          f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
 
 
-def _load_app(settings, secrets, listen_text):
-    """In the app process: open the queue, start the worker, build the app. Called by granian."""
+def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
+    """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian.
+
+    The Flask app is served through :class:`~purgebridge.rsgi.RSGIAdapter`:
+    bodies are read on granian's event loop with a deadline, so a slow client
+    never holds one of the ``threads`` app threads (issue 13, docs/security.md).
+    """
     from purgebridge.app import create_app
+    from purgebridge.auditwatch import start_continuous_audit  # opt-in (PURGEBRIDGE_AUDIT_SAMPLE); docs/audit.md
     from purgebridge.logs import setup_logging
     from purgebridge.queue import Queue
-    from purgebridge.worker import Worker
+    from purgebridge.rsgi import RSGIAdapter
+    from purgebridge.supervisor import WorkerView, die_with_parent
 
-    _die_with_parent()
+    die_with_parent("API process")
     setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
     queue = Queue.from_settings(settings)
-    queue.release_leases()  # claims of a previous run that was killed come back now
-    worker = Worker(queue, settings)
-    app = create_app(settings=settings, queue=queue, worker=worker)
+    app = create_app(settings=settings, queue=queue, worker=WorkerView(status_path))
     service = app.extensions["purgebridge"]
     service.owns_queue = True
-    _running["service"] = service
-    _tune_interpreter()
-    worker.start()
+    start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return app
-
-
-def _tune_interpreter():
-    """Shorter GIL hand-offs and fewer full collections in the app process, for the latency tail.
-
-    The default switch interval (5 ms) is half the 10 ms event-to-purge
-    budget: a node thread whose answers arrived should not wait that long
-    while another thread parses. The objects that live as long as the
-    process (app, settings, mapping tables) are frozen out of the collector's
-    way. (Measured effect on the p99 is within this machine's noise.)
-    """
-    import gc
-
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    gc.collect()
-    gc.freeze()
-
-
-def _app_process(*args, **kwargs):
-    """granian's WSGI worker, then this relay's own orderly stop once granian has stopped serving."""
-    from granian.server import MPServer
-
-    try:
-        MPServer._spawn_wsgi_worker(*args, **kwargs)
-    finally:
-        service = _running.pop("service", None)
-        if service is not None:
-            _stop_service(service)
-
-
-def _stop_service(service):
-    if service.worker is not None:
-        service.worker.stop(timeout=max(10.0, service.settings.timeout * 4))
-    stats = service.queue.stats()
-    log.info("stopped: %d purge(s) left queued, %d dead letter(s)", stats["depth"], stats["dead"])
-    service.queue.close()  # writes what the journal still holds; it is expanded at the next start
+    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
+                       body_deadline=settings.body_timeout)
 
 
 def serve(settings, insecure=False, threads=THREADS):
     """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
     from purgebridge.logs import secrets_of, setup_logging
     from purgebridge.sites import load_sites
+    from purgebridge.supervisor import WorkerSupervisor
 
     sites = load_sites(settings)
     check_can_serve(settings, sites, insecure)
+    check_queue(settings)
+    from purgebridge.auditwatch import check_settings as check_audit_settings
+    check_audit_settings(settings)
     secrets = secrets_of(settings, sites)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():
@@ -145,15 +124,20 @@ def serve(settings, insecure=False, threads=THREADS):
                     "webhook and admin routes still need their tokens")
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    supervisor = WorkerSupervisor(settings, secrets)
     server = MPServer(
         "purgebridge.app:create_app",  # a name for the process title; the app comes from _load_app
-        address=host, port=port, interface=Interfaces.WSGI, workers=1, blocking_threads=threads,
+        address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
         http=HTTPModes.http1, websockets=False, backlog=1024,
+        http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_DEADLINE * 1000)),
         log_enabled=True, log_level=LogLevels.warning,
         respawn_failed_workers=True,
         workers_kill_timeout=int(max(30, settings.timeout * 8)),
     )
-    server.serve(spawn_target=_app_process, target_loader=functools.partial(_load_app, settings, secrets, listen_text),
+    server.on_startup(supervisor.start)
+    server.on_shutdown(supervisor.stop)
+    server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path,
+                                                 threads),
                  wrap_loader=False)
 
 

@@ -26,7 +26,7 @@ import json
 import os
 
 from purgebridge.errors import ConfigError, InvalidURL
-from purgebridge.urls import site_of
+from purgebridge.urls import host_header, split_url
 
 GLOBAL = "*"  # name of the shared secret in :meth:`Sites.secrets`
 
@@ -35,8 +35,8 @@ def normalise_host(text):
     """``Blog.Example.Test`` / ``https://blog.example.test/`` -> ``blog.example.test``."""
     text = text.strip()
     if "://" in text:
-        return site_of(text)
-    host = site_of("http://" + text + "/")
+        return split_url(text)[1]  # a site URL: its host (a path, as for WordPress in a folder, is fine)
+    host = host_header(text)
     # A listed default port means the same site as the bare host (what browsers send).
     return host[:-4] if host.endswith(":443") else host
 
@@ -82,9 +82,15 @@ class Sites:
     def has_any_secret(self):
         return bool(self.secrets())
 
-    def secret_covers(self, secret_name, host):
-        """A per-site secret only signs for its own site; the global one for any listed site."""
-        return secret_name == GLOBAL or secret_name == host
+    def secret_for(self, host):
+        """The one secret that may sign for ``host``: the site's own if it has one, else the global one.
+
+        A site with its own secret accepts only that secret (tenants stay
+        apart); an unlisted host gets the global secret, so a request signed
+        with it is authenticated and then refused with 403 as unlisted.
+        """
+        site = self._sites.get(host)
+        return site.secret if site is not None and site.secret else self.global_secret
 
     def mapping_options(self, host, settings):
         """Build ``mapping.MappingOptions`` for ``host`` (global pagination, then the file's overrides)."""

@@ -19,6 +19,7 @@ implements the same ``exchange`` call without a network.
 
 from dataclasses import dataclass
 import logging
+import re
 import socket
 import time
 
@@ -55,10 +56,23 @@ def _field(head, name):
     return head[start:stop if stop >= 0 else len(head)].strip()
 
 
+MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len is 8 KiB by default
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def encode_request(method, target, host, headers=()):
-    """Serialise a body-less request. Values were validated by ``urls``."""
+    """Serialise a body-less request. Values were validated by ``urls``.
+
+    Raises ValueError (UnicodeError for a character outside Latin-1) for a
+    request no Varnish could ever take -- a control character or a line over
+    ``MAX_LINE`` bytes -- so a row stored by an older version fails alone and
+    at once instead of resetting the connection on every try.
+    """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
+    for line in lines:
+        if len(line) > MAX_LINE or _CONTROL.search(line):
+            raise ValueError(f"a request line over {MAX_LINE} bytes or with a control character: {line[:60]!r}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

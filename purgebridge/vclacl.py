@@ -294,3 +294,36 @@ def nodes_from_vcl(path, acl_name="purge", port=6081):
     nodes = entries_to_nodes(parsed.acls[acl_name], port, path)
     log.debug("%s: acl %s gives %s node(s)", path, acl_name, len(nodes))
     return nodes
+
+
+def origin_from_vcl(path):
+    """``(host, port)`` of the first ``backend`` in the VCL at ``path``: the one Varnish uses by default.
+
+    ``purgebridge audit`` fetches pages from it directly, bypassing every
+    cache, when PURGEBRIDGE_ORIGIN is not set. Raises :class:`VCLParseError`
+    when the file has no backend with a ``.host``.
+    """
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            tokens = _tokenize(fh.read(), path)
+    except OSError as exc:
+        raise VCLParseError(path, 0, f"cannot read file: {exc.strerror or exc}") from None
+    for pos, tok in enumerate(tokens):
+        if tok.kind == "word" and tok.text == "backend" and pos + 2 < len(tokens) \
+                and tokens[pos + 2].text == "{":
+            fields, i = {}, pos + 3
+            while i + 3 < len(tokens) and tokens[i].text != "}":
+                # ".host" is two tokens ('.', 'host'); stepping one token at a time finds 'host' '=' value.
+                name = tokens[i].text
+                if tokens[i + 1].text == "=" and tokens[i + 2].kind in ("string", "word"):
+                    fields[name] = tokens[i + 2].text
+                    i += 3
+                else:
+                    i += 1
+            if "host" in fields:
+                try:
+                    return fields["host"], int(fields.get("port", "80"))
+                except ValueError:
+                    raise VCLParseError(path, tok.line, f"backend port {fields['port']!r} is not a number") from None
+    raise VCLParseError(path, 0, "no backend with a .host in this file (PURGEBRIDGE_ORIGIN names the origin instead)")

@@ -1,52 +1,42 @@
-"""Drains the journal and the queue: one thread per node, so a dead node never holds back the others.
+"""Drains the journal and the queue: one sender thread per node, so a dead node never holds back the others.
 
-Two paths lead to a node:
+Concurrency in three sentences: the expander thread reads every journal
+event committed so far, maps and coalesces it, and merges the result into
+each node's inbox; each node's thread sends whatever is in its inbox as soon
+as its previous batch is confirmed and ``gap`` (PURGEBRIDGE_BATCH_GAP,
+15 ms) has passed since that batch left, then the queued deliveries due for
+that node, one batch of each in turn so neither starves the other; a batch
+is settled in the queue only when every node confirmed it or requeued what
+it missed. An isolated event goes out at once (the last batch left long
+ago); under load the batches grow by themselves, because whatever arrives
+while one is on the wire, or within the gap, merges into the next by key
+(100 updates of the front page within one batch's time are one PURGE). The
+gap bounds how often a page is purged while it keeps changing, and with it
+how long a page may stay stale: freshness and coalescing trade against
+each other through it (docs/operations.md).
 
-* **Direct** (signed events, the hot path). The expander thread reads new
-  journal events in batches, maps and coalesces them (``journal.gather``)
-  and puts the invalidations into each node's in-memory inbox, where they
-  merge with what is still waiting there. Each node thread sends its inbox
-  over the node's persistent pipelined connections. Anything the node did
-  not confirm is written to the durable queue for that node (``requeue``);
-  once every node has confirmed or requeued a batch, its journal events are
-  marked expanded (``finish_expansion``). Nothing is written per (node, URL)
-  while all nodes answer, so an event costs one journal commit and one small
-  update instead of ~140 rows, a claim and an ack per node -- the
-  difference between 13 and a few milliseconds from accept to purge.
-  A crash before the mark leaves the events unexpanded: the next start reads
+Two paths lead to a node, both through its :class:`NodeSender`:
+
+* **Direct** (signed events, the hot path). Journal events are read in
+  batches (``journal.gather``) and their invalidations put in the node
+  inboxes. Anything a node did not confirm is written to the durable queue
+  for that node (``requeue``); once every node has confirmed or requeued a
+  batch, its journal events are marked expanded (``finish_expansion``). A
+  crash before the mark leaves the events unexpanded: the next start reads
   and sends them again (at-least-once; a PURGE is idempotent).
-* **Queued** (retries, webhook and admin purges). Each node thread leases a
-  batch of its node's due deliveries, sends them with
-  ``fanout.deliver(..., retries=0)`` and settles every row: confirmed (2xx,
-  404) -> ack; refused (403/405) or a request the node calls wrong (other
-  4xx) -> dead letter, since sending it again cannot help; no answer,
-  408/429/5xx -> nack, which puts it back with exponential backoff.
+* **Queued** (retries, webhook and admin purges). The node's due deliveries
+  are leased in batches and every row settled: confirmed (2xx, 404) -> ack;
+  refused (403/405) or a request the node calls wrong (other 4xx) -> dead
+  letter, since sending it again cannot help; no answer, 408/429/5xx ->
+  nack, which puts it back with exponential backoff.
 
-A node that failed a direct send is treated as down for a backoff interval:
-its inbox goes straight to the durable queue without a connection attempt,
-and the first queued delivery it answers brings it back to the direct path.
-
-Coalescing needs batches to wait a little while a burst goes on: a worker
-that sends the moment anything is due would turn a burst of 1,000 post
-updates into hundreds of front-page purges. Each node therefore has a token
-bucket of batches (direct and queued alike): ``batch_burst`` batches go out
-at once (an isolated event is purged within milliseconds), after that at
-most ``batch_rate`` batches a second, and everything arriving in between
-merges into the inbox or into the rows already waiting.
-
-Accepting comes first: while requests are waiting for a journal commit or
-arriving faster than 100 a second (a flood), the expander and the node
-threads hold back for up to ``defer_max`` (PURGEBRIDGE_FLOOD_DEFER, 2 s)
-before they map or send. On 2 cores the purge work competes with the accept
-path for the same CPU and GIL; measured on a flood of 3,000 distinct post
-updates, holding back answers the requests 2-3 x faster while the last purge
-is confirmed no later (the total work is the same, and the larger batches
-coalesce better). A flood that outlasts ``defer_max`` and keeps the process
-saturated is then *paced* (:class:`_Pacer`): the purge work may use
-``flood_share`` (PURGEBRIDGE_FLOOD_SHARE, 0.1) of a CPU until the flood ends,
-then catches up at full speed. An isolated event never waits: its commit is
-done before the expander wakes; a steady stream that does not saturate the
-process is never paced.
+A node that did not answer a batch is treated as down for a backoff
+interval: its inbox goes straight to the durable queue without a connection
+attempt, and the first queued delivery it answers brings it back. A node
+whose VCL has no key purges (PURGEKEYS answered 501, or 405 while PURGE is
+allowed) is remembered as such (:attr:`NodeState.keys`): its key purges are
+skipped -- the URL purges of the same event cover its pages -- instead of
+being retried, dead-lettered or taken for an outage.
 
 Stopping (SIGTERM): threads stop claiming, the batch in flight is finished and
 settled; journal events not handed out yet are expanded into queued rows if
@@ -56,141 +46,93 @@ whose settling never happens (SIGKILL) comes back when its lease expires.
 """
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 import logging
+import os
 import threading
 import time
+from typing import Any, Callable, Optional
 
 from purgebridge import fanout, journal
-from purgebridge.fanout import Invalidation, Outcome
+from purgebridge.fanout import Invalidation, Outcome, Result
 
 log = logging.getLogger(__name__)
 
-DEFER_STEP = 0.005  # how often a deferring thread looks again
-PACE_CREDIT = 0.05  # seconds of CPU the purge work may run ahead of its flood share
-BUSY_CPU = 0.9      # CPUs this process uses when its Python threads are all it can run (one GIL)
-ACCEPT_CPU = 0.25   # ... of which the accept path (everything but the purge work) uses at least this much
-CPU_SAMPLE = 0.1    # seconds between two looks at the process's CPU time
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How the worker batches and waits; ``from_settings`` derives what the settings decide."""
 
+    batch: int = 512              # queued deliveries leased per batch
+    lease: float = 30.0           # seconds a leased batch is the worker's before another may take it
+    poll: float = 1.0             # longest sleep when nothing wakes the threads (a missed wake-up costs this)
+    housekeeping: float = 30.0    # seconds between two rounds of expire() and dead-letter bans
+    expand_batch: int = journal.EXPAND_BATCH
+    expand_on_stop: float = 2.0
+    gap: float = 0.015            # shortest time between two batches to one node (PURGEBRIDGE_BATCH_GAP)
 
-class _Pacer:
-    """Holds the purge work to ``share`` of one CPU while a flood outlasts ``defer_max``.
-
-    Only while accepting is what saturates the process: a flood of events
-    (``journal_busy``), the process using BUSY_CPU or more (all its Python
-    threads compete for the one GIL), and ACCEPT_CPU or more of that spent
-    outside the purge work. The purge work alone saturating the process (a
-    batch being mapped and sent) is no reason to hold it back, and a steady
-    few hundred events a second do not get there; in a real flood the pacer
-    keeps the accept path fast and the purge work catches up when it ends
-    (measured in docs/benchmarks.md).
-
-    ``purge_cpu()`` is the CPU time the purge work's threads have used so far
-    (their own thread clocks: waiting for the GIL or for a node's answer is
-    not counted). Credit accrues at ``share`` seconds per second of
-    wall-clock time, at most PACE_CREDIT banked, and pays for that CPU time.
-    Outside a flood nothing is held back and the credit is full again, so a
-    flood starts with no debt.
-    """
-
-    def __init__(self, share, purge_cpu, cpu_time=time.process_time, busy_cpu=BUSY_CPU):
-        self.share = share
-        self.busy_cpu = busy_cpu
-        self.credit = PACE_CREDIT
-        self.pacing = False     # holding the purge work back right now
-        self._purge_cpu = purge_cpu
-        self._cpu_time = cpu_time
-        self._at = time.monotonic()
-        self._paid = purge_cpu()
-        self._sampled = (self._at, cpu_time(), self._paid)
-        self._saturated = False
-        self._episode = None    # when pacing began in the flood going on, if it did
-        self._lock = threading.Lock()
-
-    def allows(self, now, flooding):
-        """May purge work run now? Yes unless accepting saturates the process in a flood and the credit is spent."""
-        with self._lock:
-            purge = self._purge_cpu()
-            self.credit -= purge - self._paid
-            self._paid = purge
-            if flooding and now - self._sampled[0] >= CPU_SAMPLE:
-                cpu = self._cpu_time()
-                wall = now - self._sampled[0]
-                total = (cpu - self._sampled[1]) / wall
-                accepting = total - (purge - self._sampled[2]) / wall
-                self._saturated = total >= self.busy_cpu and accepting >= ACCEPT_CPU
-                self._sampled = (now, cpu, purge)
-            self.pacing = pacing = flooding and self._saturated
-            if pacing:
-                self.credit = min(PACE_CREDIT, self.credit + (now - self._at) * self.share)
-            else:
-                self.credit = PACE_CREDIT
-            self._at = now
-            allowed = self.credit > 0
-            # One line when pacing first starts in a flood, one when the flood ends:
-            # saturation comes and goes within a flood and is not worth a line each time.
-            began = pacing and self._episode is None
-            ended = not flooding and self._episode is not None
-            if began:
-                self._episode = now
-            elif ended:
-                lasted, self._episode = now - self._episode, None
-        if began:
-            log.info("flood: accepting saturates this relay; purge work held to %d%% of a CPU until it ends",
-                     round(self.share * 100))
-        elif ended:
-            log.info("flood over after %.1f s: purge work at full speed again", lasted)
-        return allowed
-
-
-def thread_cpu(clocks):
-    """CPU seconds used by the threads whose CPU clocks (``time.pthread_getcpuclockid``) are given.
-
-    A clock id is a plain number naming the thread: reading that of an ended
-    thread fails cleanly (counted as 0), unlike asking for the clock of a
-    thread that is gone.
-    """
-    total = 0.0
-    for clock in clocks:
-        try:
-            total += time.clock_gettime(clock)
-        except OSError:
-            pass
-    return total
-
-
-class NodeState:
-    """What the last contact with a node showed; read by /v1/status and /readyz."""
-
-    def __init__(self, node):
-        self.node = node
-        self.up = None            # None until the first batch
-        self.last_contact = None  # unix time of the last answer
-        self.latency = None       # seconds the last batch took
-        self.last_error = ""
-        self.last_error_at = None
-        self.sent = 0
-
-    def to_dict(self):
-        return {"node": self.node.name, "up": self.up, "last_contact": self.last_contact,
-                "latency_ms": None if self.latency is None else round(self.latency * 1000, 2),
-                "last_error": self.last_error, "last_error_at": self.last_error_at, "sent": self.sent}
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> "WorkerConfig":
+        batch = int(overrides.pop("batch", cls.batch))
+        # Long enough for a full batch to time out on every pipelined request.
+        lease = max(30.0, settings.timeout * (4 + batch / settings.pipeline))
+        # Every 30 s, or more often when PURGEBRIDGE_MAX_AGE is short: a purge is
+        # dead-lettered (and its node's ban queued) at most a quarter past its max age.
+        housekeeping = min(30.0, getattr(settings, "max_age", 86400.0) / 4)
+        config = cls(batch=batch, lease=lease, housekeeping=housekeeping,
+                     gap=float(getattr(settings, "batch_gap", cls.gap)))
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
-class _Lane:
-    """One node's direct-path inbox and how far it got."""
+class NodeState:
+    """What the last contact with a node showed; read by /v1/status, /readyz and ``purgebridge nodes``."""
 
-    items: dict = field(default_factory=dict)  # key -> (Invalidation, first_at, last_at)
-    since: float = None    # monotonic time the oldest waiting item's batch began to be deferred
-    upto: int = 0          # newest batch whose items are in (or went through) the inbox
-    covered: int = 0       # newest batch this node confirmed or requeued entirely
-    down_until: float = 0.0
-    failures: int = 0
+    node: Any
+    up: Optional[bool] = None            # None until the first batch
+    last_contact: Optional[float] = None  # unix time of the last answer
+    latency: Optional[float] = None      # seconds the last batch took
+    last_error: str = ""
+    last_error_at: Optional[float] = None
+    sent: int = 0
+    keys: Optional[bool] = None          # key purges: True works, False not in its VCL, None not tried yet
 
-    def put(self, seq, items, since):
-        if self.since is None:
-            self.since = since
+    def to_dict(self) -> dict:
+        return {"node": self.node.name, "up": self.up, "last_contact": self.last_contact,
+                "latency_ms": None if self.latency is None else round(self.latency * 1000, 2),
+                "last_error": self.last_error, "last_error_at": self.last_error_at, "sent": self.sent,
+                "keys": self.keys}
+
+
+class NodeSender:
+    """One node: its connections, its direct-path inbox and its state, behind one :meth:`send`.
+
+    The inbox (``put``/``take``) is guarded by the worker's lock; ``send``
+    runs on the node's own thread only.
+    """
+
+    def __init__(self, node: Any, settings: Any, deliver: Callable[..., list], client: Any = None,
+                 metrics: Any = None) -> None:
+        self.node = node
+        self.settings = settings
+        self.deliver = deliver
+        self.client = client
+        self.metrics = metrics
+        self.state = NodeState(node)
+        self.items: dict = {}      # key -> (Invalidation, first_at, last_at): the inbox
+        self.upto = 0              # newest direct batch whose items are in (or went through) the inbox
+        self.covered = 0           # newest direct batch this node confirmed or requeued entirely
+        self.down_until = 0.0
+        self.failures = 0
+        self.in_flight_since: Optional[float] = None  # oldest first_at of the batch on the wire
+        self.oldest: Optional[float] = None           # oldest first_at in the inbox
+        self.last_batch = float("-inf")               # monotonic time the last batch left
+
+    # --- the inbox (under the worker's lock) ----------------------------------------
+
+    def put(self, seq: int, items: dict) -> None:
+        for _item, first_at, _last in items.values():
+            if self.oldest is None or first_at < self.oldest:
+                self.oldest = first_at
         for key, (item, first_at, last_at) in items.items():
             waiting = self.items.get(key)
             if waiting is not None:
@@ -198,9 +140,114 @@ class _Lane:
             self.items[key] = (item, first_at, last_at)
         self.upto = seq
 
-    def take(self):
-        items, self.items, self.since = self.items, {}, None
+    def take(self) -> tuple:
+        items, self.items, self.oldest = self.items, {}, None
         return items, self.upto
+
+    def lag(self, now: float) -> Optional[float]:
+        """Seconds the oldest purge held for this node has waited (in the inbox or on the wire)."""
+        oldest = [at for at in (self.oldest, self.in_flight_since) if at is not None]
+        return max(0.0, now - min(oldest)) if oldest else None
+
+    def status(self, now: float) -> dict:
+        entry = self.state.to_dict()
+        lag = self.lag(now)
+        entry.update({"inbox": len(self.items), "lag_seconds": None if lag is None else round(lag, 4)})
+        return entry
+
+    # --- sending (the node's thread) -----------------------------------------------
+
+    def pause(self, gap: float) -> float:
+        """Seconds until the next batch may leave: ``gap`` after the last one left (0 after a quiet gap)."""
+        return max(0.0, self.last_batch + gap - time.monotonic())
+
+    def is_down(self, now: Optional[float] = None) -> bool:
+        return (time.time() if now is None else now) < self.down_until
+
+    def send(self, items: list, oldest: Optional[float] = None) -> list:
+        """Send ``items`` once (no retries: the queue retries); one ``Result`` per item, in order.
+
+        Key purges to a node known to have none are answered ``skipped``
+        here without a request. The node's state, its key support and its
+        up/down backoff are updated from the answers.
+        """
+        state = self.state
+        skip_keys = state.keys is False
+        to_send = [i for i, item in enumerate(items) if not (skip_keys and item.method == "PURGEKEYS")]
+        results: list = [None] * len(items)
+        for i, item in enumerate(items):
+            if skip_keys and item.method == "PURGEKEYS":
+                results[i] = self._skipped(item)
+        kwargs: dict = {"retries": 0}
+        if self.client is not None:
+            kwargs["client"] = self.client
+        started = self.last_batch = time.monotonic()
+        self.in_flight_since = oldest
+        answered = False
+        try:
+            if to_send:
+                sent = self.deliver(self.node, [items[i] for i in to_send], self.settings, **kwargs)
+                for i, result in zip(to_send, sent):
+                    results[i] = result
+        except Exception as exc:  # a bug or an unexpected transport error: the queue retries them
+            log.exception("delivering to %s failed", self.node.name)
+            reason = f"{type(exc).__name__}: {exc}"
+            for i in to_send:
+                results[i] = Result(self.node, items[i], Outcome.FAILED, None, reason)
+        finally:
+            self.in_flight_since = None
+        now = time.time()
+        for i, result in enumerate(results):
+            if result.status is not None:
+                answered = True
+            if result.item.method == "PURGEKEYS" and result.status is not None:
+                results[i] = self._learn_keys(result)
+        errors = [result.reason for result in results if not result.outcome.ok and result.reason]
+        if errors:
+            state.last_error, state.last_error_at = errors[-1], now
+        state.sent += len(to_send)
+        state.latency = time.monotonic() - started
+        # Rows that could not even be encoded say nothing about the node: only what went out counts.
+        went_out = [results[i] for i in to_send if not results[i].permanent]
+        if went_out:
+            # Healthy: at least one answer that is not a retryable failure. A node that answers
+            # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
+            healthy = any(r.status is not None and (r.outcome.ok or not fanout.classify(r.status)[1])
+                          for r in went_out)
+            state.up = healthy
+            if answered:
+                state.last_contact = now
+            if healthy:
+                self.failures, self.down_until = 0, 0.0
+                if not errors:  # recovered: the old error does not stay next to "up"
+                    state.last_error, state.last_error_at = "", None
+            else:
+                self.failures += 1
+                self.down_until = now + fanout.backoff_delay(self.failures, self.settings.backoff,
+                                                             self.settings.backoff_max)
+        return results
+
+    def _skipped(self, item: Invalidation) -> Result:
+        return Result(self.node, item, Outcome.SKIPPED, None, "node has no key purges (URLs purged instead)")
+
+    def _learn_keys(self, result: Result) -> Result:
+        """A PURGEKEYS answer tells whether the node has key purges; a 501/405 is not a failure."""
+        supported = fanout.key_support(result)
+        if supported is False:
+            if self.state.keys is not False:
+                log.warning("node %s answered PURGEKEYS with %s: it has no key purges (no xkey in its VCL); "
+                            "its pages are purged by URL only from now on", self.node.name, result.reason)
+            self.state.keys = False
+            return self._skipped(result.item)
+        if supported:
+            if self.state.keys is False:
+                log.info("node %s accepts key purges again", self.node.name)
+            self.state.keys = True
+        return result
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 @dataclass
@@ -212,56 +259,60 @@ class _Batch:
 
 
 class Worker:
-    """Start with :meth:`start`, stop with :meth:`stop`; ``deliver`` is swappable for tests."""
+    """Start with :meth:`start`, stop with :meth:`stop`; ``deliver`` is swappable for tests.
 
-    def __init__(self, queue, settings, nodes=None, deliver=fanout.deliver, metrics=None,
-                 batch=512, lease=None, poll=1.0, housekeeping=None, client_factory=None,
-                 batch_burst=None, batch_rate=None, mapping_options=None,
-                 expand_batch=journal.EXPAND_BATCH, expand_on_stop=2.0, expand_gather=0.05,
-                 defer_max=None, flood_share=None):
+    ``tuning`` overrides single :class:`WorkerConfig` fields (``poll=0.05``);
+    ``config`` replaces it whole. ``publish(snapshot)``, if given, is called
+    with a fresh :meth:`snapshot` after every batch, before it is settled in
+    the queue: whoever reads the queue as drained finds the counts there too.
+    """
+
+    def __init__(self, queue: Any, settings: Any, nodes: Any = None, deliver: Callable[..., list] = fanout.deliver,
+                 metrics: Any = None, client_factory: Optional[Callable[[Any], Any]] = None,
+                 mapping_options: Optional[Callable[[str], Any]] = None, config: Optional[WorkerConfig] = None,
+                 publish: Optional[Callable[[dict], None]] = None, **tuning: Any) -> None:
         self.queue = queue
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
         self.deliver = deliver
         self.metrics = metrics
-        self.batch = batch
-        # Long enough for a full batch to time out on every pipelined request.
-        self.lease = lease if lease is not None else max(30.0, settings.timeout * (4 + batch / settings.pipeline))
-        self.poll = poll
-        # Every 30 s, or more often when PURGEBRIDGE_MAX_AGE is short: a purge is
-        # dead-lettered (and its node's ban queued) at most a quarter past its max age.
-        self.housekeeping = housekeeping if housekeeping is not None else min(
-            30.0, getattr(settings, "max_age", 86400.0) / 4)
+        self.config = config or WorkerConfig.from_settings(settings, **tuning)
         if client_factory is None and deliver is fanout.deliver:
             client_factory = lambda node: fanout.NodeClient(  # noqa: E731
                 node, settings.timeout, settings.connections, settings.pipeline)
         self.client_factory = client_factory
-        self.batch_burst = float(batch_burst if batch_burst is not None else getattr(settings, "batch_burst", 5))
-        self.batch_rate = float(batch_rate if batch_rate is not None else getattr(settings, "batch_rate", 2.0))
         self.mapping_options = mapping_options  # host -> MappingOptions; from the sites settings if None
-        self._options = {}
-        self.expand_batch = expand_batch
-        self.expand_on_stop = expand_on_stop
-        self.expand_gather = expand_gather
-        self.defer_max = float(defer_max if defer_max is not None else getattr(settings, "flood_defer", 2.0))
-        share = float(flood_share if flood_share is not None else getattr(settings, "flood_share", 0.1))
-        self._clocks = ()  # CPU clocks of the worker's threads, for the pacer
-        self._pacer = _Pacer(share, lambda: thread_cpu(self._clocks)) if share < 1 else None
-        self.states = {node.name: NodeState(node) for node in self.nodes}
-        self._lanes = {node.name: _Lane() for node in self.nodes}
-        self._lanes_lock = threading.Lock()
-        self._batches = deque()    # direct batches not finished on every node yet, oldest first
-        self._in_flight = set()    # their event ids (a Redis takeover could hand one out again)
+        self._options: dict = {}
+        self.senders = {node.name: NodeSender(node, settings, self._deliver) for node in self.nodes}
+        self._lock = threading.Lock()   # the inboxes, the batches in flight and the counts below
+        self._batches: deque = deque()  # direct batches not finished on every node yet, oldest first
+        self._unmarked: deque = deque()  # (events, counters, failed) delivered but not yet marked expanded
+        self._mark_lock = threading.Lock()
+        self._mark_failing = False
+        self._in_flight: set = set()    # their event ids (a Redis takeover could hand one out again)
         self._seq = 0
-        self._counts = {}          # (outcome, node) -> confirmed on the direct path, not yet written
+        self._counts: dict = {}         # (outcome, node) -> confirmed on the direct path, not yet written
         self._stopping = threading.Event()
-        self._threads = []
+        self._threads: list = []
+        self.publish = publish
+        self._publish_lock = threading.Lock()
+
+    def _deliver(self, *args: Any, **kwargs: Any) -> list:
+        return self.deliver(*args, **kwargs)  # late-bound: tests swap ``worker.deliver``
 
     @property
-    def running(self):
+    def states(self) -> dict:
+        return {name: sender.state for name, sender in self.senders.items()}
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    @property
+    def running(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
-    def start(self):
+    def start(self) -> "Worker":
         if self._threads:
             return self
         self._stopping.clear()
@@ -272,11 +323,10 @@ class Worker:
         self._threads.append(threading.Thread(target=self._run_expander, name="journal-expander", daemon=True))
         for thread in self._threads:
             thread.start()
-        self._clocks = tuple(time.pthread_getcpuclockid(thread.ident) for thread in self._threads)
         log.info("worker started for %d node(s): %s", len(self.nodes), ", ".join(n.name for n in self.nodes))
         return self
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> bool:
         """Stop claiming, let in-flight batches finish and settle. True if every thread ended in time."""
         self._stopping.set()
         self.queue.notify()
@@ -285,7 +335,7 @@ class Worker:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
         if "journal-expander" not in alive:
-            self._expand_rest(self.expand_on_stop)
+            self._expand_rest(self.config.expand_on_stop)
         if alive:
             log.warning("worker threads still busy at shutdown: %s (their leases will expire)", ", ".join(alive))
         else:
@@ -293,12 +343,28 @@ class Worker:
         self._threads = []
         return not alive
 
-    def node_status(self):
-        return [state.to_dict() for state in self.states.values()]
+    def node_status(self) -> list:
+        now = time.time()
+        with self._lock:
+            return [sender.status(now) for sender in self.senders.values()]
 
-    # --- threads ----------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Everything /v1/status and /metrics show of the worker, as JSON-able data (``supervisor``)."""
+        with self._lock:
+            batches = len(self._batches)
+        return {"running": self.running, "pid": os.getpid(), "at": time.time(), "nodes": self.node_status(),
+                "batches_in_flight": batches,
+                "metrics": self.metrics.export() if self.metrics is not None else None}
 
-    def options_for(self, host):
+    def report(self) -> None:
+        """Hand a fresh snapshot to ``publish`` (the worker process's status file)."""
+        if self.publish is not None:
+            with self._publish_lock:
+                self.publish(self.snapshot())
+
+    # --- the expander ---------------------------------------------------------------
+
+    def options_for(self, host: str) -> Any:
         """The site's mapping options (cached); built from the sites settings unless given."""
         if self.mapping_options is not None:
             return self.mapping_options(host)
@@ -308,67 +374,35 @@ class Worker:
             self._options[host] = load_sites(self.settings).mapping_options(host, self.settings)
         return self._options[host]
 
-    def expand(self, limit=None):
+    def expand(self, limit: Optional[int] = None) -> int:
         """Expand one batch of journal entries into deliveries; returns how many entries. Public for tests."""
         return journal.expand(self.queue, [node.name for node in self.nodes], self.options_for,
-                              self.settings.proto_header, limit or self.expand_batch)
+                              self.settings.proto_header, limit or self.config.expand_batch)
 
-    def _run_expander(self):
-        """Hand new journal events to the node inboxes at once, but at most one batch per ``expand_gather``.
-
-        An isolated event is dispatched at once; during a burst the pause lets
-        a batch gather, so one mapping pass and one coalescing pass cover many
-        events, and the expander does not compete with the requests for the
-        GIL after every single commit.
-        """
+    def _run_expander(self) -> None:
+        """Hand every committed journal event to the node inboxes, a batch as soon as the last one is mapped."""
         self._relax()
-        deferred = None
         while not self._stopping.is_set():
             generation = self.queue.journal_generation
-            started = time.monotonic()
-            held = "deferred" if self._defer(deferred, started) else "paced" if self._paced(started) else None
-            if held:
-                deferred = deferred or started
-                self._stopping.wait(DEFER_STEP)
-                if self.metrics:
-                    self.metrics.held(held, time.monotonic() - started)
-                continue
             try:
-                done = self.dispatch(deferred)
+                done = self.dispatch()
             except Exception:  # keep the thread alive; the events are read again
                 log.exception("expanding the journal failed")
                 self.queue.rewind_journal()
-                self._stopping.wait(self.poll)
+                self._stopping.wait(self.config.poll)
                 continue
-            if done:
-                if done < self.expand_batch:
-                    deferred = None  # caught up with the journal
-                    self._stopping.wait(max(0.0, self.expand_gather - (time.monotonic() - started)))
+            if self._unmarked and not self.mark_delivered():
+                self._stopping.wait(self.config.poll)  # retry the marks alone after a pause, not in a hot loop
                 continue
-            deferred = None
-            self.queue.wait_journal(generation, self.poll)
+            if not done:
+                self.queue.wait_journal(generation, self.config.poll)
 
-    def _defer(self, since, now):
-        """Accepting comes first: wait while requests wait for a journal commit, but not past ``defer_max``."""
-        if not self.defer_max or not self.queue.journal_busy():
-            return False
-        return since is None or now - since < self.defer_max
-
-    def _paced(self, now):
-        """After ``defer_max``: is the purge work over its share of the CPU in a flood that goes on?"""
-        return self._pacer is not None and not self._pacer.allows(now, self.queue.journal_busy())
-
-    def dispatch(self, since=None):
-        """Read, map and coalesce one batch of journal events into the node inboxes; returns how many events.
-
-        ``since``: when the expander began deferring this batch (the node
-        threads defer it no longer than ``defer_max`` from then).
-        """
-        since = time.monotonic() if since is None else since
-        batch = journal.gather(self.queue, self.options_for, self.settings.proto_header, self.expand_batch)
+    def dispatch(self) -> int:
+        """Read, map and coalesce one batch of journal events into the node inboxes; returns how many events."""
+        batch = journal.gather(self.queue, self.options_for, self.settings.proto_header, self.config.expand_batch)
         if batch is None:
             return 0
-        with self._lanes_lock:
+        with self._lock:
             events = [event for event in batch.events if event[0] not in self._in_flight]
             if not events:
                 return len(batch.events)
@@ -376,15 +410,15 @@ class Worker:
             self._batches.append(_Batch(self._seq, events, (batch.naive - len(batch.items)) * len(self.nodes),
                                         batch.failed))
             self._in_flight.update(event_id for event_id, _count in events)
-            for lane in self._lanes.values():
-                lane.put(self._seq, batch.items, since)
+            for sender in self.senders.values():
+                sender.put(self._seq, batch.items)
         self.queue.notify()  # wakes the node threads
         return len(batch.events)
 
-    def _settle(self):
+    def _settle(self) -> None:
         """Mark the journal events of every batch that all nodes have confirmed or requeued."""
-        with self._lanes_lock:
-            low = min((lane.covered for lane in self._lanes.values()), default=self._seq)
+        with self._lock:
+            low = min((sender.covered for sender in self.senders.values()), default=self._seq)
             done = []
             while self._batches and self._batches[0].seq <= low:
                 done.append(self._batches.popleft())
@@ -394,16 +428,40 @@ class Worker:
         events = [event for batch in done for event in batch.events]
         counters = [(outcome, node, n) for (outcome, node), n in counts.items()]
         counters.append(("merged", "", sum(batch.merged for batch in done)))
-        try:
-            self.queue.finish_expansion(events, counters, failed=sum(batch.failed for batch in done))
-        except Exception:  # delivered, but not marked: read again and sent again (at-least-once)
-            log.exception("marking %d delivered journal event(s) failed; they will be sent again", len(events))
-            self.queue.rewind_journal()
-        finally:
-            with self._lanes_lock:
-                self._in_flight.difference_update(event_id for event_id, _count in events)
+        with self._mark_lock:
+            self._unmarked.append((events, counters, sum(batch.failed for batch in done)))
+        self.mark_delivered()
 
-    def _expand_rest(self, budget):
+    def mark_delivered(self) -> bool:
+        """Mark delivered journal events expanded; True when none is left unmarked.
+
+        When the mark fails (a full disk) the events stay in memory and only
+        the mark is tried again -- by the next settle or the expander's next
+        round -- never the purges: they were confirmed, and re-sending them
+        in a loop filled the log and the nodes before. The failure is logged
+        once when it starts and once when it ends. (After a restart they are
+        read from the journal and sent again: at-least-once.)
+        """
+        with self._mark_lock:
+            while self._unmarked:
+                events, counters, failed = self._unmarked[0]
+                try:
+                    self.queue.finish_expansion(events, counters, failed=failed)
+                except Exception as exc:  # noqa: BLE001 - the disk, a vanished file: retry the mark alone
+                    if not self._mark_failing:
+                        log.error("marking %d delivered journal event(s) failed (%s: %s); the mark is retried, "
+                                  "the purges are not sent again", len(events), type(exc).__name__, exc)
+                    self._mark_failing = True
+                    return False
+                self._unmarked.popleft()
+                with self._lock:
+                    self._in_flight.difference_update(event_id for event_id, _count in events)
+            if self._mark_failing:
+                log.warning("marking delivered journal events works again")
+                self._mark_failing = False
+            return True
+
+    def _expand_rest(self, budget: float) -> None:
         """At stop: expand what is committed while it is quick; the rest waits for the next start."""
         deadline = time.monotonic() + budget
         try:
@@ -416,15 +474,17 @@ class Worker:
         if left:
             log.info("%d journal event(s) left to expand at the next start", left)
 
-    def _run_housekeeping(self):
+    # --- housekeeping ------------------------------------------------------------------
+
+    def _run_housekeeping(self) -> None:
         self._relax()
-        while not self._stopping.wait(self.housekeeping):
+        while not self._stopping.wait(self.config.housekeeping):
             try:
                 self.housekeep()
             except Exception:  # keep the thread alive; the next round tries again
                 log.exception("queue housekeeping failed")
 
-    def housekeep(self, now=None):
+    def housekeep(self, now: Optional[float] = None) -> dict:
         """Dead-letter what is too old; a node that lost purges that way gets a ban of every site instead.
 
         A node unreachable for ``max_age`` (PURGEBRIDGE_MAX_AGE, a day) may
@@ -436,195 +496,184 @@ class Worker:
         away for another ``max_age``, the ban is dead-lettered in turn and
         queued again: one per site per ``max_age``, never more.
         """
+        since = time.time() if now is None else now
         expired = self.queue.expire(now=now)
         if not expired or not getattr(self.settings, "dead_letter_ban", True):
             return expired
         from purgebridge.sites import load_sites
 
-        hosts = load_sites(self.settings).hosts
-        if not hosts:
-            log.warning("purges dead-lettered for %s; no sites configured to ban instead", ", ".join(expired))
-            return expired
-        bans = [fanout.purge_all_for(host) for host in hosts]
+        sites = set(load_sites(self.settings).hosts)
         served = {node.name for node in self.nodes}   # not a node taken out of the config since
         for node, count in sorted(expired.items()):
             if node not in served:
                 continue
-            self.queue.enqueue([node], bans, "dead-letter-ban", now=now)
-            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of every site (%d) is queued "
+            # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
+            hosts = sorted(self.queue.dead_hosts(node, since) & sites)
+            if not hosts:
+                log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
+                            node, count)
+                continue
+            self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
+            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
                         "for it instead, sent when it answers again", node, count,
-                        getattr(self.settings, "max_age", 0.0), len(bans))
+                        getattr(self.settings, "max_age", 0.0), ", ".join(hosts))
         return expired
 
-    def _relax(self):
+    def _relax(self) -> None:
         relax = getattr(self.queue, "relax_durability", None)  # SQLite only; Redis has its own fsync policy
         if relax is not None:
             relax()
 
-    def _run_node(self, node):
+    # --- the node threads ---------------------------------------------------------------
+
+    def _run_node(self, node: Any) -> None:
+        """Direct batch, then queued batch, each the moment the previous one is confirmed; sleep when idle."""
         self._relax()
-        lane = self._lanes.setdefault(node.name, _Lane())
-        client = self.client_factory(node) if self.client_factory else None
-        tokens, refilled = self.batch_burst, time.monotonic()
+        sender = self.senders[node.name]
+        if self.client_factory is not None and sender.client is None:
+            sender.client = self.client_factory(node)
         try:
             while not self._stopping.is_set():
-                now = time.monotonic()
-                tokens = min(self.batch_burst, tokens + (now - refilled) * self.batch_rate)
-                refilled = now
-                generation = self.queue.generation
-                with self._lanes_lock:
-                    direct = lane.upto > lane.covered
-                if tokens < 1 and (direct or self.queue.next_due(node.name) is not None):
-                    # Hot node: let the burst pile up (and merge) until the next batch is allowed.
-                    self._stopping.wait((1 - tokens) / self.batch_rate)
+                pause = sender.pause(self.config.gap)
+                if pause > 0:  # a batch left moments ago: let what arrives meanwhile merge into the next
+                    self._stopping.wait(pause)
                     continue
+                generation = self.queue.generation
+                worked = False
+                with self._lock:
+                    direct = sender.upto > sender.covered
                 if direct:
-                    if (lane.since is not None and self._defer(lane.since, now)) or self._paced(now):
-                        self._stopping.wait(DEFER_STEP)
-                        continue
-                    tokens -= 1
-                    self.send_direct(node, client)
+                    self.send_direct(node)
+                    worked = True
+                if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
+                    self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - time.time())))
                     continue
                 try:
-                    claims = self.queue.claim(node.name, self.batch, self.lease)
+                    due = self.queue.next_due(node.name)
+                    claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
                 except Exception:
                     log.exception("claiming for %s failed", node.name)
-                    self._stopping.wait(self.poll)
+                    self._stopping.wait(self.config.poll)
                     continue
                 if claims:
-                    tokens -= 1
-                    self.process(node, claims, client)
+                    self.process(node, claims)
+                    worked = True
+                if worked:
                     continue
-                due = self.queue.next_due(node.name)
-                timeout = self.poll if due is None else min(self.poll, max(due, 0.002))
+                timeout = self.config.poll if due is None else min(self.config.poll, max(due, 0.002))
                 self.queue.wait(generation, timeout)
         finally:
-            if client is not None:
-                client.close()
+            sender.close()
+            sender.client = None
 
-    def send_direct(self, node, client=None):
+    def send_direct(self, node: Any) -> None:
         """Send ``node``'s inbox; requeue what it did not confirm; then settle. Public so tests can drive it."""
-        lane = self._lanes[node.name]
-        with self._lanes_lock:
-            items, upto = lane.take()
-        state = self.states.setdefault(node.name, NodeState(node))
+        sender = self.senders[node.name]
+        with self._lock:
+            items, upto = sender.take()
         requeue, confirmed = [], {}
-        if items and time.time() < lane.down_until:
+        if items and sender.is_down():
             requeue = list(items.items())
         elif items:
-            kwargs = {"retries": 0}
-            if client is not None:
-                kwargs["client"] = client
-            started = time.monotonic()
-            try:
-                results = self.deliver(node, [value[0] for value in items.values()], self.settings, **kwargs)
-            except Exception as exc:  # a bug or an unexpected transport error: the queue retries them
-                log.exception("delivering to %s failed", node.name)
-                results = [None] * len(items)
-                state.last_error, state.last_error_at = str(exc), time.time()
-            answered, now = False, time.time()
+            oldest = min(first_at for _item, first_at, _last in items.values())
+            results = sender.send([value[0] for value in items.values()], oldest)
+            now = time.time()
             for (key, (item, first_at, last_at)), result in zip(items.items(), results):
-                if result is not None and result.status is not None:
-                    answered = True
-                if result is not None and result.outcome.ok:
+                if result.outcome.ok:
                     confirmed[result.outcome.value] = confirmed.get(result.outcome.value, 0) + 1
-                    if self.metrics:
+                    if self.metrics and result.outcome is not Outcome.SKIPPED:
                         self.metrics.observe_latency(max(0.0, now - first_at))
                 else:
                     requeue.append((key, (item, first_at, last_at)))
-                    if result is not None and result.reason:
-                        state.last_error, state.last_error_at = result.reason, now
-            state.sent += len(items)
-            state.latency = time.monotonic() - started
-            state.up = answered
-            if answered:
-                state.last_contact = now
-                lane.failures, lane.down_until = 0, 0.0
-            else:
-                lane.failures += 1
-                lane.down_until = now + fanout.backoff_delay(lane.failures, self.settings.backoff,
-                                                             self.settings.backoff_max)
         if requeue:
             try:
                 self.queue.requeue(node.name, [(key, journal.payload(item), first_at, last_at)
                                                for key, (item, first_at, last_at) in requeue])
             except Exception:  # cannot even queue them: keep them in the inbox for the next round
                 log.exception("requeueing %d purge(s) for %s failed", len(requeue), node.name)
-                with self._lanes_lock:
-                    lane.put(lane.upto, dict(requeue), time.monotonic())
-                self._stopping.wait(self.poll)
+                with self._lock:
+                    sender.put(sender.upto, dict(requeue))
+                self._stopping.wait(self.config.poll)
                 return
             log.info("node %s: %d purge(s) confirmed, %d queued for retry (%s)", node.name,
-                     sum(confirmed.values()), len(requeue), state.last_error or "node down")
+                     sum(confirmed.values()), len(requeue), sender.state.last_error or "node down")
         for outcome, count in confirmed.items():
             self._count(node, outcome, count)
-        with self._lanes_lock:
+        self.report()
+        with self._lock:
             for outcome, count in confirmed.items():
                 self._counts[(outcome, node.name)] = self._counts.get((outcome, node.name), 0) + count
-            lane.covered = max(lane.covered, upto)
+            sender.covered = max(sender.covered, upto)
         self._settle()
 
-    def process(self, node, claims, client=None):
+    def process(self, node: Any, claims: list) -> None:
         """Send one leased batch to ``node`` and settle every claim. Public so tests can drive it."""
-        by_key = {}
+        sender = self.senders[node.name]
+        by_key: dict = {}
         for claim in claims:
             by_key.setdefault(claim.key, []).append(claim)
         items = [Invalidation.from_dict(group[0].item) for group in by_key.values()]
         groups = list(by_key.values())
-        state = self.states.setdefault(node.name, NodeState(node))
-        kwargs = {"retries": 0}
-        if client is not None:
-            kwargs["client"] = client
         started = time.monotonic()
-        try:
-            results = self.deliver(node, items, self.settings, **kwargs)
-        except Exception as exc:  # a bug or an unexpected transport error: retry later, never lose rows
-            log.exception("delivering to %s failed", node.name)
-            self.queue.nack(claims, f"{type(exc).__name__}: {exc}")
-            state.up, state.last_error, state.last_error_at = False, str(exc), time.time()
-            return
+        results = sender.send(items, min(claim.first_at for claim in claims))
         elapsed = time.monotonic() - started
-        done, dead, failed = {}, {}, {}
-        answered = False
+        done: dict = {}
+        dead: dict = {}
+        failed: dict = {}
         for group, result in zip(groups, results):
-            answered = answered or result.status is not None
             if result.outcome.ok:
                 done.setdefault(result.outcome.value, []).extend(group)
-            elif result.outcome is Outcome.REFUSED or (
+            elif result.outcome is Outcome.REFUSED or result.permanent or (
                     result.status is not None and not fanout.classify(result.status)[1]):
                 dead.setdefault((result.outcome.value, result.reason or result.outcome.value), []).extend(group)
             else:
                 failed.setdefault(result.reason or "failed", []).extend(group)
-        for outcome, group in done.items():
-            for seconds in self.queue.ack(group, outcome):
-                if self.metrics:
-                    self.metrics.observe_latency(seconds)
-            self._count(node, outcome, len(group))
-        for (outcome, reason), group in dead.items():
-            self.queue.dead(group, reason)
-            self._count(node, outcome, len(group))
-        for reason, group in failed.items():
-            self.queue.nack(group, reason)
-            self._count(node, "failed", len(group))
         now = time.time()
-        state.sent += len(items)
-        state.latency = elapsed
-        if answered:
-            state.up, state.last_contact = True, now
-            lane = self._lanes.get(node.name)
-            if lane is not None:  # the node answers again: back to the direct path
-                lane.failures, lane.down_until = 0, 0.0
-        else:
-            state.up = False
+        for outcome, group in done.items():
+            self._count(node, outcome, len(group))
+            if self.metrics and outcome != Outcome.SKIPPED.value:
+                for claim in group:
+                    self.metrics.observe_latency(max(0.0, now - claim.first_at))
+        for (outcome, _reason), group in dead.items():
+            self._count(node, outcome, len(group))
+        for group in failed.values():
+            self._count(node, "failed", len(group))
+        self.report()
+        for outcome, group in done.items():
+            self._until_stored(node, lambda: self.queue.ack(group, outcome))
+        for (_outcome, reason), group in dead.items():
+            self._until_stored(node, lambda: self.queue.dead(group, reason))
+        for reason, group in failed.items():
+            self._until_stored(node, lambda: self.queue.nack(group, reason))
         if failed or dead:
-            state.last_error = next(iter(failed)) if failed else next(iter(dead))[1]
-            state.last_error_at = now
             log.info("node %s: %d ok, %d to retry, %d dead-lettered (%s)", node.name,
                      sum(map(len, done.values())), sum(map(len, failed.values())),
-                     sum(map(len, dead.values())), state.last_error)
+                     sum(map(len, dead.values())), sender.state.last_error)
         else:
             log.debug("node %s: %d purges confirmed in %.1f ms", node.name, len(claims), elapsed * 1000)
 
-    def _count(self, node, outcome, count):
+    def _until_stored(self, node: Any, store: Callable[[], Any]) -> None:
+        """Store a batch's outcome, retrying the store alone while it fails (a full disk), never the sends.
+
+        Before, a failed ack left the rows leased: they were claimed and sent
+        again when the lease ran out, over and over. Logged once per outage.
+        """
+        delay, logged = self.settings.backoff, False
+        while True:
+            try:
+                store()
+                if logged:
+                    log.warning("node %s: storing purge outcomes works again", node.name)
+                return
+            except Exception as exc:  # noqa: BLE001 - the disk or the queue: retry this write only
+                if not logged:
+                    log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone",
+                              node.name, type(exc).__name__, exc)
+                    logged = True
+                if self._stopping.wait(delay):
+                    return  # stopping: the rows stay leased and are sent again at the next start
+                delay = min(delay * 2, max(self.settings.backoff_max, 1.0))
+
+    def _count(self, node: Any, outcome: str, count: int) -> None:
         if self.metrics:
             self.metrics.purged(node.name, outcome, count)

@@ -9,6 +9,8 @@
                     stopped is started again, so stopping one is safe.
 - ``refusing_node`` one more varnishd (127.0.0.14) whose purge acl does not
                     include loopback: PURGE/BAN from us get 405
+- ``noxkey_node``   one more varnishd (127.0.0.15) running vcl/wordpress-noxkey.vcl:
+                    PURGE and BAN work, PURGEKEYS is answered 501 (no key purges)
 - ``site``          a Host header unique to the test, so cached objects of one
                     test never leak into another
 
@@ -69,6 +71,13 @@ def cluster(cluster_module):
 def refusing_node(cluster_module):
     # 192.0.2.1 is a documentation address (RFC 5737): text in the acl only, never contacted.
     node = cluster_module.add_node("127.0.0.14", acl=('"192.0.2.1"',))
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def noxkey_node(cluster_module):
+    node = cluster_module.add_node("127.0.0.15", vcl_path=localcluster.REPO_ROOT / "vcl" / "wordpress-noxkey.vcl")
     yield node
     node.stop()
 

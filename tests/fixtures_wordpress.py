@@ -155,6 +155,12 @@ class MariaDB:
     def socket(self):
         return self.base / "mysql.sock"
 
+    @property
+    def tmpdir(self):
+        """Its own temporary directory: with the shared /tmp, bootstraps running side by side
+        (parallel test runs) failed removing each other's temporary tables."""
+        return self.base / "tmp"
+
     def client(self, sql, timeout=30):
         """Run SQL as root through the socket; return stdout."""
         proc = subprocess.run(
@@ -165,17 +171,17 @@ class MariaDB:
         return proc.stdout
 
     def start(self):
-        self.base.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         user = ["--user=root"] if os.geteuid() == 0 else []
         init = subprocess.run(
             [_tool("mariadb-install-db"), "--no-defaults", f"--datadir={self.datadir}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", *user],
+             "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={self.tmpdir}", *user],
             capture_output=True, text=True, timeout=120)
         if init.returncode:
             raise HarnessError(f"mariadb-install-db failed: {init.stderr.strip()[-2000:]}")
         self.proc = subprocess.Popen(
             [_tool("mariadbd"), "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-             "--skip-networking", f"--pid-file={self.base / 'mariadb.pid'}",
+             "--skip-networking", f"--pid-file={self.base / 'mariadb.pid'}", f"--tmpdir={self.tmpdir}",
              f"--log-error={self.base / 'mariadb.err'}", "--innodb-buffer-pool-size=32M",
              "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--skip-name-resolve", *user],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -79,12 +79,20 @@ class RelayProcess:
     def signal(self, signum):
         self.proc.send_signal(signum)
 
-    def app_pid(self):
-        """The app process (granian's worker): it holds the queue, the journal and the worker threads."""
-        found = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True,
-                               timeout=5).stdout.split()
-        assert len(found) == 1, f"expected one app process under the relay {self.proc.pid}, found {found}"
-        return int(found[0])
+    def api_pid(self):
+        """The API process (granian's app process): the Flask app and the journal writer."""
+        return self._child("api")
+
+    def worker_pid(self):
+        """The purge worker process: the expander, the node threads, the queue's consumer."""
+        return self._child("worker")
+
+    def _child(self, role):
+        pid = self.wait(lambda s: s["processes"][role], timeout=10, what=f"the {role} process")["processes"][role]
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True,
+                                  timeout=5).stdout.split()
+        assert str(pid) in children, f"the {role} process {pid} is not a child of the relay {self.proc.pid}"
+        return pid
 
     def stop(self):
         stop_process(self.proc, timeout=15)

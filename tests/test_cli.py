@@ -117,8 +117,8 @@ def test_nodes_command(nodes):
     addrs, _ = nodes(lambda n, l: ("status", 200), lambda n, l: ("status", 405))
     result = run(node_args(addrs) + ["nodes", "--json"])
     assert result.exit_code == 1
-    states = {r["node"]: r["state"] for r in json.loads(result.output)["nodes"]}
-    assert states == {addrs[0]: "up", addrs[1]: "refuses purges"}
+    states = {r["node"]: (r["state"], r["keys"]) for r in json.loads(result.output)["nodes"]}
+    assert states == {addrs[0]: ("up", True), addrs[1]: ("refuses purges", None)}
     up_only = run(node_args(addrs[:1]) + ["nodes"])
     assert up_only.exit_code == 0 and "up" in up_only.output
 

@@ -82,6 +82,15 @@ def test_nodes_command_against_real_varnish(cluster):
     assert {r["state"] for r in json.loads(result.stdout)["nodes"]} == {"up"}
 
 
+def test_nodes_command_shows_which_nodes_have_key_purges(cluster, noxkey_node):
+    result = purgebridge("nodes", "--json", nodes=names(cluster) + [noxkey_node.node.name])
+    assert result.returncode == 0, result.stdout + result.stderr   # no key purges is not a fault
+    keys = {r["node"]: (r["state"], r["keys"]) for r in json.loads(result.stdout)["nodes"]}
+    assert keys == {**{name: ("up", True) for name in names(cluster)}, noxkey_node.node.name: ("up", False)}
+    table = purgebridge("nodes", nodes=[noxkey_node.node.name]).stdout
+    assert " no " in table.splitlines()[1], table
+
+
 def test_nodes_from_vcl_acl(cluster, tmp_path, site):
     vcl = tmp_path / "farm.vcl"
     vcl.write_text("vcl 4.1;\n# the farm\nacl purge {\n" +

@@ -57,9 +57,6 @@ def test_nodes_union_with_vcl(tmp_path):
     ("PURGEBRIDGE_INSECURE", "maybe", "true/false"),
     ("PURGEBRIDGE_LOG_FORMAT", "xml", "json or text"),
     ("PURGEBRIDGE_LISTEN", "127.0.0.1:port", "host:port"),
-    ("PURGEBRIDGE_FLOOD_DEFER", "61", "from 0 to 60"),
-    ("PURGEBRIDGE_FLOOD_SHARE", "0", "from 0.05 to 1"),
-    ("PURGEBRIDGE_FLOOD_SHARE", "half", "fraction"),
 ])
 def test_bad_values_name_variable_value_and_expectation(name, value, words):
     with pytest.raises(ConfigError) as info:

@@ -18,7 +18,7 @@ from purgebridge.journal import JournalBusy, JournalClosed
 from purgebridge.mapping import MappingOptions
 from purgebridge.queue import Queue
 from purgebridge.metrics import Metrics
-from purgebridge.worker import Worker, _Pacer, thread_cpu
+from purgebridge.worker import Worker
 from test_worker import wait_until
 
 NODES = ["127.0.0.1:9001", "127.0.0.1:9002"]
@@ -344,9 +344,9 @@ class Recorder:
         return [Result(node, item, Outcome.PURGED, 200, "HTTP 200 OK", 1, 0.0) for item in items]
 
 
-def make_settings():
-    return load_settings({"PURGEBRIDGE_NODES": ",".join(NODES), "PURGEBRIDGE_BACKOFF": "0.01",
-                          "PURGEBRIDGE_BACKOFF_MAX": "0.05"}, environ={}, dotenv_path="")
+def make_settings(backoff="0.01"):
+    return load_settings({"PURGEBRIDGE_NODES": ",".join(NODES), "PURGEBRIDGE_BACKOFF": backoff,
+                          "PURGEBRIDGE_BACKOFF_MAX": max(backoff, "0.05")}, environ={}, dotenv_path="")
 
 
 def test_journal_left_by_a_killed_relay_is_expanded_and_sent_by_the_next_worker(tmp_path):
@@ -474,7 +474,7 @@ def test_direct_path_requeues_what_a_down_node_missed_and_skips_it_while_down(tm
     q = Queue(tmp_path / "q.sqlite3")
     down = NODES[1]
     fake = Answering(down=[down])
-    worker = Worker(q, make_settings(), deliver=fake)
+    worker = Worker(q, make_settings(backoff="5"), deliver=fake)   # still down when the second event comes
     try:
         q.append("wordpress", HOST, body_for(1), signature_of(1))
         worker.dispatch()
@@ -511,68 +511,6 @@ def test_a_crash_before_the_mark_sends_the_events_again_at_the_next_start(tmp_pa
         again.close()
 
 
-def test_the_worker_defers_to_a_flood_of_appends_but_not_past_defer_max(tmp_path):
-    q = Queue(tmp_path / "q.sqlite3")
-    fake = Answering()
-    worker = Worker(q, make_settings(), deliver=fake, defer_max=0.3).start()
-    try:
-        stop = time.monotonic() + 1.0
-        n = 0
-        while time.monotonic() < stop and n < 5000:   # ~hundreds a second: busy the whole time
-            q.append("wordpress", HOST, body_for(n % 7), signature_of(10_000 + n))
-            n += 1
-        assert fake.sent, "deferring must not starve the purges for longer than defer_max"
-        assert wait_until(lambda: q.stats()["depth"] == 0)
-    finally:
-        worker.stop(timeout=5)
-        q.close()
-
-
-def test_a_saturating_flood_holds_the_purges_back_and_they_catch_up_when_it_ends(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="purgebridge.worker")
-    q = Queue(tmp_path / "q.sqlite3")
-    fake = Answering()
-    metrics = Metrics(q)
-    worker = Worker(q, make_settings(), deliver=fake, metrics=metrics, defer_max=0.05, flood_share=0.05)
-    stopping = threading.Event()
-    frozen = []
-
-    def purge_cpu():
-        return thread_cpu(worker._clocks)
-
-    def cpu_time():   # the purge work's own CPU plus a whole CPU of accepting, until the flood stops
-        if stopping.is_set():
-            frozen[:] = frozen or [time.monotonic()]
-            return frozen[0] + purge_cpu()
-        return time.monotonic() + purge_cpu()
-
-    worker._pacer = _Pacer(0.05, purge_cpu, cpu_time=cpu_time)
-    worker.start()
-    try:
-        stop = time.monotonic() + 1.5
-
-        def append_until_stop(k):   # four senders: some request is waiting for a commit all along
-            n = 0
-            while time.monotonic() < stop and n < 5_000:
-                q.append("wordpress", HOST, body_for(n % 7), signature_of(20_000 + k * 5_000 + n))
-                n += 1
-
-        senders = [threading.Thread(target=append_until_stop, args=(k,)) for k in range(4)]
-        for sender in senders:
-            sender.start()
-        for sender in senders:
-            sender.join(10)
-        held = sum(metrics.held_back.labels(how=how)._value.get() for how in ("deferred", "paced"))
-        assert held > 0.5, f"the purge work must be held back during the flood (held {held:.2f} s)"
-        assert any("accepting saturates this relay" in r.getMessage() for r in caplog.records), \
-            "the flood outlasted defer_max and saturated the process: the pacer must have started"
-        assert fake.sent, "pacing must not starve the purges"
-        stopping.set()
-        assert wait_until(lambda: q.journal_pending() == 0 and q.stats()["depth"] == 0, timeout=20)
-    finally:
-        stopping.set()
-        worker.stop(timeout=5)
-        q.close()
 
 
 def test_site_purge_of_a_subdirectory_site_bans_its_path_and_keeps_other_urls(queue):

@@ -264,6 +264,7 @@ def test_comment(action):
     result = map_change(HOME, comment_change(action))
     assert set(result.urls) == {
         f"{H}/hello-world/", f"{H}/hello-world/feed/", f"{H}/comments/feed/",
+        f"{H}/feed/", f"{H}/feed/atom/", f"{H}/feed/rdf/",  # their items carry the post's comment count
         f"{H}/wp-json/wp/v2/posts/42", f"{H}/wp-json/wp/v2/comments?post=42"}
     assert result.keys == ("post-42",)
 

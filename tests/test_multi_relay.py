@@ -48,12 +48,12 @@ def claims_held(client, prefix, pid, nodes):
 
 
 def kill_while_holding_claims(relay, client, nodes, deadline):
-    """SIGSTOP relay's app process, look at Redis, SIGKILL the relay if it holds claims, else SIGCONT.
+    """SIGSTOP relay's worker process, look at Redis, SIGKILL the relay if it holds claims, else SIGCONT.
 
-    The supervisor is killed; the app process (the Redis consumer, named
+    The supervisor is killed; the worker process (the Redis consumer, named
     after its pid) dies with it (PR_SET_PDEATHSIG), as after a crash.
     """
-    pid = relay.app_pid()
+    pid = relay.worker_pid()
     while time.monotonic() < deadline:
         os.kill(pid, signal.SIGSTOP)
         held = claims_held(client, "purgebridge:", pid, nodes)

@@ -194,19 +194,6 @@ def test_pending_events_hands_each_event_out_once_until_rewound(make):
     assert queue.journal_pending() == 2
 
 
-def test_journal_busy_only_during_a_flood_of_appends(make):
-    queue = make()
-    queue.append("wordpress", "h", b"{}", "sha256=b0")
-    assert not queue.journal_busy()                 # one event, committed: the worker must not wait
-    started = time.monotonic()
-    for n in range(1, 6):
-        queue.append("wordpress", "h", b"{}", f"sha256=b{n}")
-    if time.monotonic() - started < 0.04:           # five within 50 ms (a machine this slow proves nothing)
-        assert queue.journal_busy()                 # a flood
-    time.sleep(0.1)
-    assert not queue.journal_busy()
-
-
 def test_finished_events_leave_no_rows_and_count_what_was_delivered(make):
     queue = make()
     ids = [queue.append("wordpress", "h", b"{}", f"sha256=f{n}") for n in range(3)]
@@ -395,6 +382,18 @@ def test_claims_whose_lease_ran_out_expire_too_but_live_claims_do_not(queue):
     assert queue.dead_letters()[0]["item"]["target"] == "/x/"
     queue.ack(held)                                      # too late: stays a dead letter
     assert queue.stats()["dead"] == 1
+
+
+def test_dead_hosts_names_the_sites_of_the_rows_that_just_expired(queue):
+    """Issue 13.7: the dead-letter ban covers these hosts only."""
+    old = time.time() - 4000
+    queue.enqueue(["a"], [url("/x/"), purge_for_url("https://shop.example.test/y")], "wordpress", now=old)
+    queue.enqueue(["b"], [purge_for_url("https://other.example.test/z")], "wordpress", now=old)
+    since = time.time()
+    assert queue.expire() == {"a": 2, "b": 1}
+    assert queue.dead_hosts("a", since) == {"blog.example.test", "shop.example.test"}
+    assert queue.dead_hosts("b", since) == {"other.example.test"}
+    assert queue.dead_hosts("a", time.time() + 1) == set()
 
 
 # --- bounded memory, wake-ups, health ------------------------------------------------------------------------

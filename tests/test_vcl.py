@@ -130,7 +130,7 @@ def test_noxkey_file_is_generated_from_wordpress_vcl(tmp_path):
 
 def test_every_behaviour_has_a_vtc():
     expected = {"purge_acl", "purge_variants", "soft_purge", "ban", "xkey", "xkey_hosts", "cookies",
-                "nocache", "static", "xcache", "debug", "grace", "grace_5xx", "degrade", "noxkey"}
+                "nocache", "static", "xcache", "debug", "grace", "grace_5xx", "degrade", "noxkey", "host_spellings"}
     assert expected <= {Path(n).stem for n in VTCS}
 
 

@@ -17,13 +17,16 @@ import pytest
 import requests
 
 from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
-from purgebridge import localcluster
+from purgebridge import audit, localcluster
+from purgebridge.config import load_settings
+from purgebridge.fanout import fan_out, purge_all_for
 from relayproc import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "wp-e2e-admin-token"
+AUDIT_MAX_URLS = 60  # the whole test site is about 40 URLs; the bound keeps a growing site's oracle quick
 
 
 class WordPressBackend:
@@ -93,12 +96,18 @@ def blog(wordpress_site, relay):
         $news  = wp_insert_term('News', 'category');
         $world = wp_insert_term('World', 'category', array('parent' => $news['term_id']));
         $sport = wp_insert_term('Sport', 'category');
-        $mk = function ($title, $cats, $tags) {
+        // A minute apart: posts of the same second come in no fixed order, so archives would vary (docs/audit.md).
+        $minutes = 10;
+        $ago = function () use (&$minutes) {
+            $when = gmdate('Y-m-d H:i:s', time() - 60 * $minutes--);
+            return array('post_date' => get_date_from_gmt($when), 'post_date_gmt' => $when);
+        };
+        $mk = function ($title, $cats, $tags) use ($ago) {
             return wp_insert_post(array('post_title' => $title, 'post_status' => 'publish', 'post_content' => $title,
-                'post_category' => $cats, 'tags_input' => $tags));
+                'post_category' => $cats, 'tags_input' => $tags) + $ago());
         };
         $unrelated = wp_insert_post(array('post_title' => 'Unrelated quiet post', 'post_status' => 'publish',
-            'post_content' => 'never touched', 'post_category' => array(1)));
+            'post_content' => 'never touched', 'post_category' => array(1)) + $ago());
         return array(
             'news' => $news['term_id'], 'world' => $world['term_id'], 'sport' => $sport['term_id'],
             'unrelated' => $unrelated,
@@ -152,6 +161,26 @@ def step(site, relay, code):
     return result
 
 
+def assert_site_fresh(site, cluster):
+    """Oracle for every scenario: ``purgebridge audit`` over the whole site finds no stale copy on any node.
+
+    Sitemap plus listing pages, every node against the origin (docs/audit.md).
+    Call it at the end of a scenario, after ``relay.drained()``. It also
+    caches every page on every node, so the next scenario starts from a warm
+    site, as production does.
+    """
+    settings = load_settings({"PURGEBRIDGE_NODES": cluster.nodes_env(), "PURGEBRIDGE_ORIGIN": site.host,
+                              "PURGEBRIDGE_TIMEOUT": "5"}, environ={}, dotenv_path="")
+    auditor = audit.Auditor(settings, audit.resolve_origin(settings), rate=1000, concurrency=4)
+    try:
+        urls, _notes = audit.discover(auditor, site.url, settings.pagination)
+        report = auditor.run(urls[:AUDIT_MAX_URLS])
+    finally:
+        auditor.close()
+    assert report.urls >= 10, "the audit found almost nothing to check"
+    assert [f"{c.state.value} {c.node} {c.url}: {c.detail}" for c in report.problems()] == []
+
+
 def test_wordpress_pages_are_cached_by_every_node(wordpress_site, wp_cluster, relay, blog):
     site = wordpress_site
     unrelated = path_of(site, blog["url"]["unrelated"])
@@ -159,6 +188,7 @@ def test_wordpress_pages_are_cached_by_every_node(wordpress_site, wp_cluster, re
     for node in wp_cluster.nodes:
         status, headers, body = node.get(unrelated, site.host)
         assert status == 200 and b"Unrelated quiet post" in body
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_publish(wordpress_site, wp_cluster, relay, blog):
@@ -173,6 +203,7 @@ def test_publish(wordpress_site, wp_cluster, relay, blog):
     """ % blog["world"])
     check(wp_cluster, site, affected, [unrelated, "/category/sport/"])
     assert requests.get(url, timeout=15).status_code == 200
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_update(wordpress_site, wp_cluster, relay, blog):
@@ -185,6 +216,7 @@ def test_update(wordpress_site, wp_cluster, relay, blog):
     check(wp_cluster, site, [alpha, "/", "/category/news/world/"], [unrelated])
     for node in wp_cluster.nodes:
         assert b"updated text" in node.get(alpha, site.host)[2]
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_slug_change_purges_the_old_permalink(wordpress_site, wp_cluster, relay, blog):
@@ -199,6 +231,7 @@ def test_slug_change_purges_the_old_permalink(wordpress_site, wp_cluster, relay,
     assert new_url.endswith("/bravo-renamed/")
     check(wp_cluster, site, [old, "/"], [unrelated])
     blog["url"]["bravo"] = new_url
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_category_change_purges_old_and_new_archives(wordpress_site, wp_cluster, relay, blog):
@@ -209,6 +242,7 @@ def test_category_change_purges_old_and_new_archives(wordpress_site, wp_cluster,
     warm(wp_cluster, site, archives + [alpha, unrelated])
     step(site, relay, "wp_set_post_categories(%d, array(%d)); return true;" % (blog["alpha"], blog["sport"]))
     check(wp_cluster, site, archives + [alpha], [unrelated])
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_unpublish(wordpress_site, wp_cluster, relay, blog):
@@ -219,6 +253,7 @@ def test_unpublish(wordpress_site, wp_cluster, relay, blog):
     step(site, relay, "wp_update_post(array('ID' => %d, 'post_status' => 'draft')); return true;" % blog["alpha"])
     check(wp_cluster, site, [alpha, "/", "/tag/red/"], [unrelated])
     assert requests.get(site.url + alpha, timeout=15, allow_redirects=False).status_code == 404
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_trash(wordpress_site, wp_cluster, relay, blog):
@@ -228,6 +263,7 @@ def test_trash(wordpress_site, wp_cluster, relay, blog):
     warm(wp_cluster, site, [charlie, "/", "/category/news/", unrelated])
     step(site, relay, "wp_trash_post(%d); return true;" % blog["charlie"])
     check(wp_cluster, site, [charlie, "/", "/category/news/"], [unrelated])
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_scheduled_post_published_by_cron(wordpress_site, wp_cluster, relay, blog):
@@ -248,6 +284,7 @@ def test_scheduled_post_published_by_cron(wordpress_site, wp_cluster, relay, blo
     relay.drained()
     assert php(site, "return get_post_status(%d);" % post_id) == "publish"
     check(wp_cluster, site, ["/", "/category/sport/"], [unrelated])
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_comment_approval(wordpress_site, wp_cluster, relay, blog):
@@ -263,6 +300,7 @@ def test_comment_approval(wordpress_site, wp_cluster, relay, blog):
     check(wp_cluster, site, [bravo], [unrelated])
     for node in wp_cluster.nodes:
         assert b"First!" in node.get(bravo, site.host)[2]
+    assert_site_fresh(wordpress_site, wp_cluster)
 
 
 def test_term_edit(wordpress_site, wp_cluster, relay, blog):
@@ -273,6 +311,17 @@ def test_term_edit(wordpress_site, wp_cluster, relay, blog):
          % blog["sport"])
     check(wp_cluster, site, ["/category/sport/"], [unrelated])
     assert requests.get(site.url + "/category/sports/", timeout=15).status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason="known gap found by the audit oracle: a renamed term is printed on every "
+                   "page that lists its posts (front page, feeds, the posts, date and tag archives), but a term "
+                   "change purges only the term's own archives (docs/url-mapping.md)")
+def test_term_edit_leaves_the_whole_site_fresh(wordpress_site, wp_cluster, relay, blog):
+    try:
+        assert_site_fresh(wordpress_site, wp_cluster)
+    finally:  # the next scenarios start from a clean cache either way: ban the whole site on every node
+        settings = load_settings({"PURGEBRIDGE_NODES": wp_cluster.nodes_env()}, environ={}, dotenv_path="")
+        assert fan_out(settings.nodes, [purge_all_for(wordpress_site.host)], settings).ok
 
 
 def test_relay_down_then_cron_delivers(wordpress_site, wp_cluster, relay, blog):
@@ -301,3 +350,4 @@ def test_relay_down_then_cron_delivers(wordpress_site, wp_cluster, relay, blog):
     check(wp_cluster, site, [bravo, "/"], [unrelated])
     for node in wp_cluster.nodes:
         assert b"edited while the relay was down" in node.get(bravo, site.host)[2]
+    assert_site_fresh(wordpress_site, wp_cluster)

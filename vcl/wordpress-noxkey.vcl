@@ -96,8 +96,17 @@ sub purgebridge_normalise {
         unset req.http.X-Purgebridge-Keys;
         unset req.http.X-Purged-Count;
     }
+    # One spelling per site, for requests and for the relay's PURGE/BAN/PURGEKEYS
+    # alike (urls.split_url sends the same): lower case, no trailing dot
+    # ("blog.example.test." is the same name), no default port, and no port
+    # equal to the one this Varnish listens on (a client that reached the node
+    # directly says "blog.example.test:6081" for the same pages).
     if (req.http.Host) {
-        set req.http.Host = regsub(std.tolower(req.http.Host), ":(80|443)$", "");
+        set req.http.Host = regsub(std.tolower(req.http.Host), "\.+(:[0-9]+)?$", "\1");
+        set req.http.Host = regsub(req.http.Host, ":(80|443)$", "");
+        if (req.http.Host ~ ":[0-9]+$" && regsub(req.http.Host, "^.*:", "") == "" + std.port(server.ip)) {
+            set req.http.Host = regsub(req.http.Host, ":[0-9]+$", "");
+        }
     }
     if (req.http.X-Forwarded-Proto ~ "(?i)^\s*https\s*(,|$)") {
         set req.http.X-Forwarded-Proto = "https";

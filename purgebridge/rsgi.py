@@ -1,0 +1,155 @@
+"""The WSGI app served over granian's RSGI interface, so no slow client holds a Python thread.
+
+Why: on granian's WSGI interface the app is called as soon as the headers
+are in, and ``wsgi.input.read()`` then waits for the body on one of the app's
+few Python threads, with no deadline. Eight connections that sent
+``Content-Length: 100`` and one byte stopped every route, ``/healthz``
+included, for as long as they stayed open. Here the body is read by
+granian's event loop (``await protocol()``, no thread held) within
+``BODY_DEADLINE`` seconds, and only a complete body is handed to the WSGI app
+on the thread pool. A client that is too slow gets 408 and the connection is
+closed; one that has ``PER_CLIENT`` requests waiting for their bodies already
+gets 429. Slow headers and idle keep-alive connections never reach Python at
+all: granian's Rust side holds them (``header_read_timeout`` in
+``server.py`` closes the slow ones).
+
+Concurrency in three sentences: the event loop thread only waits for bodies
+and hands complete requests to ``pool``; ``pool``'s ``threads`` threads run
+the WSGI app exactly as granian's WSGI threads did; the per-client counter is
+touched only on the event loop thread, so it needs no lock.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+import io
+import logging
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
+
+log = logging.getLogger(__name__)
+
+BODY_DEADLINE = 10.0  # seconds for a whole body to arrive (256 KiB at 26 KB/s); PURGEBRIDGE_BODY_TIMEOUT
+PER_CLIENT = 32  # requests of one client address whose bodies may be arriving at once
+_REASONS = {408: "Request Timeout", 413: "Content Too Large", 429: "Too Many Requests"}
+
+
+def _split_address(text: str) -> Tuple[str, str]:
+    host, _, port = (text or "").rpartition(":")
+    return host.strip("[]"), port
+
+
+class RSGIAdapter:
+    """``__rsgi__`` for granian: read the body on the loop with a deadline, then call ``app`` on a thread."""
+
+    def __init__(self, app: Callable, threads: int, max_body: int, body_deadline: float = BODY_DEADLINE,
+                 per_client: int = PER_CLIENT) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.body_deadline = body_deadline
+        self.per_client = per_client
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="purgebridge-http")
+        self.reading: Dict[str, int] = {}  # client address -> bodies being read (event loop thread only)
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        if scope.proto != "http":
+            protocol.response_empty(404, [])
+            return
+        client, _port = _split_address(scope.client)
+        body = await self._body(scope, protocol, client)
+        if body is None:
+            return
+        status, headers, payload = await asyncio.get_running_loop().run_in_executor(
+            self.pool, self._call_app, scope, body)
+        protocol.response_bytes(status, headers, payload)
+
+    async def _body(self, scope, protocol, client: str) -> Optional[bytes]:
+        """The whole body, or None after answering 408/413/429 itself."""
+        length = scope.headers.get("content-length")
+        if scope.method in ("GET", "HEAD") and not length and "transfer-encoding" not in scope.headers:
+            return b""
+        try:
+            if length is not None and int(length) > self.max_body:
+                return self._refuse(protocol, 413, f"body over {self.max_body // 1024} KiB")
+        except ValueError:
+            pass  # granian refuses a bad Content-Length itself; the app sees what was read
+        if self.reading.get(client, 0) >= self.per_client:
+            return self._refuse(protocol, 429, "too many requests from this address are still sending their body")
+        self.reading[client] = self.reading.get(client, 0) + 1
+        try:
+            return await asyncio.wait_for(self._read(protocol), self.body_deadline)
+        except asyncio.TimeoutError:
+            log.info("refused %s %s from %s: 408 body not complete within %.0f s", scope.method, scope.path,
+                     client, self.body_deadline)
+            return self._refuse(protocol, 408, f"body not complete within {self.body_deadline:g} s")
+        except _TooLarge:
+            return self._refuse(protocol, 413, f"body over {self.max_body // 1024} KiB")
+        finally:
+            self.reading[client] -= 1
+            if not self.reading[client]:
+                del self.reading[client]
+
+    async def _read(self, protocol) -> bytes:
+        chunks: List[bytes] = []
+        size = 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _refuse(protocol, status: int, message: str) -> None:
+        payload = ('{"error": "%s"}' % message).encode("utf-8")
+        protocol.response_bytes(status, [("content-type", "application/json"), ("connection", "close")], payload)
+        return None
+
+    def _call_app(self, scope, body: bytes) -> Tuple[int, List[Tuple[str, str]], bytes]:
+        """Run the WSGI app on a pool thread; the response is collected whole (all of ours are small)."""
+        answer: Dict[str, object] = {}
+
+        def start_response(status: str, headers: List[Tuple[str, str]], exc_info=None) -> Callable:
+            answer["status"], answer["headers"] = int(status.split(" ", 1)[0]), headers
+            return lambda data: None
+
+        result = self.app(self._environ(scope, body), start_response)
+        try:
+            payload = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return answer["status"], answer["headers"], payload
+
+    @staticmethod
+    def _environ(scope, body: bytes) -> Dict[str, object]:
+        server_host, server_port = _split_address(scope.server)
+        client_host, client_port = _split_address(scope.client)
+        environ = {
+            "REQUEST_METHOD": scope.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote_to_bytes(scope.path).decode("latin-1"),
+            "QUERY_STRING": scope.query_string,
+            "SERVER_NAME": server_host, "SERVER_PORT": server_port,
+            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+            "REMOTE_ADDR": client_host, "REMOTE_PORT": client_port,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.version": (1, 0), "wsgi.url_scheme": scope.scheme, "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+            "wsgi.run_once": False, "wsgi.input_terminated": True,
+        }
+        for name, value in scope.headers.items():
+            key = name.upper().replace("-", "_")
+            if key == "CONTENT_TYPE":
+                environ["CONTENT_TYPE"] = value
+            elif key != "CONTENT_LENGTH":
+                key = "HTTP_" + key
+                environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+class _TooLarge(Exception):
+    """A chunked body ran past ``max_body``."""

@@ -31,13 +31,14 @@ class _HostBatch:
     ``urls`` maps a URL to a ``[first_at, last_at]`` list, widened in place.
     """
 
-    __slots__ = ("urls", "keys", "keys_span", "purge_all")
+    __slots__ = ("urls", "keys", "keys_span", "purge_all", "bans")
 
     def __init__(self):
         self.urls = {}
         self.keys = set()
         self.keys_span = None
         self.purge_all = None
+        self.bans = {}  # regex -> (first_at, last_at): site purges of one site of a shared host
 
     @staticmethod
     def _widen(span, at):
@@ -47,6 +48,8 @@ class _HostBatch:
         if mapped.purge_all:
             self.purge_all = self._widen(self.purge_all, at)
             return
+        for regex in mapped.bans:
+            self.bans[regex] = self._widen(self.bans.get(regex), at)
         urls = self.urls
         for url in mapped.urls:  # the hot loop of a flood: no call per URL
             span = urls.get(url)
@@ -67,6 +70,7 @@ class _HostBatch:
         found = [(invalidation.purge_for_url(url, proto_header), tuple(span)) for url, span in self.urls.items()]
         if self.keys:
             found.extend((item, self.keys_span) for item in invalidation.keys_for(host, sorted(self.keys)))
+        found.extend((invalidation.ban_for(host, regex), span) for regex, span in sorted(self.bans.items()))
         return found
 
 
@@ -74,7 +78,7 @@ def _count(mapped):
     """Invalidations one event means on its own (what a relay without coalescing would queue)."""
     if mapped.purge_all:
         return 1
-    return len(mapped.urls) + (1 if mapped.keys else 0)
+    return len(mapped.urls) + (1 if mapped.keys else 0) + len(mapped.bans)
 
 
 @dataclass

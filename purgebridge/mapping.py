@@ -19,10 +19,12 @@ A rule function takes a :class:`Context` and yields targets:
 
 A rule only runs for the change kinds it declares with :func:`applies_to`
 (``post``, ``comment``, ``term``, ``urls``; without it: the first three);
-``site`` changes never reach the rules, they mean "ban the whole host"
-(``Invalidations.purge_all``). ``urls`` is the plugin's public API
-(``purgebridge_purge_urls`` / ``_keys``) and an author's old archive: given
-URLs, archives and keys.
+``site`` changes never reach the rules, they mean "ban the whole site": the
+whole host (``Invalidations.purge_all``) when the site is the host's root, else
+a ban of the site's path only (``Invalidations.bans``, see :func:`site_ban`) --
+a WordPress subdirectory network shares one host among many sites. ``urls`` is
+the plugin's public API (``purgebridge_purge_urls`` / ``_keys``), its admin
+bar and WP-CLI, and an author's old archive: given URLs, archives and keys.
 
 The change dict is one validated "Change" of docs/events.md; this module
 trusts its shape and only re-checks what protects the nodes: host and
@@ -32,6 +34,7 @@ characters of every URL.
 from dataclasses import dataclass
 from functools import lru_cache
 import logging
+import re
 from urllib.parse import urlsplit
 
 from purgebridge.errors import InvalidEvent, InvalidURL
@@ -44,6 +47,7 @@ INHERIT = "inherit"
 CHANGE_KINDS = ("post", "comment", "term", "urls")
 DEFAULT_KINDS = ("post", "comment", "term")  # a rule without applies_to(...)
 MAX_PAGINATION = 50
+MAX_BAN_LENGTH = 4000  # characters of a site-purge regex; more falls back to a wider ban
 
 
 class Key(str):
@@ -119,17 +123,23 @@ class MappingOptions:
 
 @dataclass(frozen=True)
 class Invalidations:
-    """What to invalidate: absolute URLs and keys (sorted, unique), or the whole host."""
+    """What to invalidate: absolute URLs and keys (sorted, unique), or the whole host.
+
+    ``bans`` are regexes on path + query (Varnish's ``req.url``) of the site's
+    host, for a site purge that must not reach the host's other sites.
+    """
 
     urls: tuple = ()
     keys: tuple = ()
     purge_all: bool = False
+    bans: tuple = ()
 
     def union(self, other):
         return Invalidations(
             urls=tuple(sorted(set(self.urls) | set(other.urls))),
             keys=tuple(sorted(set(self.keys) | set(other.keys))),
             purge_all=self.purge_all or other.purge_all,
+            bans=tuple(sorted(set(self.bans) | set(other.bans))),
         )
 
 
@@ -563,7 +573,10 @@ def map_change(site_url, change, options=MappingOptions(), *, rules=None):
     kind = change.get("kind")
     if kind == "site":
         # "ping" is the plugin's settings-page test: signed and accepted, stale nothing.
-        return Invalidations() if change.get("action") == "ping" else Invalidations(purge_all=True)
+        if change.get("action") == "ping":
+            return Invalidations()
+        ban = site_ban(site.path, change.get("keep_paths") or ())
+        return Invalidations(bans=(ban,)) if ban else Invalidations(purge_all=True)
     if kind not in CHANGE_KINDS:
         raise InvalidEvent("kind", f"expected one of post, comment, term, urls, site, got {kind!r}")
     ctx = Context(site, change, options)
@@ -575,6 +588,33 @@ def map_change(site_url, change, options=MappingOptions(), *, rules=None):
             continue
         targets.extend(function(ctx))
     return _finish(site, targets, options)
+
+
+def site_ban(path, keep_paths=()):
+    """The ban regex (on path + query) of a site purge, or None for "the whole host".
+
+    A site at ``/`` with nothing to keep is the whole host. A site at
+    ``/blog2/`` is ``^/blog2(?:/|\\?|$)`` -- its pages, and ``/blog2`` itself,
+    never ``/blog22/``. ``keep_paths`` are the paths of other sites *inside*
+    this one (the main site ``/`` of a subdirectory network keeps ``/blog2/``
+    and ``/blog3/``): they are cut out with a negative lookahead, which
+    Varnish's PCRE2 supports. Paths outside this site are ignored.
+    """
+    base = path.rstrip("/")
+    inside = sorted({p.rstrip("/")[len(base) + 1:] for p in keep_paths
+                     if p.startswith(base + "/") and p.rstrip("/") != base})
+    if not base and not inside:
+        return None
+    end = r"(?:/|\?|$)"
+    keep = "|".join(re.escape(p) for p in inside)
+    regex = "^" + re.escape(base) + (f"(?!/(?:{keep}){end})" if keep else "") + (end if base else "/")
+    if len(regex) > MAX_BAN_LENGTH:
+        # Too many neighbours for one X-Ban-Url header (Varnish's http_req_hdr_len is
+        # 8 KB): ban the site and its neighbours rather than leave the site stale.
+        log.warning("mapping: site purge of %s keeps %d paths, too many for one ban; banning %s",
+                    path, len(inside), "the whole host" if not base else path)
+        return None if not base else "^" + re.escape(base) + end
+    return regex
 
 
 def map_batch(site_url, changes, options=MappingOptions(), *, rules=None):

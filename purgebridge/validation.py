@@ -56,8 +56,15 @@ _SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # A REST base becomes /wp-json/wp/v2/<rest_base>/<id>: segments of unreserved characters.
 _REST_BASE_PATTERN = r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)*$"
 
+# A site path of a WordPress network (``/blog2/``): what WordPress allows in a
+# site's path, already percent-encoded; no regex can be smuggled into the ban
+# the relay builds from it (mapping.site_ban).
+_SITE_PATH_PATTERN = r"^/(?:[A-Za-z0-9._~%-]+/)*$"
+MAX_KEEP_PATHS = 1000
+
 # What a pattern means, for the 400's message.
 _PATTERN_TEXT = {
+    _SITE_PATH_PATTERN: "expected a site path such as /blog2/ (A-Z a-z 0-9 . _ ~ % - between slashes)",
     _DATE_PATTERN: "expected YYYY-MM-DD",
     _KEY_PATTERN: f"expected 1-{MAX_KEY_LENGTH} characters from A-Z a-z 0-9 . _ : / -",
     _SLUG_PATTERN: "expected 1-64 characters from A-Z a-z 0-9 _ -",
@@ -77,6 +84,7 @@ Ban = Annotated[str, Meta(min_length=1, max_length=MAX_BAN_LENGTH, pattern=r"^[\
                           description="regex on req.url (printable ASCII), sent as a BAN with X-Ban-Url")]
 UrlList = Annotated[List[Url], Meta(max_length=MAX_ITEMS)]
 KeyList = Annotated[List[Key], Meta(max_length=MAX_ITEMS)]
+SitePath = Annotated[str, Meta(pattern=_SITE_PATH_PATTERN, max_length=200)]
 
 
 class _Body(msgspec.Struct, omit_defaults=True):
@@ -167,6 +175,8 @@ class TermChange(_Change, tag="term"):
 class SiteChange(_Change, tag="site"):
     action: _action_type("site")
     reason: Optional[Text] = None
+    # Multisite: the other sites' paths inside this site's, which a purge_all leaves cached.
+    keep_paths: Optional[Annotated[List[SitePath], Meta(max_length=MAX_KEEP_PATHS)]] = None
 
 
 class UrlsChange(_Change, tag="urls"):

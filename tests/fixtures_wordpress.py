@@ -187,6 +187,7 @@ class WordPressSite:
     db: MariaDB
     server: subprocess.Popen = None
     php_ini: list = field(default_factory=list)
+    router: str = "router.php"  # in tests/wordpress/; a network uses router-multisite.php
 
     @property
     def root(self):
@@ -254,7 +255,7 @@ class WordPressSite:
     def serve(self):
         env = dict(os.environ, PHP_CLI_SERVER_WORKERS="4")
         self.server = subprocess.Popen(
-            ["php", *self.php_ini, "-S", self.host, "-t", str(self.root), str(HARNESS_DIR / "router.php")],
+            ["php", *self.php_ini, "-S", self.host, "-t", str(self.root), str(HARNESS_DIR / self.router)],
             stdout=open(self.base / "php-server.log", "ab"), stderr=subprocess.STDOUT, env=env,
             cwd=str(self.root), start_new_session=True)
 
@@ -272,7 +273,7 @@ class WordPressSite:
         self.db.stop()
 
 
-def _wp_config(site, extra):
+def _wp_config(site, extra, network=False):
     salts = "\n".join(f"define('{name}', '{secrets.token_hex(24)}');" for name in (
         "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY",
         "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT"))
@@ -286,8 +287,8 @@ define('DB_CHARSET', 'utf8mb4');
 define('DB_COLLATE', '');
 {salts}
 $table_prefix = 'wp_';
-define('WP_HOME', '{site.url}');
-define('WP_SITEURL', '{site.url}');
+{"" if network else f"define('WP_HOME', '{site.url}');"}
+{"" if network else f"define('WP_SITEURL', '{site.url}');"}
 define('WP_DEBUG', true);
 define('WP_DEBUG_LOG', true);
 define('WP_DEBUG_DISPLAY', false);
@@ -295,9 +296,9 @@ define('DISABLE_WP_CRON', true);
 define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_AUTO_UPDATE_CORE', false);
 define('WP_HTTP_BLOCK_EXTERNAL', true);
-define('WP_ACCESSIBLE_HOSTS', 'localhost');
-define('PURGEBRIDGE_RELAY_URL', '{site.relay_url}');
-define('PURGEBRIDGE_SECRET', '{site.secret}');
+define('WP_ACCESSIBLE_HOSTS', 'localhost{",127.0.0.1" if network else ""}');
+{"" if network else f"define('PURGEBRIDGE_RELAY_URL', '{site.relay_url}');"}
+{"" if network else f"define('PURGEBRIDGE_SECRET', '{site.secret}');"}
 {extra}
 if (!defined('ABSPATH')) {{
     define('ABSPATH', __DIR__ . '/');
@@ -306,8 +307,12 @@ require_once ABSPATH . 'wp-settings.php';
 """
 
 
-def build_wordpress(base, relay_url, secret, extra_config="", activate=True, plugin_zip=None):
+def build_wordpress(base, relay_url, secret, extra_config="", activate=True, plugin_zip=None, network=False):
     """Private MariaDB + a copy of Debian's WordPress, installed; not serving yet.
+
+    ``network=True`` leaves out WP_HOME/WP_SITEURL (they would give every site
+    of a network the main site's URL) and the PURGEBRIDGE_* constants (a
+    network's relay is set by its network admin): tests/fixtures_multisite.py.
 
     Returns a WordPressSite; call ``.serve()`` to start php -S and ``.stop()``
     to stop both servers. With ``plugin_zip`` (wp-plugin/bin/build-zip.sh's
@@ -324,7 +329,7 @@ def build_wordpress(base, relay_url, secret, extra_config="", activate=True, plu
         shutil.rmtree(site.root / "wp-content")
         shutil.copytree(WP_CONTENT_SOURCE, site.root / "wp-content", symlinks=False)
         (site.root / "wp-config.php").unlink(missing_ok=True)
-        (site.root / "wp-config.php").write_text(_wp_config(site, extra_config))
+        (site.root / "wp-config.php").write_text(_wp_config(site, extra_config, network))
         mu = site.root / "wp-content" / "mu-plugins"
         mu.mkdir(exist_ok=True)
         shutil.copy(HARNESS_DIR / "mu-test-hooks.php", mu / "purgebridge-test-hooks.php")

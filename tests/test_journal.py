@@ -509,3 +509,17 @@ def test_a_crash_before_the_mark_sends_the_events_again_at_the_next_start(tmp_pa
         again.close()
 
 
+
+
+def test_site_purge_of_a_subdirectory_site_bans_its_path_and_keeps_other_urls(queue):
+    """On a host shared by a network's sites, one site's purge must not wipe the others' purges."""
+    other = encode(event_body([post_change(7)]))
+    queue.append("wordpress", HOST, other, signature_of(1))
+    site2 = event_body([{"kind": "site", "action": "purge_all"}], site=f"https://{HOST}/blog2")
+    queue.append("wordpress", HOST, encode(site2), signature_of(2))
+    journal.expand(queue, NODES, options_for)
+    items = [json.loads(r[0]) for r in queue._db().execute("SELECT item FROM deliveries WHERE node = ?",
+                                                             (NODES[0],))]
+    bans = [i for i in items if i["method"] == "BAN"]
+    assert [dict(b["headers"])["X-Ban-Url"] for b in bans] == [r"^/blog2(?:/|\?|$)"]
+    assert any(i["method"] == "PURGE" for i in items)

@@ -6,6 +6,7 @@ get_post_type_archive_link); the plugin sends them in the event.
 """
 
 import logging
+import re
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -580,3 +581,42 @@ def test_explicit_url_on_another_host_is_dropped(caplog):
     with caplog.at_level(logging.WARNING, logger="purgebridge.mapping"):
         assert map_change(HOME, change).urls == (f"{H}/ok/",)
     assert "evil.test" in caplog.text
+
+
+# --- site purges on a host shared by several sites (WordPress subdirectory networks)
+
+SITE_PURGE = {"kind": "site", "action": "purge_all", "reason": "switch_theme"}
+
+
+def test_site_purge_of_a_subdirectory_site_bans_its_path_only():
+    result = map_change("http://net.example.test/blog2/", SITE_PURGE)
+    assert result.purge_all is False and result.urls == () and len(result.bans) == 1
+    ban = re.compile(result.bans[0])
+    assert all(ban.search(p) for p in ("/blog2/", "/blog2", "/blog2/?p=3", "/blog2/2024/01/02/a/", "/blog2?x"))
+    assert not any(ban.search(p) for p in ("/", "/blog22/", "/blog/2024/a/", "/blog3/blog2/"))
+
+
+def test_site_purge_of_the_main_site_keeps_its_neighbours():
+    change = dict(SITE_PURGE, keep_paths=["/blog2/", "/blog3/", "/elsewhere-not-inside/x/"])
+    result = map_change("http://net.example.test/", change)
+    assert result.purge_all is False
+    ban = re.compile(result.bans[0])
+    assert all(ban.search(p) for p in ("/", "/blog/2024/01/02/a/", "/about/", "/blog22/", "/feed/", "/?s=x"))
+    assert not any(ban.search(p) for p in ("/blog2/", "/blog2", "/blog2/feed/", "/blog3/?p=1"))
+
+
+def test_site_purge_of_a_root_site_without_neighbours_is_the_whole_host():
+    assert map_change("http://net.example.test/", dict(SITE_PURGE, keep_paths=[])).purge_all is True
+    # A subdomain network: every site is its own host, so every site purge is a host ban.
+    assert map_change("http://blog2.net.example.test/", SITE_PURGE).purge_all is True
+
+
+def test_batch_union_keeps_site_bans_and_urls():
+    post = post_change(home="https://blog.example.test/blog2")
+    batch = map_batch("https://blog.example.test/blog2/", [post, SITE_PURGE])
+    assert batch.bans and batch.urls and batch.purge_all is False
+
+
+def test_site_purge_with_too_many_neighbours_for_one_header_bans_the_host():
+    keep = [f"/site-number-{n}/" for n in range(400)]
+    assert map_change("http://net.example.test/", dict(SITE_PURGE, keep_paths=keep)).purge_all is True

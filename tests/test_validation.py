@@ -145,3 +145,14 @@ def test_urls_change_of_the_plugins_public_api():
     assert field_of(validate_wordpress_event, dict(base, changes=[bad_url]))[0] == "changes[0].urls[0]"
     bad_key = {"kind": "urls", "action": "purge", "keys": ["a key"]}
     assert field_of(validate_wordpress_event, dict(base, changes=[bad_key]))[0] == "changes[0].keys[0]"
+
+
+def test_site_change_keep_paths_are_site_paths():
+    base = {"schema": 1, "site": "https://net.example.test/"}
+    ok = {"kind": "site", "action": "purge_all", "reason": "x", "keep_paths": ["/blog2/", "/a/b-c/"]}
+    validate_wordpress_event(dict(base, changes=[ok]))
+    for bad in ("blog2/", "/blog2", "/(.*)/", "/a b/", 7, "/" + "x" * 250 + "/"):
+        change = dict(ok, keep_paths=["/fine/", bad])
+        assert field_of(validate_wordpress_event, dict(base, changes=[change]))[0] == "changes[0].keep_paths[1]"
+    assert field_of(validate_wordpress_event, dict(base, changes=[dict(ok, keep_paths="/blog2/")]))[0] \
+        == "changes[0].keep_paths"

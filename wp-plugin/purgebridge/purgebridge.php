@@ -58,6 +58,7 @@ require_once __DIR__ . '/includes/class-purgebridge-notices.php';
 require_once __DIR__ . '/includes/class-purgebridge-site-health.php';
 require_once __DIR__ . '/includes/class-purgebridge-cli.php';
 require_once __DIR__ . '/includes/class-purgebridge-admin.php';
+require_once __DIR__ . '/includes/class-purgebridge-network.php';
 require_once __DIR__ . '/includes/class-purgebridge-plugin.php';
 
 register_activation_hook( __FILE__, array( 'Purgebridge_Plugin', 'activate' ) );

@@ -66,7 +66,8 @@ final class Purgebridge_Admin {
 	 * Registers the settings with the Settings API.
 	 */
 	public static function settings() {
-		register_setting(
+		$relay_here = ! is_multisite() || is_network_admin(); // Multisite: the relay is the network admin's (Purgebridge_Network).
+		$relay_here && register_setting(
 			self::PAGE,
 			'purgebridge_relay_url',
 			array(
@@ -74,7 +75,7 @@ final class Purgebridge_Admin {
 				'default' => '',
 			)
 		);
-		register_setting(
+		$relay_here && register_setting(
 			self::PAGE,
 			'purgebridge_secret',
 			array(
@@ -182,22 +183,31 @@ final class Purgebridge_Admin {
 
 	/** Relay URL field: read-only when wp-config.php sets it or the user may not change it. */
 	public static function field_url() {
+		if ( is_multisite() && ! is_network_admin() ) {
+			echo '<code>' . esc_html( Purgebridge_Settings::configured_relay_url() ) . '</code> ';
+			echo '<p class="description">' . esc_html__( 'Set for every site of the network by a network administrator (Network Admin → Settings → Purgebridge).', 'purgebridge' ) . '</p>';
+			return;
+		}
 		if ( Purgebridge_Settings::url_locked() || ! Purgebridge_Settings::can_change_relay_url() ) {
 			echo '<code>' . esc_html( Purgebridge_Settings::configured_relay_url() ) . '</code> ';
 			echo '<p class="description">' . esc_html( Purgebridge_Settings::url_locked() ? __( 'Set by PURGEBRIDGE_RELAY_URL in wp-config.php.', 'purgebridge' ) : __( 'Only an administrator who may change the relay URL can change it.', 'purgebridge' ) ) . '</p>';
 			return;
 		}
-		printf( '<input type="url" class="regular-text" id="purgebridge_relay_url" name="purgebridge_relay_url" value="%s" placeholder="http://127.0.0.1:8787" />', esc_attr( (string) get_option( 'purgebridge_relay_url', '' ) ) );
+		printf( '<input type="url" class="regular-text" id="purgebridge_relay_url" name="purgebridge_relay_url" value="%s" placeholder="http://127.0.0.1:8787" />', esc_attr( Purgebridge_Settings::relay_option( 'purgebridge_relay_url' ) ) );
 		echo '<p class="description">' . esc_html__( 'The relay\'s base address: http:// or https://, a host and port, no user name, query or fragment.', 'purgebridge' ) . '</p>';
 	}
 
 	/** Secret field: write-only, the stored value is never printed. */
 	public static function field_secret() {
+		if ( is_multisite() && ! is_network_admin() ) {
+			echo '<p class="description">' . esc_html__( 'Set for every site of the network by a network administrator.', 'purgebridge' ) . '</p>';
+			return;
+		}
 		if ( Purgebridge_Settings::secret_locked() ) {
 			echo '<p class="description">' . esc_html__( 'Set by PURGEBRIDGE_SECRET in wp-config.php.', 'purgebridge' ) . '</p>';
 			return;
 		}
-		$stored = '' !== (string) get_option( 'purgebridge_secret', '' );
+		$stored = '' !== Purgebridge_Settings::relay_option( 'purgebridge_secret' );
 		printf(
 			'<input type="password" class="regular-text" id="purgebridge_secret" name="purgebridge_secret" value="" autocomplete="new-password" placeholder="%s" />',
 			esc_attr( $stored ? __( 'stored — leave empty to keep', 'purgebridge' ) : '' )

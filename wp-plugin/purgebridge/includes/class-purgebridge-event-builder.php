@@ -117,10 +117,19 @@ final class Purgebridge_Event_Builder {
 	 * @return array
 	 */
 	public static function purge_all( $reason ) {
-		return array(
-			'kind'   => 'site',
-			'action' => 'purge_all',
-			'reason' => (string) $reason,
+		/**
+		 * Filters a site purge before it is sent; on multisite
+		 * Purgebridge_Network adds `keep_paths` (the neighbour sites' paths).
+		 *
+		 * @param array $change The site change.
+		 */
+		return apply_filters(
+			'purgebridge_site_purge',
+			array(
+				'kind'   => 'site',
+				'action' => 'purge_all',
+				'reason' => (string) $reason,
+			)
 		);
 	}
 

@@ -20,6 +20,7 @@ final class Purgebridge_Plugin {
 	 */
 	public static function boot() {
 		add_action( 'plugins_loaded', array( 'Purgebridge_Probe', 'maybe_handle' ), 0 );
+		add_action( 'plugins_loaded', array( __CLASS__, 'maybe_upgrade' ) );
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
 		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
 		add_action( self::CRON_HOOK, array( __CLASS__, 'drain' ) );
@@ -31,6 +32,7 @@ final class Purgebridge_Plugin {
 		Purgebridge_Notices::register();
 		Purgebridge_Site_Health::register();
 		Purgebridge_CLI::register();
+		Purgebridge_Network::register();
 	}
 
 	/**
@@ -62,9 +64,45 @@ final class Purgebridge_Plugin {
 	}
 
 	/**
-	 * Activation: table, default options, cron.
+	 * Activation; network activation sets up every site of the network.
+	 *
+	 * @param bool $network_wide Activated for the whole network.
 	 */
-	public static function activate() {
+	public static function activate( $network_wide = false ) {
+		self::on_sites( $network_wide, array( __CLASS__, 'activate_site' ) );
+	}
+
+	/**
+	 * Runs a per-site step on every site for a network-wide (de)activation,
+	 * else on the current site.
+	 *
+	 * @param bool     $network_wide For the whole network.
+	 * @param callable $step         Called with no arguments.
+	 */
+	private static function on_sites( $network_wide, $step ) {
+		if ( is_multisite() && $network_wide ) {
+			Purgebridge_Network::each_site( $step );
+			return;
+		}
+		call_user_func( $step );
+	}
+
+	/**
+	 * After a plugin update (new files, no activation): a site whose tables
+	 * are older than this code is set up again. One autoloaded option read
+	 * per request; each site of a network upgrades on its own next request.
+	 */
+	public static function maybe_upgrade() {
+		if ( Purgebridge_Queue::DB_VERSION !== get_option( 'purgebridge_db_version' ) ) {
+			self::activate_site();
+		}
+	}
+
+	/**
+	 * Sets up the current site: table (created or upgraded), default options,
+	 * cron. Safe to run again.
+	 */
+	public static function activate_site() {
 		Purgebridge_Queue::install();
 		add_option( 'purgebridge_relay_url', '' );
 		add_option( 'purgebridge_secret', '', '', false );
@@ -83,9 +121,19 @@ final class Purgebridge_Plugin {
 	}
 
 	/**
-	 * Deactivation: stop cron; the queue stays for a later activation.
+	 * Deactivation: stop cron (on every site for a network deactivation);
+	 * the queue stays for a later activation.
+	 *
+	 * @param bool $network_wide Deactivated for the whole network.
 	 */
-	public static function deactivate() {
+	public static function deactivate( $network_wide = false ) {
+		self::on_sites( $network_wide, array( __CLASS__, 'deactivate_site' ) );
+	}
+
+	/**
+	 * Stops the current site's cron.
+	 */
+	public static function deactivate_site() {
 		wp_clear_scheduled_hook( self::CRON_HOOK );
 		wp_clear_scheduled_hook( 'purgebridge_drain_soon' );
 	}

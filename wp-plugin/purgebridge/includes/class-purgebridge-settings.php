@@ -57,7 +57,7 @@ final class Purgebridge_Settings {
 		if ( self::url_locked() ) {
 			return (string) PURGEBRIDGE_RELAY_URL;
 		}
-		return (string) get_option( 'purgebridge_relay_url', '' );
+		return self::relay_option( 'purgebridge_relay_url' );
 	}
 
 	/**
@@ -116,6 +116,9 @@ final class Purgebridge_Settings {
 	 * @return bool
 	 */
 	public static function can_change_relay_url() {
+		if ( is_multisite() ) {
+			return current_user_can( 'manage_network_options' );
+		}
 		return current_user_can( self::RELAY_URL_CAPABILITY );
 	}
 
@@ -170,7 +173,19 @@ final class Purgebridge_Settings {
 		if ( self::secret_locked() ) {
 			return (string) PURGEBRIDGE_SECRET;
 		}
-		return (string) get_option( 'purgebridge_secret', '' );
+		return self::relay_option( 'purgebridge_secret' );
+	}
+
+	/**
+	 * The stored relay URL or secret. On multisite it is the network's value,
+	 * set by a network admin only (Purgebridge_Network): a sub-site's own
+	 * option is never read, so a sub-site admin cannot repoint the relay.
+	 *
+	 * @param string $name purgebridge_relay_url or purgebridge_secret.
+	 * @return string
+	 */
+	public static function relay_option( $name ) {
+		return (string) ( is_multisite() ? get_site_option( $name, '' ) : get_option( $name, '' ) );
 	}
 
 	/**

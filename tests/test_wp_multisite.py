@@ -17,7 +17,7 @@ import requests
 from fixtures_multisite import wordpress_network  # noqa: F401
 from fixtures_wordpress import ADMIN_PASSWORD
 from purgebridge import localcluster
-from relayproc import RelayProcess
+from purgebridge.testing import RelayProcess
 from test_wp_e2e import ADMIN_TOKEN, REPO, WordPressBackend, php  # php() works on a Network too
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]

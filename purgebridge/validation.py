@@ -208,6 +208,9 @@ class Event(_Body):
     site: Annotated[Url, Meta(description="home_url('/')")]
     changes: Annotated[List[Change], Meta(min_length=1, max_length=MAX_CHANGES)]
     sent_at: Optional[Id] = None
+    batch_id: Optional[Annotated[str, Meta(max_length=64, description=(
+        "random per batch: keeps two batches with the same changes signed in the same second from "
+        "sharing a signature (the second would be refused as a replay)"))]] = None
     _urls: ClassVar[Tuple[str, ...]] = ("site",)
 
     def __post_init__(self) -> None:

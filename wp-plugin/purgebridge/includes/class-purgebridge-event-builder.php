@@ -169,17 +169,29 @@ final class Purgebridge_Event_Builder {
 	/**
 	 * Encodes one batch body. The exact bytes returned are what gets signed.
 	 *
-	 * @param string $site    home_url('/').
-	 * @param array  $changes 1..500 changes.
-	 * @param int    $sent_at Unix seconds.
+	 * Every batch carries a random batch_id. The relay refuses a signature it
+	 * has seen (409, a replay) and the plugin counts a 409 as delivered (the
+	 * relay already has that batch); the signature covers only the timestamp's
+	 * second and the body, so without the id two batches with the same changes
+	 * signed in the same second (the block editor's REST save and its
+	 * meta-box post; stick_post() then unstick_post()) would share a
+	 * signature, and the second, which must purge again, would be dropped as
+	 * a replay. A queued batch keeps its body, so a re-send after a lost
+	 * answer is still recognised as the same batch.
+	 *
+	 * @param string      $site     home_url('/').
+	 * @param array       $changes  1..500 changes.
+	 * @param int         $sent_at  Unix seconds.
+	 * @param string|null $batch_id Fixed id (tests); null for a fresh random one.
 	 * @return string JSON.
 	 */
-	public static function encode( $site, array $changes, $sent_at ) {
+	public static function encode( $site, array $changes, $sent_at, $batch_id = null ) {
 		$batch = array(
-			'schema'  => 1,
-			'site'    => (string) $site,
-			'sent_at' => (int) $sent_at,
-			'changes' => array_values( $changes ),
+			'schema'   => 1,
+			'site'     => (string) $site,
+			'sent_at'  => (int) $sent_at,
+			'batch_id' => null === $batch_id ? bin2hex( random_bytes( 16 ) ) : (string) $batch_id,
+			'changes'  => array_values( $changes ),
 		);
 		return (string) wp_json_encode( $batch, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE );
 	}

@@ -56,9 +56,20 @@ final class EventBuilderTest extends TestCase {
 		$new    = Purgebridge_Snapshot::post( $post );
 		$change = Purgebridge_Event_Builder::post_change( $old, $new );
 		$v      = self::vector();
-		$body   = Purgebridge_Event_Builder::encode( 'https://blog.example.test', array( $change ), 1764153600 );
+		$body   = Purgebridge_Event_Builder::encode( 'https://blog.example.test', array( $change ), 1764153600, json_decode( $v['body'], true )['batch_id'] );
 		$this->assertSame( $v['body'], $body );
 		$this->assertSame( $v['signature'], Purgebridge_Signer::sign( $v['secret'], $v['timestamp'], $body ) );
+	}
+
+	public function test_same_changes_in_the_same_second_are_signed_differently() {
+		// The relay refuses a signature it has seen (409) and the plugin counts that as delivered,
+		// so a second batch with the same changes (a stick then an unstick) must not share a signature.
+		$changes = array( Purgebridge_Event_Builder::purge_all( 'sticky' ) );
+		$first   = Purgebridge_Event_Builder::encode( 'https://blog.example.test/', $changes, 1764153600 );
+		$second  = Purgebridge_Event_Builder::encode( 'https://blog.example.test/', $changes, 1764153600 );
+		$this->assertMatchesRegularExpression( '/^[0-9a-f]{32}$/', json_decode( $first, true )['batch_id'] );
+		$this->assertNotSame( json_decode( $first, true )['batch_id'], json_decode( $second, true )['batch_id'] );
+		$this->assertNotSame( Purgebridge_Signer::sign( 's', '1764153600', $first ), Purgebridge_Signer::sign( 's', '1764153600', $second ) );
 	}
 
 	public function test_draft_edit_sends_nothing() {

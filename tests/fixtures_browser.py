@@ -73,7 +73,7 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wp_login(driver, site, user="admin", password=None, timeout=30):
+def wp_login(driver, site, user="admin", password=None, timeout=90):
     """Log in through wp-login.php by typing and clicking, then wait for wp-admin."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec

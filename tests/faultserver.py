@@ -11,6 +11,8 @@ what happens to the n-th request overall (0-based) and returns one of:
 - ``("close",)``                 close the socket cleanly, no answer
 - ``("half",)``                  write half a response and close
 - ``("garbage",)``               answer with bytes that are not HTTP
+- ``("raw", b"...", close)``      write these bytes as the answer (in pieces of ``piece`` bytes when
+                                  the server was made with one), then close when ``close`` is true
 """
 
 import socket
@@ -22,8 +24,9 @@ import pytest
 
 
 class FaultServer:
-    def __init__(self, script, host="127.0.0.1"):
+    def __init__(self, script, host="127.0.0.1", piece=0):
         self.script = script
+        self.piece = piece
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
@@ -86,6 +89,10 @@ class FaultServer:
                 elif kind == "half":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
                     return
+                elif kind == "raw":
+                    self._write(conn, action[1])
+                    if action[2]:
+                        return
                 elif kind == "garbage":
                     conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
                     return
@@ -93,6 +100,16 @@ class FaultServer:
             return
         finally:
             conn.close()
+
+    def _write(self, conn, data):
+        """Send ``data``; in ``piece``-byte writes with TCP_NODELAY so the reader sees odd splits."""
+        if not self.piece:
+            conn.sendall(data)
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for at in range(0, len(data), self.piece):
+            conn.sendall(data[at:at + self.piece])
+            time.sleep(0.0005)
 
     def stop(self):
         self.stopped = True
@@ -105,8 +122,8 @@ def fault_server():
     """Factory: ``fault_server(script)`` starts a FaultServer, stopped after the test."""
     made = []
 
-    def make(script):
-        server = FaultServer(script)
+    def make(script, piece=0):
+        server = FaultServer(script, piece=piece)
         made.append(server)
         return server
     yield make

@@ -103,11 +103,73 @@ def test_parser_handles_chunked_and_split_reads():
     assert p.take() is None
 
 
-def test_parser_refuses_response_without_length():
+def test_answer_without_length_is_never_counted_as_answered():
+    """A body delimited by close cannot be pipelined: nothing from it on is confirmed."""
     p = _Parser()
     p.feed(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nbody")
-    with pytest.raises(ProtocolError):
-        p.take()
+    assert p.take() is None and p.pending
+
+
+def test_answer_without_length_ends_the_exchange_with_the_rest_unanswered(server):
+    lengthless = b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    s = server(lambda n, line: ("raw", lengthless, True) if n == 2 else ("status", 200))
+    responses, error = Connection(s.host, s.port, timeout=2).exchange(reqs(5), depth=5)
+    assert [r.status for r in responses] == [200, 200]
+    assert isinstance(error, ProtocolError) and "mid-response" in str(error)
+
+
+VARNISH_200 = (b"HTTP/1.1 200 Purged\r\nDate: Thu, 03 Dec 2026 21:06:26 GMT\r\nServer: Varnish\r\n"
+               b"X-Varnish: 203313\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 7\r\n"
+               b"Connection: keep-alive\r\n\r\nPurged\n")
+CHUNKED_404 = (b"HTTP/1.1 404 Not in cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"4;ext=1\r\nnot \r\n6\r\ncached\r\n0\r\nX-Trailer: t\r\n\r\n")
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 50, 4096])
+def test_pipelined_answers_split_at_odd_byte_boundaries(piece):
+    """Answers cut anywhere (inside the status line, a header, a chunk size, the CRLFs) parse the same."""
+    data = (VARNISH_200 + CHUNKED_404) * 20
+    p = _Parser()
+    got = []
+    for at in range(0, len(data), piece):
+        p.feed(data[at:at + piece])
+        got.extend(p.take_all())
+    assert [(r.status, r.reason, r.body) for r in got] == [(200, "Purged", b"Purged\n"),
+                                                           (404, "Not in cache", b"not cached")] * 20
+    assert not p.pending and not p.closing
+
+
+def test_chunked_answers_over_a_socket_written_in_small_pieces(fault_server):
+    s = fault_server(lambda n, line: ("raw", CHUNKED_404 if n % 3 else VARNISH_200, False), piece=5)
+    responses, error = Connection(s.host, s.port, timeout=2).exchange(reqs(30), depth=8)
+    assert error is None
+    assert [r.status for r in responses] == [200 if i % 3 == 0 else 404 for i in range(30)]
+    assert responses[1].body == b"not cached"
+
+
+def test_node_closing_mid_pipeline_leaves_the_rest_unanswered(fault_server):
+    """A node that goes away after 40 of 100 answers: 40 answered, 60 reported as not answered."""
+    s = fault_server(lambda n, line: ("close",) if n == 40 else ("raw", VARNISH_200, False), piece=97)
+    responses, error = Connection(s.host, s.port, timeout=2).exchange(reqs(100), depth=64)
+    assert len(responses) == 40 and all(r.status == 200 for r in responses)
+    assert isinstance(error, ProtocolError)
+
+
+def test_bytes_after_the_last_answer_are_not_read_as_answers():
+    p = _Parser()
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" + VARNISH_200)
+    assert [r.status for r in p.take_all()] == [200]
+    assert p.closing
+    p.feed(VARNISH_200)
+    assert p.take() is None
+
+
+def test_large_body_is_read_past_and_only_its_start_kept():
+    body = b"x" * 100_000
+    p = _Parser()
+    p.feed(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % len(body) + body + VARNISH_200)
+    first, second = p.take_all()
+    assert (first.status, len(first.body), second.status) == (500, 512, 200)
 
 
 def test_parser_reads_framing_fields_in_any_case_and_ignores_the_rest():

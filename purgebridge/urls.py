@@ -55,6 +55,21 @@ def split_url(url):
         raise InvalidURL(url, "empty")
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURL(url[:80] + "...", f"longer than {MAX_URL_LENGTH} characters")
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain and valid_host(plain[2]) and len(plain[3] or "/") <= MAX_TARGET_BYTES:
+        return plain[1], plain[2], plain[3] or "/"
+    return _split_general(url)
+
+
+# The common shape -- lower-case http(s), a lower-case DNS name or IPv4 address, no port, user, query or
+# fragment, a path of characters percent-encoding leaves as they are -- has the same answer without
+# urlsplit and quote, in a fifth of the time: ``purgebridge purge -`` checks tens of thousands of such
+# URLs before it sends anything (tests/test_urls.py checks both ways agree).
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(/[A-Za-z0-9/%:@!$&'()*+,;=._~-]*)?")
+
+
+def _split_general(url):
+    """``split_url`` for any URL: urlsplit, IDNA, ports, percent-encoding."""
     _check_characters(url)
     try:
         parts = urlsplit(url)

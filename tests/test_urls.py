@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 import pytest
 
 from purgebridge.errors import InvalidURL
-from purgebridge.urls import site_of, split_url
+from purgebridge.urls import _split_general, site_of, split_url
 
 
 @pytest.mark.parametrize("url,expected", [
@@ -53,3 +53,37 @@ def test_any_accepted_target_is_safe_on_the_wire(path):
         return
     assert target.startswith("/")
     assert all(0x21 <= ord(c) < 0x7F for c in target + host)
+
+
+_PLAIN_PATH = "abcXYZ019/%:@!$&'()*+,;=._~-"
+
+
+def _general_or_error(url):
+    try:
+        return _split_general(url)
+    except InvalidURL as exc:
+        return ("InvalidURL", str(exc))
+
+
+def _split_or_error(url):
+    try:
+        return split_url(url)
+    except InvalidURL as exc:
+        return ("InvalidURL", str(exc))
+
+
+@pytest.mark.parametrize("url", [
+    "http://example.test", "https://example.test/", "http://127.0.0.1/a", "http://a..b/", "http://-a.test/",
+    "http://example.test/%zz/(x)", "http://" + "a" * 64 + ".test/", "http://example.test/" + "p" * 7200,
+    "http://0x7f.1/", "http://exa_mple.test/", "http://example.test//x/./../y;z=1",
+])
+def test_plain_url_shortcut_answers_like_the_general_path(url):
+    assert _split_or_error(url) == _general_or_error(url)
+
+
+@given(st.sampled_from(["http", "https"]), st.text("abcz019.-", min_size=1, max_size=70),
+       st.text(_PLAIN_PATH, max_size=60))
+def test_plain_url_shortcut_agrees_with_urlsplit_and_quote(scheme, host, path):
+    """The shortcut for plain URLs (no urlsplit, no quote) gives what the general path gives, errors included."""
+    url = f"{scheme}://{host}/{path}"
+    assert _split_or_error(url) == _general_or_error(url)

@@ -35,7 +35,7 @@ from purgebridge.backoff import backoff_delay
 from purgebridge.errors import ProtocolError
 from purgebridge.invalidation import (  # noqa: F401 - the model, used through fanout by callers
     Invalidation, ban_for, keys_for, purge_all_for, purge_for_url)
-from purgebridge.transport import Connection
+from purgebridge.transport import Connection, exchange_all
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +107,20 @@ class NodeClient:
         if not encoded:
             return []
         n = min(len(self.conns), max(1, len(encoded) // max(1, self.depth)))
-        if n <= 1:
-            return self._send_on(self.conns[0], encoded)
         size = -(-len(encoded) // n)
         slices = [encoded[i:i + size] for i in range(0, len(encoded), size)]
-        with ThreadPoolExecutor(max_workers=len(slices)) as pool:
-            parts = list(pool.map(self._send_on, self.conns[:len(slices)], slices))
-        return [answer for part in parts for answer in part]
-
-    def _send_on(self, conn, encoded):
-        was_open = conn.sock is not None
-        responses, error = conn.exchange(encoded, self.depth)
-        if was_open and not responses and isinstance(error, ProtocolError):
-            # A kept-alive connection the node had closed meanwhile: once more on a fresh one.
-            responses, error = conn.exchange(encoded, self.depth)
-        return list(responses) + [error] * (len(encoded) - len(responses))
+        conns = self.conns[:len(slices)]
+        was_open = [conn.sock is not None for conn in conns]
+        outcomes = exchange_all(conns, slices, self.depth)
+        # A kept-alive connection the node had closed meanwhile: once more on a fresh one.
+        again = [i for i, (responses, error) in enumerate(outcomes)
+                 if was_open[i] and not responses and isinstance(error, ProtocolError)]
+        if again:
+            for i, outcome in zip(again, exchange_all([conns[i] for i in again], [slices[i] for i in again],
+                                                      self.depth)):
+                outcomes[i] = outcome
+        return [answer for (responses, error), part in zip(outcomes, slices)
+                for answer in list(responses) + [error] * (len(part) - len(responses))]
 
     def close(self):
         for conn in self.conns:

@@ -6,8 +6,8 @@ node. PURGE requests have no body and tiny answers, so HTTP/1.1 pipelining --
 writing the next requests before the previous answers arrive -- keeps the
 socket busy and lets one connection carry tens of thousands per second.
 
-The client keeps a sliding window of ``depth`` requests in flight: each time
-answers are parsed, as many new requests are written. Answers come back in
+The client keeps up to ``depth`` requests in flight per connection, and one
+thread serves all of a node's connections (``exchange_all``). Answers come back in
 order (RFC 9112 section 9.3.2), so the n-th answer belongs to the n-th request.
 If the node closes the connection or times out part-way, the answers already
 read are kept and the rest are reported as not answered so the caller can
@@ -20,6 +20,7 @@ implements the same ``exchange`` call without a network.
 from collections import deque
 from dataclasses import dataclass
 import logging
+import selectors
 import socket
 import time
 
@@ -171,51 +172,118 @@ class Connection:
         that stopped the exchange early, or None. The connection stays open for
         the next call unless the node closed it or an error happened.
         """
-        if self.sock is None:
+        return exchange_all([self], [requests], depth)[0]
+
+
+def exchange_all(connections, batches, depth):
+    """``connections[i].exchange(batches[i], depth)`` for every i at once, in the calling thread.
+
+    Why one thread for several connections: a node gets two or more
+    connections so that it works on both, but a Python thread per connection
+    made them take turns on the GIL for every few answers. Here one
+    ``selectors`` loop reads whichever socket has answers. Returns one
+    ``(responses, error)`` per connection, as ``Connection.exchange`` does.
+    """
+    exchanges = [_Exchange(conn, batch, depth) for conn, batch in zip(connections, batches)]
+    waiting = {}
+    for ex in exchanges:
+        if ex.start():
+            waiting[ex.conn.sock.fileno()] = ex
+    if waiting:
+        with selectors.DefaultSelector() as selector:
+            for fd, ex in waiting.items():
+                selector.register(fd, selectors.EVENT_READ, ex)
+            while waiting:
+                wait = min(ex.deadline for ex in waiting.values()) - time.monotonic()
+                for key, _ in selector.select(max(wait, 0)):
+                    ex = key.data
+                    if not ex.readable():
+                        selector.unregister(key.fd)
+                        del waiting[key.fd]
+                now = time.monotonic()
+                for fd, ex in list(waiting.items()):
+                    if now >= ex.deadline:  # silence, or bytes trickling in without a complete answer
+                        ex.fail(socket.timeout())
+                        selector.unregister(fd)
+                        del waiting[fd]
+    return [(ex.responses, ex.error) for ex in exchanges]
+
+
+class _Exchange:
+    """One connection's part of an exchange: its requests, how many left, the answers so far.
+
+    The window: ``depth`` requests go out at once; more follow when half of
+    them are answered, not after every read (a read brings a few answers, and
+    a write per read was as many system calls again; half the window still
+    keeps the node busy).
+    """
+
+    def __init__(self, conn, requests, depth):
+        self.conn, self.requests, self.depth = conn, requests, max(1, depth)
+        self.parser = _Parser()
+        self.responses = []
+        self.sent = 0
+        self.error = None
+        self.deadline = 0.0
+
+    def start(self):
+        """Open if needed and write the first window; False when already finished."""
+        if not self.requests:
+            return False
+        if self.conn.sock is None:
             try:
-                self.open()
+                self.conn.open()
             except TransportError as exc:
-                return [], exc
-        parser = _Parser()
-        responses = []
-        sock = self.sock
-        sent = 0
-        total = len(requests)
+                self.error = exc
+                return False
         try:
-            first = min(depth, total)
-            sock.settimeout(self.timeout)  # once: recv waits at most this long for a byte
-            sock.sendall(b"".join(requests[:first]))
-            sent = first
-            deadline = time.monotonic() + self.timeout
-            while len(responses) < total:
-                data = sock.recv(_READ_SIZE)
-                if not data:
-                    raise ProtocolError("node closed the connection"
-                                        + (" mid-response" if parser.pending else ""))
-                parser.feed(data)
-                got = parser.take_all()
-                if parser.closing:
-                    responses.extend(got[:total - len(responses)])
-                    self.close()
-                    if len(responses) < total:
-                        return responses, ProtocolError("node closed the connection (Connection: close)")
-                    return responses, None
-                if got:
-                    responses.extend(got)
-                    deadline = time.monotonic() + self.timeout  # progress resets the clock
-                    more = min(len(got), total - sent)
-                    if more:
-                        sock.sendall(b"".join(requests[sent:sent + more]))
-                        sent += more
-                elif time.monotonic() > deadline:  # bytes trickle in but no answer completes
-                    raise socket.timeout()
-            return responses, None
-        except socket.timeout:
-            self.close()
-            return responses, ReadTimeout(f"no answer within {self.timeout:g}s")
-        except ProtocolError as exc:
-            self.close()
-            return responses, exc
+            self.conn.sock.settimeout(self.conn.timeout)  # a write to a stalled node fails after this long
+            self._send(min(self.depth, len(self.requests)))
         except OSError as exc:
-            self.close()
-            return responses, ProtocolError(f"connection error: {exc.strerror or exc}")
+            self.fail(exc)
+            return False
+        self.deadline = time.monotonic() + self.conn.timeout
+        return True
+
+    def _send(self, count):
+        self.conn.sock.sendall(b"".join(self.requests[self.sent:self.sent + count]))
+        self.sent += count
+
+    def readable(self):
+        """Read what the node sent; False when this exchange is finished (answered, or failed)."""
+        total = len(self.requests)
+        try:
+            data = self.conn.sock.recv(_READ_SIZE)
+            if not data:
+                raise ProtocolError("node closed the connection"
+                                    + (" mid-response" if self.parser.pending else ""))
+            self.parser.feed(data)
+            got = self.parser.take_all()
+            if self.parser.closing:
+                self.responses.extend(got[:total - len(self.responses)])
+                self.conn.close()
+                if len(self.responses) < total:
+                    self.error = ProtocolError("node closed the connection (Connection: close)")
+                return False
+            if got:
+                self.responses.extend(got)
+                if len(self.responses) >= total:
+                    return False
+                self.deadline = time.monotonic() + self.conn.timeout  # progress resets the clock
+                in_flight = self.sent - len(self.responses)
+                if self.sent < total and in_flight <= self.depth // 2:
+                    self._send(min(self.depth - in_flight, total - self.sent))
+            return True
+        except (OSError, ProtocolError) as exc:
+            self.fail(exc)
+            return False
+
+    def fail(self, exc):
+        """Stop here: close the connection and say why (the answers so far are kept)."""
+        self.conn.close()
+        if isinstance(exc, socket.timeout):
+            self.error = ReadTimeout(f"no answer within {self.conn.timeout:g}s")
+        elif isinstance(exc, ProtocolError):
+            self.error = exc
+        else:
+            self.error = ProtocolError(f"connection error: {exc.strerror or exc}")

@@ -118,3 +118,17 @@ def test_fan_out_one_bad_node_does_not_hold_back_others(servers):
 def test_fan_out_without_nodes_is_not_ok():
     report = fan_out([], [purge_for_url("http://example.test/")], settings())
     assert not report.ok and report.errors
+
+
+def test_node_closing_mid_pipeline_unanswered_urls_are_not_confirmed(servers):
+    """Two pipelined connections; the node drops one after 150 answers: exactly the answered URLs count as purged."""
+    s = servers(lambda n, line: ("close",) if n == 150 else ("status", 200))
+    items = [purge_for_url(f"http://example.test/{i}") for i in range(400)]
+    results = deliver(Node(s.host, s.port), items,
+                      settings(PURGEBRIDGE_RETRIES=0, PURGEBRIDGE_CONNECTIONS=2, PURGEBRIDGE_PIPELINE=16))
+    answered = {raw.split(" ")[1] for n, raw in enumerate(s.requests) if n != 150}
+    purged = {r.item.target for r in results if r.outcome is Outcome.PURGED}
+    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    assert purged == answered
+    assert failed and len(purged) + len(failed) == 400
+    assert all(r.status is None and "closed" in r.reason for r in failed)

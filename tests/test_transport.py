@@ -4,7 +4,7 @@ import pytest
 
 from purgebridge.errors import ConnectError, ProtocolError, ReadTimeout
 from purgebridge.invalidation import encode_request
-from purgebridge.transport import Connection, _Parser
+from purgebridge.transport import Connection, _Parser, exchange_all
 
 
 def reqs(n):
@@ -179,3 +179,14 @@ def test_parser_reads_framing_fields_in_any_case_and_ignores_the_rest():
     first = parser.take()
     assert (first.status, first.reason, first.body) == (200, "Purged", b"abc")
     assert parser.closing   # "Close" in any case ends the pipeline after this answer
+
+
+def test_one_thread_serves_several_connections_and_a_stalled_one_times_out_alone(fault_server):
+    fast = fault_server(lambda n, line: ("status", 200))
+    stalled = fault_server(lambda n, line: ("sleep", 2.0, 200))
+    conns = [Connection(fast.host, fast.port, timeout=0.3), Connection(stalled.host, stalled.port, timeout=0.3),
+             Connection(fast.host, fast.port, timeout=0.3)]
+    (a, a_error), (b, b_error), (c, c_error) = exchange_all(conns, [reqs(300), reqs(5), reqs(0)], depth=16)
+    assert a_error is None and len(a) == 300
+    assert b == [] and isinstance(b_error, ReadTimeout) and conns[1].sock is None
+    assert c == [] and c_error is None and fast.connections == 1

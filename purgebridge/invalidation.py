@@ -36,9 +36,12 @@ def encode_request(method, target, host, headers=()):
     """
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
-    for line in lines:
-        if len(line) > MAX_LINE or _CONTROL.search(line):
-            raise ValueError(f"a request line over {MAX_LINE} bytes or with a control character: {line[:60]!r}")
+    # One search over all lines (joined without separators, so it finds exactly what a search per line
+    # finds): a bulk purge encodes tens of thousands of requests before the first byte leaves.
+    if max(map(len, lines)) > MAX_LINE or _CONTROL.search("".join(lines)):
+        for line in lines:
+            if len(line) > MAX_LINE or _CONTROL.search(line):
+                raise ValueError(f"a request line over {MAX_LINE} bytes or with a control character: {line[:60]!r}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 

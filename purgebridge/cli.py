@@ -11,6 +11,8 @@ Options that are settings (``--node``, ``--timeout``...) are handed to
 place (config.py), not here.
 """
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -83,6 +85,23 @@ def _read_urls(args):
     return urls
 
 
+@contextlib.contextmanager
+def _rare_collections():
+    """Run the cyclic garbage collector rarely while a (bulk) purge runs.
+
+    A 30,000-URL purge on 3 nodes allocates a few hundred thousand objects
+    (requests, answers, results), none of them in a reference cycle; the
+    collector's ~340 passes over them took 5 % of the run. Reference counting
+    still frees everything as usual; the thresholds come back afterwards.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 50_000), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="purgebridge")
 @click.option("--node", "nodes", multiple=True, metavar="HOST:PORT",
@@ -116,6 +135,7 @@ def cli(ctx, nodes, vcl, acl, group, timeout, retries, env_file, verbose):
 @click.option("--soft", is_flag=True, help="Soft-purge keys (expire but keep for grace).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_context
+@_rare_collections()
 def purge(ctx, urls, purge_all, host, keys, soft, as_json):
     """Purge URLS on every node; '-' reads URLs from stdin, one per line.
 

@@ -137,3 +137,23 @@ def test_group_targets_only_that_group(nodes, tmp_path):
     assert {(r["node"], r["group"]) for r in json.loads(listing.output)["nodes"]} == {(addrs[0], "fra"), (addrs[1], "ams")}
     unknown = runner.invoke(cli, ["--group", "nyc", "nodes"], env=env)
     assert unknown.exit_code == 2 and "groups: ams, fra" in unknown.output
+
+
+def test_purge_collects_garbage_rarely_while_it_runs_and_restores_the_collector(nodes, monkeypatch):
+    import gc
+    from purgebridge import cli as cli_module
+
+    seen = []
+    real_fan_out = cli_module.fan_out
+
+    def recording_fan_out(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        return real_fan_out(*args, **kwargs)
+
+    monkeypatch.setattr(cli_module, "fan_out", recording_fan_out)
+    before = gc.get_threshold()
+    addrs, _ = nodes(lambda n, l: ("status", 200))
+    result = run(node_args(addrs) + ["purge", "-"], input="http://example.test/a\nhttp://example.test/b\n")
+    assert result.exit_code == 0, result.output
+    assert seen and seen[0][0] >= 50_000
+    assert gc.get_threshold() == before

@@ -56,13 +56,13 @@ class _Parser:
     answers split at any byte. Why not Python: parsing was most of the CPU a
     bulk purge spent (3 us an answer against 0.5 us here), and on a machine
     the Varnish nodes share, that CPU is taken from them. Only the callbacks
-    needed are defined (no per-header callback), so an answer costs three
+    needed are defined (no per-header callback), so an answer costs four
     calls into Python.
 
     An answer whose body is delimited by closing the connection (no length,
-    not chunked) cannot be pipelined: it marks the parser ``closing`` and
-    completes only if the node closes, which ``exchange`` reports as a
-    close mid-response, so nothing after it counts as answered.
+    not chunked) cannot be pipelined: it never completes, and when the node
+    closes, ``exchange`` reports a close mid-response, so nothing from it on
+    counts as answered.
     """
 
     def __init__(self):
@@ -71,8 +71,7 @@ class _Parser:
         self._body = b""
         self._in_answer = False
         self._shared = {}
-        self._last = False  # the answer being read is the connection's last (Connection: close, body until close)
-        self.closing = False  # that last answer is complete: nothing after it is read
+        self.closing = False  # the node's last answer (Connection: close) is complete: nothing after it is read
         self._http = httptools.HttpResponseParser(self)
 
     def feed(self, data):
@@ -115,10 +114,6 @@ class _Parser:
     def on_status(self, reason):
         self._reason += reason  # may arrive in pieces when a read splits the status line
 
-    def on_headers_complete(self):
-        if not self._http.should_keep_alive():  # Connection: close, HTTP/1.0, or a body until close
-            self._last = True
-
     def on_body(self, body):
         if len(self._body) < _KEPT_BODY:
             self._body = (self._body + body)[:_KEPT_BODY]
@@ -132,7 +127,7 @@ class _Parser:
             if len(self._shared) < _SHARED_ANSWERS:
                 self._shared[key] = response
         self._done.append(response)
-        if self._last:
+        if not self._http.should_keep_alive():  # Connection: close or HTTP/1.0 (a body until close never gets here)
             self.closing = True
             raise _LastAnswer()  # stops llhttp here: whatever follows is not an answer to us
 

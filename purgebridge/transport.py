@@ -17,7 +17,6 @@ retry them (PURGE, BAN and key purges are idempotent).
 implements the same ``exchange`` call without a network.
 """
 
-from collections import deque
 from dataclasses import dataclass
 import logging
 import selectors
@@ -66,7 +65,7 @@ class _Parser:
     """
 
     def __init__(self):
-        self._done = deque()
+        self._done = []
         self._reason = b""
         self._body = b""
         self._in_answer = False
@@ -96,12 +95,11 @@ class _Parser:
 
     def take(self):
         """Return the next complete Response or None if more bytes are needed."""
-        return self._done.popleft() if self._done else None
+        return self._done.pop(0) if self._done else None
 
     def take_all(self):
         """Every complete Response parsed so far, in order (the read loop's fast path)."""
-        done = list(self._done)
-        self._done.clear()
+        done, self._done = self._done, []
         return done
 
     # llhttp callbacks -----------------------------------------------------
@@ -188,19 +186,23 @@ def exchange_all(connections, batches, depth):
         with selectors.DefaultSelector() as selector:
             for fd, ex in waiting.items():
                 selector.register(fd, selectors.EVENT_READ, ex)
+            # Deadlines only move later (progress resets them), so the earliest one seen is a safe
+            # moment to look at them all again; a read does not cost a scan of every connection.
+            earliest = min(ex.deadline for ex in waiting.values())
             while waiting:
-                wait = min(ex.deadline for ex in waiting.values()) - time.monotonic()
-                for key, _ in selector.select(max(wait, 0)):
-                    ex = key.data
-                    if not ex.readable():
+                events = selector.select(max(earliest - time.monotonic(), 0))
+                for key, _ in events:
+                    if not key.data.readable():
                         selector.unregister(key.fd)
                         del waiting[key.fd]
-                now = time.monotonic()
-                for fd, ex in list(waiting.items()):
-                    if now >= ex.deadline:  # silence, or bytes trickling in without a complete answer
-                        ex.fail(socket.timeout())
-                        selector.unregister(fd)
-                        del waiting[fd]
+                if waiting and (not events or time.monotonic() >= earliest):
+                    now = time.monotonic()
+                    for fd, ex in list(waiting.items()):
+                        if now >= ex.deadline:  # silence, or bytes trickling in without a complete answer
+                            ex.fail(socket.timeout())
+                            selector.unregister(fd)
+                            del waiting[fd]
+                    earliest = min((ex.deadline for ex in waiting.values()), default=now)
     return [(ex.responses, ex.error) for ex in exchanges]
 
 

@@ -22,6 +22,7 @@ import logging
 import selectors
 import socket
 import time
+from typing import List, Optional, Sequence, Tuple
 
 import httptools
 
@@ -137,11 +138,11 @@ class _LastAnswer(Exception):
 class Connection:
     """One persistent, pipelined connection to a node."""
 
-    def __init__(self, host, port, timeout):
+    def __init__(self, host: str, port: int, timeout: float) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.sock = None
+        self.sock: Optional[socket.socket] = None
 
-    def open(self):
+    def open(self) -> None:
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except socket.timeout:
@@ -150,14 +151,14 @@ class Connection:
             raise ConnectError(f"connect failed: {exc.strerror or exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is not None:
             try:
                 self.sock.close()
             finally:
                 self.sock = None
 
-    def exchange(self, requests, depth):
+    def exchange(self, requests: Sequence[bytes], depth: int) -> Tuple[List[Response], Optional[TransportError]]:
         """Send encoded requests pipelined ``depth`` deep; return the responses.
 
         Returns ``(responses, error)``: ``responses[i]`` answers ``requests[i]``
@@ -168,7 +169,8 @@ class Connection:
         return exchange_all([self], [requests], depth)[0]
 
 
-def exchange_all(connections, batches, depth):
+def exchange_all(connections: Sequence["Connection"], batches: Sequence[Sequence[bytes]],
+                 depth: int) -> List[Tuple[List[Response], Optional[TransportError]]]:
     """``connections[i].exchange(batches[i], depth)`` for every i at once, in the calling thread.
 
     Why one thread for several connections: a node gets two or more

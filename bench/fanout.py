@@ -19,7 +19,7 @@ run and interleaved:
 --write updates docs/benchmarks.md. Targets: (a) >= 0.5 x (c), >= 20 x (b),
 (d) >= 0.8 x (c).
 
-    python bench/fanout.py [--urls 3000] [--cli-urls 30000] [--rounds 3] [--write]
+    python bench/fanout.py [--urls 3000] [--cli-urls 30000] [--rounds 3] [--write] [--note TEXT]
 """
 
 import argparse
@@ -135,6 +135,7 @@ def main():
     parser.add_argument("--sweep", action="store_true", help="also measure connections x pipeline depth")
     parser.add_argument("--vcl", help="VCL for the nodes (default: vcl/wordpress.vcl)")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--note", help="a sentence for the section, e.g. how busy the machine was")
     args = parser.parse_args()
     started = time.monotonic()
     url_list = urls(args.urls)
@@ -192,7 +193,7 @@ def main():
         "## Fan-out throughput (`bench/fanout.py`)", "",
         f"Three varnishd nodes on 127.0.0.11-13, {args.urls:,} distinct URLs each, all senders in one run, "
         f"rounds interleaved. Machine: {machine()}.", "", *rows, "", verdict,
-    ])
+    ] + (["", args.note] if args.note else []))
     if sweep:
         text += "\n\nConnections per node x pipeline depth (best of 2, same run):\n\n"
         text += "| connections | depth | purges/s |\n|---:|---:|---:|\n"

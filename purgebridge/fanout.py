@@ -1,9 +1,11 @@
 """Send a batch of invalidations to every Varnish node and say what happened.
 
 This is the one place that knows how a purge is addressed and how an answer is
-judged. Every node is worked on in parallel, each over persistent pipelined
-connections (see ``transport``); a slow or dead node never holds back the
-others.
+judged. Every node is worked on at once over persistent pipelined
+connections (see ``transport``): the first attempt of all nodes in one read
+loop, retries per node in a thread of its own. A slow or dead node never holds
+back the others' answers; only their retries wait for its first attempt to
+end (at most the timeout).
 
 How an answer is classified (``classify``):
 
@@ -104,27 +106,65 @@ class NodeClient:
 
     def send(self, encoded):
         """Send encoded requests split over the connections; return (responses-or-errors per request)."""
-        if not encoded:
-            return []
+        return send_together([self], [encoded])[0]
+
+    def split(self, encoded):
+        """The connections to use for ``encoded`` and the slice each carries (one slice per ``depth``)."""
         n = min(len(self.conns), max(1, len(encoded) // max(1, self.depth)))
         size = -(-len(encoded) // n)
         slices = [encoded[i:i + size] for i in range(0, len(encoded), size)]
-        conns = self.conns[:len(slices)]
-        was_open = [conn.sock is not None for conn in conns]
-        outcomes = exchange_all(conns, slices, self.depth)
-        # A kept-alive connection the node had closed meanwhile: once more on a fresh one.
-        again = [i for i, (responses, error) in enumerate(outcomes)
-                 if was_open[i] and not responses and isinstance(error, ProtocolError)]
-        if again:
-            for i, outcome in zip(again, exchange_all([conns[i] for i in again], [slices[i] for i in again],
-                                                      self.depth)):
-                outcomes[i] = outcome
-        return [answer for (responses, error), part in zip(outcomes, slices)
-                for answer in list(responses) + [error] * (len(part) - len(responses))]
+        return self.conns[:len(slices)], slices
 
     def close(self):
         for conn in self.conns:
             conn.close()
+
+
+def send_together(clients, batches, on_answers=None):
+    """``clients[i].send(batches[i])`` for every i, all connections of all clients in one read loop.
+
+    Returns one list per client: a Response or the TransportError that stands
+    for it, per request. A kept-alive connection the node had closed
+    meanwhile is tried once more on a fresh one.
+    """
+    plan = []  # (client index, connection, slice)
+    for index, (client, encoded) in enumerate(zip(clients, batches)):
+        if encoded:
+            conns, slices = client.split(encoded)
+            plan.extend((index, conn, part) for conn, part in zip(conns, slices))
+    conns = [conn for _, conn, _ in plan]
+    parts = [part for _, _, part in plan]
+    depths = [clients[index].depth for index, _, _ in plan]
+    was_open = [conn.sock is not None for conn in conns]
+    outcomes = exchange_all(conns, parts, depths, on_answers)
+    again = [k for k, (responses, error) in enumerate(outcomes)
+             if was_open[k] and not responses and isinstance(error, ProtocolError)]
+    if again:
+        retried = exchange_all([conns[k] for k in again], [parts[k] for k in again], [depths[k] for k in again],
+                               on_answers)
+        for k, outcome in zip(again, retried):
+            outcomes[k] = outcome
+    answers = [[] for _ in clients]
+    for (index, _, part), (responses, error) in zip(plan, outcomes):
+        answers[index].extend(responses)
+        answers[index].extend([error] * (len(part) - len(responses)))
+    return answers
+
+
+def _encode_all(items):
+    """``(encoded, sendable, unencodable)``: the wire bytes per item (None where it cannot be encoded),
+    the indexes that can be sent, and ``{index: error}`` for the rest (they fail alone, not the batch)."""
+    try:  # the whole batch at once (each item encodes once, for every node) ...
+        return [item.encode() for item in items], list(range(len(items))), {}
+    except (UnicodeError, ValueError):  # ... else one by one
+        encoded, sendable, unencodable = [None] * len(items), [], {}
+        for index, item in enumerate(items):
+            try:
+                encoded[index] = item.encode()
+                sendable.append(index)
+            except (UnicodeError, ValueError) as exc:
+                unencodable[index] = exc
+        return encoded, sendable, unencodable
 
 
 def _judge(answer):
@@ -135,32 +175,32 @@ def _judge(answer):
     return outcome, retryable, answer.status, f"HTTP {answer.status} {answer.reason}".strip()
 
 
-def deliver(node, items, settings, retries=None, client=None, sleep=time.sleep, progress=None):
-    """Send ``items`` to one node with retries; return one Result per item, in order."""
+def deliver(node, items, settings, retries=None, client=None, sleep=time.sleep, progress=None,
+            first_answers=None):
+    """Send ``items`` to one node with retries; return one Result per item, in order.
+
+    ``first_answers``: the answers to the first attempt when the caller has
+    already sent it (``fan_out`` sends every node's first attempt in one read
+    loop); answers that are final there were already counted by its progress.
+    """
     retries = settings.retries if retries is None else retries
     own_client = client is None
     if own_client:
         client = NodeClient(node, settings.timeout, settings.connections, settings.pipeline)
     started = time.monotonic()
     results = [None] * len(items)
-    try:  # the whole batch at once (each item encodes once, for every node) ...
-        encoded, pending = [item.encode() for item in items], list(range(len(items)))
-    except (UnicodeError, ValueError):  # ... else one by one: a row that cannot be encoded fails alone
-        encoded, pending = [None] * len(items), []
-        for index, item in enumerate(items):
-            try:
-                encoded[index] = item.encode()
-                pending.append(index)
-            except (UnicodeError, ValueError) as exc:
-                results[index] = Result(node, item, Outcome.FAILED, None, f"cannot be sent: {exc}", 0,
-                                        permanent=True)
-                if progress:
-                    progress(1)
+    encoded, pending, unencodable = _encode_all(items)
+    for index, exc in unencodable.items():
+        results[index] = Result(node, items[index], Outcome.FAILED, None, f"cannot be sent: {exc}", 0,
+                                permanent=True)
+        if progress:
+            progress(1)
     attempt = 0
     try:
         while pending:
             attempt += 1
-            answers = client.send([encoded[i] for i in pending])
+            counted = attempt == 1 and first_answers is not None
+            answers = first_answers if counted else client.send([encoded[i] for i in pending])
             again = []
             judged = {}  # answers repeat (the transport shares one object per distinct answer): judge each once
             for index, answer in zip(pending, answers):
@@ -171,7 +211,7 @@ def deliver(node, items, settings, retries=None, client=None, sleep=time.sleep, 
                 results[index] = Result(node, items[index], outcome, status, reason, attempt)
                 if retryable and attempt <= retries:
                     again.append(index)
-                elif progress:
+                elif progress and not (counted and not isinstance(answer, Exception)):
                     progress(1)
             pending = again
             if pending:
@@ -255,38 +295,48 @@ class Report:
         }
 
 
-def _encode_once(items):
-    """Encode every item here, once, before the node threads start.
-
-    Otherwise every node's thread encodes the same items at the same time
-    (``Invalidation.wire`` is cached, but the threads race to fill it), which
-    tripled the CPU spent before the first byte left. An item that cannot be
-    encoded is left for ``deliver`` to report.
-    """
-    for item in items:
-        try:
-            item.encode()
-        except (UnicodeError, ValueError):
-            pass
-
-
 def fan_out(nodes, items, settings, progress=None):
-    """Send every item to every node, all nodes at once; return a Report."""
+    """Send every item to every node, all nodes at once; return a Report.
+
+    The first attempt of every node runs in one read loop in this thread
+    (``send_together``): one thread per node made them take turns on the GIL
+    for every few answers. Retries then run per node, each in its own thread
+    with its own backoff, once every node's first attempt has ended (at most
+    ``PURGEBRIDGE_TIMEOUT`` after the last answer of the slowest node). A
+    node's time in the report is its own: the end of its first attempt, or
+    of its last retry.
+    """
     started = time.monotonic()
+    if not nodes:
+        return Report([], 0.0, ["no nodes configured"])
     lock = threading.Lock()
 
     def tick(n):
         with lock:
             progress(n)
 
-    def one(node):
-        t0 = time.monotonic()
-        results = deliver(node, items, settings, progress=tick if progress else None)
-        return NodeReport(node, results, time.monotonic() - t0)
+    def final_answers(responses):  # progress of the shared loop: answers no retry will follow
+        final = sum(1 for r in responses if not classify(r.status)[1]) if settings.retries else len(responses)
+        if final:
+            tick(final)
 
-    if not nodes:
-        return Report([], 0.0, ["no nodes configured"])
-    _encode_once(items)
-    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-        reports = list(pool.map(one, nodes))
+    clients = [NodeClient(node, settings.timeout, settings.connections, settings.pipeline) for node in nodes]
+    try:
+        encoded, sendable, _ = _encode_all(items)
+        batch = [encoded[i] for i in sendable]
+        firsts = send_together(clients, [batch] * len(clients), final_answers if progress else None)
+
+        def one(index):
+            node, client = nodes[index], clients[index]
+            results = deliver(node, items, settings, client=client, first_answers=firsts[index],
+                              progress=tick if progress else None)
+            retried = any(r.attempts > 1 for r in results)
+            first_end = max((conn.finished_at for conn in client.conns), default=started)
+            return NodeReport(node, results, (time.monotonic() if retried else max(first_end, started)) - started)
+
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            reports = list(pool.map(one, range(len(nodes))))
+    finally:
+        for client in clients:
+            client.close()
     return Report(reports, time.monotonic() - started)

@@ -132,3 +132,30 @@ def test_node_closing_mid_pipeline_unanswered_urls_are_not_confirmed(servers):
     assert purged == answered
     assert failed and len(purged) + len(failed) == 400
     assert all(r.status is None and "closed" in r.reason for r in failed)
+
+
+def test_fan_out_progress_counts_every_item_of_every_node_once(servers):
+    """The shared first attempt counts final answers; retries and failures are counted once, when final."""
+    flaky = servers(lambda n, line: ("status", 503) if n % 4 == 0 and n < 40 else ("status", 200))
+    good = servers(lambda n, line: ("status", 404))
+    dead_port = servers(lambda n, line: ("close",))
+    items = [purge_for_url(f"http://example.test/{i}") for i in range(40)]
+    ticks = []
+    report = fan_out([Node(flaky.host, flaky.port), Node(good.host, good.port), Node(dead_port.host, dead_port.port)],
+                     items, settings(PURGEBRIDGE_RETRIES=1, PURGEBRIDGE_BACKOFF=0.01), progress=ticks.append)
+    assert sum(ticks) == 3 * 40
+    by_port = {n.node.port: n for n in report.nodes}
+    assert by_port[flaky.port].count(Outcome.PURGED) == 40
+    assert by_port[good.port].count(Outcome.NOT_CACHED) == 40
+    assert by_port[dead_port.port].count(Outcome.FAILED) == 40
+
+
+def test_fan_out_reports_each_nodes_own_time(servers):
+    good = servers(lambda n, line: ("status", 200))
+    slow = servers(lambda n, line: ("sleep", 0.6, 200))
+    items = [purge_for_url(f"http://example.test/{i}") for i in range(3)]
+    report = fan_out([Node(good.host, good.port), Node(slow.host, slow.port)], items,
+                     settings(PURGEBRIDGE_RETRIES=0, PURGEBRIDGE_TIMEOUT=2, PURGEBRIDGE_CONNECTIONS=1))
+    assert report.ok
+    by_port = {n.node.port: n.seconds for n in report.nodes}
+    assert by_port[good.port] < 0.3 <= 0.6 <= by_port[slow.port]

@@ -15,21 +15,17 @@ import pytest
 import requests
 
 from fixtures_multisite import wordpress_network  # noqa: F401
-from fixtures_wordpress import ADMIN_PASSWORD
+from fixtures_wordpress import ADMIN_PASSWORD, wordpress_cluster
 from purgebridge import localcluster
 from purgebridge.testing import RelayProcess
-from test_wp_e2e import ADMIN_TOKEN, REPO, WordPressBackend, php  # php() works on a Network too
+from test_wp_e2e import ADMIN_TOKEN, php  # php() works on a Network too
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
 
 @pytest.fixture(scope="module")
 def cluster(wordpress_network, tmp_path_factory):
-    if not localcluster.find_varnishd():
-        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
-    backend = WordPressBackend("127.0.0.1", wordpress_network.wp.port)
-    with localcluster.start_cluster(REPO / "vcl" / "wordpress.vcl", origin=backend,
-                                    workdir=tmp_path_factory.mktemp("net-cluster")) as started:
+    with wordpress_cluster(wordpress_network.wp.port, tmp_path_factory.mktemp("net-cluster")) as started:
         yield started
 
 

@@ -332,7 +332,10 @@ def fan_out(nodes, items, settings, progress=None):
                               progress=tick if progress else None)
             retried = any(r.attempts > 1 for r in results)
             first_end = max((conn.finished_at for conn in client.conns), default=started)
-            return NodeReport(node, results, (time.monotonic() if retried else max(first_end, started)) - started)
+            seconds = (time.monotonic() if retried else max(first_end, started)) - started
+            for result in results:  # deliver timed only the retries; the node's time includes the first attempt
+                result.seconds = seconds
+            return NodeReport(node, results, seconds)
 
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             reports = list(pool.map(one, range(len(nodes))))

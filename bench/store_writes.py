@@ -16,16 +16,22 @@ is this checkout. Each runs the same two scenarios on a queue file on disk
   durability), so appends share the writer with other writes.
 
 Printed per scenario: appended events/s, append latency p50/p99 (ms), and
-the ratio after/before. Every loop is bounded in count and in time.
-Usage::
+the ratio after/before. Then the same comparison end to end: each tree's own
+``bench/accept_probe.py`` (``purgebridge serve`` with its worker process,
+signed events over HTTP; ``--accept-rounds`` rounds, the two trees taking
+turns round by round so the machine's noise falls on both). ``--write``
+puts the tables into docs/benchmarks.md. Every loop is bounded in count and
+in time. Usage::
 
-    python bench/store_writes.py [--baseline main] [--threads 16] [--events 300] [--rounds 3]
+    python bench/store_writes.py [--baseline main] [--threads 16] [--events 300] [--rounds 3] \
+        [--accept-events 3000] [--accept-rounds 3] [--write]
 """
 
 import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -123,6 +129,16 @@ def run_contender(label, path, args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def accept_rate(tree, args):
+    """One round of ``tree``'s own accept probe: events/s answered 202."""
+    out = subprocess.run([sys.executable, str(tree / "bench" / "accept_probe.py"), "--events", str(args.accept_events),
+                          "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    found = re.search(r"= (\d+) events/s accepted", out.stdout)
+    if out.returncode != 0 or found is None:
+        raise SystemExit(f"accept probe in {tree} failed:\n{out.stdout[-1500:]}{out.stderr[-1500:]}")
+    return int(found.group(1))
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="main", help="git ref to compare with (exported with git archive)")
@@ -131,10 +147,15 @@ def parse(argv):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=120.0, help="bound on each contender's whole run")
     parser.add_argument("--dir", default=str(REPO), help="where the queue files go (a real disk: fsync counts)")
+    parser.add_argument("--accept-events", type=int, default=3000, help="signed events per accept-probe round")
+    parser.add_argument("--accept-rounds", type=int, default=3, help="accept-probe rounds per tree (0: none)")
+    parser.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.threads <= 64 or not 1 <= args.events <= 10_000 or not 1 <= args.rounds <= 9:
         raise SystemExit("threads 1..64, events 1..10000, rounds 1..9")
+    if not 1 <= args.accept_events <= 20_000 or not 0 <= args.accept_rounds <= 9:
+        raise SystemExit("accept-events 1..20000, accept-rounds 0..9")
     return args
 
 
@@ -144,20 +165,40 @@ def main(argv=None):
         child(args)
         return 0
     with tempfile.TemporaryDirectory(prefix="purgebridge-baseline-") as base:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "purgebridge"],
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "purgebridge", "bench"],
                                  capture_output=True, check=True, timeout=60).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True, timeout=60)
         before = run_contender(f"baseline {args.baseline}", pathlib.Path(base), args)
-    after = run_contender("this checkout", REPO, args)
-    print(f"{args.threads} threads x {args.events} appends, median of {args.rounds} rounds; "
-          f"queue files in {args.dir}")
-    print(f"{'scenario':<16} {'':>10} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'worker writes':>14}")
+        after = run_contender("this checkout", REPO, args)
+        accepted = {args.baseline: [], "this tree": []}
+        for _ in range(args.accept_rounds):
+            accepted[args.baseline].append(accept_rate(pathlib.Path(base), args))
+            accepted["this tree"].append(accept_rate(REPO, args))
+    lines = [f"Store alone: {args.threads} threads x {args.events} journal appends, median of {args.rounds} "
+             f"rounds, queue file on disk (fsync real); `appends+worker` adds {WORKER_THREADS} threads doing "
+             "requeue/claim/ack on the same queue.", "",
+             "| scenario | tree | appends/s | p50 ms | p99 ms | other writes done |", "|---|---|---:|---:|---:|---:|"]
     for name in before:
         for label, result in ((args.baseline, before[name]), ("this tree", after[name])):
             rate, p50, p99, writes = result
-            print(f"{name:<16} {label:>10} {rate:9.0f} {p50:8.2f} {p99:8.2f} {writes:14d}")
-        print(f"{name:<16} {'ratio':>10} {after[name][0] / before[name][0]:9.2f} "
-              f"{after[name][1] / before[name][1]:8.2f} {after[name][2] / before[name][2]:8.2f}")
+            lines.append(f"| {name} | {label} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {writes} |")
+        lines.append(f"| {name} | ratio | {after[name][0] / before[name][0]:.2f} | "
+                     f"{after[name][1] / before[name][1]:.2f} | {after[name][2] / before[name][2]:.2f} | |")
+    if args.accept_rounds:
+        median = {label: sorted(rates)[len(rates) // 2] for label, rates in accepted.items()}
+        lines += ["", f"End to end (`bench/accept_probe.py` of each tree, {args.accept_events} signed events over "
+                  f"8 connections, rounds taken in turns): accepted events/s", "",
+                  "| tree | rounds | median |", "|---|---|---:|"]
+        for label, rates in accepted.items():
+            lines.append(f"| {label} | {', '.join(str(r) for r in rates)} | {median[label]} |")
+        lines.append(f"| ratio | | {median['this tree'] / median[args.baseline]:.2f} |")
+    print("\n".join(lines))
+    if args.write:
+        sys.path.insert(0, str(REPO / "bench"))
+        from common import machine, write_section
+
+        write_section("store-writes", "## SQLite writes: one writer thread (bench/store_writes.py)\n\n"
+                      f"{machine()}; baseline `{args.baseline}`.\n\n" + "\n".join(lines))
     return 0
 
 

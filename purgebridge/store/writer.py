@@ -22,7 +22,8 @@ hands the lock on the moment it is released, with no busy-wait. Work is
 *taken* only once that lock is held, so a caller not taken within its
 ``wait`` is withdrawn with nothing written (answered 503 on the accept
 path) and a caller already taken waits for the outcome, which is always the
-truth. Appends and tasks alternate when both wait, so neither starves.
+truth. Neither kind starves the other: after a group, the tasks that were
+waiting while it ran go before the next group.
 """
 
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class Writer:
         self._closed = False
         self._db: Optional[sqlite3.Connection] = None
         self._durable: Optional[bool] = None   # what the connection's synchronous is set to now
-        self._group_last = False               # the last unit was a group: a waiting task goes next
+        self._tasks_owed = 0                   # tasks that waited while a group went: they go before the next
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -183,20 +184,21 @@ class Writer:
                 pass
 
     def _one_unit(self) -> None:
-        """Take the next unit now that the lock is held: a group of appends or one task, alternating."""
+        """Take the next unit now that the lock is held: a group of appends, or one task (see the module docstring)."""
         group: List[_Job] = []
         with self._cond:
-            if self._appends and not (self._tasks and self._group_last):
+            if self._appends and not (self._tasks and self._tasks_owed):
                 group = self._appends[:self.max_group]
                 del self._appends[:len(group)]
+                self._tasks_owed = len(self._tasks)  # the tasks this group passed go before the next group
             elif self._tasks:
                 group = [self._tasks.pop(0)]
+                self._tasks_owed = max(0, self._tasks_owed - 1)
             for job in group:   # nothing, when what waited was withdrawn while the lock was elsewhere
                 job.state = TAKEN
         if not group:
             return
-        self._group_last = group[0].entry is not None
-        if self._group_last:
+        if group[0].entry is not None:
             self._run_group(group)
         else:
             self._run_task(group[0])

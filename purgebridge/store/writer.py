@@ -52,7 +52,7 @@ class QueueClosed(RuntimeError):
     """The queue is closed (the process is shutting down): nothing more is written."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Job(Generic[T]):
     """One submitted unit of work; ``done`` is released once it is settled (state DONE)."""
 

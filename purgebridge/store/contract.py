@@ -3,9 +3,14 @@
 ``Store`` is the contract as a ``typing.Protocol``: the worker, the routes
 and the CLI are written against it, and ``tests/test_queue_contract.py``
 runs the same tests on both backends. Records crossing it are small frozen
-dataclasses (``Enqueued``, ``Claim``). Nothing here, nor in any backend,
-imports the HTTP API or the fan-out: storage knows invalidations only as
-``key`` + JSON payload (``purgebridge.invalidation``).
+dataclasses (``Enqueued``, ``Claim``) and typed tuples
+(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``Counter``); the dicts
+of ``stats()`` and ``dead_letters()`` are built by one function each
+(``summarise_stats``, ``dead_letter``), and what both backends hold and do
+alike (retry settings, ``backoff_delay``, ``from_settings``, wake-ups) is
+their base class ``Backend``. Nothing here, nor in any backend, imports the
+HTTP API or the fan-out: storage knows invalidations only as ``key`` + JSON
+payload (``purgebridge.invalidation``).
 
 Contract (what another backend, e.g. Redis Streams, has to provide)::
 

@@ -3,8 +3,8 @@
 Not the published end-to-end benchmark (bench/relay.py is): a probe of the
 store alone, so a change to how writes are serialised (issue 12: one writer
 thread instead of a lock plus callbacks) is measured without HTTP in the way.
-Both contenders run in this one invocation, one after the other, each in a
-subprocess of its own: ``--baseline REF`` (default ``main``) is exported with
+Both contenders run in this one invocation, round by round in turns, each
+round in a subprocess of its own: ``--baseline REF`` (default ``main``) is exported with
 ``git archive`` into a temporary directory and imported from there; the other
 is this checkout. Each runs the same two scenarios on a queue file on disk
 (fsync is real):
@@ -118,10 +118,15 @@ def child(args):
     print(json.dumps(results))
 
 
+def median_by_rate(results):
+    """Per scenario, the round with the median rate."""
+    return {name: sorted(result[name] for result in results)[len(results) // 2] for name in results[0]}
+
+
 def run_contender(label, path, args):
     env = dict(os.environ, PYTHONPATH=str(path))
     command = [sys.executable, __file__, "--child", "--threads", str(args.threads), "--events", str(args.events),
-               "--rounds", str(args.rounds), "--seconds", str(args.seconds), "--dir", args.dir]
+               "--rounds", "1", "--seconds", str(args.seconds), "--dir", args.dir]
     out = subprocess.run(command, env=env, cwd=str(path), capture_output=True, text=True,
                          timeout=args.seconds * 2 + 60)
     if out.returncode != 0:
@@ -168,14 +173,17 @@ def main(argv=None):
         archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "purgebridge", "bench"],
                                  capture_output=True, check=True, timeout=60).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True, timeout=60)
-        before = run_contender(f"baseline {args.baseline}", pathlib.Path(base), args)
-        after = run_contender("this checkout", REPO, args)
+        rounds = {args.baseline: [], "this tree": []}
+        for _ in range(args.rounds):  # in turns, round by round: the machine's noise falls on both
+            rounds[args.baseline].append(run_contender(f"baseline {args.baseline}", pathlib.Path(base), args))
+            rounds["this tree"].append(run_contender("this checkout", REPO, args))
+        before, after = (median_by_rate(rounds[label]) for label in (args.baseline, "this tree"))
         accepted = {args.baseline: [], "this tree": []}
         for _ in range(args.accept_rounds):
             accepted[args.baseline].append(accept_rate(pathlib.Path(base), args))
             accepted["this tree"].append(accept_rate(REPO, args))
     lines = [f"Store alone: {args.threads} threads x {args.events} journal appends, median of {args.rounds} "
-             f"rounds, queue file on disk (fsync real); `appends+worker` adds {WORKER_THREADS} threads doing "
+             f"rounds taken in turns, queue file on disk (fsync real); `appends+worker` adds {WORKER_THREADS} threads doing "
              "requeue/claim/ack on the same queue.", "",
              "| scenario | tree | appends/s | p50 ms | p99 ms | other writes done |", "|---|---|---:|---:|---:|---:|"]
     for name in before:

@@ -61,6 +61,18 @@ def test_storage_imports_nothing_from_the_http_api_or_the_fan_out():
         assert not reachable(graph, name) & UPPER_LAYERS, (name, sorted(reachable(graph, name) & UPPER_LAYERS))
 
 
+STORAGE_MAY_IMPORT = {"purgebridge.errors", "purgebridge.backoff", "purgebridge.invalidation"}
+
+
+def test_storage_imports_only_the_shared_leaves():
+    """Beyond itself, ``store`` imports only the errors, the backoff rule and the invalidation model (a new
+    dependency of storage is a decision, not an accident: add it here with the reason)."""
+    graph = import_graph()
+    for name in (n for n in graph if n.startswith("purgebridge.store")):
+        outside = {m for m in graph[name] if not m.startswith("purgebridge.store")}
+        assert outside <= STORAGE_MAY_IMPORT, (name, sorted(outside - STORAGE_MAY_IMPORT))
+
+
 def test_the_lua_scripts_ship_with_the_package():
     from purgebridge.store import redis as redis_store
 

@@ -1,6 +1,9 @@
 """The accept path's journal: group commit, replays inside a group, bounded waits, expansion and crashes."""
 
+from contextlib import contextmanager
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -36,25 +39,73 @@ def options_for(host):
 
 
 class SlowWrites:
-    """Wraps ``queue.write_journal``: each group holds the transaction ``hold`` seconds, so the next one gathers."""
+    """Wraps the writer's group write: records each group's size and holds it ``hold`` seconds, so the next gathers."""
 
     def __init__(self, queue, hold=0.0):
-        self.queue = queue
         self.hold = hold
-        self.gate = threading.Event()
-        self.gate.set()
         self.groups = []
-        self.original = queue.write_journal
-        queue.write_journal = self
+        self.original = queue.writer._write_group
+        queue.writer._write_group = self
 
-    def __call__(self, take, now=None):
-        def slow_take():
-            self.gate.wait(10)
-            entries = take()
-            self.groups.append(len(entries))
-            time.sleep(self.hold)
-            return entries
-        return self.original(slow_take, now)
+    def __call__(self, db, entries):
+        self.groups.append(len(entries))
+        time.sleep(self.hold)
+        return self.original(db, entries)
+
+
+@contextmanager
+def writer_held(queue):
+    """The queue's writer busy with another write (a task that waits) until the block ends."""
+    running, release = threading.Event(), threading.Event()
+
+    def slow_task(db):
+        running.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=queue._write, args=(slow_task,))
+    thread.start()
+    assert running.wait(5), "the writer never ran the holding task"
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(10)
+
+
+@contextmanager
+def lock_held_by_another_process(queue):
+    """``flock`` on the queue's lock file through a descriptor of its own, as another process's writer holds it."""
+    fd = os.open(queue.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def in_threads(work, count, timeout=30.0):
+    """Run ``work(n)`` for n in range(count), each in a thread of its own; return the errors raised."""
+    errors = []
+
+    def run(n):
+        try:
+            work(n)
+        except Exception as exc:  # pragma: no cover - returned to the test, which shows them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return errors
+
+
+def wait_for_pending_appends(queue, count):
+    deadline = time.monotonic() + 5
+    while queue.writer.pending_appends() < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert queue.writer.pending_appends() == count
 
 
 @pytest.fixture
@@ -72,25 +123,17 @@ def events_rows(queue):
 
 def test_concurrent_appends_share_commits_and_all_are_stored(queue):
     slow = SlowWrites(queue, hold=0.01)
-    ids, errors = [], []
+    ids = []
 
     def post(n):
-        try:
-            for i in range(10):
-                ids.append(queue.append("wordpress", HOST, body_for(n * 100 + i), signature_of(n * 100 + i)))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(10):
+            ids.append(queue.append("wordpress", HOST, body_for(n * 100 + i), signature_of(n * 100 + i)))
 
-    threads = [threading.Thread(target=post, args=(n,)) for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors and len(set(ids)) == 160
+    assert in_threads(post, 16) == [] and len(set(ids)) == 160
     assert events_rows(queue) == 160 and queue.journal_pending() == 160
     assert queue._db().execute("SELECT COUNT(*) FROM signatures").fetchone()[0] == 160
-    assert queue.journal.appended == 160
-    assert queue.journal.commits == len(slow.groups) < 160 / 4, slow.groups   # many events per commit
+    assert queue.writer.appended == 160
+    assert queue.writer.commits == len(slow.groups) < 160 / 4, slow.groups   # many events per commit
     assert max(slow.groups) > 1
     assert queue.stats()["totals"]["events"] == 160
 
@@ -126,7 +169,7 @@ def test_many_http_posts_at_once_are_all_accepted_with_fewer_commits(tmp_path):
             thread.join(30)
         assert statuses == [202] * 60
         assert events_rows(queue) == 60
-        assert queue.journal.commits == len(slow.groups) < 60 / 2, slow.groups
+        assert queue.writer.commits == len(slow.groups) < 60 / 2, slow.groups
     finally:
         app.extensions["purgebridge"].close()
 
@@ -137,7 +180,6 @@ def test_replay_inside_one_group_gets_one_202_and_one_409(tmp_path):
     app = create_app(app_overrides(tmp_path), environ={})
     queue = app.extensions["purgebridge"].queue
     slow = SlowWrites(queue)
-    slow.gate.clear()   # the writer waits: both requests end up in the same group
     raw = encode(event_body())
     headers = signed_headers(raw)
     statuses = []
@@ -147,13 +189,10 @@ def test_replay_inside_one_group_gets_one_202_and_one_409(tmp_path):
 
     try:
         threads = [threading.Thread(target=post) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 5
-        while len(queue.journal._pending) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(queue.journal._pending) == 2
-        slow.gate.set()
+        with writer_held(queue):   # the writer is busy: both requests end up in the same group
+            for thread in threads:
+                thread.start()
+            wait_for_pending_appends(queue, 2)
         for thread in threads:
             thread.join(10)
         assert sorted(statuses) == [202, 409]
@@ -190,11 +229,8 @@ def test_append_not_written_in_time_is_withdrawn_and_503(tmp_path):
     queue = app.extensions["purgebridge"].queue
     queue.append_wait = 0.2
     try:
-        queue._write_lock.acquire()   # another writer holds the queue longer than the bound
-        try:
+        with lock_held_by_another_process(queue):   # longer than the bound
             response = send_event(app.test_client())
-        finally:
-            queue._write_lock.release()
         assert response.status_code == 503 and "busy" in response.json["error"]
         time.sleep(0.1)   # the writer gets the lock now: the withdrawn event must not be written
         assert events_rows(queue) == 0
@@ -206,39 +242,33 @@ def test_append_not_written_in_time_is_withdrawn_and_503(tmp_path):
 
 def test_busy_is_raised_by_the_journal(queue):
     queue.append_wait = 0.1
-    queue.journal.wait = 0.1
-    with queue._write_lock:
+    with writer_held(queue):
         with pytest.raises(JournalBusy):
             queue.append("wordpress", HOST, body_for(1), signature_of(1))
 
 
 def test_close_writes_what_is_waiting_then_refuses(queue):
-    slow = SlowWrites(queue)
-    slow.gate.clear()
     results = []
     thread = threading.Thread(target=lambda: results.append(queue.append("wordpress", HOST, body_for(1),
                                                                              signature_of(1))))
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not queue.journal._pending and time.monotonic() < deadline:
-        time.sleep(0.005)
-    closer = threading.Thread(target=queue.journal.close)
-    closer.start()
-    time.sleep(0.05)
-    with pytest.raises(JournalClosed):
-        queue.append("wordpress", HOST, body_for(2), signature_of(2))
-    slow.gate.set()
+    with writer_held(queue):
+        thread.start()
+        wait_for_pending_appends(queue, 1)
+        closer = threading.Thread(target=queue.writer.close)
+        closer.start()
+        time.sleep(0.05)
+        with pytest.raises(JournalClosed):
+            queue.append("wordpress", HOST, body_for(2), signature_of(2))
     closer.join(10)
     thread.join(10)
     assert len(results) == 1 and events_rows(queue) == 1
 
 
 def test_write_failure_answers_every_request_and_stores_nothing(queue):
-    def broken(take, now=None):
-        take()
+    def broken(db, entries):
         raise sqlite3.OperationalError("disk I/O error")
 
-    queue.write_journal = broken
+    queue.writer._write_group = broken
     with pytest.raises(journal.JournalError):
         queue.append("wordpress", HOST, body_for(1), signature_of(1))
     assert events_rows(queue) == 0
@@ -315,10 +345,11 @@ def test_crash_during_expansion_leaves_the_journal_for_the_next_run(queue):
     original = queue.store_expansion
 
     def crash(nodes, events, items, failed=0, now=None):
-        with queue._write() as db:   # half the rows written, then the process "dies" mid-transaction
+        def half_written(db):   # half the rows written, then the process "dies" mid-transaction
             db.execute("INSERT INTO deliveries(node, key, item, state, event_id, first_at, last_at, next_at) "
                        "VALUES ('x', 'k', '{}', 'ready', 'e', 0, 0, 0)")
             raise RuntimeError("killed")
+        queue._write(half_written)
 
     queue.store_expansion = crash
     with pytest.raises(RuntimeError):

@@ -3,12 +3,17 @@
 One contract (``contract.Store``, with its records ``Claim`` and
 ``Enqueued``), two backends: SQLite (``sqlite.Queue``, one file, the
 default) and Redis Streams (``redis.RedisQueue``, several relays on one
-queue). :func:`open_queue` is the one factory: the app, the worker process
-and the CLI open "the queue" from ``PURGEBRIDGE_QUEUE`` without knowing
-which engine is behind it. redis-py is an optional extra, so it is imported
+queue); what both do the same way is written once, in ``contract.Backend``.
+SQLite writes go through one writer thread a process (``writer``), whose
+batching policy is the journal's group commit (``journal``).
+:func:`open_queue` is the one factory: the app, the worker process and the
+CLI open "the queue" from ``PURGEBRIDGE_QUEUE`` without knowing which
+engine is behind it. redis-py is an optional extra, so it is imported
 only when asked for, and its absence is a configuration error that says what
 to install. Nothing in this package imports the HTTP API or the fan-out.
 """
+
+from typing import Any
 
 from purgebridge.errors import ConfigError
 from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, Store
@@ -23,7 +28,7 @@ def is_redis(location: str) -> bool:
     return str(location).lower().startswith(REDIS_SCHEMES)
 
 
-def open_queue(settings, **kwargs) -> Store:
+def open_queue(settings: Any, **kwargs: Any) -> Store:
     """The queue ``settings.queue`` names: a SQLite ``Queue`` or a ``RedisQueue``."""
     if is_redis(settings.queue):
         try:

@@ -3,9 +3,14 @@
 ``Store`` is the contract as a ``typing.Protocol``: the worker, the routes
 and the CLI are written against it, and ``tests/test_queue_contract.py``
 runs the same tests on both backends. Records crossing it are small frozen
-dataclasses (``Enqueued``, ``Claim``). Nothing here, nor in any backend,
-imports the HTTP API or the fan-out: storage knows invalidations only as
-``key`` + JSON payload (``purgebridge.invalidation``).
+dataclasses (``Enqueued``, ``Claim``) and typed tuples
+(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``Counter``); the dicts
+of ``stats()`` and ``dead_letters()`` are built by one function each
+(``summarise_stats``, ``dead_letter``), and what both backends hold and do
+alike (retry settings, ``backoff_delay``, ``from_settings``, wake-ups) is
+their base class ``Backend``. Nothing here, nor in any backend, imports the
+HTTP API or the fan-out: storage knows invalidations only as ``key`` + JSON
+payload (``purgebridge.invalidation``).
 
 Contract (what another backend, e.g. Redis Streams, has to provide)::
 
@@ -64,9 +69,20 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+import json
+import random
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple, Type, TypeVar
+
+from purgebridge.backoff import backoff_delay
+from purgebridge.store.wakeup import Wakeups
 
 REPLAY_WINDOW = 300  # seconds a signature stays in the replay cache
+
+QueuedItem = Tuple[str, str, float, float]           # (key, payload JSON, first_at, last_at): a delivery to store
+EventCount = Tuple[str, int]                          # (event_id, invalidations it mapped to on its own)
+PendingEvent = Tuple[str, str, str, bytes, float]     # (event_id, source, site, body, received_at)
+Counter = Tuple[str, str, int]                        # (name, node or "" for totals only, value)
 
 
 @dataclass(frozen=True)
@@ -90,20 +106,71 @@ class Claim:
     lease: str
 
 
-def summarise_stats(nodes, counters, journal_pending, journal_age):
+B = TypeVar("B", bound="Backend")
+
+
+class Backend(Wakeups):
+    """What every backend holds and does the same way: the retry settings, backoff, wake-ups, ``from_settings``."""
+
+    def __init__(self, backoff: float = 0.1, backoff_max: float = 5.0, max_age: float = 86400.0,
+                 replay_window: float = REPLAY_WINDOW, clock: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random) -> None:
+        super().__init__()
+        self.backoff = backoff            # first retry after about this many seconds ...
+        self.backoff_max = backoff_max    # ... doubling up to this
+        self.max_age = max_age            # undelivered this long: dead letter
+        self.replay_window = replay_window
+        self.clock = clock
+        self.rng = rng
+
+    @classmethod
+    def from_settings(cls: Type[B], settings: Any, **kwargs: Any) -> B:
+        """The queue ``settings.queue`` names, with the retry settings (``store.open_queue`` picks the class)."""
+        backend: Any = cls  # a subclass's constructor takes its location first (a path, a URL)
+        return backend(settings.queue, backoff=settings.backoff,
+                       backoff_max=max(settings.backoff_max, settings.backoff), max_age=settings.max_age, **kwargs)
+
+    def backoff_delay(self, attempts: int) -> float:
+        """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
+        return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
+
+
+def unique_payloads(items: Iterable[Any]) -> List[Tuple[str, str]]:
+    """``(key, payload JSON)`` of each distinct invalidation in ``items`` (objects with ``.key`` and ``.to_dict()``)."""
+    unique: Dict[str, Any] = {}
+    for item in items:
+        unique.setdefault(item.key, item)
+    return [(key, json.dumps(item.to_dict(), separators=(",", ":"))) for key, item in unique.items()]
+
+
+def node_stats() -> Dict[str, Any]:
+    """One node's entry of ``stats()["nodes"]`` before anything is counted."""
+    return {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None}
+
+
+def dead_letter(row_id: int, node: str, item: dict, first_at: float, dead_at: float, attempts: int,
+                reason: str) -> Dict[str, Any]:
+    """One entry of ``dead_letters()`` (JSON for the API and the CLI), the same from every backend."""
+    return {"id": row_id, "node": node, "item": item, "first_at": first_at, "dead_at": dead_at,
+            "attempts": attempts, "reason": reason}
+
+
+def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[Counter], journal_pending: int,
+                    journal_age: Optional[float]) -> Dict[str, Any]:
     """The ``stats()`` dict every backend returns, from what it counted.
 
     ``nodes``: node -> {"pending", "in_flight", "dead", "oldest_pending_age"};
     ``counters``: (name, node, value) rows, node "" for totals only;
     ``journal_age``: seconds the oldest unexpanded event has waited, or None.
     """
-    totals, per_node = {}, {}
+    totals: Dict[str, int] = {}
+    per_node: Dict[str, Dict[str, int]] = {}
     for name, node, value in counters:
         totals[name] = totals.get(name, 0) + value
         if node:
             per_node.setdefault(node, {})[name] = value
     for node, counts in per_node.items():
-        nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+        nodes.setdefault(node, node_stats())
         nodes[node]["totals"] = counts
     ages = [n["oldest_pending_age"] for n in nodes.values() if n["oldest_pending_age"] is not None]
     if journal_age is not None:
@@ -130,33 +197,33 @@ class Store(Protocol):
 
     def append(self, source: str, site: str, body: bytes, signature: Optional[str] = None) -> str: ...
 
-    def pending_events(self, limit: int = 500) -> list: ...
+    def pending_events(self, limit: int = 500) -> List[PendingEvent]: ...
 
     def rewind_journal(self) -> None: ...
 
-    def store_expansion(self, nodes: Sequence[str], events: list, items: list, failed: int = 0,
-                        now: Optional[float] = None) -> Enqueued: ...
+    def store_expansion(self, nodes: Sequence[str], events: List[EventCount], items: List[QueuedItem],
+                        failed: int = 0, now: Optional[float] = None) -> Enqueued: ...
 
-    def finish_expansion(self, events: list, counters: Iterable = (), failed: int = 0,
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
                          now: Optional[float] = None) -> int: ...
 
-    def requeue(self, node: str, items: list, now: Optional[float] = None) -> None: ...
+    def requeue(self, node: str, items: List[QueuedItem], now: Optional[float] = None) -> None: ...
 
     def journal_pending(self) -> int: ...
 
     def seen_signature(self, signature: str, now: Optional[float] = None) -> bool: ...
 
-    def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> list: ...
+    def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> List[Claim]: ...
 
-    def ack(self, claims: list, outcome: str = "purged", now: Optional[float] = None) -> list: ...
+    def ack(self, claims: List[Claim], outcome: str = "purged", now: Optional[float] = None) -> List[float]: ...
 
-    def nack(self, claims: list, reason: str, now: Optional[float] = None) -> None: ...
+    def nack(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None: ...
 
-    def dead(self, claims: list, reason: str, now: Optional[float] = None) -> None: ...
+    def dead(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None: ...
 
-    def expire(self, now: Optional[float] = None) -> dict: ...
+    def expire(self, now: Optional[float] = None) -> Dict[str, int]: ...
 
-    def dead_hosts(self, node: str, since: float) -> set:
+    def dead_hosts(self, node: str, since: float) -> Set[str]:
         """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (a dead-letter ban covers them)."""
 
     def retry_dead(self, node: Optional[str] = None, now: Optional[float] = None) -> int: ...
@@ -165,9 +232,9 @@ class Store(Protocol):
 
     def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]: ...
 
-    def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> list: ...
+    def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> List[Dict[str, Any]]: ...
 
-    def stats(self, now: Optional[float] = None) -> dict: ...
+    def stats(self, now: Optional[float] = None) -> Dict[str, Any]: ...
 
     def writable(self) -> bool: ...
 

@@ -47,16 +47,16 @@ import uuid
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from purgebridge.backoff import backoff_delay
 from purgebridge.errors import SignatureError
 from purgebridge.invalidation import key_of
-from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
+from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Counter, Enqueued, EventCount, PendingEvent,
+                                        QueuedItem, dead_letter, summarise_stats, unique_payloads)
 from purgebridge.store.journal import JournalError
-from purgebridge.store.wakeup import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -90,30 +90,26 @@ def _redacted(url):
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class RedisQueue(Wakeups):
+class RedisQueue(Backend):
     """Redis Streams implementation of the queue contract (``purgebridge.store.contract``)."""
 
-    def __init__(self, url, backoff=0.1, backoff_max=5.0, max_age=86400.0, replay_window=REPLAY_WINDOW,
-                 clock=time.time, rng=random.random, prefix=PREFIX, journal_idle=10.0, lease=30.0,
-                 socket_timeout=SOCKET_TIMEOUT, consumer=None):
+    def __init__(self, url: str, backoff: float = 0.1, backoff_max: float = 5.0, max_age: float = 86400.0,
+                 replay_window: float = REPLAY_WINDOW, clock: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random, prefix: str = PREFIX, journal_idle: float = 10.0,
+                 lease: float = 30.0, socket_timeout: float = SOCKET_TIMEOUT, consumer: Optional[str] = None) -> None:
+        super().__init__(backoff, backoff_max, max_age, replay_window, clock, rng)
         self.url = url
         self.path = _redacted(url)  # what logs and /v1/status show as the queue's location
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.max_age = max_age
-        self.replay_window = replay_window
-        self.clock = clock
-        self.rng = rng
         self.prefix = prefix
         self._rewound = False
         self.journal_idle = journal_idle  # an event read but not expanded this long is taken over
         self.lease = lease                # the lease expire() assumes for claims it finds (set by claim)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.redis = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+        # Any: redis-py types every reply as a sync-or-async union, which says nothing here
+        self.redis: Any = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                           socket_connect_timeout=socket_timeout, health_check_interval=30)
         self._scripts = {name: self.redis.register_script(_script(name)) for name in (
             "append", "store", "claim", "ack", "nack", "dead", "expire", "retry")}
-        super().__init__()
         self._listener = None
         self._listener_lock = threading.Lock()
         self._closed = False
@@ -129,11 +125,6 @@ class RedisQueue(Wakeups):
                 raise
         self._events_group = True
 
-    @classmethod
-    def from_settings(cls, settings, **kwargs):
-        return cls(settings.queue, backoff=settings.backoff, backoff_max=max(settings.backoff_max, settings.backoff),
-                   max_age=settings.max_age, **kwargs)
-
     def _key(self, *parts):
         return self.prefix + ":".join(parts)
 
@@ -142,7 +133,7 @@ class RedisQueue(Wakeups):
             raise RuntimeError("queue is closed")
         return self._scripts[name](args=[self.prefix, *args])
 
-    def close(self):
+    def close(self) -> None:
         self._closed = True
         self._changed.fire()
         self._journal_changed.fire()
@@ -184,10 +175,11 @@ class RedisQueue(Wakeups):
 
     # --- accepting -----------------------------------------------------------------
 
-    def seen_signature(self, signature, now=None):
+    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool:
         return bool(self.redis.exists(self._key("sig", signature)))
 
-    def append(self, source, site, body, signature=None, now=None):
+    def append(self, source: str, site: str, body: bytes, signature: Optional[str] = None,
+               now: Optional[float] = None) -> str:
         """Journal one validated event (replay check in the same script); returns its stream id."""
         now = self.clock() if now is None else now
         try:
@@ -214,19 +206,17 @@ class RedisQueue(Wakeups):
             self._changed.fire()
         return rows, merged, marked
 
-    def enqueue(self, nodes, items, source, signature=None, site="", now=None):
+    def enqueue(self, nodes: Sequence[str], items: Iterable[Any], source: str, signature: Optional[str] = None,
+                site: str = "", now: Optional[float] = None) -> Enqueued:
         """Store one event's deliveries directly (webhook and admin purges); see the contract."""
         now = self.clock() if now is None else now
-        unique = {}
-        for item in items:
-            unique.setdefault(item.key, item)
-        rows = [(key, json.dumps(item.to_dict(), separators=(",", ":")), now, now) for key, item in unique.items()]
+        rows = [(key, payload, now, now) for key, payload in unique_payloads(items)]
         added, merged, _ = self._store(list(nodes), rows, [], "enqueue", signature, counted=len(rows), now=now)
         return Enqueued(event_id=uuid.uuid4().hex, items=len(rows), rows=added, merged=merged)
 
     # --- expansion ---------------------------------------------------------------------
 
-    def pending_events(self, limit=500):
+    def pending_events(self, limit: int = 500) -> List[PendingEvent]:
         """Events to expand: a dead relay's stale ones first (XAUTOCLAIM), then new ones (XREADGROUP).
 
         After :meth:`rewind_journal`, first this consumer's own unacknowledged
@@ -234,7 +224,7 @@ class RedisQueue(Wakeups):
         """
         stream = self._key("events")
         self._ensure_events_group()
-        entries = []
+        entries: List[Any] = []
         if self._rewound:
             self._rewound = False
             for _stream, found in self.redis.xreadgroup(EVENTS_GROUP, self.consumer, {stream: "0"},
@@ -258,11 +248,12 @@ class RedisQueue(Wakeups):
                         float(fields[b"received_at"])))
         return out
 
-    def rewind_journal(self):
+    def rewind_journal(self) -> None:
         """Hand out this consumer's read-but-unexpanded events again (after an expansion that failed)."""
         self._rewound = True
 
-    def finish_expansion(self, events, counters=(), failed=0, now=None):
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
+                         now: Optional[float] = None) -> int:
         """Events the worker delivered directly: XACK + XDEL them (one MULTI), then add the counters."""
         if not events:
             return 0
@@ -280,13 +271,14 @@ class RedisQueue(Wakeups):
         pipe.execute()
         return marked
 
-    def requeue(self, node, items, now=None):
+    def requeue(self, node: str, items: List[QueuedItem], now: Optional[float] = None) -> None:
         """What the direct path could not confirm on ``node``: waiting deliveries (merged by key)."""
         now = self.clock() if now is None else now
         if items:
             self._store([node], [tuple(item) for item in items], [], "defer", now=now)
 
-    def store_expansion(self, nodes, events, items, failed=0, now=None):
+    def store_expansion(self, nodes: Sequence[str], events: List[EventCount], items: List[QueuedItem],
+                        failed: int = 0, now: Optional[float] = None) -> Enqueued:
         """Deliveries of a batch of journal events, and the events XACKed + XDELed, in one script."""
         now = self.clock() if now is None else now
         if not events:
@@ -299,12 +291,12 @@ class RedisQueue(Wakeups):
             return Enqueued(event_id=tag, items=0, rows=0, merged=0)
         return Enqueued(event_id=tag, items=len(items), rows=rows, merged=merged)
 
-    def journal_pending(self):
+    def journal_pending(self) -> int:
         return self.redis.xlen(self._key("events"))
 
     # --- delivering ------------------------------------------------------------------------
 
-    def claim(self, node, limit=256, lease=30.0, now=None):
+    def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> List[Claim]:
         now = self.clock() if now is None else now
         token = uuid.uuid4().hex
         self.lease = lease  # what expire() takes as "lease ran out" (every relay uses the same one)
@@ -323,27 +315,24 @@ class RedisQueue(Wakeups):
             groups.setdefault((claim.node, claim.lease), []).append(claim)
         return groups.items()
 
-    def ack(self, claims, outcome="purged", now=None):
+    def ack(self, claims: List[Claim], outcome: str = "purged", now: Optional[float] = None) -> List[float]:
         now = self.clock() if now is None else now
         for (node, lease), group in self._by_node_and_lease(claims):
             self._run("ack", node, repr(now), outcome, lease, *[c.id for c in group])
         return [max(0.0, now - claim.first_at) for claim in claims]
 
-    def backoff_delay(self, attempts):
-        return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
-
-    def nack(self, claims, reason, now=None):
+    def nack(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None:
         now = self.clock() if now is None else now
         reason = str(reason)[:500]
         for (node, lease), group in self._by_node_and_lease(claims):
-            args = []
+            args: List[Any] = []
             for claim in group:
                 args.extend((claim.id, repr(now + self.backoff_delay(claim.attempts))))
             self._run("nack", node, repr(now), reason, lease, *args)
         if claims:
             self._changed.fire()
 
-    def dead(self, claims, reason, now=None):
+    def dead(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None:
         now = self.clock() if now is None else now
         for (node, lease), group in self._by_node_and_lease(claims):
             self._run("dead", node, repr(now), str(reason)[:500], lease, *[c.id for c in group])
@@ -352,7 +341,7 @@ class RedisQueue(Wakeups):
     def _nodes(self):
         return sorted(_text(n) for n in self.redis.smembers(self._key("nodes")))
 
-    def expire(self, now=None):
+    def expire(self, now: Optional[float] = None) -> Dict[str, int]:
         """Dead-letter deliveries older than ``max_age``; returns ``{node: rows}``. Replay keys expire by themselves (EX)."""
         now = self.clock() if now is None else now
         per_node = {}
@@ -364,11 +353,11 @@ class RedisQueue(Wakeups):
             log.warning("dead-lettered %d purge(s) older than %.0f s", sum(per_node.values()), self.max_age)
         return per_node
 
-    def release_leases(self, now=None):
+    def release_leases(self, now: Optional[float] = None) -> int:
         """Nothing to do: other relays may hold live leases; a dead one's come back via XAUTOCLAIM."""
         return 0
 
-    def retry_dead(self, node=None, now=None):
+    def retry_dead(self, node: Optional[str] = None, now: Optional[float] = None) -> int:
         now = self.clock() if now is None else now
         nodes = [node] if node else self._nodes()
         count = sum(int(self._run("retry", name, repr(now))) for name in nodes)
@@ -378,7 +367,7 @@ class RedisQueue(Wakeups):
 
     # --- reads ------------------------------------------------------------------------------
 
-    def next_due(self, node, now=None):
+    def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]:
         """0 if something waits on the node's stream, else seconds to the next backoff, else None.
 
         Claims held by a relay (in flight, maybe of a dead relay) are not
@@ -397,7 +386,7 @@ class RedisQueue(Wakeups):
             return max(0.0, first[0][1] - now)
         return None
 
-    def dead_hosts(self, node, since):
+    def dead_hosts(self, node: str, since: float) -> Set[str]:
         """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
         hosts = set()
         for rid in self.redis.zrangebyscore(self._key("dead", node), since, "+inf"):
@@ -406,7 +395,7 @@ class RedisQueue(Wakeups):
                 hosts.add(json.loads(payload).get("host", ""))
         return hosts - {""}
 
-    def dead_letters(self, limit=100, node=None):
+    def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> List[Dict[str, Any]]:
         letters = []
         for name in ([node] if node else self._nodes()):
             for rid, _dead_at in self.redis.zrange(self._key("dead", name), 0, limit - 1, withscores=True):
@@ -414,16 +403,15 @@ class RedisQueue(Wakeups):
                 fields = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key("rec", rid)).items()}
                 payload = self.redis.get(self._key("item", rid))
                 if fields and payload:
-                    letters.append({"id": int(rid), "node": name, "item": json.loads(payload),
-                                    "first_at": float(fields["first_at"]), "dead_at": float(fields["dead_at"]),
-                                    "attempts": int(fields["attempts"]), "reason": fields["error"]})
+                    letters.append(dead_letter(int(rid), name, json.loads(payload), float(fields["first_at"]),
+                                               float(fields["dead_at"]), int(fields["attempts"]), fields["error"]))
         letters.sort(key=lambda letter: (letter["dead_at"], letter["id"]))
         return letters[:limit]
 
-    def depth(self):
+    def depth(self) -> int:
         return self.stats()["depth"] - self.stats()["journal_pending"]
 
-    def stats(self, now=None):
+    def stats(self, now: Optional[float] = None) -> Dict[str, Any]:
         now = self.clock() if now is None else now
         nodes = self._nodes()
         pipe = self.redis.pipeline(transaction=False)
@@ -450,11 +438,11 @@ class RedisQueue(Wakeups):
         journal_age = max(0.0, now - float(first_event[0][1][b"received_at"])) if first_event else None
         return summarise_stats(entries, rows, journal_pending, journal_age)
 
-    def memory(self):
+    def memory(self) -> int:
         """Bytes Redis uses (``INFO memory`` used_memory): for /metrics and the sizing in docs/scaling.md."""
         return int(self.redis.info("memory")["used_memory"])
 
-    def writable(self):
+    def writable(self) -> bool:
         """True when Redis takes a write (a full disk or a failing AOF makes it refuse: MISCONF)."""
         if self._closed:
             return False

@@ -6,14 +6,19 @@ the plugin forgets an event once the relay accepted it, so a relay crash
 between accept and delivery must not lose it.
 
 Backend: SQLite in WAL mode through the standard library. One file, no
-server; readers do not block the single writer. Writers -- the API
-process's journal writer, the worker process, ``purgebridge queue retry``
--- take turns through ``flock`` on ``<queue>.lock`` (and a thread lock
-within a process) before ``BEGIN IMMEDIATE``: the kernel hands the lock on
-the moment it is released, where SQLite's own busy handler sleeps 1, 2,
-5 ... up to 100 ms between tries, and those sleeps were the latency tail of
-accepting while the worker wrote. ``busy_timeout`` stays as the fallback
-for a writer that does not take the lock file.
+server; readers do not block the writer.
+
+Concurrency, in three sentences: every write of a process goes through that
+process's one writer thread (``purgebridge.store.writer``), which owns the
+only write connection, runs each submitted write in a transaction of its own
+and batches the journal appends waiting at the same moment into one
+transaction with one fsync (group commit), while the callers block on their
+own result. The writers of different processes (API, worker, ``purgebridge
+queue retry``) take turns through ``flock`` on ``<queue>.lock`` around each
+transaction, which the kernel hands on the moment it is released (SQLite's
+own busy handler sleeps 1, 2, 5 ... 100 ms between tries: that was the
+latency tail of accepting while the worker wrote). Reads run on each
+thread's own connection and never wait for a writer (WAL).
 
 The contract it implements is in ``purgebridge.store.contract``.
 
@@ -37,17 +42,23 @@ import random
 import sqlite3
 import threading
 import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 import uuid
 
-from purgebridge.backoff import backoff_delay
 from purgebridge.errors import SignatureError
-from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, summarise_stats
-from purgebridge.store.journal import Journal, JournalClosed
-from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge, Wakeups
+from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Enqueued, EventCount, PendingEvent, QueuedItem,
+                                        dead_letter, node_stats, summarise_stats, unique_payloads)
+from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
+from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
+from purgebridge.store.writer import QueueBusy, QueueClosed, Writer
+
+__all__ = ["Queue", "QueueBusy", "QueueClosed", "QueueFileGone"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SCHEMA_VERSION = 2
+WRITE_WAIT = 60.0  # seconds a write other than an append may wait for its turn before QueueBusy
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -112,13 +123,6 @@ BEGIN
 END;
 """
 
-_UPSERT = """
-INSERT INTO deliveries(node, key, item, state, event_id, first_at, last_at, next_at)
-VALUES (?, ?, ?, 'ready', ?, ?, ?, ?)
-ON CONFLICT(node, key) WHERE state = 'ready'
-DO UPDATE SET merges = merges + 1, last_at = MAX(last_at, excluded.last_at)
-"""
-
 # Version 1 files: events were expanded when accepted, so every old row is done.
 _MIGRATE_1 = (
     "ALTER TABLE events ADD COLUMN signature TEXT",
@@ -126,11 +130,6 @@ _MIGRATE_1 = (
     "ALTER TABLE events ADD COLUMN expanded_at REAL",
     "UPDATE events SET expanded_at = received_at",
 )
-
-_COUNT = """
-INSERT INTO counters(name, node, value) VALUES (?, ?, ?)
-ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value
-"""
 
 # Statements for many rows at once. Why not executemany: Python's sqlite3 lets go
 # of the GIL around every row it steps, and taking it back costs up to the
@@ -142,16 +141,16 @@ ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value
 _CHUNK = 500  # rows per statement: well under SQLite's 32,766 bound variables
 
 
-def _rows_sql(head, row, count, tail=""):
+def _rows_sql(head: str, row: str, count: int, tail: str = "") -> str:
     return f"{head} VALUES {','.join([row] * count)}{tail}"
 
 
-def _chunks(rows, size=_CHUNK):
+def _chunks(rows: List[T], size: int = _CHUNK) -> Iterator[List[T]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
 
 
-def _flat(rows):
+def _flat(rows: Iterable[Sequence[Any]]) -> List[Any]:
     return [value for row in rows for value in row]
 
 
@@ -159,42 +158,44 @@ class QueueFileGone(RuntimeError):
     """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
 
 
-class Queue(Wakeups):
-    """SQLite implementation of the queue contract in the module docstring."""
+class Queue(Backend):
+    """SQLite implementation of the queue contract (``purgebridge.store.contract.Store``)."""
 
-    def __init__(self, path, backoff=0.1, backoff_max=5.0, max_age=86400.0,
-                 replay_window=REPLAY_WINDOW, synchronous="FULL", clock=time.time, rng=random.random,
-                 append_wait=5.0):
+    def __init__(self, path: Union[str, "os.PathLike[str]"], backoff: float = 0.1, backoff_max: float = 5.0,
+                 max_age: float = 86400.0, replay_window: float = REPLAY_WINDOW, synchronous: str = "FULL",
+                 clock: Callable[[], float] = time.time, rng: Callable[[], float] = random.random,
+                 append_wait: float = 5.0, write_wait: float = WRITE_WAIT) -> None:
+        super().__init__(backoff, backoff_max, max_age, replay_window, clock, rng)
         self.path = os.fspath(path)
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.max_age = max_age
-        self.replay_window = replay_window
         self.synchronous = synchronous
-        self.clock = clock
-        self.rng = rng
+        self.append_wait = append_wait   # seconds an accepted event may wait for the writer (then 503)
+        self.write_wait = write_wait     # ... any other write (then QueueBusy)
         self._local = threading.local()
-        self._connections = []
+        self._connections: List[sqlite3.Connection] = []   # the readers' connections, one a thread
         self._connections_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        super().__init__()
         self._nudge = Nudge(self.path)     # wake-ups for a worker in another process
-        self._lock_fd = None               # the lock file the writers of every process take turns on
-        self.append_wait = append_wait
-        self._journal = None
+        self._lock_fd: Optional[int] = None  # the lock file the writers of every process take turns on
         self._journal_cursor = 0  # rowid of the last event pending_events handed out
         self._closed = False
-        with self._exclusive():
-            db = self._db()
-            db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
-            self._migrate(db)
-            db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
-            db.executescript(_JOURNAL_TRIGGERS)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._identity = None     # the file's (device, inode), once it exists
+        self.writer = Writer(self._connect, self._exclusive, self._check_file, self.write_journal,
+                             synchronous=synchronous, max_group=_CHUNK)
+        try:
+            self.writer.run(self._set_up, self.write_wait, transaction=False)
+        except BaseException:
+            self.close()
+            raise
         self._identity = self._file_identity()
 
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
+        self._migrate(db)
+        db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
+        db.executescript(_JOURNAL_TRIGGERS)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     @staticmethod
-    def _migrate(db):
+    def _migrate(db: sqlite3.Connection) -> None:
         """Bring a version 1 file up to date (in one transaction, re-checked under the lock)."""
         if "expanded_at" in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
             return
@@ -208,118 +209,82 @@ class Queue(Wakeups):
             db.execute("ROLLBACK")
             raise
 
-    @classmethod
-    def from_settings(cls, settings, **kwargs):
-        """The SQLite queue ``PURGEBRIDGE_QUEUE`` names, with the retry settings (``store.open_queue`` picks)."""
-        return cls(settings.queue, backoff=settings.backoff, backoff_max=max(settings.backoff_max, settings.backoff),
-                   max_age=settings.max_age, **kwargs)
-
     # --- connections ---------------------------------------------------------
 
-    def _file_identity(self):
+    def _file_identity(self) -> Optional[Tuple[int, int]]:
         try:
             st = os.stat(self.path)
         except OSError:
             return None
         return st.st_dev, st.st_ino
 
-    def _check_file(self):
+    def _check_file(self) -> None:
         """Raise QueueFileGone when the path no longer names the file this queue opened.
 
         A queue file deleted (or replaced) while the relay runs would let open
         connections write into an unlinked file and new ones create an empty
-        file: events answered 202 would never reach a node. Checked at every
-        write transaction (one stat) and by ``writable`` for /readyz.
+        file: events answered 202 would never reach a node. Checked before
+        every write (one stat) and by ``writable`` for /readyz.
         """
-        identity = getattr(self, "_identity", None)
+        identity = self._identity
         if identity is not None and self._file_identity() != identity:
             raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
                                 "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
 
-    def _db(self):
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection in autocommit mode (transactions are explicit), WAL, ``synchronous`` as set."""
+        self._check_file()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute("PRAGMA busy_timeout = 10000")
+        return db
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's read connection (writes go through :attr:`writer`)."""
         if self._closed:
-            raise RuntimeError("queue is closed")
+            raise QueueClosed("queue is closed")
         db = getattr(self._local, "db", None)
         if db is None:
-            self._check_file()
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self.synchronous}")
-            db.execute("PRAGMA busy_timeout = 10000")
+            db = self._connect()
             self._local.db = db
             with self._connections_lock:
                 self._connections.append(db)
         return db
 
-    def relax_durability(self):
-        """Worker threads: this thread's commits skip the fsync (``synchronous=NORMAL``).
+    def relax_durability(self) -> None:
+        """Writes this thread submits from now on commit without the fsync (``synchronous=NORMAL``).
 
         Safe because everything a worker writes can be redone: an expansion
         lost in a power cut leaves its journal events unexpanded (expanded
         again at start), a lost lease or ack only re-sends an idempotent
-        PURGE. Accepting an event -- the 202 promise -- stays ``FULL`` on the
-        journal writer's and the request threads' own connections. Saves one
-        fsync per step on the way from accept to purge.
+        PURGE. Accepting an event -- the 202 promise -- and every write of
+        other threads stay ``FULL``. Saves one fsync per step on the way
+        from accept to purge. (The writer sets the pragma between
+        transactions, as each one asks.)
         """
-        self._db().execute("PRAGMA synchronous = NORMAL")
+        self._local.relaxed = True
 
     @contextmanager
-    def _exclusive(self):
-        """This process's turn to write: the thread lock, then ``flock`` on the lock file (other processes)."""
-        with self._write_lock:
-            if self._lock_fd is None:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+    def _exclusive(self) -> Iterator[None]:
+        """This process's turn to write: ``flock`` on the lock file (the writer thread takes it per unit)."""
+        if self._lock_fd is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    class _Tx:
-        def __init__(self, queue, lock=True):
-            self.queue = queue
-            self.lock = queue._exclusive() if lock else None
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(db)`` in one write transaction on the writer thread; return its result."""
+        return self.writer.run(work, self.write_wait, durable=not getattr(self._local, "relaxed", False))
 
-        def __enter__(self):
-            if self.lock:
-                self.lock.__enter__()
-            try:
-                self.queue._check_file()
-                self.db = self.queue._db()
-                self.db.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                if self.lock:
-                    self.lock.__exit__(None, None, None)
-                raise
-            return self.db
-
-        def __exit__(self, kind, value, tb):
-            try:
-                if kind is None:
-                    try:
-                        self.db.execute("COMMIT")
-                    except BaseException:
-                        if self.db.in_transaction:  # a failed COMMIT leaves it open: never reuse it half-done
-                            self.db.execute("ROLLBACK")
-                        raise
-                else:
-                    self.db.execute("ROLLBACK")
-            finally:
-                if self.lock:
-                    self.lock.__exit__(None, None, None)
-            return False
-
-    def _write(self, lock=True):
-        """A write transaction; ``lock=False`` when the caller already holds the write lock."""
-        return Queue._Tx(self, lock)
-
-    def close(self):
-        """Flush the journal, then close every thread's connection (the WAL is checkpointed by the last one)."""
-        if self._journal is not None:
-            self._journal.close()
+    def close(self) -> None:
+        """Finish the writes waiting (the journal's too), then close every connection."""
+        self.writer.close()
         self._closed = True
         self._nudge.close()
         if self._lock_fd is not None:
@@ -335,71 +300,63 @@ class Queue(Wakeups):
 
     # --- wake-ups: in this process, and a worker process's (``wakeup``) -------------
 
-    def _notify(self):
+    def _notify(self) -> None:
         self._changed.fire()
         self._nudge.send(DELIVERIES)
 
-    def listen(self):
+    def listen(self) -> None:
         """Wake this process's worker threads when another process writes (the worker process calls it)."""
         self._nudge.listen(self._journal_changed.fire, self._changed.fire)
 
     # --- writes ------------------------------------------------------------------
 
-    def seen_signature(self, signature, now=None):
+    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool:
         now = self.clock() if now is None else now
         row = self._db().execute("SELECT seen_at FROM signatures WHERE signature = ?", (signature,)).fetchone()
         return row is not None and row[0] >= now - self.replay_window
 
-    def enqueue(self, nodes, items, source, signature=None, site="", now=None):
+    def enqueue(self, nodes: Sequence[str], items: Iterable[Any], source: str, signature: Optional[str] = None,
+                site: str = "", now: Optional[float] = None) -> Enqueued:
         """Store one accepted event; see the module docstring. ``items`` have ``.key`` and ``.to_dict()``."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         event_id = uuid.uuid4().hex
-        unique = {}
-        for item in items:
-            unique.setdefault(item.key, item)
-        payloads = [(key, json.dumps(item.to_dict(), separators=(",", ":"))) for key, item in unique.items()]
-        params = [(node, key, payload, event_id, now, now, now) for node in nodes for key, payload in payloads]
-        with self._write() as db:
+        payloads = unique_payloads(items)
+        params = [(node, key, payload, event_id, at, at, at) for node in nodes for key, payload in payloads]
+
+        def work(db: sqlite3.Connection) -> Tuple[int, int]:
             if signature:
                 row = db.execute("SELECT seen_at FROM signatures WHERE signature = ?", (signature,)).fetchone()
-                if row is not None and row[0] >= now - self.replay_window:
+                if row is not None and row[0] >= at - self.replay_window:
                     raise SignatureError("signature already used (replay)", replay=True)
-                db.execute("INSERT OR REPLACE INTO signatures(signature, seen_at) VALUES (?, ?)", (signature, now))
-            db.executemany(_UPSERT, params)
+                db.execute("INSERT OR REPLACE INTO signatures(signature, seen_at) VALUES (?, ?)", (signature, at))
+            self._insert_ready(db, params, keep_oldest=False)
             rows = db.execute("SELECT COUNT(*) FROM deliveries WHERE event_id = ?", (event_id,)).fetchone()[0]
             merged = len(params) - rows
             db.execute("INSERT INTO events(id, source, site, received_at, items, rows, merged, expanded_at) "
-                       "VALUES (?,?,?,?,?,?,?,?)", (event_id, source, site, now, len(payloads), rows, merged, now))
-            db.executemany(_COUNT, [("events", "", 1), ("merged", "", merged), ("rows", "", rows)])
+                       "VALUES (?,?,?,?,?,?,?,?)", (event_id, source, site, at, len(payloads), rows, merged, at))
+            self._count(db, [("events", "", 1), ("merged", "", merged), ("rows", "", rows)])
+            return rows, merged
+
+        rows, merged = self._write(work)
         if params:
             self._notify()
         return Enqueued(event_id=event_id, items=len(payloads), rows=rows, merged=merged)
 
     # --- the journal: accepted events, expanded into deliveries later ---------------------
 
-    @property
-    def journal(self):
-        """The group-commit writer (started on first use, flushed by :meth:`close`)."""
-        with self._connections_lock:
-            if self._journal is None:
-                if self._closed:
-                    raise JournalClosed("the queue is closed")
-                self._journal = Journal(self, wait=self.append_wait)
-            return self._journal
+    def append(self, source: str, site: str, body: bytes, signature: Optional[str] = None) -> str:
+        """Durably journal one validated event (group commit: ``store.journal``). Returns its event id."""
+        entry = JournalEntry(source, site, bytes(body), signature or None, received_at=self.clock())
+        self.writer.append(entry, self.append_wait)
+        return entry.event_id
 
-    def append(self, source, site, body, signature=None):
-        """Durably journal one validated event; see the module docstring. Returns its event id."""
-        return self.journal.append(source, site, body, signature)
+    def write_journal(self, db: sqlite3.Connection, entries: List[JournalEntry],
+                      now: Optional[float] = None) -> List[bool]:
+        """Write a group of appends durably; run by the writer thread (which holds the write lock).
 
-    def write_journal(self, take, now=None):
-        """Write a group of appends durably; called by the journal's writer thread only.
-
-        ``take()`` runs once the write lock is held (so entries that waited
-        too long for it can still be withdrawn) and returns the entries
-        (``event_id, source, site, body, signature, received_at``), at most
-        ``_CHUNK``. Returns one bool per entry: stored, or False for a replay
-        -- its signature is fresh in the replay cache or used by an earlier
-        entry of the same group.
+        At most ``_CHUNK`` entries. Returns one bool per entry: stored, or
+        False for a replay -- its signature is fresh in the replay cache or
+        used by an earlier entry of the same group.
 
         Usually that is two statements whatever the group's size: a read of
         which signatures exist already, then one INSERT of every event in
@@ -408,44 +365,45 @@ class Queue(Wakeups):
         replay, or an old one housekeeping has not dropped yet) or that loses
         a race to another process takes the explicit transaction instead.
         """
-        with self._exclusive():
-            entries = take()
-            if not entries:
-                return []
-            if len(entries) > _CHUNK:
-                raise ValueError(f"at most {_CHUNK} journal entries per group")
-            now = self.clock() if now is None else now
-            self._check_file()  # an event written into a deleted file would never reach a node
-            db = self._db()
-            signatures = [e.signature for e in entries if e.signature]
-            known = self._signatures_seen(db, signatures, since=None)
-            if not known:
-                stored, rows = self._journal_rows(entries, set())
-                try:
-                    self._insert_events(db, rows)
-                except sqlite3.IntegrityError:  # another process stored one of these signatures meanwhile
-                    known = True
-            if known:
-                with self._write(lock=False) as db:
-                    fresh = self._signatures_seen(db, signatures, since=now - self.replay_window)
-                    stale = [signature for signature in signatures if signature not in fresh]
-                    for chunk in _chunks(stale):
-                        db.execute(f"DELETE FROM signatures WHERE signature IN ({','.join('?' * len(chunk))})",
-                                   chunk)
-                    stored, rows = self._journal_rows(entries, fresh)
-                    self._insert_events(db, rows)
+        if not entries:
+            return []
+        if len(entries) > _CHUNK:
+            raise ValueError(f"at most {_CHUNK} journal entries per group")
+        now = self.clock() if now is None else now
+        signatures = [e.signature for e in entries if e.signature]
+        known = bool(self._signatures_seen(db, signatures, since=None))
+        rows: List[JournalRow] = []
+        if not known:
+            stored, rows = group_rows(entries, set())
+            try:
+                self._insert_events(db, rows)
+            except sqlite3.IntegrityError:  # another process stored one of these signatures meanwhile
+                known = True
+        if known:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fresh = self._signatures_seen(db, signatures, since=now - self.replay_window)
+                stale = [signature for signature in signatures if signature not in fresh]
+                for chunk in _chunks(stale):
+                    db.execute(f"DELETE FROM signatures WHERE signature IN ({','.join('?' * len(chunk))})", chunk)
+                stored, rows = group_rows(entries, fresh)
+                self._insert_events(db, rows)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
         if rows:
             self._journal_changed.fire()
             self._nudge.send(JOURNAL)
         return stored
 
     @staticmethod
-    def _signatures_seen(db, signatures, since):
+    def _signatures_seen(db: sqlite3.Connection, signatures: List[str], since: Optional[float]) -> Set[str]:
         """Which of ``signatures`` the replay cache holds (seen at or after ``since``, if given)."""
-        found = set()
+        found: Set[str] = set()
         for chunk in _chunks(list(dict.fromkeys(signatures))):
             sql = f"SELECT signature FROM signatures WHERE signature IN ({','.join('?' * len(chunk))})"
-            args = list(chunk)
+            args: List[Any] = list(chunk)
             if since is not None:
                 sql += " AND seen_at >= ?"
                 args.append(since)
@@ -453,26 +411,12 @@ class Queue(Wakeups):
         return found
 
     @staticmethod
-    def _journal_rows(entries, replays):
-        """Rows to insert and one stored-or-replay flag per entry; a signature twice in a group is a replay."""
-        seen, stored, rows = set(replays), [], []
-        for entry in entries:
-            if entry.signature and entry.signature in seen:
-                stored.append(False)
-                continue
-            if entry.signature:
-                seen.add(entry.signature)
-            rows.append((entry.event_id, entry.source, entry.site, entry.received_at, entry.body, entry.signature))
-            stored.append(True)
-        return stored, rows
-
-    @staticmethod
-    def _insert_events(db, rows):
+    def _insert_events(db: sqlite3.Connection, rows: List[JournalRow]) -> None:
         if rows:
             db.execute(_rows_sql("INSERT INTO events(id, source, site, received_at, body, signature, "
                                  "items, rows, merged)", "(?,?,?,?,?,?,0,0,0)", len(rows)), _flat(rows))
 
-    def pending_events(self, limit=500):
+    def pending_events(self, limit: int = 500) -> List[PendingEvent]:
         """Unexpanded events not handed out yet, oldest first: ``(event_id, source, site, body, received_at)``.
 
         Rowids grow in commit order (one writer; the newest row is never
@@ -483,16 +427,17 @@ class Queue(Wakeups):
             "ORDER BY rowid LIMIT ?", (self._journal_cursor, limit)).fetchall()
         if rows:
             self._journal_cursor = rows[-1][0]
-        return [row[1:] for row in rows]
+        return [tuple(row[1:]) for row in rows]
 
-    def rewind_journal(self):
+    def rewind_journal(self) -> None:
         """Hand out every unexpanded event again (after an expansion that failed)."""
         self._journal_cursor = 0
 
-    def journal_pending(self):
+    def journal_pending(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM events WHERE expanded_at IS NULL").fetchone()[0]
 
-    def store_expansion(self, nodes, events, items, failed=0, now=None):
+    def store_expansion(self, nodes: Sequence[str], events: List[EventCount], items: List[QueuedItem],
+                        failed: int = 0, now: Optional[float] = None) -> Enqueued:
         """Deliveries of a batch of journal events, and the events marked expanded, in one transaction.
 
         ``events`` is ``[(event_id, count)]`` with ``count`` the invalidations
@@ -503,38 +448,57 @@ class Queue(Wakeups):
         none is left, nothing is written. The body of an expanded event is
         dropped: the deliveries now carry what it meant.
         """
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not events:
             return Enqueued(event_id="", items=0, rows=0, merged=0)
         tag = events[-1][0]  # each batch has its own last event: its id tells this batch's new rows apart
-        rows = [(node, key, payload, tag, first_at, last_at, now)
+        rows = [(node, key, payload, tag, first_at, last_at, at)
                 for node in nodes for key, payload, first_at, last_at in items]
-        with self._write() as db:
-            marked = self._mark_expanded(db, events, now)
+
+        def work(db: sqlite3.Connection) -> Enqueued:
+            marked = self._mark_expanded(db, events, at)
             if not marked:
                 return Enqueued(event_id=tag, items=0, rows=0, merged=0)
-            for chunk in _chunks(rows):
-                db.execute(_rows_sql("INSERT INTO deliveries(node, key, item, event_id, first_at, last_at, next_at, "
-                                     "state)", "(?,?,?,?,?,?,?,'ready')", len(chunk),
-                                     " ON CONFLICT(node, key) WHERE state = 'ready' DO UPDATE SET "
-                                     "merges = merges + 1, last_at = MAX(last_at, excluded.last_at)"),
-                           _flat(chunk))
+            self._insert_ready(db, rows, keep_oldest=False)
             added = db.execute("SELECT COUNT(*) FROM deliveries WHERE event_id = ?", (tag,)).fetchone()[0]
             merged = max(0, sum(count for _id, count in events) * len(nodes) - added)
-            counts = [("merged", "", merged), ("rows", "", added), ("expanded", "", marked)]
-            if failed:
-                counts.append(("expansion_failed", "", failed))
+            self._count(db, [("merged", "", merged), ("rows", "", added), ("expanded", "", marked),
+                             *([("expansion_failed", "", failed)] if failed else [])])
+            return Enqueued(event_id=tag, items=len(items), rows=added, merged=merged)
+
+        enqueued = self._write(work)
+        if enqueued.rows:
+            self._notify()
+        return enqueued
+
+    @staticmethod
+    def _insert_ready(db: sqlite3.Connection, rows: List[tuple], keep_oldest: bool) -> None:
+        """Insert ``(node, key, item, event_id, first_at, last_at, next_at)`` rows as ready, merging by key.
+
+        A row whose key is already ready for that node merges into it (its
+        ``last_at`` kept the newest; with ``keep_oldest`` its ``first_at``
+        the oldest too: a requeued delivery is as old as its first enqueue).
+        """
+        oldest = "first_at = MIN(first_at, excluded.first_at), " if keep_oldest else ""
+        for chunk in _chunks(rows):
+            db.execute(_rows_sql("INSERT INTO deliveries(node, key, item, event_id, first_at, last_at, next_at, "
+                                 "state)", "(?,?,?,?,?,?,?,'ready')", len(chunk),
+                                 " ON CONFLICT(node, key) WHERE state = 'ready' DO UPDATE SET "
+                                 f"merges = merges + 1, {oldest}last_at = MAX(last_at, excluded.last_at)"),
+                       _flat(chunk))
+
+    @staticmethod
+    def _count(db: sqlite3.Connection, counts: List[Tuple[str, str, int]]) -> None:
+        """Add ``(name, node, value)`` to the counters in one statement."""
+        if counts:
             db.execute(_rows_sql("INSERT INTO counters(name, node, value)", "(?,?,?)", len(counts),
                                  " ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value"),
                        _flat(counts))
-        if rows:
-            self._notify()
-        return Enqueued(event_id=tag, items=len(items), rows=added, merged=merged)
 
     @staticmethod
-    def _mark_expanded(db, events, now):
+    def _mark_expanded(db: sqlite3.Connection, events: List[EventCount], now: float) -> int:
         """Mark ``[(event_id, count)]`` expanded (dropping their bodies); returns how many were not yet."""
-        by_count = {}
+        by_count: Dict[int, List[str]] = {}
         for event_id, count in events:
             by_count.setdefault(count, []).append(event_id)
         marked = 0
@@ -546,130 +510,133 @@ class Queue(Wakeups):
                     [now, count, *chunk]).rowcount
         return marked
 
-    def finish_expansion(self, events, counters=(), failed=0, now=None):
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[Tuple[str, str, int]] = (),
+                         failed: int = 0, now: Optional[float] = None) -> int:
         """Mark events the worker delivered directly as expanded, with their counters; returns how many."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not events:
             return 0
-        counts = [c for c in counters if c[2]]
-        with self._write() as db:
-            marked = self._mark_expanded(db, events, now)
-            counts.append(("expanded", "", marked))
-            if failed:
-                counts.append(("expansion_failed", "", failed))
-            db.execute(_rows_sql("INSERT INTO counters(name, node, value)", "(?,?,?)", len(counts),
-                                 " ON CONFLICT(name, node) DO UPDATE SET value = value + excluded.value"),
-                       _flat(counts))
-        return marked
+        counts = [count for count in counters if count[2]]
 
-    def requeue(self, node, items, now=None):
+        def work(db: sqlite3.Connection) -> int:
+            marked = self._mark_expanded(db, events, at)
+            self._count(db, [*counts, ("expanded", "", marked), *([("expansion_failed", "", failed)] if failed else [])])
+            return marked
+
+        return self._write(work)
+
+    def requeue(self, node: str, items: List[QueuedItem], now: Optional[float] = None) -> None:
         """Ready rows for what the direct path could not confirm on ``node``: ``[(key, payload, first_at, last_at)]``."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not items:
             return
         tag = "requeue-" + uuid.uuid4().hex
-        rows = [(node, key, payload, tag, first_at, last_at, now) for key, payload, first_at, last_at in items]
-        with self._write() as db:
-            for chunk in _chunks(rows):
-                db.execute(_rows_sql("INSERT INTO deliveries(node, key, item, event_id, first_at, last_at, next_at, "
-                                     "state)", "(?,?,?,?,?,?,?,'ready')", len(chunk),
-                                     " ON CONFLICT(node, key) WHERE state = 'ready' DO UPDATE SET "
-                                     "merges = merges + 1, first_at = MIN(first_at, excluded.first_at), "
-                                     "last_at = MAX(last_at, excluded.last_at)"),
-                           _flat(chunk))
+        rows = [(node, key, payload, tag, first_at, last_at, at) for key, payload, first_at, last_at in items]
+        self._write(lambda db: self._insert_ready(db, rows, keep_oldest=True))
         self._notify()
 
-    def claim(self, node, limit=256, lease=30.0, now=None):
+    def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> List[Claim]:
         """Lease up to ``limit`` due rows of ``node`` for ``lease`` seconds."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         token = uuid.uuid4().hex
-        with self._write() as db:
+
+        def work(db: sqlite3.Connection) -> List[tuple]:
             rows = db.execute(
                 "SELECT id, key, item, attempts, first_at FROM deliveries "
                 "WHERE node = ? AND state != 'dead' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
-                (node, now, limit)).fetchall()
-            if not rows:
-                return []
-            db.executemany("UPDATE deliveries SET state = 'leased', next_at = ?, lease = ?, attempts = attempts + 1 "
-                           "WHERE id = ?", [(now + lease, token, row[0]) for row in rows])
-        return [Claim(id=row[0], node=node, key=row[1], item=json.loads(row[2]), attempts=row[3] + 1,
-                      first_at=row[4], lease=token) for row in rows]
+                (node, at, limit)).fetchall()
+            if rows:
+                db.executemany("UPDATE deliveries SET state = 'leased', next_at = ?, lease = ?, "
+                               "attempts = attempts + 1 WHERE id = ?", [(at + lease, token, row[0]) for row in rows])
+            return rows
 
-    def ack(self, claims, outcome="purged", now=None):
+        return [Claim(id=row[0], node=node, key=row[1], item=json.loads(row[2]), attempts=row[3] + 1,
+                      first_at=row[4], lease=token) for row in self._write(work)]
+
+    def ack(self, claims: List[Claim], outcome: str = "purged", now: Optional[float] = None) -> List[float]:
         """Delivered: delete the rows. Returns the seconds each waited since its first enqueue."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not claims:
             return []
-        with self._write() as db:
+        per_node: Dict[str, int] = {}
+        for claim in claims:
+            per_node[claim.node] = per_node.get(claim.node, 0) + 1
+
+        def work(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM deliveries WHERE id = ? AND lease = ?", [(c.id, c.lease) for c in claims])
-            counts = {}
-            for claim in claims:
-                counts[claim.node] = counts.get(claim.node, 0) + 1
-            db.executemany(_COUNT, [(outcome, node, n) for node, n in counts.items()])
-        return [max(0.0, now - claim.first_at) for claim in claims]
+            self._count(db, [(outcome, node, n) for node, n in per_node.items()])
 
-    def backoff_delay(self, attempts):
-        """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
-        return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
+        self._write(work)
+        return [max(0.0, at - claim.first_at) for claim in claims]
 
-    def nack(self, claims, reason, now=None):
+    def nack(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None:
         """Failed: back to ready with backoff. A row whose key got re-queued meanwhile merges into it."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not claims:
             return
         reason = str(reason)[:500]
-        with self._write() as db:
-            for claim in claims:
+        due = [at + self.backoff_delay(claim.attempts) for claim in claims]
+
+        def work(db: sqlite3.Connection) -> None:
+            for claim, next_at in zip(claims, due):
                 try:
                     db.execute("UPDATE deliveries SET state = 'ready', next_at = ?, last_error = ?, lease = NULL "
-                               "WHERE id = ? AND lease = ?",
-                               (now + self.backoff_delay(claim.attempts), reason, claim.id, claim.lease))
+                               "WHERE id = ? AND lease = ?", (next_at, reason, claim.id, claim.lease))
                 except sqlite3.IntegrityError:
                     self._merge_into_ready(db, claim.id, claim.node, claim.key, claim.first_at)
-            db.execute(_COUNT, ("failed_attempts", claims[0].node, len(claims)))
+            self._count(db, [("failed_attempts", claims[0].node, len(claims))])
+
+        self._write(work)
         self._notify()
 
     @staticmethod
-    def _merge_into_ready(db, row_id, node, key, first_at):
+    def _merge_into_ready(db: sqlite3.Connection, row_id: int, node: str, key: str, first_at: float) -> None:
         db.execute("UPDATE deliveries SET merges = merges + 1, first_at = MIN(first_at, ?) "
                    "WHERE node = ? AND key = ? AND state = 'ready'", (first_at, node, key))
         db.execute("DELETE FROM deliveries WHERE id = ?", (row_id,))
 
-    def dead(self, claims, reason, now=None):
+    def dead(self, claims: List[Claim], reason: str, now: Optional[float] = None) -> None:
         """Not worth retrying (e.g. the node answered 403/405): keep as a dead letter with the reason."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         if not claims:
             return
-        with self._write() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.executemany("UPDATE deliveries SET state = 'dead', dead_at = ?, last_error = ?, lease = NULL "
-                           "WHERE id = ? AND lease = ?", [(now, str(reason)[:500], c.id, c.lease) for c in claims])
-            db.execute(_COUNT, ("dead_lettered", claims[0].node, len(claims)))
+                           "WHERE id = ? AND lease = ?", [(at, str(reason)[:500], c.id, c.lease) for c in claims])
+            self._count(db, [("dead_lettered", claims[0].node, len(claims))])
+
+        self._write(work)
         log.warning("dead-lettered %d purge(s) for %s: %s", len(claims), claims[0].node, reason)
 
-    def expire(self, now=None):
+    def expire(self, now: Optional[float] = None) -> Dict[str, int]:
         """Dead-letter rows not delivered within ``max_age``; forget old signatures. Returns ``{node: rows}``."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         aged = "last_at < ? AND (state = 'ready' OR (state = 'leased' AND next_at <= ?))"
-        with self._write() as db:
+
+        def work(db: sqlite3.Connection) -> Dict[str, int]:
             per_node = dict(db.execute(f"SELECT node, COUNT(*) FROM deliveries WHERE {aged} GROUP BY node",
-                                       (now - self.max_age, now)).fetchall())
+                                       (at - self.max_age, at)).fetchall())
             expired = db.execute(
                 "UPDATE deliveries SET state = 'dead', dead_at = ?, lease = NULL, "
                 "last_error = 'not delivered within max age' || CASE WHEN last_error != '' "
                 "THEN ' (last error: ' || last_error || ')' ELSE '' END "
-                f"WHERE {aged}", (now, now - self.max_age, now)).rowcount
+                f"WHERE {aged}", (at, at - self.max_age, at)).rowcount
             if expired:
-                db.execute(_COUNT, ("dead_lettered", "", expired))
-            db.execute("DELETE FROM signatures WHERE seen_at < ?", (now - 2 * self.replay_window,))
+                self._count(db, [("dead_lettered", "", expired)])
+            db.execute("DELETE FROM signatures WHERE seen_at < ?", (at - 2 * self.replay_window,))
             # Expanded events are kept a day for inspection, then dropped -- never the newest row,
             # whose rowid keeps new events' rowids growing (pending_events relies on it).
             db.execute("DELETE FROM events WHERE expanded_at < ? AND rowid < (SELECT MAX(rowid) FROM events)",
-                       (now - 86400.0,))
-        if expired:
-            log.warning("dead-lettered %d purge(s) older than %.0f s", expired, self.max_age)
+                       (at - 86400.0,))
+            return per_node
+
+        per_node = self._write(work)
+        if per_node:
+            log.warning("dead-lettered %d purge(s) older than %.0f s", sum(per_node.values()), self.max_age)
         return per_node
 
-    def release_leases(self, now=None):
+    def release_leases(self, now: Optional[float] = None) -> int:
         """Make every leased row due now; returns how many. For a relay starting up.
 
         A relay owns its queue file, so at start-up any lease left was held by
@@ -677,69 +644,70 @@ class Queue(Wakeups):
         instead of after the lease time. Were another process still sending
         them, they are sent twice -- harmless, purges are idempotent.
         """
-        now = self.clock() if now is None else now
-        with self._write() as db:
-            count = db.execute("UPDATE deliveries SET next_at = ? WHERE state = 'leased'", (now,)).rowcount
+        at = self.clock() if now is None else now
+        count = self._write(lambda db: db.execute("UPDATE deliveries SET next_at = ? WHERE state = 'leased'",
+                                                  (at,)).rowcount)
         if count:
             log.info("re-queued %d purge(s) claimed by a previous run that did not finish", count)
             self._notify()
         return count
 
-    def retry_dead(self, node=None, now=None):
+    def retry_dead(self, node: Optional[str] = None, now: Optional[float] = None) -> int:
         """Put dead letters (of one node, or all) back to ready. Returns how many were re-queued."""
-        now = self.clock() if now is None else now
+        at = self.clock() if now is None else now
         where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
-        count = 0
-        with self._write() as db:
+
+        def work(db: sqlite3.Connection) -> int:
             rows = db.execute(f"SELECT id, node, key, first_at FROM deliveries WHERE {where}", args).fetchall()
             for row_id, row_node, key, first_at in rows:
                 try:
                     db.execute("UPDATE deliveries SET state = 'ready', next_at = ?, last_at = ?, attempts = 0, "
-                               "dead_at = NULL WHERE id = ?", (now, now, row_id))
+                               "dead_at = NULL WHERE id = ?", (at, at, row_id))
                 except sqlite3.IntegrityError:
                     self._merge_into_ready(db, row_id, row_node, key, first_at)
-                count += 1
-            if count:
-                db.execute(_COUNT, ("retried", "", count))
+            if rows:
+                self._count(db, [("retried", "", len(rows))])
+            return len(rows)
+
+        count = self._write(work)
         if count:
             self._notify()
         return count
 
     # --- reads ---------------------------------------------------------------------
 
-    def next_due(self, node, now=None):
+    def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]:
         """Seconds until ``node`` has a row due (0 if now), or None when it has nothing queued."""
         now = self.clock() if now is None else now
         row = self._db().execute("SELECT MIN(next_at) FROM deliveries WHERE node = ? AND state != 'dead'",
                                  (node,)).fetchone()
         return None if row[0] is None else max(0.0, row[0] - now)
 
-    def dead_hosts(self, node, since):
+    def dead_hosts(self, node: str, since: float) -> Set[str]:
         """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""
         rows = self._db().execute("SELECT DISTINCT json_extract(item, '$.host') FROM deliveries "
                                   "WHERE node = ? AND state = 'dead' AND dead_at >= ?", (node, since)).fetchall()
         return {row[0] for row in rows if row[0]}
 
-    def dead_letters(self, limit=100, node=None):
+    def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> List[Dict[str, Any]]:
         where, args = ("state = 'dead' AND node = ?", (node,)) if node else ("state = 'dead'", ())
         rows = self._db().execute(
             f"SELECT id, node, item, first_at, dead_at, attempts, last_error FROM deliveries WHERE {where} "
             "ORDER BY dead_at, id LIMIT ?", args + (limit,)).fetchall()
-        return [{"id": r[0], "node": r[1], "item": json.loads(r[2]), "first_at": r[3], "dead_at": r[4],
-                 "attempts": r[5], "reason": r[6]} for r in rows]
+        return [dead_letter(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
-    def depth(self):
+    def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM deliveries WHERE state != 'dead'").fetchone()[0]
 
-    def stats(self, now=None):
+    def stats(self, now: Optional[float] = None) -> Dict[str, Any]:
         """Queue depth, in-flight, dead letters, oldest pending age -- in total and per node -- and totals."""
         self._check_file()  # figures from a deleted file would say all is well
         now = self.clock() if now is None else now
         db = self._db()
-        nodes = {}
+        nodes: Dict[str, Dict[str, Any]] = {}
         for node, state, count, oldest in db.execute(
                 "SELECT node, state, COUNT(*), MIN(first_at) FROM deliveries GROUP BY node, state"):
-            entry = nodes.setdefault(node, {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None})
+            entry = nodes.setdefault(node, node_stats())
             if state == "dead":
                 entry["dead"] += count
                 continue
@@ -752,11 +720,11 @@ class Queue(Wakeups):
         journal_age = None if journal_oldest is None else max(0.0, now - journal_oldest)
         return summarise_stats(nodes, counters, journal_pending, journal_age)
 
-    def writable(self):
+    def writable(self) -> bool:
         """True when a real write commits (for /readyz): a full disk or a deleted file makes it False."""
         try:
-            with self._write() as db:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # rewrites page 1: a real write to the WAL
+            # rewrites page 1: a real write to the WAL
+            self._write(lambda db: db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))
             return True
         except (sqlite3.Error, RuntimeError) as exc:
             log.error("queue %s is not writable: %s", self.path, exc)

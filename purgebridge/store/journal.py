@@ -46,9 +46,10 @@ class JournalClosed(JournalError):
 class _Append:
     """One request's event on its way into the journal; ``done`` is released when settled."""
 
-    __slots__ = ("event_id", "source", "site", "body", "signature", "received_at", "state", "error", "done")
+    __slots__ = ("event_id", "source", "site", "body", "signature", "received_at", "state", "error", "done",
+                 "on_done")
 
-    def __init__(self, source, site, body, signature):
+    def __init__(self, source, site, body, signature, on_done=None):
         self.event_id = uuid.uuid4().hex
         self.source = source
         self.site = site
@@ -59,6 +60,7 @@ class _Append:
         self.error = None
         self.done = threading.Lock()
         self.done.acquire()
+        self.on_done = on_done  # called on the writer thread once settled (``Journal.submit``)
 
 
 class Journal:
@@ -83,22 +85,44 @@ class Journal:
         written within ``wait`` seconds, JournalClosed after :meth:`close`,
         JournalError when the transaction failed. Nothing is stored then.
         """
-        entry = _Append(source, site, bytes(body), signature)
+        entry = self.submit(source, site, body, signature)
+        if not entry.done.acquire(timeout=self.wait):
+            if self.withdraw(entry):
+                raise entry.error
+            entry.done.acquire()  # in a transaction right now: its outcome is the answer
+        if entry.error is not None:
+            raise entry.error
+        return entry.event_id
+
+    def submit(self, source, site, body, signature=None, on_done=None):
+        """Hand an event to the writer without waiting; returns its entry. Raises JournalClosed.
+
+        ``on_done(entry)`` is called on the writer thread once the entry is
+        settled: ``entry.error`` None means stored as ``entry.event_id``,
+        else it holds what :meth:`append` would raise. It must not block (the
+        relay's event loop passes ``loop.call_soon_threadsafe``).
+        """
+        entry = _Append(source, site, bytes(body), signature, on_done)
         with self._cond:
             if self._closed:
                 raise JournalClosed("the relay is shutting down")
             self._pending.append(entry)
             self._cond.notify()
-        if not entry.done.acquire(timeout=self.wait):
-            with self._cond:
-                if entry.state == PENDING:
-                    self._pending.remove(entry)
-                    entry.state = WITHDRAWN
-                    raise JournalBusy(f"queue busy: not written within {self.wait:g} s")
-            entry.done.acquire()  # in a transaction right now: its outcome is the answer
-        if entry.error is not None:
-            raise entry.error
-        return entry.event_id
+        return entry
+
+    def withdraw(self, entry):
+        """Take back an entry no transaction has taken yet (its ``error`` becomes JournalBusy); True if done.
+
+        An entry already taken is left to its transaction, whose outcome is
+        the truth. Called when ``wait`` has passed.
+        """
+        with self._cond:
+            if entry.state != PENDING:
+                return False
+            self._pending.remove(entry)
+            entry.state = WITHDRAWN
+            entry.error = JournalBusy(f"queue busy: not written within {self.wait:g} s")
+            return True
 
     def close(self, timeout=30.0):
         """Refuse new appends, write every one still waiting, stop the writer."""
@@ -148,3 +172,8 @@ class Journal:
         for entry in taken:
             entry.state = DONE
             entry.done.release()
+            if entry.on_done is not None:
+                try:
+                    entry.on_done(entry)
+                except Exception:  # noqa: BLE001 - e.g. the event loop closed at shutdown; the writer goes on
+                    log.exception("journal: notifying the request of event %s failed", entry.event_id)

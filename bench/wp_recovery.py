@@ -27,35 +27,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from purgebridge import localcluster  # noqa: E402
 from recovery_scenario import Outage, app_password, cron_wordpress, make_posts  # noqa: E402
-from test_wp_e2e import WordPressBackend, WordPressRelay  # noqa: E402
+from fixtures_wordpress import wordpress_cluster  # noqa: E402
+from test_wp_e2e import WordPressRelay  # noqa: E402
 
 OUTAGES = (60, 300, 3600)
 
 
 def run(rounds):
     work = Path(tempfile.mkdtemp(prefix="purgebridge-bench-recovery-"))
-    site = cron_wordpress(work / "wp")
     results = {outage: [] for outage in OUTAGES}
-    try:
-        with localcluster.start_cluster(REPO / "vcl" / "wordpress.vcl", origin=WordPressBackend("127.0.0.1", site.port),
-                                        workdir=work / "cluster") as cluster:
-            relay = WordPressRelay(work, site, cluster)
-            relay.start()
-            try:
-                scenario = Outage(site, cluster, relay, make_posts(site, 20), app_password(site))
-                relay.drained()
-                for _ in range(rounds):
-                    for outage in OUTAGES:
-                        result = scenario.run(outage)
-                        print(f"outage {outage // 60:>2} min: fresh after {result.fresh_after:.1f} s, "
-                              f"{result.recovery}", flush=True)
-                        results[outage].append(result)
-            finally:
-                relay.stop()
-    finally:
-        site.stop()
+    with cron_wordpress(work / "wp") as site, wordpress_cluster(site.port, work / "cluster") as cluster:
+        relay = WordPressRelay(work, site, cluster)
+        relay.start()
+        try:
+            scenario = Outage(site, cluster, relay, make_posts(site, 20), app_password(site))
+            relay.drained()
+            for _ in range(rounds):
+                for outage in OUTAGES:
+                    result = scenario.run(outage)
+                    print(f"outage {outage // 60:>2} min: fresh after {result.fresh_after:.1f} s, "
+                          f"{result.recovery}", flush=True)
+                    results[outage].append(result)
+        finally:
+            relay.stop()
     return results
 
 

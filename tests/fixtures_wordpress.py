@@ -23,6 +23,7 @@ naming the Debian package; it never skips.
 The same functions are used by ``bench/wp_editor.py`` outside pytest.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 import json
 import logging
@@ -37,6 +38,7 @@ import time
 import pytest
 import requests
 
+from purgebridge import localcluster
 from purgebridge.testing.process import stop_process
 
 log = logging.getLogger(__name__)
@@ -349,20 +351,24 @@ def build_wordpress(base, relay_url, secret, extra_config="", activate=True, plu
     return site
 
 
-@pytest.fixture(scope="module")
-def wordpress_site(tmp_path_factory):
-    """A served WordPress with purgebridge active, shared by one test module.
+@contextlib.contextmanager
+def served_wordpress(base, relay_url=None, secret=None, before_serve=None, **build):
+    """Build one WordPress under ``base``, serve it, and stop it (php -S and MariaDB) on the way out.
 
-    ``site.relay_url`` points at a free loopback port where nothing listens
-    yet: the module starts a relay (real or recording stub) there itself.
+    The one place a test module gets a served site: ``relay_url`` defaults to a
+    free loopback port where nothing listens yet, ``secret`` to a random one;
+    ``before_serve(site)`` may change the built site (its wp-config.php) before
+    php -S starts; ``build`` goes to :func:`build_wordpress`. A harness fault
+    fails the test with its one-line message instead of an error trace.
     """
-    relay_port = free_port()
     try:
-        site = build_wordpress(tmp_path_factory.mktemp("wordpress"), f"http://127.0.0.1:{relay_port}",
-                               "wp-test-" + secrets.token_hex(16))
+        site = build_wordpress(base, relay_url or f"http://127.0.0.1:{free_port()}",
+                               secret or "wp-test-" + secrets.token_hex(16), **build)
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
+        if before_serve is not None:
+            before_serve(site)
         site.serve()
     except HarnessError as exc:
         site.stop()
@@ -371,6 +377,39 @@ def wordpress_site(tmp_path_factory):
         yield site
     finally:
         site.stop()
+
+
+class WordPressOrigin:
+    """What localcluster.start_cluster needs of an origin: where the nodes fetch from (php -S is the site's)."""
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+
+    def stop(self):
+        """The WordPress fixture owns php -S."""
+
+
+@contextlib.contextmanager
+def wordpress_cluster(port, workdir, vcl=REPO / "vcl" / "wordpress.vcl"):
+    """Three varnishd on loopback in front of the WordPress served on ``port``; a missing varnishd fails the test."""
+    if not localcluster.find_varnishd():
+        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
+    if not localcluster.has_site_markers(vcl):
+        pytest.fail(f"{vcl} is missing or lacks the site marker lines", pytrace=False)
+    with localcluster.start_cluster(vcl, origin=WordPressOrigin("127.0.0.1", port), workdir=workdir) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def wordpress_site(tmp_path_factory):
+    """A served WordPress with purgebridge active, shared by one test module.
+
+    ``site.relay_url`` points at a free loopback port where nothing listens
+    yet: the module starts a relay (real or recording stub) there itself.
+    """
+    with served_wordpress(tmp_path_factory.mktemp("wordpress")) as site:
+        yield site
 
 
 class RecordingRelay:

@@ -34,7 +34,7 @@ import time
 
 import requests
 
-from fixtures_wordpress import HarnessError, build_wordpress, free_port
+from fixtures_wordpress import HarnessError, served_wordpress
 from purgebridge import localcluster
 
 APP_PASSWORD_NAME = "recovery-e2e"
@@ -55,21 +55,17 @@ class OutageResult:
 
 
 def cron_wordpress(base):
-    """A served WordPress with WP-Cron on, as WordPress ships (the harness turns it off for
+    """served_wordpress with WP-Cron on, as WordPress ships (the harness turns it off for
     determinism), and application passwords allowed over http (local environment)."""
-    site = build_wordpress(base, f"http://127.0.0.1:{free_port()}", "wp-recovery-" + secrets.token_hex(16),
-                           extra_config="define('WP_ENVIRONMENT_TYPE', 'local');")
+    return served_wordpress(base, extra_config="define('WP_ENVIRONMENT_TYPE', 'local');", before_serve=_enable_wp_cron)
+
+
+def _enable_wp_cron(site):
     config = site.root / "wp-config.php"
     text = config.read_text()
     if "define('DISABLE_WP_CRON', true);" not in text:
-        site.stop()
         raise HarnessError("the harness's wp-config.php no longer sets DISABLE_WP_CRON: update recovery_scenario.py")
     config.write_text(text.replace("define('DISABLE_WP_CRON', true);", "define('DISABLE_WP_CRON', false);"))
-    try:
-        return site.serve()
-    except HarnessError:
-        site.stop()
-        raise
 
 
 def php(site, code):

@@ -20,8 +20,7 @@ import time
 import pytest
 import requests
 
-from fixtures_wordpress import HarnessError, build_wordpress, free_port
-from purgebridge import localcluster
+from fixtures_wordpress import HarnessError, free_port, served_wordpress, wordpress_cluster
 from purgebridge.testing import RelayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
@@ -29,41 +28,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 REPO = Path(__file__).resolve().parents[1]
 
 
-class WordPressBackend:
-    """What localcluster.start_cluster needs of an origin: where the nodes fetch from."""
-
-    def __init__(self, port):
-        self.host, self.port = "127.0.0.1", port
-
-    def stop(self):
-        """The fixture owns php -S."""
-
-
 @pytest.fixture(scope="module")
 def inactive_site(tmp_path_factory):
     """WordPress with purgebridge installed but not activated: edits purge nothing."""
-    try:
-        site = build_wordpress(tmp_path_factory.mktemp("wp-audit"), f"http://127.0.0.1:{free_port()}",
-                               "unused-secret-" + "x" * 20, activate=False)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        site.serve()
-    except HarnessError as exc:
-        site.stop()
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with served_wordpress(tmp_path_factory.mktemp("wp-audit"), activate=False) as site:
         yield site
-    finally:
-        site.stop()
 
 
 @pytest.fixture(scope="module")
 def cluster(inactive_site, tmp_path_factory):
-    if not localcluster.find_varnishd():
-        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
-    with localcluster.start_cluster(REPO / "vcl" / "wordpress.vcl", origin=WordPressBackend(inactive_site.port),
-                                    workdir=tmp_path_factory.mktemp("wp-audit-cluster")) as running:
+    with wordpress_cluster(inactive_site.port, tmp_path_factory.mktemp("wp-audit-cluster")) as running:
         yield running
 
 

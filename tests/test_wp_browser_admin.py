@@ -20,15 +20,13 @@ or to the test's temp dir.
 import os
 from pathlib import Path
 import re
-import secrets
 import subprocess
 
 import pytest
 
 from fixtures_browser import wp_login
-from fixtures_wordpress import HarnessError, build_wordpress, free_port
-from purgebridge import localcluster
-from test_wp_e2e import WordPressBackend, WordPressRelay, check, path_of, warm
+from fixtures_wordpress import served_wordpress, wordpress_cluster
+from test_wp_e2e import WordPressRelay, check, path_of, warm
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
@@ -44,27 +42,16 @@ def zip_site(tmp_path_factory):
     built = subprocess.run(["bash", str(BUILD_ZIP), str(base / "purgebridge.zip")], capture_output=True, text=True,
                            timeout=120)
     assert built.returncode == 0, built.stderr
-    try:
-        site = build_wordpress(base / "site", f"http://127.0.0.1:{free_port()}", "wp-browser-" + secrets.token_hex(16),
-                               extra_config="define('FS_METHOD', 'direct');", plugin_zip=base / "purgebridge.zip")
-        site.serve()
+    with served_wordpress(base / "site", extra_config="define('FS_METHOD', 'direct');",
+                          plugin_zip=base / "purgebridge.zip") as site:
         # Offline machine: Gravatar images in the admin bar would be console errors that are not ours.
         site.php("update_option('show_avatars', 0); return true;")
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
         yield site
-    finally:
-        site.stop()
 
 
 @pytest.fixture(scope="module")
 def cluster(zip_site, tmp_path_factory):
-    if not localcluster.find_varnishd():
-        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
-    backend = WordPressBackend("127.0.0.1", zip_site.port)
-    with localcluster.start_cluster(REPO / "vcl" / "wordpress.vcl", origin=backend,
-                                    workdir=tmp_path_factory.mktemp("wp-browser-cluster")) as running:
+    with wordpress_cluster(zip_site.port, tmp_path_factory.mktemp("wp-browser-cluster")) as running:
         yield running
 
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from fixtures_wordpress import HarnessError, wordpress_site  # noqa: F401
+from fixtures_wordpress import HarnessError, wordpress_cluster, wordpress_site  # noqa: F401
 from purgebridge import audit, localcluster
 from purgebridge.config import load_settings
 from purgebridge.testing import RelayProcess
@@ -26,17 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "wp-e2e-admin-token"
 AUDIT_MAX_URLS = 60  # the whole test site is about 40 URLs; the bound keeps a growing site's oracle quick
-
-
-class WordPressBackend:
-    """What localcluster.start_cluster needs of an origin: where the nodes fetch from."""
-
-    def __init__(self, host, port):
-        self.host = host
-        self.port = port
-
-    def stop(self):
-        """The WordPress fixture owns php -S."""
 
 
 class WordPressRelay(RelayProcess):
@@ -55,13 +44,7 @@ class WordPressRelay(RelayProcess):
 
 @pytest.fixture(scope="module")
 def wp_cluster(wordpress_site, tmp_path_factory):
-    if not localcluster.find_varnishd():
-        pytest.fail(localcluster.varnishd_missing_message(), pytrace=False)
-    vcl = REPO / "vcl" / "wordpress.vcl"
-    if not localcluster.has_site_markers(vcl):
-        pytest.fail(f"{vcl} is missing or lacks the site marker lines", pytrace=False)
-    backend = WordPressBackend("127.0.0.1", wordpress_site.port)
-    with localcluster.start_cluster(vcl, origin=backend, workdir=tmp_path_factory.mktemp("wp-cluster")) as cluster:
+    with wordpress_cluster(wordpress_site.port, tmp_path_factory.mktemp("wp-cluster")) as cluster:
         yield cluster
 
 

@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-from fixtures_wordpress import HarnessError
 from recovery_scenario import Outage, app_password, cron_wordpress, make_posts, php
 from test_wp_e2e import relay, wp_cluster  # noqa: F401 (module fixtures, here on this module's WordPress)
 from fixtures_browser import wp_login
@@ -32,14 +31,8 @@ FRESH_WITHIN = 60.0
 def wordpress_site(tmp_path_factory):
     """A served WordPress with WP-Cron on and application passwords allowed over http
     (local environment); test_wp_e2e's ``wp_cluster`` and ``relay`` fixtures use it."""
-    try:
-        site = cron_wordpress(tmp_path_factory.mktemp("wordpress-recovery"))
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+    with cron_wordpress(tmp_path_factory.mktemp("wordpress-recovery")) as site:
         yield site
-    finally:
-        site.stop()
 
 
 @pytest.fixture(scope="module")

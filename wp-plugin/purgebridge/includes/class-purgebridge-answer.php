@@ -92,7 +92,7 @@ final class Purgebridge_Answer {
 			return __( 'The relay already had this batch (it was sent twice); nothing else to do.', 'purgebridge' );
 		}
 		if ( 401 === $status ) {
-			return __( 'The relay refused the signature: the secret here differs from the relay\'s PURGEBRIDGE_SECRET, or the two clocks differ by more than 5 minutes.', 'purgebridge' );
+			return __( 'The relay refused the signature: the secret here differs from the relay\'s PURGEBRIDGE_SECRET, or the two clocks differ by more than a minute (the relay accepts a signature made up to 4 minutes before its own time and 1 minute after).', 'purgebridge' );
 		}
 		if ( 403 === $status ) {
 			/* translators: %s: this site's host */

@@ -221,37 +221,6 @@ final class Purgebridge_Collector {
 		return count( self::$posts + self::$old_terms ) + count( self::$comments ) + count( self::$terms ) + count( self::$site );
 	}
 
-	/**
-	 * Hands over what was collected so far and starts empty; null when
-	 * nothing was. Multisite: Purgebridge_Network parks a site's buffer when
-	 * switch_to_blog() leaves it. Every static array of this class is such
-	 * per-site state, so all of them travel, including any added later.
-	 *
-	 * @return array|null Property name => value.
-	 */
-	public static function take_buffer() {
-		$buffer = array();
-		foreach ( array_keys( get_class_vars( __CLASS__ ) ) as $name ) {
-			if ( is_array( self::$$name ) && self::$$name ) {
-				$buffer[ $name ] = self::$$name;
-				self::$$name     = array();
-			}
-		}
-		return $buffer ? $buffer : null;
-	}
-
-	/**
-	 * Takes up a buffer from take_buffer(), merged over what is collected now.
-	 *
-	 * @param array $buffer Property name => value.
-	 */
-	public static function put_buffer( array $buffer ) {
-		foreach ( $buffer as $name => $value ) {
-			self::$$name = $value + self::$$name;
-		}
-		self::arm();
-	}
-
 	// -- posts ---------------------------------------------------------------
 
 	/**

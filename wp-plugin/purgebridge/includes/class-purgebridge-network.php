@@ -5,9 +5,12 @@
  * - Network activation sets up every site (queue table, options, cron), and a
  *   site created later is set up on `wp_initialize_site`; a deleted site's
  *   queue table is dropped with its other tables.
- * - Changes are attributed to the site they happened on: the collector's
- *   buffer follows `switch_to_blog()`, and each site's changes are sent in a
- *   batch of their own, with that site's home URL, at shutdown.
+ * - Changes are attributed to the site they happened on: the collector
+ *   keys every record by the blog current at the hook (so `switch_to_blog()`
+ *   edits stay with their site), builds each record switched to that blog,
+ *   and sends each site's changes in batches of their own, with that site's
+ *   home URL, at shutdown. That is the only mechanism; nothing here follows
+ *   `switch_blog`.
  * - The relay URL and secret are network-wide (site options) and only a
  *   network admin (`manage_network_options`) sets them, on Network Admin →
  *   Settings → Purgebridge. A sub-site admin cannot repoint the relay:
@@ -32,13 +35,6 @@ final class Purgebridge_Network {
 	const MAX_KEEP_PATHS = 500;
 
 	/**
-	 * Collector buffers of the sites switched away from: blog id => buffer.
-	 *
-	 * @var array
-	 */
-	private static $buffers = array();
-
-	/**
 	 * Registers the hooks (multisite only).
 	 */
 	public static function register() {
@@ -47,8 +43,6 @@ final class Purgebridge_Network {
 		}
 		add_action( 'wp_initialize_site', array( __CLASS__, 'site_created' ), 20, 1 );
 		add_filter( 'wpmu_drop_tables', array( __CLASS__, 'drop_tables' ), 10, 2 );
-		add_action( 'switch_blog', array( __CLASS__, 'switched' ), 10, 2 );
-		add_action( 'shutdown', array( __CLASS__, 'flush_other_sites' ), 101 );
 		add_filter( 'purgebridge_site_purge', array( __CLASS__, 'keep_neighbours' ) );
 		add_action( 'network_admin_menu', array( __CLASS__, 'menu' ) );
 		add_action( 'network_admin_edit_' . self::PAGE, array( __CLASS__, 'save' ) );
@@ -111,44 +105,6 @@ final class Purgebridge_Network {
 		global $wpdb;
 		$tables[] = $wpdb->get_blog_prefix( (int) $blog_id ) . 'purgebridge_queue';
 		return $tables;
-	}
-
-	/**
-	 * `switch_blog`: park the collector's changes of the site left, take up
-	 * those already collected for the site entered. Each site's changes then
-	 * stay with that site (its post ids, its home URL) until they are sent.
-	 *
-	 * @param int $new_blog_id Site entered.
-	 * @param int $prev_blog_id Site left.
-	 */
-	public static function switched( $new_blog_id, $prev_blog_id ) {
-		$new_blog_id  = (int) $new_blog_id;
-		$prev_blog_id = (int) $prev_blog_id;
-		if ( $new_blog_id === $prev_blog_id ) {
-			return;
-		}
-		$left = Purgebridge_Collector::take_buffer();
-		if ( $left ) {
-			self::$buffers[ $prev_blog_id ] = $left;
-		}
-		if ( isset( self::$buffers[ $new_blog_id ] ) ) {
-			Purgebridge_Collector::put_buffer( self::$buffers[ $new_blog_id ] );
-			unset( self::$buffers[ $new_blog_id ] );
-		}
-	}
-
-	/**
-	 * Shutdown, after the collector sent the current site's changes: send
-	 * every other site's, each switched to its own site.
-	 */
-	public static function flush_other_sites() {
-		while ( self::$buffers ) {
-			$blog_id = (int) key( self::$buffers );
-			switch_to_blog( $blog_id );
-			Purgebridge_Collector::flush( true );
-			restore_current_blog();
-			unset( self::$buffers[ $blog_id ] );
-		}
 	}
 
 	/**

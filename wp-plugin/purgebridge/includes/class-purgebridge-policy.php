@@ -25,18 +25,6 @@ final class Purgebridge_Policy {
 	/** Stay well under the relay's 256 KiB body limit. */
 	const MAX_BYTES = 200000;
 
-	/** First retry delay in seconds; doubles per attempt. */
-	const BACKOFF_BASE = 30;
-
-	/** Longest retry delay in seconds. */
-	const BACKOFF_MAX = 3600;
-
-	/** Seconds new batches skip the network after the first failed send. */
-	const DOWN_FOR = 30;
-
-	/** Longest "relay is down" window, reached after failed sends in a row. */
-	const DOWN_MAX = 300;
-
 	/**
 	 * What an answer from the relay means for the batch.
 	 *
@@ -61,35 +49,6 @@ final class Purgebridge_Policy {
 			return self::PERMANENT;
 		}
 		return self::RETRY;
-	}
-
-	/**
-	 * Seconds to wait before attempt number $attempts + 1.
-	 *
-	 * @param int   $attempts Failed attempts so far (1 after the first failure).
-	 * @param float $jitter   0..1, spread so many sites do not retry in step.
-	 * @return int
-	 */
-	public static function backoff( $attempts, $jitter = 0.0 ) {
-		$attempts = max( 1, (int) $attempts );
-		$delay    = self::BACKOFF_BASE * pow( 2, min( $attempts - 1, 16 ) );
-		$delay    = min( $delay, self::BACKOFF_MAX );
-		$jitter   = max( 0.0, min( 1.0, (float) $jitter ) );
-		return (int) round( $delay * ( 1 + 0.2 * $jitter ) );
-	}
-
-	/**
-	 * How long new batches go straight to the queue after a number of failed
-	 * sends in a row: 30 s, doubling, at most 5 minutes. A long outage then
-	 * costs an editor one timeout per window instead of one per 30 s, while
-	 * WP-Cron's retry run (which ignores the window) notices the relay is back.
-	 *
-	 * @param int $failures Failed sends in a row, at least 1.
-	 * @return int Seconds.
-	 */
-	public static function down_window( $failures ) {
-		$failures = max( 1, (int) $failures );
-		return (int) min( self::DOWN_MAX, self::DOWN_FOR * pow( 2, min( $failures - 1, 16 ) ) );
 	}
 
 	/**

@@ -1,6 +1,6 @@
 <?php
 /**
- * Delivery rules: what an answer means, backoff, batching, actions, probe.
+ * Delivery rules: what an answer means, batching, actions, probe.
  */
 
 use PHPUnit\Framework\TestCase;
@@ -32,30 +32,6 @@ final class PolicyTest extends TestCase {
 	 */
 	public function test_classify( $status, $expected ) {
 		$this->assertSame( $expected, Purgebridge_Policy::classify( $status ) );
-	}
-
-	public function test_down_window_doubles_from_30_seconds_to_5_minutes() {
-		$windows = array();
-		for ( $failures = 0; $failures <= 8; $failures++ ) {
-			$windows[] = Purgebridge_Policy::down_window( $failures );
-		}
-		$this->assertSame( array( 30, 30, 60, 120, 240, 300, 300, 300, 300 ), $windows );
-		$this->assertSame( 300, Purgebridge_Policy::down_window( 10000 ) );
-	}
-
-	public function test_backoff_doubles_and_caps() {
-		$this->assertSame( 30, Purgebridge_Policy::backoff( 1 ) );
-		$this->assertSame( 60, Purgebridge_Policy::backoff( 2 ) );
-		$this->assertSame( 120, Purgebridge_Policy::backoff( 3 ) );
-		$this->assertSame( 3600, Purgebridge_Policy::backoff( 8 ) );
-		$this->assertSame( 3600, Purgebridge_Policy::backoff( 500 ) );
-		$this->assertSame( 30, Purgebridge_Policy::backoff( 0 ) );
-	}
-
-	public function test_backoff_jitter_is_bounded() {
-		$this->assertSame( 36, Purgebridge_Policy::backoff( 1, 1.0 ) );
-		$this->assertSame( 4320, Purgebridge_Policy::backoff( 99, 5.0 ) );
-		$this->assertSame( 60, Purgebridge_Policy::backoff( 2, -1 ) );
 	}
 
 	public function test_chunk_by_count() {

@@ -129,11 +129,14 @@ def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BA
     for event_id, _source, host, body, received_at in events:
         try:
             data = json.loads(body)
-            # Bursts repeat the same change with another sent_at: map each distinct one once.
-            memo_key = (host, data["site"], json.dumps(data["changes"], separators=(",", ":")))
+            memo_key = None
+            if len(events) > 1:  # bursts repeat the same change with another sent_at: map each distinct one once
+                memo_key = (host, data["site"], json.dumps(data["changes"], separators=(",", ":")))
             mapped = memo.get(memo_key)
             if mapped is None:
-                mapped = memo[memo_key] = map_batch(data["site"], data["changes"], options_for(host))
+                mapped = map_batch(data["site"], data["changes"], options_for(host))
+                if memo_key is not None:
+                    memo[memo_key] = mapped
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the journal
             log.error("journal event %s (%s) could not be expanded: %s: %s", event_id, host,
                       type(exc).__name__, exc)

@@ -403,7 +403,7 @@ class Worker:
                 self.queue.rewind_journal()
                 self._stopping.wait(self.config.poll)
                 continue
-            if not done:
+            if done < self.config.expand_batch:  # read it all: sleep until the next commit (at once if one came)
                 self.queue.wait_journal(generation, self.config.poll)
 
     def dispatch(self) -> int:
@@ -421,7 +421,7 @@ class Worker:
             self._in_flight.update(event_id for event_id, _count in events)
             for sender in self.senders.values():
                 sender.put(self._seq, batch.items)
-        self.queue.notify()  # wakes the node threads
+        self.queue.notify_deliveries()  # wakes the node threads
         return len(batch.events)
 
     def _settle(self) -> None:

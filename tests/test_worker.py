@@ -440,3 +440,29 @@ def test_events_sent_but_not_yet_recorded_are_sent_again_after_a_crash(tmp_path,
     finally:
         assert worker.stop(timeout=5)
         again.close()
+
+
+def test_the_expander_reads_the_journal_once_per_batch_and_sleeps_until_the_next_commit(queue, monkeypatch):
+    """Filling the inboxes wakes the node threads only, not the expander for a second, empty read."""
+    from fixtures_app import event_body, post_change
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    reads = []
+    real = queue.pending_events
+
+    def counted(*args, **kwargs):
+        found = real(*args, **kwargs)
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(queue, "pending_events", counted)
+    worker = Worker(queue, settings, deliver=fake, poll=5.0).start()
+    try:
+        assert wait_until(lambda: reads == [0])  # the first look at start: nothing yet
+        queue.append("wordpress", "blog.example.test", json.dumps(event_body([post_change(7)])).encode(), None)
+        assert wait_until(lambda: queue.journal_pending() == 0 and len(fake.calls) == len(settings.nodes))
+        time.sleep(0.2)
+        assert reads == [0, 1]
+    finally:
+        assert worker.stop(timeout=5)

@@ -114,7 +114,8 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     app.register_blueprint(bp)
     from purgebridge.fastpath import EventFastPath
 
-    app.wsgi_app = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead
+    events = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead
+    app.wsgi_app = app.extensions["purgebridge.events"] = events  # WSGI, and for RSGI ``rsgi.RSGIAdapter``
 
     @app.errorhandler(HTTPException)
     def http_error(exc):  # JSON for every error, including 404/405/413 raised by Flask itself

@@ -13,6 +13,7 @@ the next expansion does them again (at-least-once; a PURGE is idempotent).
 """
 
 from dataclasses import dataclass
+import functools
 import json
 import logging
 
@@ -23,6 +24,11 @@ from purgebridge.store.journal import JournalBusy, JournalClosed, JournalError  
 log = logging.getLogger(__name__)
 
 EXPAND_BATCH = 500  # journal events mapped and stored per expansion transaction
+
+# The URLs most events share (front page, feeds, archives, categories) become the same
+# PURGE again and again: built once, an invalidation also keeps its key and its encoded
+# request (both cached on it) for every later batch and every node. A few MB at most.
+_purge_for_url = functools.lru_cache(maxsize=4096)(invalidation.purge_for_url)
 
 
 class _HostBatch:
@@ -67,7 +73,7 @@ class _HostBatch:
         """``(Invalidation, (first_at, last_at))`` pairs; a ban of the host makes the rest redundant."""
         if self.purge_all:
             return [(invalidation.purge_all_for(host), self.purge_all)]
-        found = [(invalidation.purge_for_url(url, proto_header), tuple(span)) for url, span in self.urls.items()]
+        found = [(_purge_for_url(url, proto_header), tuple(span)) for url, span in self.urls.items()]
         if self.keys:
             found.extend((item, self.keys_span) for item in invalidation.keys_for(host, sorted(self.keys)))
         found.extend((invalidation.ban_for(host, regex), span) for regex, span in sorted(self.bans.items()))
@@ -123,11 +129,14 @@ def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BA
     for event_id, _source, host, body, received_at in events:
         try:
             data = json.loads(body)
-            # Bursts repeat the same change with another sent_at: map each distinct one once.
-            memo_key = (host, data["site"], json.dumps(data["changes"], separators=(",", ":")))
+            memo_key = None
+            if len(events) > 1:  # bursts repeat the same change with another sent_at: map each distinct one once
+                memo_key = (host, data["site"], json.dumps(data["changes"], separators=(",", ":")))
             mapped = memo.get(memo_key)
             if mapped is None:
-                mapped = memo[memo_key] = map_batch(data["site"], data["changes"], options_for(host))
+                mapped = map_batch(data["site"], data["changes"], options_for(host))
+                if memo_key is not None:
+                    memo[memo_key] = mapped
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the journal
             log.error("journal event %s (%s) could not be expanded: %s: %s", event_id, host,
                       type(exc).__name__, exc)

@@ -17,6 +17,7 @@ Secrets, tokens and bodies are never logged; refusals are logged with the
 route, status and reason only.
 """
 
+from dataclasses import dataclass
 import functools
 import hmac
 import json
@@ -225,15 +226,22 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 
 # --- routes --------------------------------------------------------------------------
 
-def accept_wordpress_event(svc, body, timestamp, signature):
-    """The accept path of a signed event, free of Flask (``fastpath`` serves it as plain WSGI).
+@dataclass(frozen=True)
+class CheckedEvent:
+    """A signed event that passed every check short of the journal: what to append and what to answer."""
+
+    host: str        # the site's host: the journal row's site and the mapping's options
+    signature: str   # normalised; the journal's replay cache holds it
+    changes: int
+    nodes: int
+
+
+def check_wordpress_event(svc, body, timestamp, signature) -> CheckedEvent:
+    """Every check of a signed event before it is journaled; raises :class:`Refused`, stores nothing.
 
     Checks in order -- headers and timestamp (401), the secret of the site
     the body claims and one HMAC with it (401), schema (400), site (403),
-    nodes (503) -- then journals the raw body; the journal's transaction
-    catches replays (409) and answers only once the event is on disk. Returns
-    ``(event_id, changes, nodes)`` or raises :class:`Refused`; nothing is
-    stored on any refusal.
+    nodes (503). The journal's transaction then catches replays (409).
 
     The body is decoded before the HMAC only to read which site it claims
     (the decoder is C and the body at most 256 KiB): that picks the one
@@ -253,7 +261,6 @@ def accept_wordpress_event(svc, body, timestamp, signature):
         signing.verify(svc.sites.secret_for(host), timestamp, signature, body)
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
-    signature = signature.strip().lower()
     try:
         if bad_json is not None:
             raise bad_json
@@ -261,18 +268,39 @@ def accept_wordpress_event(svc, body, timestamp, signature):
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
     host = _url_host(data["site"], "site", svc)
-    nodes = _nodes(svc)
-    try:
-        event_id = svc.queue.append("wordpress", host, body, signature)
-    except SignatureError as exc:  # seen before, or sent twice at once: only one of them is stored
-        raise Refused(409, str(exc)) from None
-    except JournalError as exc:
-        raise Refused(503, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - Redis down, a vanished file: 503 (the sender retries), never a 500
-        raise Refused(503, _queue_unavailable(svc, exc)) from None
+    return CheckedEvent(host, signature.strip().lower(), len(data["changes"]), len(_nodes(svc)))
+
+
+def journal_refusal(svc, exc: BaseException) -> Refused:
+    """The answer when journaling a checked event failed: 409 for a replay, else 503 (the sender retries)."""
+    if isinstance(exc, SignatureError):  # seen before, or sent twice at once: only one of them is stored
+        return Refused(409, str(exc))
+    if isinstance(exc, JournalError):
+        return Refused(503, str(exc))
+    return Refused(503, _queue_unavailable(svc, exc))  # Redis down, a vanished file: never a 500
+
+
+def event_accepted(svc, event: CheckedEvent, event_id: str) -> bytes:
+    """Count a journaled event and return its 202 body."""
     svc.metrics.event("wordpress_event", 202)
-    log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, host, len(data["changes"]))
-    return event_id, len(data["changes"]), len(nodes)
+    log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, event.host, event.changes)
+    return accepted_body(event_id, event.changes, event.nodes)
+
+
+def accept_wordpress_event(svc, body, timestamp, signature) -> bytes:
+    """The accept path of a signed event, blocking until it is journaled; returns the 202 body.
+
+    :func:`check_wordpress_event`, then the journal, which answers only once
+    the event is on disk. Raises :class:`Refused`; nothing is stored on any
+    refusal. ``fastpath`` serves it as plain WSGI, and without a thread as
+    RSGI (``EventFastPath.answer``).
+    """
+    event = check_wordpress_event(svc, body, timestamp, signature)
+    try:
+        event_id = svc.queue.append("wordpress", event.host, body, event.signature)
+    except Exception as exc:  # noqa: BLE001 - every failure of the journal is a 409 or a 503
+        raise journal_refusal(svc, exc) from None
+    return event_accepted(svc, event, event_id)
 
 
 def accepted_body(event_id, changes, nodes):

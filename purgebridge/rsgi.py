@@ -13,10 +13,16 @@ gets 429. Slow headers and idle keep-alive connections never reach Python at
 all: granian's Rust side holds them (``header_read_timeout`` in
 ``server.py`` closes the slow ones).
 
-Concurrency in three sentences: the event loop thread only waits for bodies
-and hands complete requests to ``pool``; ``pool``'s ``threads`` threads run
-the WSGI app exactly as granian's WSGI threads did; the per-client counter is
-touched only on the event loop thread, so it needs no lock.
+Signed events (``POST /v1/events/wordpress``, the hot path) do not go to
+the thread pool: ``events`` (``fastpath.EventFastPath.answer``) checks them
+on the loop and awaits the journal's commit there, so an event costs no
+request thread and two thread hand-offs fewer (docs/operations.md).
+
+Concurrency in three sentences: the event loop thread waits for bodies,
+checks signed events and awaits their journal commit, and hands every other
+complete request to ``pool``; ``pool``'s ``threads`` threads run the WSGI
+app exactly as granian's WSGI threads did; the per-client counter is touched
+only on the event loop thread, so it needs no lock.
 """
 
 import asyncio
@@ -34,6 +40,11 @@ PER_CLIENT = 32  # requests of one client address whose bodies may be arriving a
 _REASONS = {408: "Request Timeout", 413: "Content Too Large", 429: "Too Many Requests"}
 
 
+def _path_info(path: str) -> str:
+    """The request path as WSGI's PATH_INFO has it: percent-decoded, as latin-1."""
+    return unquote_to_bytes(path).decode("latin-1") if "%" in path or not path.isascii() else path
+
+
 def _split_address(text: str) -> Tuple[str, str]:
     host, _, port = (text or "").rpartition(":")
     return host.strip("[]"), port
@@ -43,8 +54,9 @@ class RSGIAdapter:
     """``__rsgi__`` for granian: read the body on the loop with a deadline, then call ``app`` on a thread."""
 
     def __init__(self, app: Callable, threads: int, max_body: int, body_deadline: float = BODY_DEADLINE,
-                 per_client: int = PER_CLIENT) -> None:
+                 per_client: int = PER_CLIENT, events: Optional[Any] = None) -> None:
         self.app = app
+        self.events = events  # EventFastPath: signed events answered on the loop; None sends them to ``app``
         self.max_body = max_body
         self.body_deadline = body_deadline
         self.per_client = per_client
@@ -59,9 +71,12 @@ class RSGIAdapter:
         body = await self._body(scope, protocol, client)
         if body is None:
             return
-        status, headers, payload = await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._call_app, scope, body)
-        protocol.response_bytes(status, headers, payload)
+        if self.events is not None and _path_info(scope.path) == self.events.PATH:
+            status, answer_headers, payload = await self.events.answer(scope.method, body, scope.headers, self.pool)
+        else:
+            status, answer_headers, payload = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._call_app, scope, body)
+        protocol.response_bytes(status, answer_headers, payload)
 
     async def _body(self, scope, protocol, client: str) -> Optional[bytes]:
         """The whole body, or None after answering 408/413/429 itself."""
@@ -69,15 +84,19 @@ class RSGIAdapter:
         if scope.method in ("GET", "HEAD") and not length and "transfer-encoding" not in scope.headers:
             return b""
         try:
-            if length is not None and int(length) > self.max_body:
-                return self._refuse(protocol, 413, f"body over {self.max_body // 1024} KiB")
+            declared = None if length is None else int(length)
         except ValueError:
-            pass  # granian refuses a bad Content-Length itself; the app sees what was read
+            declared = None  # granian refuses a bad Content-Length itself; the app sees what was read
+        if declared is not None and declared > self.max_body:
+            return self._refuse(protocol, 413, f"body over {self.max_body // 1024} KiB")
         if self.reading.get(client, 0) >= self.per_client:
             return self._refuse(protocol, 429, "too many requests from this address are still sending their body")
         self.reading[client] = self.reading.get(client, 0) + 1
         try:
-            return await asyncio.wait_for(self._read(protocol), self.body_deadline)
+            async with asyncio.timeout(self.body_deadline):  # no task of its own, unlike wait_for
+                if declared is not None and "transfer-encoding" not in scope.headers:
+                    return await protocol()  # the whole body at once: granian reads exactly Content-Length
+                return await self._read(protocol)
         except asyncio.TimeoutError:
             log.info("refused %s %s from %s: 408 body not complete within %.0f s", scope.method, scope.path,
                      client, self.body_deadline)
@@ -129,7 +148,7 @@ class RSGIAdapter:
         environ = {
             "REQUEST_METHOD": scope.method,
             "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(scope.path).decode("latin-1"),
+            "PATH_INFO": _path_info(scope.path),
             "QUERY_STRING": scope.query_string,
             "SERVER_NAME": server_host, "SERVER_PORT": server_port,
             "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",

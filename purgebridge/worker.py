@@ -7,7 +7,9 @@ as its previous batch is confirmed and ``gap`` (PURGEBRIDGE_BATCH_GAP,
 15 ms) has passed since that batch left, then the queued deliveries due for
 that node, one batch of each in turn so neither starves the other; a batch
 is settled in the queue only when every node confirmed it or requeued what
-it missed. An isolated event goes out at once (the last batch left long
+it missed, and the recorder thread then writes the worker's status and marks
+the journal events of every settled batch in one transaction, off the node
+threads' way (purge first, record afterwards). An isolated event goes out at once (the last batch left long
 ago); under load the batches grow by themselves, because whatever arrives
 while one is on the wire, or within the gap, merges into the next by key
 (100 updates of the front page within one batch's time are one PURGE). The
@@ -21,9 +23,10 @@ Two paths lead to a node, both through its :class:`NodeSender`:
   batches (``journal.gather``) and their invalidations put in the node
   inboxes. Anything a node did not confirm is written to the durable queue
   for that node (``requeue``); once every node has confirmed or requeued a
-  batch, its journal events are marked expanded (``finish_expansion``). A
-  crash before the mark leaves the events unexpanded: the next start reads
-  and sends them again (at-least-once; a PURGE is idempotent).
+  batch, its journal events are marked expanded (``finish_expansion``, by
+  the recorder). A crash before the mark leaves the events unexpanded: the
+  next start reads and sends them again (at-least-once; a PURGE is
+  idempotent).
 * **Queued** (retries, webhook and admin purges). The node's due deliveries
   are leased in batches and every row settled: confirmed (2xx, 404) -> ack;
   refused (403/405) or a request the node calls wrong (other 4xx) -> dead
@@ -291,6 +294,9 @@ class Worker:
         self._batches: deque = deque()  # direct batches not finished on every node yet, oldest first
         self._unmarked: deque = deque()  # (events, counters, failed) delivered but not yet marked expanded
         self._mark_lock = threading.Lock()
+        self._to_record = threading.Condition(threading.Lock())  # wakes the recorder: batches were settled
+        self._recording = False         # the recorder thread runs: settled batches are its to write
+        self._recorder: Optional[threading.Thread] = None
         self._mark_failing = False
         self._in_flight: set = set()    # their event ids (a Redis takeover could hand one out again)
         self._seq = 0
@@ -324,7 +330,9 @@ class Worker:
             self._threads.append(thread)
         self._threads.append(threading.Thread(target=self._run_housekeeping, name="purge-housekeeping", daemon=True))
         self._threads.append(threading.Thread(target=self._run_expander, name="journal-expander", daemon=True))
-        for thread in self._threads:
+        self._recorder = threading.Thread(target=self._run_recorder, name="purge-recorder", daemon=True)
+        self._recording = True
+        for thread in [*self._threads, self._recorder]:
             thread.start()
         log.info("worker started for %d node(s): %s", len(self.nodes), ", ".join(n.name for n in self.nodes))
         return self
@@ -337,6 +345,7 @@ class Worker:
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        self._stop_recorder(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if "journal-expander" not in alive:
             self._expand_rest(self.config.expand_on_stop)
         if alive:
@@ -394,10 +403,7 @@ class Worker:
                 self.queue.rewind_journal()
                 self._stopping.wait(self.config.poll)
                 continue
-            if self._unmarked and not self.mark_delivered():
-                self._stopping.wait(self.config.poll)  # retry the marks alone after a pause, not in a hot loop
-                continue
-            if not done:
+            if done < self.config.expand_batch:  # read it all: sleep until the next commit (at once if one came)
                 self.queue.wait_journal(generation, self.config.poll)
 
     def dispatch(self) -> int:
@@ -415,7 +421,7 @@ class Worker:
             self._in_flight.update(event_id for event_id, _count in events)
             for sender in self.senders.values():
                 sender.put(self._seq, batch.items)
-        self.queue.notify()  # wakes the node threads
+        self.queue.notify_deliveries()  # wakes the node threads
         return len(batch.events)
 
     def _settle(self) -> None:
@@ -433,32 +439,78 @@ class Worker:
         counters.append(("merged", "", sum(batch.merged for batch in done)))
         with self._mark_lock:
             self._unmarked.append((events, counters, sum(batch.failed for batch in done)))
-        self.mark_delivered()
+        if self._recording:
+            with self._to_record:
+                self._to_record.notify()
+        else:  # no recorder thread (a test driving send_direct by hand): write it now
+            self.report()
+            self.mark_delivered()
+
+    def _run_recorder(self) -> None:
+        """Write what the node threads settled: the status snapshot, then the marks, in one round.
+
+        Purge first, record afterwards: a node thread goes back to its next
+        batch the moment it confirmed one, and whatever was settled while
+        the recorder wrote goes into its next transaction. Its commits skip
+        the fsync (``_relax``): a mark lost in a power cut only means its
+        events are read and purged again at the next start (at-least-once,
+        a PURGE is idempotent); the journal row that made the event durable
+        was fsynced by the API process before its 202.
+        """
+        self._relax()
+        while True:
+            with self._to_record:
+                while not self._unmarked and self._recording:
+                    self._to_record.wait()
+                if not self._unmarked:
+                    return
+            self.report()  # before the mark: whoever reads the journal as drained finds the counts here
+            if not self.mark_delivered():
+                with self._to_record:  # retry the marks alone after a pause, not in a hot loop
+                    self._to_record.wait_for(lambda: not self._recording, self.config.poll)
+
+    def _stop_recorder(self, timeout: Optional[float]) -> None:
+        """After the node threads ended: let the recorder write what they settled last, then stop it."""
+        with self._to_record:
+            self._recording = False
+            self._to_record.notify()
+        if self._recorder is not None:
+            self._recorder.join(timeout)
+        if not (self._recorder and self._recorder.is_alive()) and self._unmarked:
+            self.mark_delivered()  # a last try (the recorder gave up on a failing disk): else the next start
 
     def mark_delivered(self) -> bool:
-        """Mark delivered journal events expanded; True when none is left unmarked.
+        """Mark delivered journal events expanded, all settled batches in one transaction; True when done.
 
         When the mark fails (a full disk) the events stay in memory and only
-        the mark is tried again -- by the next settle or the expander's next
-        round -- never the purges: they were confirmed, and re-sending them
-        in a loop filled the log and the nodes before. The failure is logged
-        once when it starts and once when it ends. (After a restart they are
-        read from the journal and sent again: at-least-once.)
+        the mark is tried again -- by the recorder after ``poll`` -- never the
+        purges: they were confirmed, and re-sending them in a loop filled the
+        log and the nodes before. The failure is logged once when it starts
+        and once when it ends. (After a restart they are read from the
+        journal and sent again: at-least-once.)
         """
         with self._mark_lock:
-            while self._unmarked:
-                events, counters, failed = self._unmarked[0]
-                try:
-                    self.queue.finish_expansion(events, counters, failed=failed)
-                except Exception as exc:  # noqa: BLE001 - the disk, a vanished file: retry the mark alone
-                    if not self._mark_failing:
-                        log.error("marking %d delivered journal event(s) failed (%s: %s); the mark is retried, "
-                                  "the purges are not sent again", len(events), type(exc).__name__, exc)
-                    self._mark_failing = True
-                    return False
+            if not self._unmarked:
+                return True
+            taken = list(self._unmarked)
+            events = [event for entry in taken for event in entry[0]]
+            totals: dict = {}
+            for _events, counters, _failed in taken:
+                for outcome, node, count in counters:
+                    totals[(outcome, node)] = totals.get((outcome, node), 0) + count
+            try:
+                self.queue.finish_expansion(events, [(outcome, node, count) for (outcome, node), count
+                                                     in totals.items()], failed=sum(entry[2] for entry in taken))
+            except Exception as exc:  # noqa: BLE001 - the disk, a vanished file: retry the mark alone
+                if not self._mark_failing:
+                    log.error("marking %d delivered journal event(s) failed (%s: %s); the mark is retried, "
+                              "the purges are not sent again", len(events), type(exc).__name__, exc)
+                self._mark_failing = True
+                return False
+            for _entry in taken:
                 self._unmarked.popleft()
-                with self._lock:
-                    self._in_flight.difference_update(event_id for event_id, _count in events)
+            with self._lock:
+                self._in_flight.difference_update(event_id for event_id, _count in events)
             if self._mark_failing:
                 log.warning("marking delivered journal events works again")
                 self._mark_failing = False
@@ -603,7 +655,6 @@ class Worker:
                      sum(confirmed.values()), len(requeue), sender.state.last_error or "node down")
         for outcome, count in confirmed.items():
             self._count(node, outcome, count)
-        self.report()
         with self._lock:
             for outcome, count in confirmed.items():
                 self._counts[(outcome, node.name)] = self._counts.get((outcome, node.name), 0) + count

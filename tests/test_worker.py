@@ -372,3 +372,97 @@ def test_a_failing_mark_is_retried_alone_never_the_purges(queue, monkeypatch, ca
         assert len([r for r in caplog.records if "marking" in r.getMessage()]) == 1
     finally:
         assert worker.stop(timeout=5)
+
+
+def test_purges_leave_before_their_bookkeeping_and_a_slow_mark_holds_no_node_back(queue, monkeypatch):
+    """Purge first, record afterwards: the mark is the recorder thread's, never a node thread's.
+
+    While the mark of the first event hangs (a slow disk), both nodes still
+    get the second event at once; the journal catches up when the disk does.
+    """
+    from fixtures_app import event_body, post_change
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    disk = threading.Event()
+    real = queue.finish_expansion
+
+    def slow_disk(*args, **kwargs):
+        assert disk.wait(10), "the test never let the disk go on"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "finish_expansion", slow_disk)
+    worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
+    try:
+        for post in (7, 8):
+            queue.append("wordpress", "blog.example.test", json.dumps(event_body([post_change(post)])).encode(), None)
+            assert wait_until(lambda: all(f"/2026/11/26/post-{post}/" in fake.sent(node.name)
+                                          for node in settings.nodes), timeout=5), fake.calls
+        assert queue.journal_pending() == 2  # both sent, neither recorded yet
+        disk.set()
+        assert wait_until(lambda: queue.journal_pending() == 0)
+    finally:
+        disk.set()
+        assert worker.stop(timeout=5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the recorder "dies"
+def test_events_sent_but_not_yet_recorded_are_sent_again_after_a_crash(tmp_path, monkeypatch):
+    """A crash between the purges and their bookkeeping loses nothing: the next start sends them again."""
+    from fixtures_app import event_body, post_change
+
+    settings = make_settings()
+    first = Queue(tmp_path / "q.sqlite3")
+    crashed = threading.Event()
+
+    def crash(*args, **kwargs):  # the process dies while writing the mark: it never lands
+        crashed.set()
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(first, "finish_expansion", crash)
+    fake = FakeDeliver()
+    worker = Worker(first, settings, deliver=fake, poll=0.05).start()
+    first.append("wordpress", "blog.example.test", json.dumps(event_body([post_change(7)])).encode(), None)
+    assert crashed.wait(5)
+    assert all("/2026/11/26/post-7/" in fake.sent(node.name) for node in settings.nodes)
+    worker._stopping.set()  # the "dead" process's node threads stop too; its recorder thread is gone
+    first.notify()
+    for thread in worker._threads:
+        thread.join(5)
+    first.close()
+    again = Queue(tmp_path / "q.sqlite3")
+    resent = FakeDeliver()
+    worker = Worker(again, settings, deliver=resent, poll=0.05).start()
+    try:
+        assert wait_until(lambda: again.journal_pending() == 0)
+        for node in settings.nodes:
+            assert resent.sent(node.name).count("/2026/11/26/post-7/") == 1, resent.calls
+    finally:
+        assert worker.stop(timeout=5)
+        again.close()
+
+
+def test_the_expander_reads_the_journal_once_per_batch_and_sleeps_until_the_next_commit(queue, monkeypatch):
+    """Filling the inboxes wakes the node threads only, not the expander for a second, empty read."""
+    from fixtures_app import event_body, post_change
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    reads = []
+    real = queue.pending_events
+
+    def counted(*args, **kwargs):
+        found = real(*args, **kwargs)
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(queue, "pending_events", counted)
+    worker = Worker(queue, settings, deliver=fake, poll=5.0).start()
+    try:
+        assert wait_until(lambda: reads == [0])  # the first look at start: nothing yet
+        queue.append("wordpress", "blog.example.test", json.dumps(event_body([post_change(7)])).encode(), None)
+        assert wait_until(lambda: queue.journal_pending() == 0 and len(fake.calls) == len(settings.nodes))
+        time.sleep(0.2)
+        assert reads == [0, 1]
+    finally:
+        assert worker.stop(timeout=5)

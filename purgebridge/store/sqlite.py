@@ -48,7 +48,7 @@ import uuid
 from purgebridge.errors import SignatureError
 from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Enqueued, EventCount, PendingEvent, QueuedItem,
                                         dead_letter, node_stats, summarise_stats, unique_payloads)
-from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
+from purgebridge.store.journal import JournalBusy, JournalEntry, JournalRow, group_rows
 from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
 from purgebridge.store.writer import QueueBusy, QueueClosed, Writer
 
@@ -349,6 +349,21 @@ class Queue(Backend):
         entry = JournalEntry(source, site, bytes(body), signature or None, received_at=self.clock())
         self.writer.append(entry, self.append_wait)
         return entry.event_id
+
+    def submit_append(self, source: str, site: str, body: bytes, signature: Optional[str],
+                      on_done: Callable[[Any], None]) -> Any:
+        """:meth:`append` without blocking, for the relay's event loop: returns the writer's job.
+
+        ``on_done(job)`` runs on the writer thread once it is settled
+        (``job.error`` None: stored as ``job.entry.event_id``); after
+        ``append_wait`` the caller calls :meth:`withdraw_append`.
+        """
+        entry = JournalEntry(source, site, bytes(body), signature or None, received_at=self.clock())
+        return self.writer.submit_append(entry, on_done)
+
+    def withdraw_append(self, job: Any) -> bool:
+        """``append_wait`` passed: take the job back if no group has taken it (it becomes JournalBusy)."""
+        return self.writer.withdraw(job, JournalBusy(f"queue busy: not written within {self.append_wait:g} s"))
 
     def write_journal(self, db: sqlite3.Connection, entries: List[JournalEntry],
                       now: Optional[float] = None) -> List[bool]:

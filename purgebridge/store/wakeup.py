@@ -76,9 +76,17 @@ class Wakeups:
         return self._changed.wait(generation, timeout)
 
     def notify(self) -> None:
-        """Wake this process's waiting workers and expander (used on shutdown and after a dispatch)."""
+        """Wake this process's waiting node threads and expander (used on shutdown)."""
         self._changed.fire()
         self._journal_changed.fire()
+
+    def notify_deliveries(self) -> None:
+        """Wake this process's node threads only: the expander filled their inboxes.
+
+        Not the expander itself: it would read the journal once more for
+        nothing, right when the node threads need the interpreter to send.
+        """
+        self._changed.fire()
 
     @property
     def journal_generation(self) -> int:

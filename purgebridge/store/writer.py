@@ -64,6 +64,7 @@ class _Job(Generic[T]):
     result: Any = None
     error: Optional[BaseException] = None
     done: threading.Lock = field(default_factory=threading.Lock)
+    on_done: Optional[Callable[["_Job"], None]] = None  # called on the writer thread once settled; must not block
 
     def __post_init__(self) -> None:
         self.done.acquire()
@@ -129,6 +130,31 @@ class Writer:
         self._submit(self._appends, job, JournalClosed("the relay is shutting down"))
         self._settle(job, wait, JournalBusy(f"queue busy: not written within {wait:g} s"))
 
+    def submit_append(self, entry: JournalEntry, on_done: Callable[[_Job], None]) -> _Job:
+        """Hand ``entry`` to the next group without waiting (the relay's event loop); returns its job.
+
+        ``on_done(job)`` runs on the writer thread once the job is settled:
+        ``job.error`` None means stored, else it holds what :meth:`append`
+        would raise. The caller withdraws it with :meth:`withdraw` when its
+        wait passes. Raises JournalClosed after close.
+        """
+        job: _Job[None] = _Job(entry=entry, on_done=on_done)
+        self._submit(self._appends, job, JournalClosed("the relay is shutting down"))
+        return job
+
+    def withdraw(self, job: _Job, busy: BaseException) -> bool:
+        """Take back a job no unit has taken yet (its ``error`` becomes ``busy``); True if it was.
+
+        A job already taken is left to its transaction, whose outcome is the truth.
+        """
+        with self._cond:
+            if job.state != PENDING:
+                return False
+            (self._appends if job.entry is not None else self._tasks).remove(job)
+            job.state = WITHDRAWN
+            job.error = busy
+            return True
+
     def pending_appends(self) -> int:
         """Appends submitted and not yet taken into a group (tests wait on it)."""
         with self._cond:
@@ -143,11 +169,8 @@ class Writer:
 
     def _settle(self, job: _Job, wait: float, busy: BaseException) -> None:
         if not job.done.acquire(timeout=wait):
-            with self._cond:
-                if job.state == PENDING:
-                    (self._appends if job.entry is not None else self._tasks).remove(job)
-                    job.state = WITHDRAWN
-                    raise busy
+            if self.withdraw(job, busy):
+                raise busy
             job.done.acquire()  # taken and running right now: its outcome is the answer
         if job.error is not None:
             raise job.error
@@ -263,3 +286,8 @@ class Writer:
         for job in jobs:
             job.state = DONE
             job.done.release()
+            if job.on_done is not None:
+                try:
+                    job.on_done(job)
+                except Exception:  # noqa: BLE001 - e.g. the event loop closed at shutdown; the writer goes on
+                    log.exception("queue writer: telling the waiting request about its event failed")

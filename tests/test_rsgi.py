@@ -8,6 +8,7 @@ test_slow_clients.py and test_server_integration.py.
 import asyncio
 import json
 import threading
+import time
 
 from fixtures_app import encode, event_body, signed_headers
 
@@ -106,6 +107,10 @@ def test_an_event_the_journal_cannot_take_in_time_is_answered_503_and_not_stored
     try:
         blocker = encode(event_body())  # the writer is stuck on this one's group
         blocked = queue.submit_append("wordpress", "blog.example.test", blocker, "sha256=" + "0" * 64, lambda job: None)
+        deadline = time.monotonic() + 5
+        while writer.pending_appends() and time.monotonic() < deadline:  # the writer took it: stuck in its group
+            time.sleep(0.005)
+        assert writer.pending_appends() == 0, "the writer never took the blocking event"
         status, _headers, body = call(adapter, "POST", "/v1/events/wordpress", raw, signed_headers(raw))
         assert status == 503 and "not written within 0.2 s" in json.loads(body)["error"]
         disk.set()

@@ -174,19 +174,22 @@ def bench_latency(cluster, relay, tmp, count, spacing, warmup=3, pagination=3, a
     logs = [PurgeLog(vn, tmp / f"purges-{i}.log") for i, vn in enumerate(cluster.nodes)]
     time.sleep(1.0)  # varnishlog attaches
     sent = []
-    conn = Connection("127.0.0.1", relay.port, timeout=5)
+    targets = getattr(relay, "relays", [relay])  # bench/scale.py's Relays: round-robin over several relays
+    conns = [Connection("127.0.0.1", target.port, timeout=5) for target in targets]
     for i in range(-warmup, count):
         change = post_change(50000 + i, 50000 + i)
-        wire = signed_request(envelope([change]), "127.0.0.1", relay.port)
+        k = i % len(targets)
+        wire = signed_request(envelope([change]), "127.0.0.1", targets[k].port)
         t0 = time.time()
-        responses, error = conn.exchange([wire], 1)
+        responses, error = conns[k].exchange([wire], 1)
         assert responses and responses[0].status == 202, (error, responses and responses[0].body)
         if accepted is not None and i >= 0:  # how much of the latency is the 202 (journal commit included)
             accepted.append((time.time() - t0) * 1000)
         if i >= 0:
             sent.append((t0, [u[len(SITE):] for u in mapped_urls(change, pagination)]))
         time.sleep(spacing)
-    conn.close()
+    for conn in conns:
+        conn.close()
     assert relay.drain(), "queue did not drain after (a)"
     time.sleep(2.0)  # varnishlog writes its file with a delay
     arrivals = [log.arrivals() for log in logs]

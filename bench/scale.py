@@ -39,16 +39,10 @@ DEADLINE = 900  # seconds for the whole run
 
 
 class Relays:
-    """Several relays seen as one by ``relay.bench_latency``: ``url()`` takes the next relay each time."""
+    """Several relays seen as one by ``relay.bench_latency`` (it posts round-robin over ``relays``)."""
 
     def __init__(self, relays):
         self.relays = relays
-        self._next = 0
-
-    def url(self, path=""):
-        relay = self.relays[self._next % len(self.relays)]
-        self._next += 1
-        return relay.url(path)
 
     def drain(self, limit=120):
         return self.relays[0].drain(limit)  # one shared queue: any relay's status shows all of it

@@ -57,12 +57,8 @@ def cluster(zip_site, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def relay(zip_site, cluster, tmp_path_factory):
-    process = WordPressRelay(tmp_path_factory.mktemp("wp-browser-relay"), zip_site, cluster)
-    process.start()
-    try:
+    with WordPressRelay(tmp_path_factory.mktemp("wp-browser-relay"), zip_site, cluster) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -50,12 +50,8 @@ def wp_cluster(wordpress_site, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def relay(wordpress_site, wp_cluster, tmp_path_factory):
-    process = WordPressRelay(tmp_path_factory.mktemp("wp-relay"), wordpress_site, wp_cluster)
-    process.start()
-    try:
+    with WordPressRelay(tmp_path_factory.mktemp("wp-relay"), wordpress_site, wp_cluster) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def php(site, code):

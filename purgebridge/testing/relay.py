@@ -111,6 +111,13 @@ class RelayProcess:
             raise RelayError(f"the {role} process {pid} is not a child of the relay {self.proc.pid}")
         return pid
 
+    def __enter__(self) -> "RelayProcess":
+        """``with RelayProcess(...) as relay:`` starts it and stops it on the way out (module fixtures)."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         stop_process(self.proc, timeout=15)
         self.session.close()

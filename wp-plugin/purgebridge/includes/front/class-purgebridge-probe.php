@@ -36,7 +36,7 @@ final class Purgebridge_Probe {
 			return;
 		}
 		$level  = absint( wp_unslash( $_GET['purgebridge-probe'] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
-		$status = Purgebridge_Policy::probe_status( $level, self::load(), Purgebridge_Settings::probe_thresholds() );
+		$status = self::status( $level, self::load(), Purgebridge_Settings::probe_thresholds() );
 		status_header( $status );
 		nocache_headers();
 		header( 'Content-Type: text/plain; charset=utf-8' );
@@ -96,5 +96,21 @@ final class Purgebridge_Probe {
 		 * @param float $load 1-minute load average.
 		 */
 		return (float) apply_filters( 'purgebridge_probe_load', (float) $load );
+	}
+
+	/**
+	 * Load probe answer for a level: 503 when the load is over its threshold.
+	 *
+	 * @param int   $level      2 or 3.
+	 * @param float $load       1-minute load average.
+	 * @param array $thresholds Level => threshold.
+	 * @return int 200, 503, or 404 for an unknown level.
+	 */
+	public static function status( $level, $load, array $thresholds ) {
+		$level = (int) $level;
+		if ( ! isset( $thresholds[ $level ] ) ) {
+			return 404;
+		}
+		return ( (float) $load > (float) $thresholds[ $level ] ) ? 503 : 200;
 	}
 }

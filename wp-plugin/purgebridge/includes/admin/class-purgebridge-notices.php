@@ -150,12 +150,12 @@ final class Purgebridge_Notices {
 			);
 		}
 		$state = Purgebridge_Operations::queue_state();
-		$error = get_option( 'purgebridge_last_error', array() );
+		$error = Purgebridge_Relay_State::last_error();
 		if ( $state['refused'] > 0 ) {
-			$time                = is_array( $error ) && isset( $error['time'] ) ? (int) $error['time'] : 0;
-			$why                 = is_array( $error ) && isset( $error['status'] ) ? Purgebridge_Answer::describe(
+			$time                = isset( $error['time'] ) ? (int) $error['time'] : 0;
+			$why                 = isset( $error['status'] ) ? Purgebridge_Answer::describe(
 				array(
-					'outcome' => Purgebridge_Policy::PERMANENT,
+					'outcome' => Purgebridge_Outcome::PERMANENT,
 					'status'  => (int) $error['status'],
 					'message' => (string) $error['message'],
 				)

@@ -329,7 +329,7 @@ final class Purgebridge_Admin {
 		}
 		$last = $s['last_delivery'];
 		if ( $last ) {
-			$delivered = Purgebridge_Policy::DELIVERED === $last['outcome'];
+			$delivered = Purgebridge_Outcome::DELIVERED === $last['outcome'];
 			self::row(
 				'last-send',
 				__( 'Last send', 'purgebridge' ),
@@ -362,7 +362,7 @@ final class Purgebridge_Admin {
 		self::row(
 			'queue',
 			__( 'Waiting to be sent', 'purgebridge' ),
-			Purgebridge_Recovery::describe( Purgebridge_Recovery::state() ),
+			Purgebridge_Answer::describe_queue( Purgebridge_Recovery::state() ),
 			$queue['pending'] ? 'warning' : 'ok'
 		);
 		if ( $queue['refused'] ) {
@@ -376,7 +376,7 @@ final class Purgebridge_Admin {
 					$queue['refused']
 				) . ( $refusal ? ' ' . Purgebridge_Answer::describe(
 					array(
-						'outcome' => Purgebridge_Policy::PERMANENT,
+						'outcome' => Purgebridge_Outcome::PERMANENT,
 						'status'  => (int) $refusal['status'],
 						'message' => (string) $refusal['message'],
 					)

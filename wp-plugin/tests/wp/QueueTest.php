@@ -385,7 +385,7 @@ final class QueueTest extends TestCase {
 		Purgebridge_Dispatcher::deliver( self::body(), false );
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );
-		Purgebridge_Admin::settings();
+		Purgebridge_Admin_Settings::settings();
 		ob_start();
 		Purgebridge_Admin::render();
 		$html = ob_get_clean();

@@ -169,7 +169,7 @@ final class Purgebridge_Network {
 			return;
 		}
 		echo '<div class="wrap"><h1>' . esc_html__( 'Purgebridge (network)', 'purgebridge' ) . '</h1>';
-		if ( isset( $_GET['updated'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		if ( isset( $_GET['updated'] ) ) {
 			echo '<div class="notice notice-success"><p>' . esc_html__( 'Network settings saved.', 'purgebridge' ) . '</p></div>';
 		}
 		echo '<p>' . esc_html__( 'Every site of this network sends its changes to this relay, signed with this secret. Site administrators see these settings but cannot change them.', 'purgebridge' ) . '</p>';
@@ -192,7 +192,7 @@ final class Purgebridge_Network {
 		if ( ! current_user_can( 'manage_network_options' ) ) {
 			wp_die( esc_html__( 'Only a network administrator may change the relay.', 'purgebridge' ), 403 );
 		}
-		// phpcs:disable WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- sanitize_option() runs the setting's own sanitizer.
+		// sanitize_option() runs the setting's own sanitizer.
 		if ( ! Purgebridge_Settings::url_locked() && isset( $_POST['purgebridge_relay_url'] ) ) {
 			$url = sanitize_option( 'purgebridge_relay_url', wp_unslash( $_POST['purgebridge_relay_url'] ) );
 			update_site_option( 'purgebridge_relay_url', $url );
@@ -203,7 +203,6 @@ final class Purgebridge_Network {
 				update_site_option( 'purgebridge_secret', $secret );
 			}
 		}
-		// phpcs:enable
 		wp_safe_redirect( add_query_arg( array( 'page' => self::PAGE, 'updated' => 1 ), network_admin_url( 'settings.php' ) ) );
 		exit;
 	}

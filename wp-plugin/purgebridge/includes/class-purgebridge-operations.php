@@ -40,14 +40,14 @@ final class Purgebridge_Operations {
 		if ( ! $checked['urls'] && ! $keys ) {
 			return self::outcome( false, __( 'Give at least one URL of this site.', 'purgebridge' ) );
 		}
-		$change = array(
+		$change         = array(
 			'kind'   => 'urls',
 			'action' => 'purge',
 			'reason' => (string) $reason,
 			'urls'   => $checked['urls'],
 			'keys'   => $keys,
 		);
-		$result = self::send( array( $change ) );
+		$result         = self::send( array( $change ) );
 		$result['urls'] = $checked['urls'];
 		if ( $result['ok'] && 1 === count( $checked['urls'] ) ) {
 			/* translators: 1: the URL, 2: the relay's answer */
@@ -247,7 +247,7 @@ final class Purgebridge_Operations {
 	public static function queue_list( $limit = 100 ) {
 		global $wpdb;
 		$table = Purgebridge_Queue::table();
-		$rows  = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, state, created_at, next_attempt, attempts, changes, last_status, last_error FROM {$table} ORDER BY id LIMIT %d", (int) $limit ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$rows  = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, state, created_at, next_attempt, attempts, changes, last_status, last_error FROM {$table} ORDER BY id LIMIT %d", (int) $limit ) );
 		$list  = array();
 		foreach ( $rows as $row ) {
 			$list[] = array(
@@ -308,8 +308,8 @@ final class Purgebridge_Operations {
 		global $wpdb;
 		$table   = Purgebridge_Queue::table();
 		$deleted = $refused_only
-			? $wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE state = %s", Purgebridge_Queue::DEAD ) ) // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
-			: $wpdb->query( "DELETE FROM {$table}" ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			? $wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE state = %s", Purgebridge_Queue::DEAD ) )
+			: $wpdb->query( "DELETE FROM {$table}" );
 		if ( ! $refused_only ) {
 			delete_option( 'purgebridge_queue_overflow' );
 		}

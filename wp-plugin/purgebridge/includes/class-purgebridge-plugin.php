@@ -29,7 +29,7 @@ final class Purgebridge_Plugin {
 		add_action( 'plugins_loaded', array( 'Purgebridge_Probe', 'maybe_handle' ), 0 );
 		add_action( 'plugins_loaded', array( __CLASS__, 'maybe_upgrade' ) );
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
-		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
+		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) );
 		add_action( self::CRON_HOOK, array( __CLASS__, 'drain' ) );
 		add_action( 'purgebridge_drain_soon', array( __CLASS__, 'drain' ) );
 		self::$buffer = self::collectors( new Purgebridge_Change_Buffer() );
@@ -150,7 +150,7 @@ final class Purgebridge_Plugin {
 			add_option( $option, $default );
 		}
 		add_option( 'purgebridge_queue_waiting', 0 );
-		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
+		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) );
 		if ( ! wp_next_scheduled( self::CRON_HOOK ) ) {
 			wp_schedule_event( time() + 60, self::CRON_INTERVAL, self::CRON_HOOK );
 		}
@@ -174,4 +174,3 @@ final class Purgebridge_Plugin {
 		wp_clear_scheduled_hook( 'purgebridge_drain_soon' );
 	}
 }
-

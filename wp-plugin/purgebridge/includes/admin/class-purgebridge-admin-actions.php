@@ -73,7 +73,7 @@ final class Purgebridge_Admin_Actions {
 	/** The "Purge URLs" box. */
 	public static function action_purge_url() {
 		self::guard( 'purge_url' );
-		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- each line is checked by site_urls()
+		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // Each line is checked by site_urls()
 		self::finish( Purgebridge_Operations::purge_urls( (array) $lines, array(), 'settings' ) );
 	}
 
@@ -82,7 +82,7 @@ final class Purgebridge_Admin_Actions {
 	 * other page (archives, search, the front page) needs manage_options.
 	 */
 	public static function action_purge_page() {
-		$post_id = isset( $_GET['post_id'] ) ? absint( $_GET['post_id'] ) : 0; // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- guard() checks it
+		$post_id = isset( $_GET['post_id'] ) ? absint( $_GET['post_id'] ) : 0; // The nonce is checked by guard().
 		if ( $post_id ) {
 			self::guard( 'purge_page', 'edit_post', $post_id );
 			self::finish( Purgebridge_Operations::purge_post( $post_id ), Purgebridge_Admin::redirect_target() );

@@ -29,7 +29,7 @@ final class Purgebridge_Admin_Bar {
 	 */
 	private static function current_url() {
 		$home = wp_parse_url( home_url( '/' ) );
-		$uri  = isset( $_SERVER['REQUEST_URI'] ) ? (string) wp_unslash( $_SERVER['REQUEST_URI'] ) : '/'; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- checked by site_urls() before use
+		$uri  = isset( $_SERVER['REQUEST_URI'] ) ? (string) wp_unslash( $_SERVER['REQUEST_URI'] ) : '/'; // Checked by site_urls() before use
 		return esc_url_raw( $home['scheme'] . '://' . $home['host'] . ( isset( $home['port'] ) ? ':' . $home['port'] : '' ) . $uri );
 	}
 

@@ -124,7 +124,7 @@ final class Purgebridge_Admin {
 			return;
 		}
 		echo '<div class="wrap" id="purgebridge-settings"><h1>' . esc_html__( 'Purgebridge', 'purgebridge' ) . '</h1>';
-		if ( isset( $_GET['confirm'] ) && 'purge_all' === $_GET['confirm'] ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		if ( isset( $_GET['confirm'] ) && 'purge_all' === $_GET['confirm'] ) {
 			self::confirm_purge_all();
 			echo '</div>';
 			return;
@@ -293,7 +293,7 @@ final class Purgebridge_Admin {
 			'error'   => '#d63638',
 		);
 		$style   = isset( $colours[ $state ] ) ? ' style="border-left:4px solid ' . $colours[ $state ] . '"' : '';
-		echo '<tr id="purgebridge-status-' . esc_attr( $id ) . '" class="purgebridge-' . esc_attr( '' !== $state ? $state : 'info' ) . '"><th scope="row"' . $style . '>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- $style is built from constants
+		echo '<tr id="purgebridge-status-' . esc_attr( $id ) . '" class="purgebridge-' . esc_attr( '' !== $state ? $state : 'info' ) . '"><th scope="row"' . $style . '>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>'; // $style is built from constants
 	}
 
 	/**
@@ -316,7 +316,7 @@ final class Purgebridge_Admin {
 	 * @return string
 	 */
 	public static function redirect_target() {
-		$to = isset( $_REQUEST['redirect_to'] ) ? esc_url_raw( wp_unslash( $_REQUEST['redirect_to'] ) ) : ''; // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+		$to = isset( $_REQUEST['redirect_to'] ) ? esc_url_raw( wp_unslash( $_REQUEST['redirect_to'] ) ) : '';
 		return '' !== $to ? (string) wp_validate_redirect( $to, '' ) : '';
 	}
 }

@@ -152,8 +152,8 @@ final class Purgebridge_Notices {
 		$state = Purgebridge_Operations::queue_state();
 		$error = Purgebridge_Relay_State::last_error();
 		if ( $state['refused'] > 0 ) {
-			$time                = isset( $error['time'] ) ? (int) $error['time'] : 0;
-			$why                 = isset( $error['status'] ) ? Purgebridge_Answer::describe(
+			$time               = isset( $error['time'] ) ? (int) $error['time'] : 0;
+			$why                = isset( $error['status'] ) ? Purgebridge_Answer::describe(
 				array(
 					'outcome' => Purgebridge_Outcome::PERMANENT,
 					'status'  => (int) $error['status'],
@@ -221,7 +221,7 @@ final class Purgebridge_Notices {
 				'nonce' => wp_create_nonce( self::AJAX_DISMISS ),
 			)
 		);
-		echo '<script>document.addEventListener("click",function(e){var b=e.target.closest?e.target.closest(".purgebridge-standing .notice-dismiss"):null;if(!b){return;}var n=b.closest(".purgebridge-standing"),d=' . $data . ',f=new FormData();f.append("action","' . esc_js( self::AJAX_DISMISS ) . '");f.append("_ajax_nonce",d.nonce);f.append("notice",n.getAttribute("data-purgebridge-notice"));f.append("fingerprint",n.getAttribute("data-fingerprint"));fetch(d.url,{method:"POST",body:f,credentials:"same-origin"});});</script>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- JSON from wp_json_encode
+		echo '<script>document.addEventListener("click",function(e){var b=e.target.closest?e.target.closest(".purgebridge-standing .notice-dismiss"):null;if(!b){return;}var n=b.closest(".purgebridge-standing"),d=' . $data . ',f=new FormData();f.append("action","' . esc_js( self::AJAX_DISMISS ) . '");f.append("_ajax_nonce",d.nonce);f.append("notice",n.getAttribute("data-purgebridge-notice"));f.append("fingerprint",n.getAttribute("data-fingerprint"));fetch(d.url,{method:"POST",body:f,credentials:"same-origin"});});</script>'; // JSON from wp_json_encode
 	}
 
 	/**
@@ -231,6 +231,6 @@ final class Purgebridge_Notices {
 	 */
 	private static function on_settings_page() {
 		global $pagenow;
-		return 'options-general.php' === $pagenow && isset( $_GET['page'] ) && Purgebridge_Admin::PAGE === $_GET['page']; // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		return 'options-general.php' === $pagenow && isset( $_GET['page'] ) && Purgebridge_Admin::PAGE === $_GET['page'];
 	}
 }

@@ -148,6 +148,7 @@ final class Purgebridge_Change_Buffer {
 	public function site( $reason ) {
 		$change         = Purgebridge_Event_Builder::purge_all( $reason );
 		$change['blog'] = self::blog();
+
 		$this->site[ self::key( $reason ) ] = $change;
 		$this->arm();
 	}

@@ -186,13 +186,13 @@ final class Purgebridge_Dispatcher {
 			$by_id = array();
 			$plan  = array();
 			foreach ( $rows as $row ) {
-				$batch            = json_decode( $row->body, true );
+				$batch             = json_decode( $row->body, true );
 				$by_id[ $row->id ] = array(
 					'row'     => $row,
 					'site'    => isset( $batch['site'] ) ? (string) $batch['site'] : '',
 					'changes' => isset( $batch['changes'] ) && is_array( $batch['changes'] ) ? $batch['changes'] : array(),
 				);
-				$plan[]           = array(
+				$plan[]            = array(
 					'id'      => (int) $row->id,
 					'site'    => $by_id[ $row->id ]['site'],
 					'changes' => count( $by_id[ $row->id ]['changes'] ),

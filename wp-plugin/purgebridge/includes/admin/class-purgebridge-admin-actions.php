@@ -18,12 +18,13 @@ defined( 'ABSPATH' ) || exit;
 final class Purgebridge_Admin_Actions {
 
 	/**
-	 * Registers the admin-post.php handlers.
+	 * Registers the admin-post.php and admin-ajax.php handlers.
 	 */
 	public static function register() {
 		foreach ( array( 'test', 'retry', 'purge_all', 'purge_page', 'purge_url' ) as $action ) {
 			add_action( 'admin_post_purgebridge_' . $action, array( __CLASS__, 'action_' . $action ) );
 		}
+		add_action( 'wp_ajax_' . Purgebridge_Notices::AJAX_DISMISS, array( __CLASS__, 'ajax_dismiss' ) );
 	}
 
 	/**
@@ -90,5 +91,19 @@ final class Purgebridge_Admin_Actions {
 		self::guard( 'purge_page' );
 		$back = Purgebridge_Admin::redirect_target();
 		self::finish( Purgebridge_Operations::purge_urls( array( $back ), array(), 'admin_bar' ), $back );
+	}
+
+	/**
+	 * admin-ajax: a standing notice's close button was pressed.
+	 */
+	public static function ajax_dismiss() {
+		check_ajax_referer( Purgebridge_Notices::AJAX_DISMISS );
+		if ( ! current_user_can( 'manage_options' ) ) {
+			wp_send_json_error( null, 403 );
+		}
+		$id          = isset( $_POST['notice'] ) ? sanitize_key( wp_unslash( $_POST['notice'] ) ) : '';
+		$fingerprint = isset( $_POST['fingerprint'] ) ? sanitize_text_field( wp_unslash( $_POST['fingerprint'] ) ) : '';
+		Purgebridge_Notices::dismiss( $id, $fingerprint );
+		wp_send_json_success();
 	}
 }

@@ -21,6 +21,9 @@ final class Purgebridge_Admin_Settings {
 		add_action( 'admin_init', array( __CLASS__, 'settings' ) );
 		// Every write of the option, not only the settings form's (register_setting() runs on admin_init only).
 		add_filter( 'sanitize_option_purgebridge_relay_url', array( __CLASS__, 'sanitize_relay_url' ) );
+		if ( is_multisite() ) {
+			add_action( 'network_admin_edit_' . Purgebridge_Network_Page::PAGE, array( __CLASS__, 'save_network' ) );
+		}
 	}
 
 	/**
@@ -140,5 +143,28 @@ final class Purgebridge_Admin_Settings {
 	 */
 	public static function sanitize_load( $value ) {
 		return max( 0.0, (float) $value );
+	}
+
+	/**
+	 * Saves the network settings page (network_admin_edit_ action).
+	 */
+	public static function save_network() {
+		check_admin_referer( Purgebridge_Network_Page::PAGE );
+		if ( ! current_user_can( 'manage_network_options' ) ) {
+			wp_die( esc_html__( 'Only a network administrator may change the relay.', 'purgebridge' ), 403 );
+		}
+		// sanitize_option() runs the setting's own sanitizer.
+		if ( ! Purgebridge_Settings::url_locked() && isset( $_POST['purgebridge_relay_url'] ) ) {
+			$url = sanitize_option( 'purgebridge_relay_url', wp_unslash( $_POST['purgebridge_relay_url'] ) );
+			update_site_option( 'purgebridge_relay_url', $url );
+		}
+		if ( ! Purgebridge_Settings::secret_locked() && isset( $_POST['purgebridge_secret'] ) ) {
+			$secret = trim( (string) wp_unslash( $_POST['purgebridge_secret'] ) );
+			if ( '' !== $secret ) {
+				update_site_option( 'purgebridge_secret', $secret );
+			}
+		}
+		wp_safe_redirect( add_query_arg( array( 'page' => Purgebridge_Network_Page::PAGE, 'updated' => 1 ), network_admin_url( 'settings.php' ) ) );
+		exit;
 	}
 }

@@ -27,6 +27,7 @@ final class Purgebridge_Admin {
 		Purgebridge_Admin_Settings::register();
 		Purgebridge_Admin_Actions::register();
 		Purgebridge_Admin_Bar::register();
+		Purgebridge_Network_Page::register();
 	}
 
 	/**

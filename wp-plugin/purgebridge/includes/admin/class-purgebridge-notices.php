@@ -1,6 +1,7 @@
 <?php
 /**
- * What the plugin tells people, where they are:
+ * What the plugin tells people, where they are (the dismiss button's
+ * admin-ajax handler is Purgebridge_Admin_Actions::ajax_dismiss()):
  *
  * - the result of an action they just took (purge, test, retry), shown once
  *   on the page they land on: any wp-admin screen, or the front-end page the
@@ -29,7 +30,6 @@ final class Purgebridge_Notices {
 	public static function register() {
 		add_action( 'admin_notices', array( __CLASS__, 'admin_notices' ) );
 		add_action( 'wp_footer', array( __CLASS__, 'front_flash' ), 100 );
-		add_action( 'wp_ajax_' . self::AJAX_DISMISS, array( __CLASS__, 'ajax_dismiss' ) );
 	}
 
 	/**
@@ -195,20 +195,6 @@ final class Purgebridge_Notices {
 		$dismissed                        = self::dismissed();
 		$dismissed[ sanitize_key( $id ) ] = (string) $fingerprint;
 		return (bool) update_user_meta( get_current_user_id(), self::DISMISSED_META, $dismissed );
-	}
-
-	/**
-	 * admin-ajax: the notice's close button was pressed.
-	 */
-	public static function ajax_dismiss() {
-		check_ajax_referer( self::AJAX_DISMISS );
-		if ( ! current_user_can( 'manage_options' ) ) {
-			wp_send_json_error( null, 403 );
-		}
-		$id          = isset( $_POST['notice'] ) ? sanitize_key( wp_unslash( $_POST['notice'] ) ) : '';
-		$fingerprint = isset( $_POST['fingerprint'] ) ? sanitize_text_field( wp_unslash( $_POST['fingerprint'] ) ) : '';
-		self::dismiss( $id, $fingerprint );
-		wp_send_json_success();
 	}
 
 	/**

@@ -3,7 +3,7 @@
  * Durable retry queue in a custom table.
  *
  * A batch the relay did not accept with 202 is stored here and re-sent by the
- * next retry run (Purgebridge_Recovery lists what starts one). There is no
+ * next retry run (Purgebridge_Dispatcher lists what starts one). There is no
  * per-batch backoff: while the relay is unreachable one probe per run decides
  * for the whole queue, and once it answers every pending row goes out, oldest
  * first, merged (Purgebridge_Dispatcher::drain()). Batches refused for good

@@ -36,6 +36,10 @@ final class Purgebridge_Plugin {
 		Purgebridge_Dispatcher::register();
 		Purgebridge_Frontend::register();
 		Purgebridge_Admin::register();
+		Purgebridge_Admin_Settings::register();
+		Purgebridge_Admin_Actions::register();
+		Purgebridge_Admin_Bar::register();
+		Purgebridge_Network_Page::register();
 		Purgebridge_Notices::register();
 		Purgebridge_Site_Health::register();
 		Purgebridge_CLI::register();

@@ -24,10 +24,6 @@ final class Purgebridge_Admin {
 	public static function register() {
 		add_action( 'admin_menu', array( __CLASS__, 'menu' ) );
 		add_filter( 'plugin_action_links_' . plugin_basename( PURGEBRIDGE_FILE ), array( __CLASS__, 'plugin_links' ) );
-		Purgebridge_Admin_Settings::register();
-		Purgebridge_Admin_Actions::register();
-		Purgebridge_Admin_Bar::register();
-		Purgebridge_Network_Page::register();
 	}
 
 	/**

@@ -234,20 +234,27 @@ def nodes(ctx, as_json):
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (PURGEBRIDGE_LISTEN, default 127.0.0.1:8787).")
 @click.option("--queue", "queue_path", metavar="PATH", help="Queue: SQLite file or redis://host:port/db (PURGEBRIDGE_QUEUE).")
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Check the configuration as serve and its reload do, print one line and exit (0 ok, 2 not).")
 @click.pass_context
-def serve(ctx, listen, queue_path, insecure):
+def serve(ctx, listen, queue_path, insecure, check_only):
     """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the
-    requests and purges in flight and keeps the rest queued. See
+    requests and purges in flight and keeps the rest queued. SIGHUP reads the
+    settings again (sites, nodes, tokens, secrets...) and replaces both
+    processes; the address and the queue change only with a restart. See
     docs/operations.md.
     """
-    from purgebridge.service.server import serve as run_server
+    from purgebridge.service.server import check_config, serve as run_server
 
     extra = {"PURGEBRIDGE_LISTEN": listen, "PURGEBRIDGE_QUEUE": queue_path}
     settings = _settings(ctx, require_nodes=True, extra=extra)
     try:
+        if check_only:
+            click.echo(check_config(settings, insecure=insecure))
+            return
         # SIGHUP reads the same sources again: --env-file (or ./.env), the environment, the flags.
         run_server(settings, insecure=insecure, load=functools.partial(_resolve_settings, ctx, True, extra))
     except ConfigError as exc:

@@ -187,6 +187,16 @@ def _load_app(config, listen_text, status_path, threads=THREADS):
                        body_deadline=settings.body_timeout, events=app.extensions["purgebridge.events"])
 
 
+def check_config(settings, insecure=False):
+    """``serve --check``: every check ``serve`` and its reload run, without binding (``ExecReload`` runs it first).
+
+    Returns a one-line summary; raises ConfigError naming the variable.
+    """
+    sites, _secrets = _checked(settings, insecure)
+    check_queue(settings)
+    return f"configuration ok: {len(sites)} site(s), {len(settings.nodes)} node(s)"
+
+
 def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[], Any]] = None):
     """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured.
 

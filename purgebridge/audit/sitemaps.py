@@ -12,7 +12,7 @@ number of sitemaps and URLs read is bounded.
 
 from dataclasses import dataclass, field
 import logging
-from typing import List, Optional
+from typing import List, Optional, Set, Tuple
 from xml.etree import ElementTree
 
 import requests
@@ -60,7 +60,7 @@ def _fetch(session: requests.Session, url: str, timeout: float) -> bytes:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _parse(body: bytes):
+def _parse(body: bytes) -> Tuple[str, List[str]]:
     """``("index"|"urlset", [loc, ...])``; raises ValueError when it is neither."""
     try:
         root = ElementTree.fromstring(body)
@@ -92,10 +92,10 @@ def read_sitemaps(site: str, sitemap: Optional[str] = None, max_urls: int = 1000
     host = split_url(base)[1]
     session = session or requests.Session()
     found = SitemapURLs()
-    seen = set()
+    seen: Set[str] = set()
     sitemap = sitemap or named
     starts = [sitemap] if sitemap else [base + name for name in CANDIDATES]
-    start_notes = []
+    start_notes: List[str] = []
     for url in starts:
         try:
             body = _fetch(session, url, timeout)
@@ -108,7 +108,9 @@ def read_sitemaps(site: str, sitemap: Optional[str] = None, max_urls: int = 1000
     return found
 
 
-def _walk(session, url, body, depth, found, seen, host, max_urls, timeout, any_host):
+def _walk(session: requests.Session, url: str, body: bytes, depth: int, found: SitemapURLs, seen: Set[str],
+          host: str, max_urls: int, timeout: float, any_host: bool) -> None:
+    """Read one sitemap's body into ``found``: its URLs (a urlset), or the sitemaps it lists (an index)."""
     found.sitemaps += 1
     try:
         kind, locs = _parse(body)

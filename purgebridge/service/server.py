@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import errno
 import functools
 import logging
+import os
 import socket
 import sys
 from typing import Any, Callable, Optional
@@ -192,9 +193,15 @@ def check_config(settings, insecure=False):
 
     Returns a one-line summary; raises ConfigError naming the variable.
     """
+    from purgebridge.store import is_redis
+
     sites, _secrets = _checked(settings, insecure)
+    summary = f"configuration ok: {len(sites)} site(s), {len(settings.nodes)} node(s)"
+    if not is_redis(settings.queue) and not os.path.exists(settings.queue):
+        # Not created here: run as root before the first start, it would be root's file, not the service user's.
+        return f"{summary}; the queue {settings.queue} does not exist yet (serve creates it)"
     check_queue(settings)
-    return f"configuration ok: {len(sites)} site(s), {len(settings.nodes)} node(s)"
+    return summary
 
 
 def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[], Any]] = None):

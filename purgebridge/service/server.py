@@ -152,6 +152,9 @@ def reload_config(config, supervisor, load, insecure=False):
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays: %s", exc)
         return False
+    except Exception as exc:  # noqa: BLE001 - a file read half-written: the relay must keep running
+        log.error("reload refused, the running configuration stays: %s: %s", type(exc).__name__, exc)
+        return False
     config.settings, config.secrets = new, secrets
     setup_logging(new.log_format, secrets=secrets)
     supervisor.restart(new, secrets)

@@ -14,23 +14,19 @@ its own Plugin_Upgrader, and the production tarball gives the env file, the unit
   rules`` on its rules.
 """
 
-import json
-import os
 import re
 import secrets
 import shutil
 import subprocess
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
-import requests
 
+from fixtures.env_relay import EnvFileRelay, clean_env
 from fixtures.relay import change, event, free_port
 from fixtures.wordpress import served_wordpress, wordpress_cluster
-from purgebridge.core import signing
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
@@ -40,11 +36,6 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
 def version():
     return re.search(r'__version__ = "([^"]+)"', (REPO / "purgebridge" / "__init__.py").read_text())[1]
-
-
-def clean_env():
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("PURGEBRIDGE_") and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
 
 @pytest.fixture(scope="module")
@@ -136,29 +127,18 @@ def test_serve_with_the_example_env_file_relays_a_signed_event_and_a_wordpress_e
         assert checked.returncode == 0 and checked.stdout.startswith("configuration ok: 1 site(s), 3 node(s)"), \
             checked.stdout + checked.stderr
 
-        log_path = home / "relay.log"
-        with open(log_path, "ab") as log:
-            relay = subprocess.Popen([str(release["venv"] / "bin" / "purgebridge"), "--env-file", str(env_file), "serve"],
-                                     cwd=home, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+        relay = EnvFileRelay(home, env_file, relay_port, secret, command=[str(release["venv"] / "bin" / "purgebridge")],
+                             env=clean_env())
         try:
-            url = f"http://127.0.0.1:{relay_port}"
-            wait(lambda: requests.get(url + "/healthz", timeout=1).status_code == 200, 30, log_path)
-
-            status_url, bearer = url + "/v1/status", {"Authorization": f"Bearer {admin}"}
-
             def drained(events):
-                state = requests.get(status_url, headers=bearer, timeout=5).json()
+                state = relay.status(admin).json()
                 return state["totals"]["events"] >= events and state["queue"]["depth"] == 0
 
             # a signed event, as the plugin signs it: a post update purges the front page
             cluster.warm(["/"], site.host)
-            raw = json.dumps(event(site.host, change(site.host, 5))).encode()
-            ts = str(int(time.time()))
-            answer = requests.post(url + "/v1/events/wordpress", data=raw, timeout=10, headers={
-                "Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
-                "X-Purgebridge-Signature": signing.sign(secret, ts, raw)})
+            answer = relay.send(event(site.host, change(site.host, 5)))
             assert answer.status_code == 202, answer.text
-            wait(lambda: drained(1), 60, log_path)
+            relay.wait_for(lambda: drained(1), "the signed event purged", timeout=60)
             assert [cluster.xcache(vn, "/", site.host) for vn in cluster.nodes] == ["MISS"] * 3
 
             # a real edit in the WordPress the zip was installed into
@@ -168,7 +148,7 @@ def test_serve_with_the_example_env_file_relays_a_signed_event_and_a_wordpress_e
             assert all(cluster.xcache(vn, path, site.host) == "HIT" for vn in cluster.nodes)
             site.php("wp_set_current_user(1); wp_update_post(array('ID' => 1, 'post_content' => 'from the release'));"
                      " return true;")
-            wait(lambda: drained(2), 60, log_path)
+            relay.wait_for(lambda: drained(2), "the WordPress edit purged", timeout=60)
             assert [cluster.xcache(vn, path, site.host) for vn in cluster.nodes] == ["MISS"] * 3
 
             status = pb(release, "--env-file", str(env_file), "status")
@@ -180,21 +160,8 @@ def test_serve_with_the_example_env_file_relays_a_signed_event_and_a_wordpress_e
             assert listed.returncode == 0, listed.stderr
             assert permalink in listed.stdout.splitlines()
         finally:
-            relay.terminate()
-            relay.wait(30)
-        assert relay.returncode == 0, log_path.read_text()[-3000:]
-
-
-def wait(predicate, timeout, log_path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (requests.RequestException, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {timeout}s:\n{log_path.read_text()[-3000:]}")
+            relay.stop()
+        assert relay.proc.returncode == 0, relay.log()
 
 
 def test_the_tarballs_unit_and_rules_pass_their_tools(release, tmp_path):

@@ -8,7 +8,6 @@
   with one line and exit 2, and the first relay keeps every request.
 """
 
-import json
 import os
 import signal
 import socket
@@ -20,19 +19,14 @@ import time
 import pytest
 import requests
 
+from fixtures.env_relay import EnvFileRelay, clean_env
 from fixtures.relay import SECRET, change, event, free_port
-from purgebridge.core import signing
-from purgebridge.testing.process import stop_process
 
 pytestmark = pytest.mark.integration
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN_1 = "reload-admin-token-one-1a2b3c"
 TOKEN_2 = "reload-admin-token-two-4d5e6f"
-
-
-def clean_env():
-    return {k: v for k, v in os.environ.items() if not k.startswith("PURGEBRIDGE_")} | {"PYTHONPATH": REPO}
 
 
 def write_env(path, port, queue, nodes, sites, token, secret=SECRET):
@@ -45,50 +39,7 @@ def write_env(path, port, queue, nodes, sites, token, secret=SECRET):
 
 def purgebridge(*args, env_file, timeout=60):
     return subprocess.run([sys.executable, "-m", "purgebridge", "--env-file", str(env_file), *args],
-                          capture_output=True, text=True, timeout=timeout, env=clean_env(), cwd=REPO)
-
-
-class EnvFileRelay:
-    """``purgebridge --env-file FILE serve``, as the systemd unit in contrib/ runs it."""
-
-    def __init__(self, workdir, env_file, port):
-        self.port, self.log_path = port, workdir / "relay.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "purgebridge", "--env-file", str(env_file), "serve"],
-                                         cwd=workdir, env=clean_env(), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        self.wait_for(lambda: requests.get(self.url("/healthz"), timeout=1).status_code == 200, "healthz")
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def wait_for(self, predicate, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"relay exited with {self.proc.returncode}:\n{self.log()}"
-            try:
-                if predicate():
-                    return
-            except (requests.RequestException, KeyError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{what} not reached in {timeout}s\n{self.log()}")
-
-    def status(self, token):
-        return requests.get(self.url("/v1/status"), headers={"Authorization": f"Bearer {token}"}, timeout=5)
-
-    def send(self, body):
-        raw = json.dumps(body).encode()
-        ts = str(int(time.time()))
-        return requests.post(self.url("/v1/events/wordpress"), data=raw, timeout=10, headers={
-            "Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
-            "X-Purgebridge-Signature": signing.sign(SECRET, ts, raw)})
-
-    def stop(self):
-        stop_process(self.proc, timeout=15)
+                          capture_output=True, text=True, timeout=timeout, env=clean_env(PYTHONPATH=REPO), cwd=REPO)
 
 
 @pytest.fixture
@@ -99,7 +50,7 @@ def relay_setup(cluster, tmp_path):
 
     def start(nodes, sites, token=TOKEN_1):
         write_env(env_file, port, tmp_path / "queue.sqlite3", nodes, sites, token)
-        made.append(EnvFileRelay(tmp_path, env_file, port))
+        made.append(EnvFileRelay(tmp_path, env_file, port, SECRET))
         return made[-1]
     yield start, env_file, port
     for relay in made:

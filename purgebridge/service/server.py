@@ -25,13 +25,25 @@ systemd does): granian stops accepting and lets the API process answer the
 requests in flight (each 202 was committed before it was sent); then the
 worker process finishes the batches in flight and whatever was not sent
 stays in the journal or the queue for the next start.
+
+Reload (SIGHUP to the supervisor, ``systemctl reload``): the settings are read
+again from the same sources (``--env-file`` or ``./.env``, the environment,
+the sites, nodes and VCL files), checked as at start, and the API process and
+the worker process are replaced in order; a bad new configuration is refused
+with one log line and the running one stays. The listen address and the queue
+are kept until a restart (the socket stays bound; the journal stays one).
 """
 
+from dataclasses import dataclass
+import errno
 import functools
 import logging
+import os
+import socket
 import sys
+from typing import Any, Callable, Optional
 
-from purgebridge.config.settings import check_credentials
+from purgebridge.config.settings import check_credentials, redact_location
 from purgebridge.core.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
@@ -73,7 +85,84 @@ def check_queue(settings):
                           f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
 
 
-def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
+def check_address_free(settings):
+    """Refuse an address another relay (or any program) already listens on, before granian binds it.
+
+    granian binds with SO_REUSEPORT, so a second ``serve`` on the same address
+    used to start and silently take half of the connections into another
+    configuration and another queue. A plain bind (SO_REUSEADDR only, as every
+    server sets) fails while anything listens there, and succeeds beside
+    connections left in TIME_WAIT by a relay that just stopped.
+    """
+    host, port = settings.listen
+    family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        text = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError("PURGEBRIDGE_LISTEN", text,
+                              "address already in use: another relay or program listens there "
+                              "(stop it, or listen elsewhere)") from None
+        raise ConfigError("PURGEBRIDGE_LISTEN", text, f"cannot listen there ({exc.strerror})") from None
+    finally:
+        probe.close()
+
+
+@dataclass
+class ServeConfig:
+    """What the API process is built from; replaced in place by a reload, pickled into each new API process."""
+
+    settings: Any
+    secrets: list
+
+
+def _checked(settings, insecure):
+    """The sites of ``settings`` and the secrets to mask, or ConfigError: the checks ``serve`` runs at start."""
+    from purgebridge.audit.watch import check_settings as check_audit_settings
+    from purgebridge.config.sites import load_sites
+    from purgebridge.telemetry.logs import secrets_of
+
+    sites = load_sites(settings)
+    check_can_serve(settings, sites, insecure)
+    check_audit_settings(settings)
+    return sites, secrets_of(settings, sites)
+
+
+def reload_config(config, supervisor, load, insecure=False):
+    """SIGHUP: read the settings again and restart the worker with them; granian then replaces the API process.
+
+    Returns True when the new settings were taken. A new configuration that
+    would not start is refused with one log line naming the variable, and the
+    running one stays in force (the API process is still replaced, with it).
+    """
+    from purgebridge.telemetry.logs import setup_logging
+
+    old = config.settings
+    try:
+        new = load()
+        for name, attr in (("PURGEBRIDGE_LISTEN", "listen"), ("PURGEBRIDGE_QUEUE", "queue")):
+            if getattr(new, attr) != getattr(old, attr):
+                log.warning("reload: %s changed; it takes effect at the next restart (still %s)",
+                            name, getattr(old, attr) if attr == "listen" else redact_location(old.queue))
+                new = new.replace(**{attr: getattr(old, attr)})
+        sites, secrets = _checked(new, insecure)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays: %s", exc)
+        return False
+    except Exception as exc:  # noqa: BLE001 - a file read half-written: the relay must keep running
+        log.error("reload refused, the running configuration stays: %s: %s", type(exc).__name__, exc)
+        return False
+    config.settings, config.secrets = new, secrets
+    setup_logging(new.log_format, secrets=secrets)
+    supervisor.restart(new, secrets)
+    log.info("reload: %d site(s), %d node(s); replacing the API and worker processes", len(sites), len(new.nodes))
+    return True
+
+
+def _load_app(config, listen_text, status_path, threads=THREADS):
     """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian.
 
     The Flask app is served through :class:`~purgebridge.api.intake.RSGIAdapter`:
@@ -88,6 +177,7 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     from purgebridge.worker.process import die_with_parent
     from purgebridge.worker.status import WorkerView
 
+    settings, secrets = config.settings, config.secrets
     die_with_parent("API process")
     setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
     queue = open_queue(settings)
@@ -101,23 +191,39 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
                        body_deadline=settings.body_timeout, events=app.extensions["purgebridge.events"])
 
 
-def serve(settings, insecure=False, threads=THREADS):
-    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
+def check_config(settings, insecure=False):
+    """``serve --check``: every check ``serve`` and its reload run, without binding (``ExecReload`` runs it first).
+
+    Returns a one-line summary; raises ConfigError naming the variable.
+    """
+    from purgebridge.store import is_redis
+
+    sites, _secrets = _checked(settings, insecure)
+    summary = f"configuration ok: {len(sites)} site(s), {len(settings.nodes)} node(s)"
+    if not is_redis(settings.queue) and not os.path.exists(settings.queue):
+        # Not created here: run as root before the first start, it would be root's file, not the service user's.
+        return f"{summary}; the queue {settings.queue} does not exist yet (serve creates it)"
+    check_queue(settings)
+    return summary
+
+
+def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[], Any]] = None):
+    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured.
+
+    ``load`` reads the settings again for a reload (SIGHUP); without it a
+    reload replaces the processes with the settings they had.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
-    from purgebridge.telemetry.logs import secrets_of, setup_logging
-    from purgebridge.config.sites import load_sites
+    from purgebridge.telemetry.logs import setup_logging
     from purgebridge.worker.process import WorkerSupervisor
 
-    sites = load_sites(settings)
-    check_can_serve(settings, sites, insecure)
+    sites, secrets = _checked(settings, insecure)
     check_queue(settings)
-    from purgebridge.audit.watch import check_settings as check_audit_settings
-    check_audit_settings(settings)
-    secrets = secrets_of(settings, sites)
+    check_address_free(settings)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():
         log.warning("serving without a secret (--insecure): every WordPress event will be refused with 401; "
@@ -125,6 +231,7 @@ def serve(settings, insecure=False, threads=THREADS):
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     supervisor = WorkerSupervisor(settings, secrets)
+    config = ServeConfig(settings, secrets)
     server = MPServer(
         "purgebridge.api.app:create_app",  # a name for the process title; the app comes from _load_app
         address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
@@ -136,8 +243,8 @@ def serve(settings, insecure=False, threads=THREADS):
     )
     server.on_startup(supervisor.start)
     server.on_shutdown(supervisor.stop)
-    server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path,
-                                                 threads),
+    server.on_reload(functools.partial(reload_config, config, supervisor, load or (lambda: config.settings), insecure))
+    server.serve(target_loader=functools.partial(_load_app, config, listen_text, supervisor.status_path, threads),
                  wrap_loader=False)
 
 

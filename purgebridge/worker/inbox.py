@@ -63,9 +63,20 @@ class Inbox:
         self.oldest = oldest
         self.upto = seq
 
-    def restore(self, items: Dict[str, Span]) -> None:
-        """Put taken purges back (they could not even be queued); they go with the next batch."""
-        self.put(self.upto, items)
+    def restore(self, items: Dict[str, Span], seq: int) -> None:
+        """Put taken purges back (they could not even be queued) as carrying batch ``seq`` and later.
+
+        ``seq`` is the oldest batch the node has not accounted for: no later
+        :meth:`take` may then report that batch out of the inbox while they wait.
+        """
+        waiting = self.items
+        for key, (item, first_at, last_at) in items.items():
+            entry = waiting.get(key)
+            if entry is not None:
+                first_at, last_at = min(first_at, entry[1]), max(last_at, entry[2])
+            waiting[key] = (item, first_at, last_at, seq)
+            if self.oldest is None or first_at < self.oldest:
+                self.oldest = first_at
 
     def take(self, now: float, everything: bool = False) -> Taken:
         """The purges that may leave at monotonic time ``now``; they are recorded as leaving now.

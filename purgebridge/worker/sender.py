@@ -120,7 +120,7 @@ class NodeLoop:
             except Exception:  # cannot even queue them: keep them in the inbox for the next round
                 log.exception("requeueing %d purge(s) for %s failed", len(requeue), node.name)
                 with self.recorder.lock:
-                    sender.inbox.restore(dict(requeue))
+                    sender.inbox.restore(dict(requeue), sender.covered + 1)
                 self.stopping.wait(self.poll)
                 return 0, taken.due
             log.info("node %s: %d purge(s) confirmed, %d queued for retry (%s)", node.name,

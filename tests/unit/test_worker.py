@@ -347,6 +347,20 @@ def test_a_held_url_holds_the_batches_it_carries_and_no_later_one():
     assert taken.due is None and inbox.oldest is None
 
 
+def test_purges_put_back_after_a_failed_requeue_keep_their_batch_open():
+    """A batch whose purges could not even be queued is not reported out of the inbox while they wait."""
+    from purgebridge.worker.inbox import Inbox
+
+    inbox = Inbox(0.1)
+    a, b = url("/a/"), url("/b/")
+    inbox.put(1, {a.key: (a, 1.0, 1.0)})
+    taken = inbox.take(100.0)
+    inbox.put(2, {b.key: (b, 2.0, 2.0)})                # the expander goes on meanwhile
+    inbox.restore(taken.items, seq=1)                  # requeueing /a/ failed: back in, still batch 1's
+    taken = inbox.take(100.01)                         # /b/ goes, /a/ is hot (left at 100.0)
+    assert list(taken.items) == [b.key] and taken.covered == 0
+
+
 def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
     """2,000 queued purges for a node that does not answer: one batch per backoff interval reaches for it."""
     settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_BACKOFF="0.2",

@@ -53,3 +53,11 @@ def write_section(name, text):
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(current)
+
+
+def load():
+    """The machine's load average (1, 5, 15 min) as text: the caveat every figure of a shared machine needs."""
+    try:
+        return "/".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"

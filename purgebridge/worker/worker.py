@@ -58,7 +58,7 @@ class WorkerConfig:
     housekeeping: float = 30.0    # seconds between two rounds of expire() and dead-letter bans
     expand_batch: int = expansion.EXPAND_BATCH
     expand_on_stop: float = 2.0
-    gap: float = 0.015            # shortest time between two purges of one URL to one node (PURGEBRIDGE_BATCH_GAP)
+    window: float = 0.015         # shortest time between two purges of one URL to one node (PURGEBRIDGE_BATCH_GAP)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "WorkerConfig":
@@ -69,7 +69,7 @@ class WorkerConfig:
         # dead-lettered (and its node's ban queued) at most a quarter past its max age.
         housekeeping = min(30.0, getattr(settings, "max_age", 86400.0) / 4)
         config = cls(batch=batch, lease=lease, housekeeping=housekeeping,
-                     gap=float(getattr(settings, "batch_gap", cls.gap)))
+                     window=float(getattr(settings, "batch_gap", cls.window)))
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -104,7 +104,7 @@ class Worker:
         self._stopping = threading.Event()
         self._threads: List[threading.Thread] = []
         self.senders: Dict[str, NodeSender] = {
-            node.name: NodeSender(node, settings, self._deliver, window=self.config.gap, clock=clock)
+            node.name: NodeSender(node, settings, self._deliver, window=self.config.window, clock=clock)
             for node in self.nodes}
         self.sites = SiteCache(settings, mapping_options)
         self.recorder = Recorder(queue, self.senders, self.report, self.config.poll)

@@ -272,7 +272,7 @@ def test_a_hot_url_is_sent_once_per_window_and_once_more_after_its_last_update(q
     settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
     clock = FakeClock()
     fake = FakeDeliver()
-    worker = Worker(queue, settings, deliver=fake, clock=clock, gap=0.05)
+    worker = Worker(queue, settings, deliver=fake, clock=clock, window=0.05)
     node = settings.nodes[0]
 
     def update(post):

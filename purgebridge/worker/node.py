@@ -20,6 +20,8 @@ from purgebridge.worker.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
+OK = frozenset(outcome for outcome in Outcome if outcome.ok)  # a set lookup, not a property call per answer
+
 
 @dataclass
 class NodeState:
@@ -94,20 +96,21 @@ class NodeSender:
         """
         state = self.state
         skip_keys = state.keys is False
-        to_send = [i for i, item in enumerate(items) if not (skip_keys and item.method == "PURGEKEYS")]
-        results: list = [None] * len(items)
-        for i, item in enumerate(items):
-            if skip_keys and item.method == "PURGEKEYS":
-                results[i] = self._skipped(item)
+        if skip_keys:
+            to_send = [i for i, item in enumerate(items) if item.method != "PURGEKEYS"]
+            results: list = [None if item.method != "PURGEKEYS" else self._skipped(item) for item in items]
+        else:
+            to_send = range(len(items))
+            results = [None] * len(items)
         kwargs: dict = {"retries": 0}
         if self.client is not None:
             kwargs["client"] = self.client
         started = self.clock.monotonic()
         self.in_flight_since = oldest
-        answered = False
         try:
             if to_send:
-                sent = self.deliver(self.node, [items[i] for i in to_send], self.settings, **kwargs)
+                sent = self.deliver(self.node, items if not skip_keys else [items[i] for i in to_send],
+                                    self.settings, **kwargs)
                 for i, result in zip(to_send, sent):
                     results[i] = result
         except Exception as exc:  # a bug or an unexpected transport error: the queue retries them
@@ -118,29 +121,38 @@ class NodeSender:
         finally:
             self.in_flight_since = None
         now = self.clock.time()
+        # One pass over the answers (a flood sends thousands a second): key support, the last
+        # error, and whether anything that went out was answered, and answered well.
+        answered = healthy = went_out = False
+        last_error = ""
         for i, result in enumerate(results):
-            if result.status is not None:
+            status = result.status
+            if status is not None:
                 answered = True
-            if result.item.method == "PURGEKEYS" and result.status is not None:
-                results[i] = self._learn_keys(result)
-        errors = [result.reason for result in results if not result.outcome.ok and result.reason]
-        if errors:
-            state.last_error, state.last_error_at = errors[-1], now
-        state.sent += len(to_send)
-        state.latency = self.clock.monotonic() - started
-        # Rows that could not even be encoded say nothing about the node: only what went out counts.
-        went_out = [results[i] for i in to_send if not results[i].permanent]
-        if went_out:
+                if result.item.method == "PURGEKEYS":
+                    result = results[i] = self._learn_keys(result)
+            ok = result.outcome in OK
+            if not ok and result.reason:
+                last_error = result.reason
+            # Rows that could not even be encoded say nothing about the node: only what went out counts.
+            if result.permanent or (skip_keys and result.item.method == "PURGEKEYS"):
+                continue
+            went_out = True
             # Healthy: at least one answer that is not a retryable failure. A node that answers
             # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
-            healthy = any(r.status is not None and (r.outcome.ok or not fanout.classify(r.status)[1])
-                          for r in went_out)
+            if not healthy and status is not None and (ok or not fanout.classify(status)[1]):
+                healthy = True
+        if last_error:
+            state.last_error, state.last_error_at = last_error, now
+        state.sent += len(to_send)
+        state.latency = self.clock.monotonic() - started
+        if went_out:
             state.up = healthy
             if answered:
                 state.last_contact = now
             if healthy:
                 self.failures, self.down_until = 0, 0.0
-                if not errors:  # recovered: the old error does not stay next to "up"
+                if not last_error:  # recovered: the old error does not stay next to "up"
                     state.last_error, state.last_error_at = "", None
             else:
                 self.failures += 1

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 from purgebridge.delivery import fanout
 from purgebridge.delivery.fanout import Invalidation, Outcome
 from purgebridge.worker import expansion
-from purgebridge.worker.node import NodeSender
+from purgebridge.worker.node import OK, NodeSender
 from purgebridge.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,15 @@ class NodeLoop:
             oldest = min(first_at for _item, first_at, _last in items.values())
             results = sender.send([value[0] for value in items.values()], oldest)
             now = sender.clock.time()
-            for (key, (item, first_at, last_at)), result in zip(items.items(), results):
-                if result.outcome.ok:
-                    confirmed[result.outcome.value] = confirmed.get(result.outcome.value, 0) + 1
-                    if self.metrics and result.outcome is not Outcome.SKIPPED:
-                        self.metrics.observe_latency(max(0.0, now - first_at))
+            metrics = self.metrics
+            for (key, span), result in zip(items.items(), results):
+                outcome = result.outcome
+                if outcome in OK:
+                    confirmed[outcome.value] = confirmed.get(outcome.value, 0) + 1
+                    if metrics and outcome is not Outcome.SKIPPED:
+                        metrics.observe_latency(max(0.0, now - span[1]))
                 else:
-                    requeue.append((key, (item, first_at, last_at)))
+                    requeue.append((key, span))
         if requeue:
             try:
                 self.queue.requeue(node.name, [(key, expansion.payload(item), first_at, last_at)

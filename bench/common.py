@@ -19,6 +19,9 @@ DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 def watchdog(seconds):
     """SIGTERM this benchmark after ``seconds``: a bound on the whole run, on top of each loop's own."""
+    # SIGTERM (this timer's, or anyone's) ends the run through SystemExit, so every ``with`` and
+    # ``finally`` stops its varnishd and relays: Python's default action would leave them running.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.daemon = True
     timer.start()

@@ -345,6 +345,21 @@ def raw_ceiling(cluster, count, first_id=60000):
         raw.close()
 
 
+def mapping_rate(count, first_id=60000):
+    """Distinct post updates ``core.mapping`` maps per second on one core: the worker's own bound on a flood.
+
+    The worker must map every event (journal body -> URLs and keys) before
+    it can purge anything, on one thread of one process; this is that step
+    alone, in this process, on the flood's events.
+    """
+    changes = [post_change(first_id + i, i % 50) for i in range(count)]
+    options = MappingOptions()
+    started = time.perf_counter()
+    for change in changes:
+        map_batch(SITE + "/", [change], options)
+    return count / (time.perf_counter() - started)
+
+
 def bench_accept(relay, count):
     """(accepted/s to the last 202, accepted *and* purged/s until the queue is empty) for one flood."""
     started, elapsed = flood([relay], count)
@@ -497,6 +512,7 @@ def main():
             print(f"(b) {rate:,.0f} events/s accepted, {purged_rate:,.0f}/s accepted and purged", file=sys.stderr)
             flood_rate, flood_purged = bench_accept(relay, args.flood_events)
             ceiling = raw_ceiling(cluster, args.ceiling_events)
+            mapped = mapping_rate(args.ceiling_events)
             print(f"(b) flood of {args.flood_events}: {flood_rate:,.0f} events/s accepted, "
                   f"{flood_purged:,.0f}/s accepted and purged; raw sender {ceiling:,.0f} events/s", file=sys.stderr)
             sent, naive, stale, distinct, reads, burst_seconds = bench_burst(cluster, relay)
@@ -544,6 +560,8 @@ def main():
         f"| (b) the same flood, accepted per second (to the last 202) | {flood_rate:,.0f}/s | | |",
         f"| (b) ceiling: the raw sender, every mapped URL of {args.ceiling_events:,} of the flood's events "
         f"pipelined to the 3 nodes | {ceiling:,.0f} events/s | | |",
+        f"| (b) the worker's own bound: {args.ceiling_events:,} of the flood's events mapped to URLs and keys "
+        f"(`core.mapping`, one thread, no I/O) | {mapped:,.0f} events/s | | |",
         f"| (c) burst of 1,000 updates to 20 posts: PURGEs executed by the nodes / sent without coalescing "
         f"| {sent:,} / {naive:,} = {ratio:.1%} | <= 5 % | {verdict(ratio <= 0.05)} |",
         f"| (c) the burst lasted (first POST to last 202) | {burst_seconds:.2f} s | | |",

@@ -64,7 +64,7 @@ SITE = "http://blog.bench.test"
 SECRET = "bench-secret-5f1d9a2c"
 ADMIN = "bench-admin-token-7e3b"
 WINDOW = Settings.batch_gap  # the default PURGEBRIDGE_BATCH_GAP: the coalescing window the run measures
-DEADLINE = 540  # seconds for the whole run; every loop below also has its own bound
+DEADLINE = 840  # seconds for the whole run; every loop below also has its own bound
 
 
 def post_change(post_id, tag_id, date="2026-11-26"):

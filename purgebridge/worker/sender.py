@@ -83,12 +83,16 @@ class NodeLoop:
                 if held is not None:
                     timeout = min(timeout, max(held, 0.0005))
                 self.queue.wait(generation, timeout)
+            with self.recorder.lock:
+                direct = sender.has_direct
+            if direct:  # stopping: hot URLs held for their window go now, rather than after the next start
+                self.send_direct(flush=True)
         finally:
             sender.close()
             sender.client = None
 
-    def send_direct(self) -> tuple:
-        """Send what the inbox lets go now; requeue what the node did not confirm; settle.
+    def send_direct(self, flush: bool = False) -> tuple:
+        """Send what the inbox lets go now (all of it with ``flush``); requeue what the node did not confirm; settle.
 
         Returns ``(purges sent, seconds until a held URL may go or None)``.
         """
@@ -96,7 +100,7 @@ class NodeLoop:
         node = self.node
         down = sender.is_down()
         with self.recorder.lock:
-            taken = sender.inbox.take(sender.clock.monotonic(), everything=down)
+            taken = sender.inbox.take(sender.clock.monotonic(), everything=down or flush)
         items = taken.items
         requeue: list = []
         confirmed: Dict[str, int] = {}

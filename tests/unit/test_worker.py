@@ -316,6 +316,26 @@ def test_a_hot_url_is_sent_once_per_window_and_once_more_after_its_last_update(q
     assert "/" in sent_now()
 
 
+def test_stop_sends_the_urls_held_for_their_window(queue):
+    """A graceful stop does not leave hot URLs for the next start: they go, and their events are marked."""
+    from fixtures.app import event_body, post_change
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake, poll=0.05, window=30.0).start()
+    body = json.dumps(event_body([post_change(7)])).encode()
+    try:
+        queue.append("wordpress", "blog.example.test", body, None)
+        assert wait_until(lambda: all(fake.sent(n.name).count("/2026/11/26/post-7/") == 1 for n in settings.nodes))
+        queue.append("wordpress", "blog.example.test", body, None)   # the same post again: held for 30 s
+        assert wait_until(lambda: all(entry["inbox"] > 0 for entry in worker.node_status()))
+    finally:
+        assert worker.stop(timeout=5)
+    for node in settings.nodes:
+        assert fake.sent(node.name).count("/2026/11/26/post-7/") == 2, fake.calls
+    assert queue.journal_pending() == 0
+
+
 def test_a_window_of_zero_sends_every_update():
     from purgebridge.worker.inbox import Inbox
 

@@ -21,7 +21,8 @@ writer), ``housekeeping`` (dead letters and bans), ``sites`` (the one
 mapping-options cache).
 
 Stopping (SIGTERM): threads stop claiming, the batch in flight is finished and
-settled; journal events not handed out yet are expanded into queued rows if
+settled, each node's inbox (hot URLs held for their window included) is sent
+once more; journal events not handed out yet are expanded into queued rows if
 that is quick (``expand_on_stop`` seconds); events handed out but not
 finished, and the rest, are read again at the next start. A queued batch
 whose settling never happens (SIGKILL) comes back when its lease expires.

@@ -12,7 +12,7 @@ and ``purgebridge nodes`` show of it.
 from dataclasses import dataclass
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from purgebridge.delivery import fanout
 from purgebridge.delivery.fanout import Invalidation, Outcome, Result
@@ -96,6 +96,7 @@ class NodeSender:
         """
         state = self.state
         skip_keys = state.keys is False
+        to_send: Sequence[int]
         if skip_keys:
             to_send = [i for i, item in enumerate(items) if item.method != "PURGEKEYS"]
             results: list = [None if item.method != "PURGEKEYS" else self._skipped(item) for item in items]

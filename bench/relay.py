@@ -177,7 +177,7 @@ class RawSender:
     def __init__(self, nodes):
         self.socks = []
         for node in nodes:
-            sock = socket.create_connection((node.host, node.port), timeout=10)
+            sock = socket.create_connection((node.host, node.port), timeout=60)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.socks.append(sock)
 
@@ -187,25 +187,41 @@ class RawSender:
 
     def send(self, payload, count):
         """Write ``payload`` (``count`` requests) to every node, then read until every node answered all."""
-        # A payload that fits the socket buffers is written at once; a larger one by a thread per node
-        # (a node stops reading while its answers are not read, so write and read must overlap).
-        writers = [threading.Thread(target=sock.sendall, args=(payload,)) for sock in self.socks]
-        if len(payload) <= 65536:
+        if len(payload) <= 65536:  # fits the socket buffers: written at once, read node after node
             for sock in self.socks:
                 sock.sendall(payload)
-            writers = []
-        for writer in writers:
+            for sock in self.socks:
+                self._read(sock, count)
+            return
+        # Larger: a node stops reading while its answers are not read, so each node gets a thread
+        # that writes and one that reads at the same time.
+        errors = []
+
+        def one(sock):
+            writer = threading.Thread(target=sock.sendall, args=(payload,))
             writer.start()
-        for sock in self.socks:
-            seen, tail = 0, b""
-            while seen < count:
-                data = sock.recv(262144)
-                assert data, "a node closed the raw connection"
-                chunk = tail + data
-                seen += chunk.count(b"HTTP/1.1 ") - tail.count(b"HTTP/1.1 ")
-                tail = chunk[-9:]
-        for writer in writers:
-            writer.join(60)
+            try:
+                self._read(sock, count)
+            except Exception as exc:  # noqa: BLE001 - reported by send() below
+                errors.append(exc)
+            writer.join(120)
+
+        threads = [threading.Thread(target=one, args=(sock,)) for sock in self.socks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(180)
+        assert not errors, errors
+
+    @staticmethod
+    def _read(sock, count):
+        seen, tail = 0, b""
+        while seen < count:
+            data = sock.recv(262144)
+            assert data, "a node closed the raw connection"
+            chunk = tail + data
+            seen += chunk.count(b"HTTP/1.1 ") - tail.count(b"HTTP/1.1 ")
+            tail = chunk[-9:]
 
     def close(self):
         for sock in self.socks:
@@ -332,9 +348,15 @@ def flood(relays, count, connections=8, depth=2, first_id=60000):
     return started, elapsed
 
 
-def raw_ceiling(cluster, count, first_id=60000):
-    """The raw sender's rate on a flood: every mapped URL of ``count`` distinct post updates, in events/s."""
+def raw_ceiling(cluster, count, first_id=60000, distinct=False):
+    """The raw sender's rate on a flood, in events/s: every mapped URL of ``count`` distinct post updates.
+
+    ``distinct``: each URL once (what a relay that coalesced the whole flood
+    perfectly would still have to send), instead of every event's URLs.
+    """
     urls = [url for i in range(count) for url in mapped_urls(post_change(first_id + i, i % 50))]
+    if distinct:
+        urls = list(dict.fromkeys(urls))
     payload = RawSender.encode(urls)
     raw = RawSender([vn.node for vn in cluster.nodes])
     try:
@@ -512,6 +534,7 @@ def main():
             print(f"(b) {rate:,.0f} events/s accepted, {purged_rate:,.0f}/s accepted and purged", file=sys.stderr)
             flood_rate, flood_purged = bench_accept(relay, args.flood_events)
             ceiling = raw_ceiling(cluster, args.ceiling_events)
+            ceiling_distinct = raw_ceiling(cluster, args.ceiling_events, distinct=True)
             mapped = mapping_rate(args.ceiling_events)
             print(f"(b) flood of {args.flood_events}: {flood_rate:,.0f} events/s accepted, "
                   f"{flood_purged:,.0f}/s accepted and purged; raw sender {ceiling:,.0f} events/s", file=sys.stderr)
@@ -560,6 +583,8 @@ def main():
         f"| (b) the same flood, accepted per second (to the last 202) | {flood_rate:,.0f}/s | | |",
         f"| (b) ceiling: the raw sender, every mapped URL of {args.ceiling_events:,} of the flood's events "
         f"pipelined to the 3 nodes | {ceiling:,.0f} events/s | | |",
+        f"| (b) the same, each distinct URL of those events once (a perfectly coalescing sender) "
+        f"| {ceiling_distinct:,.0f} events/s | | |",
         f"| (b) the worker's own bound: {args.ceiling_events:,} of the flood's events mapped to URLs and keys "
         f"(`core.mapping`, one thread, no I/O) | {mapped:,.0f} events/s | | |",
         f"| (c) burst of 1,000 updates to 20 posts: PURGEs executed by the nodes / sent without coalescing "

@@ -50,6 +50,19 @@ class Inbox:
 
     def put(self, seq: int, items: Dict[str, Span]) -> None:
         """Merge one direct batch's purges (key -> (item, first_at, last_at)) into the inbox."""
+        self._merge(seq, items, reset=False)
+        self.upto = seq
+
+    def restore(self, items: Dict[str, Span], seq: int) -> None:
+        """Put taken purges back (they could not even be queued) as carrying batch ``seq`` and later.
+
+        ``seq`` is the oldest batch the node has not accounted for: no later
+        :meth:`take` may then report that batch out of the inbox while they wait.
+        """
+        self._merge(seq, items, reset=True)
+
+    def _merge(self, seq: int, items: Dict[str, Span], reset: bool) -> None:
+        """A waiting purge keeps its oldest batch, unless ``reset`` gives it ``seq`` (an older one)."""
         waiting = self.items
         oldest = self.oldest
         for key, (item, first_at, last_at) in items.items():
@@ -59,24 +72,8 @@ class Inbox:
             if entry is None:
                 waiting[key] = (item, first_at, last_at, seq)
             else:
-                waiting[key] = (item, min(first_at, entry[1]), max(last_at, entry[2]), entry[3])
+                waiting[key] = (item, min(first_at, entry[1]), max(last_at, entry[2]), seq if reset else entry[3])
         self.oldest = oldest
-        self.upto = seq
-
-    def restore(self, items: Dict[str, Span], seq: int) -> None:
-        """Put taken purges back (they could not even be queued) as carrying batch ``seq`` and later.
-
-        ``seq`` is the oldest batch the node has not accounted for: no later
-        :meth:`take` may then report that batch out of the inbox while they wait.
-        """
-        waiting = self.items
-        for key, (item, first_at, last_at) in items.items():
-            entry = waiting.get(key)
-            if entry is not None:
-                first_at, last_at = min(first_at, entry[1]), max(last_at, entry[2])
-            waiting[key] = (item, first_at, last_at, seq)
-            if self.oldest is None or first_at < self.oldest:
-                self.oldest = first_at
 
     def take(self, now: float, everything: bool = False) -> Taken:
         """The purges that may leave at monotonic time ``now``; they are recorded as leaving now.

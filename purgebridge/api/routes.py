@@ -30,17 +30,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from purgebridge.delivery import fanout
 
-from purgebridge.core import signing
-from purgebridge.config.settings import redact_location
-from purgebridge.core.errors import InvalidEvent, InvalidURL, SignatureError
+from purgebridge.core import invalidation, signing
+from purgebridge.core.errors import InvalidEvent, InvalidURL, QueueError, SignatureError
 from purgebridge.delivery.fanout import Outcome
-from purgebridge.store.journal import JournalError
 from purgebridge.core.mapping import map_content
 from purgebridge.telemetry.metrics import CONTENT_TYPE
 from purgebridge.api.openapi import spec
 from purgebridge.api.readiness import Reachability
 from purgebridge.config.sites import normalise_host
 from purgebridge.core.urls import site_of
+from purgebridge.store.contract import redact_location
 from purgebridge.core.events import parse_json, validate_purge, validate_webhook, validate_wordpress_event
 
 log = logging.getLogger(__name__)
@@ -195,12 +194,12 @@ def _items(urls, keys, purge_all, host, soft=False, ban=None):
     settings = service().settings
     try:
         if purge_all:
-            return [fanout.purge_all_for(host)]
-        items = [fanout.purge_for_url(url, settings.proto_header) for url in urls]
+            return [invalidation.purge_all_for(host)]
+        items = [invalidation.purge_for_url(url, settings.proto_header) for url in urls]
         if keys:
-            items.extend(fanout.keys_for(host, list(keys), soft=soft))
+            items.extend(invalidation.keys_for(host, list(keys), soft=soft))
         if ban:
-            items.append(fanout.ban_for(host, ban))
+            items.append(invalidation.ban_for(host, ban))
         return items
     except InvalidURL as exc:
         raise Refused(400, str(exc)) from None
@@ -277,7 +276,7 @@ def journal_refusal(svc, exc: BaseException) -> Refused:
     """The answer when journaling a checked event failed: 409 for a replay, else 503 (the sender retries)."""
     if isinstance(exc, SignatureError):  # seen before, or sent twice at once: only one of them is stored
         return Refused(409, str(exc))
-    if isinstance(exc, JournalError):
+    if isinstance(exc, QueueError):
         return Refused(503, str(exc))
     return Refused(503, _queue_unavailable(svc, exc))  # Redis down, a vanished file: never a 500
 

@@ -47,14 +47,14 @@ from typing import Optional
 import requests
 
 from purgebridge.core.errors import ConfigError, InvalidURL
-from purgebridge.delivery.fanout import fan_out, purge_for_url
+from purgebridge.core.invalidation import purge_for_url
+from purgebridge.delivery.fanout import fan_out
 from purgebridge.core.nodes import parse_node
 from purgebridge.core.urls import split_url
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "purgebridge-audit"
-DEFAULT_MAX_URLS = 1000
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 32
 MAX_BODY = 8 * 1024 * 1024       # bytes read of one answer; a page larger than this is compared on its start
@@ -444,8 +444,6 @@ class Auditor:
             else:
                 verdicts[node] = Check(url, node.name, State.STALE, page.age, differences[0])
         return verdicts
-
-        return [verdicts[node] for node in nodes]
 
     # -- many URLs
 

@@ -323,7 +323,3 @@ def check_credentials(settings, sites):
                                                 "differ, so the holder of one cannot act as another")
         first_use.setdefault(value, name)
 
-
-def redact_location(location):
-    """A queue location fit for a message or log: the password of ``redis://user:pass@host`` replaced."""
-    return re.sub(r"//[^/@]*@", "//***@", str(location))

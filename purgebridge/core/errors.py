@@ -9,6 +9,10 @@ exit codes (``ConfigError`` and ``InvalidURL`` -> 2, delivery problems -> 1)::
     ├── InvalidURL             a URL that must not be sent (CR/LF, spaces, no host, bad scheme)
     ├── InvalidEvent           an event or webhook body that breaks the schema (names the field)
     ├── SignatureError         missing, wrong, stale or replayed HMAC signature
+    ├── QueueError             the queue did not store a write: nothing of it was stored (the api answers 503)
+    │   ├── QueueBusy          not written within its wait (another writer held the queue, a slow disk)
+    │   ├── QueueClosed        the queue is closed (the process is shutting down)
+    │   └── QueueFileGone      the SQLite file was deleted or replaced while the relay ran
     └── TransportError         one node could not be talked to
         ├── ConnectError       connection refused / unreachable
         ├── ReadTimeout        the node did not answer in time
@@ -64,6 +68,22 @@ class SignatureError(PurgebridgeError):
     def __init__(self, message, replay=False):
         self.replay = replay
         super().__init__(message)
+
+
+class QueueError(PurgebridgeError):
+    """The queue did not store a write (busy, closed, not writable): nothing of it was stored."""
+
+
+class QueueBusy(QueueError):
+    """A write was not done within its wait (another writer held the queue, or the disk was slow)."""
+
+
+class QueueClosed(QueueError):
+    """The queue is closed (the process is shutting down): nothing more is written."""
+
+
+class QueueFileGone(QueueError):
+    """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
 
 
 class TransportError(PurgebridgeError):

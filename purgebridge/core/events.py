@@ -32,13 +32,12 @@ import msgspec
 from msgspec import Meta
 
 from purgebridge.core.errors import InvalidEvent, InvalidURL
-from purgebridge.core.urls import MAX_URL_LENGTH, check_ban_regex, host_header, split_url
+from purgebridge.core.invalidation import KEY_PATTERN, KEY_RULE
+from purgebridge.core.urls import MAX_BAN_LENGTH, MAX_URL_LENGTH, check_ban_regex, host_header, split_url
 
 MAX_CHANGES = 500
 MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
-MAX_KEY_LENGTH = 200  # same limit as fanout.keys_for
 MAX_TEXT = 200  # free text such as a change's reason
-MAX_BAN_LENGTH = 4096  # the ban regex travels in one header; Varnish's header line limit is 8 KiB
 MAX_ID = 2 ** 63 - 1  # WordPress ids are unsigned BIGINT; anything larger is not an id
 
 ACTIONS = {
@@ -50,7 +49,6 @@ ACTIONS = {
 }
 
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_KEY_PATTERN = r"^[A-Za-z0-9._:/-]{1,200}$"
 # A WordPress post type, taxonomy or post status (sanitize_key: a-z 0-9 _ -), case kept for other CMSs.
 _SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # A REST base becomes /wp-json/wp/v2/<rest_base>/<id>: segments of unreserved characters.
@@ -66,7 +64,7 @@ MAX_KEEP_PATHS = 1000
 _PATTERN_TEXT = {
     _SITE_PATH_PATTERN: "expected a site path such as /blog2/ (A-Z a-z 0-9 . _ ~ % - between slashes)",
     _DATE_PATTERN: "expected YYYY-MM-DD",
-    _KEY_PATTERN: f"expected 1-{MAX_KEY_LENGTH} characters from A-Z a-z 0-9 . _ : / -",
+    KEY_PATTERN: f"expected {KEY_RULE}",
     _SLUG_PATTERN: "expected 1-64 characters from A-Z a-z 0-9 _ -",
     _REST_BASE_PATTERN: "expected path segments of A-Z a-z 0-9 . _ ~ - separated by /",
 }
@@ -74,7 +72,7 @@ _PATTERN_TEXT = {
 Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
 Url = Annotated[str, Meta(max_length=MAX_URL_LENGTH, extra_json_schema={
     "format": "uri", "description": "absolute http(s) URL; at most 7 KiB once percent-encoded"})]
-Key = Annotated[str, Meta(pattern=_KEY_PATTERN)]
+Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 Slug = Annotated[str, Meta(pattern=_SLUG_PATTERN)]
 RestBase = Annotated[str, Meta(pattern=_REST_BASE_PATTERN, max_length=100)]
 Date = Annotated[str, Meta(pattern=_DATE_PATTERN, extra_json_schema={"format": "date"})]
@@ -369,24 +367,6 @@ def _convert(data: dict, model: type) -> msgspec.Struct:
         return msgspec.convert(data, model)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(*_readable(*_split(str(exc)))) from None
-
-
-def check_url(value: object, field: str) -> str:
-    """An absolute http(s) URL fit to purge; returns it unchanged or raises InvalidEvent."""
-    if not isinstance(value, str):
-        raise InvalidEvent(field, "expected string")
-    try:
-        split_url(value)
-    except InvalidURL as exc:
-        raise InvalidEvent(field, f"invalid URL: {exc.reason}") from None
-    return value
-
-
-def check_key(value: object, field: str) -> str:
-    """A surrogate key: a short token without separators (xkey splits on spaces and commas)."""
-    if not isinstance(value, str) or not re.match(_KEY_PATTERN, value) or value.endswith("\n"):
-        raise InvalidEvent(field, _PATTERN_TEXT[_KEY_PATTERN])
-    return value
 
 
 def validate_wordpress_event(data: dict) -> dict:

@@ -15,15 +15,22 @@ from purgebridge.core.urls import check_ban_regex, host_header as _host_header, 
 
 USER_AGENT = "purgebridge"
 MAX_KEY_HEADER = 7500  # bytes of one xkey-purge header; Varnish's default limit is 8k
-_KEY = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
-
-
 MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len is 8 KiB by default
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
+# The surrogate-key rule, the one source for the request models, the mapping and ``keys_for``: a
+# token xkey never splits (it splits on spaces and commas) and a header line can carry. ``$(?!\n)``
+# because Python's ``$`` also matches before a final newline; the pattern is also published in the
+# OpenAPI schema, where the lookahead means the same.
+MAX_KEY_LENGTH = 200
+KEY_PATTERN = r"^[A-Za-z0-9._:/-]{1,%d}$(?!\n)" % MAX_KEY_LENGTH
+KEY_RULE = f"1-{MAX_KEY_LENGTH} characters from A-Z a-z 0-9 . _ : / -"
+_KEY = re.compile(KEY_PATTERN)
 
-MAX_LINE = 8000  # bytes of a request or header line; Varnish's http_req_hdr_len is 8 KiB by default
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+def is_surrogate_key(key: object) -> bool:
+    """Whether ``key`` is a surrogate key a node can be asked to purge (:data:`KEY_RULE`)."""
+    return isinstance(key, str) and _KEY.match(key) is not None
 
 
 def encode_request(method, target, host, headers=()):
@@ -115,8 +122,8 @@ def keys_for(host, keys, soft=False):
     header = "xkey-softpurge" if soft else "xkey-purge"
     chunks, current = [], []
     for key in dict.fromkeys(keys):
-        if not _KEY.match(key):
-            raise InvalidURL(key, "surrogate keys are 1-200 of A-Z a-z 0-9 . _ : / -")
+        if not is_surrogate_key(key):
+            raise InvalidURL(key, f"surrogate keys are {KEY_RULE}")
         if current and len(" ".join(current + [key])) > MAX_KEY_HEADER:
             chunks.append(current)
             current = []

@@ -38,7 +38,8 @@ import re
 from urllib.parse import urlsplit
 
 from purgebridge.core.errors import InvalidEvent, InvalidURL
-from purgebridge.core.urls import split_url
+from purgebridge.core.invalidation import KEY_RULE, is_surrogate_key
+from purgebridge.core.urls import MAX_BAN_LENGTH, split_url
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ INHERIT = "inherit"
 CHANGE_KINDS = ("post", "comment", "term", "urls")
 DEFAULT_KINDS = ("post", "comment", "term")  # a rule without applies_to(...)
 MAX_PAGINATION = 50
-MAX_BAN_LENGTH = 4000  # characters of a site-purge regex; more falls back to a wider ban
 
 
 class Key(str):
@@ -502,7 +502,7 @@ def surrogate_keys(ctx):
 
 @applies_to("urls")
 def given_targets(ctx):
-    keys = [Key(k) for k in ctx.change.get("keys") or [] if isinstance(k, str) and _valid_key(k)]
+    keys = [Key(k) for k in ctx.change.get("keys") or [] if _valid_key(k)]
     return ctx.given_urls + [url for archive in ctx.given_archives for url in ctx.archive(archive)] + keys
 
 
@@ -638,7 +638,7 @@ def map_content(obj, options=MappingOptions(), *, site_url=None):
     """
     urls = [u for u in [obj.get("url"), obj.get("old_url")] if u]
     collections = [u for u in obj.get("collections") or [] if u]
-    keys = [Key(k) for k in obj.get("keys") or [] if isinstance(k, str) and _valid_key(k)]
+    keys = [Key(k) for k in obj.get("keys") or [] if _valid_key(k)]
     if site_url is None and not (urls or collections):
         return _finish(None, keys, options)  # keys only: no URL, so no host to resolve against
     if site_url is None:
@@ -653,7 +653,8 @@ def map_content(obj, options=MappingOptions(), *, site_url=None):
 
 
 def _valid_key(key):
-    ok = bool(key) and len(key) <= 256 and not any(ord(c) <= 0x20 or ord(c) == 0x7F or c in ",|" for c in key)
+    """Keys reach the mapping already checked by the request models; one that is not a key is dropped, said once."""
+    ok = is_surrogate_key(key)
     if not ok:
-        log.warning("mapping: dropped surrogate key %r: empty, too long, or has whitespace, ',' or '|'", key)
+        log.warning("mapping: dropped surrogate key %r: expected %s", key, KEY_RULE)
     return ok

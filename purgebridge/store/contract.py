@@ -27,7 +27,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (group commit), and only then does append return. A signature seen
         inside the window, or twice in one group, raises
         SignatureError(replay=True) and stores nothing of that event;
-        JournalError (busy, closed, not writable) stores nothing either.
+        QueueError (busy, closed, not writable) stores nothing either.
     pending_events(limit) -> [(event_id, source, site, body, received_at)]
         Unexpanded events this queue object has not handed out yet, oldest
         first (so the expander never reads an event twice while it is being
@@ -49,7 +49,6 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (or merged) as ready rows, so the queued path retries them with
         backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
-    seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
     ack(claims, outcome)      delivered: rows removed, totals counted
@@ -71,6 +70,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
 from dataclasses import dataclass
 import json
 import random
+import re
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple, Type, TypeVar
 
@@ -135,12 +135,17 @@ class Backend(Wakeups):
         return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
 
 
+def payload(item: Any) -> str:
+    """An invalidation (``.to_dict()``) as both backends store it: compact JSON."""
+    return json.dumps(item.to_dict(), separators=(",", ":"))
+
+
 def unique_payloads(items: Iterable[Any]) -> List[Tuple[str, str]]:
     """``(key, payload JSON)`` of each distinct invalidation in ``items`` (objects with ``.key`` and ``.to_dict()``)."""
     unique: Dict[str, Any] = {}
     for item in items:
         unique.setdefault(item.key, item)
-    return [(key, json.dumps(item.to_dict(), separators=(",", ":"))) for key, item in unique.items()]
+    return [(key, payload(item)) for key, item in unique.items()]
 
 
 def node_stats() -> Dict[str, Any]:
@@ -211,8 +216,6 @@ class Store(Protocol):
 
     def journal_pending(self) -> int: ...
 
-    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool: ...
-
     def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> List[Claim]: ...
 
     def ack(self, claims: List[Claim], outcome: str = "purged", now: Optional[float] = None) -> List[float]: ...
@@ -255,4 +258,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-StoreFactory = Callable[..., Store]
+def redact_location(location: object) -> str:
+    """A queue location fit for a message, a log line or ``/v1/status``: the credentials of
+    ``redis://user:pass@host`` replaced by ``***`` (the one place that hides them)."""
+    return re.sub(r"//[^/@]*@", "//***@", str(location))

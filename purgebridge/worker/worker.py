@@ -59,7 +59,8 @@ from typing import Any, Callable, Optional
 from purgebridge.delivery import fanout
 
 from purgebridge.worker import expansion as journal
-from purgebridge.delivery.fanout import Invalidation, Outcome, Result
+from purgebridge.core.invalidation import Invalidation, purge_all_for
+from purgebridge.delivery.fanout import Outcome, Result
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +571,7 @@ class Worker:
                 log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
                             node, count)
                 continue
-            self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
+            self.queue.enqueue([node], [purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
             log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
                         "for it instead, sent when it answers again", node, count,
                         getattr(self.settings, "max_age", 0.0), ", ".join(hosts))

@@ -263,6 +263,6 @@ def test_readyz_never_waits_for_a_node_on_the_request_thread(tmp_path, blackhole
 @pytest.mark.parametrize("url", ["http://Blog.Example.Test./x", "http://blog.example.test.:80/x",
                                  "http://blog.example.test/x"])
 def test_relay_purges_use_the_normalised_host(url):
-    from purgebridge.delivery.fanout import purge_for_url
+    from purgebridge.core.invalidation import purge_for_url
 
     assert purge_for_url(url).host == "blog.example.test"

@@ -14,6 +14,8 @@ import time
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from purgebridge.api.signed_events import SignedEvents
+from purgebridge.api.testing import RSGITestClient
 from purgebridge.config.settings import load_settings
 from purgebridge.telemetry.metrics import Metrics
 from purgebridge.store import open_queue
@@ -73,20 +75,15 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
         service.mapping_options(site.host)
 
     app = Flask("purgebridge")
-    app.config["PURGEBRIDGE_MAX_BODY"] = MAX_BODY
-    # One byte more than allowed: for a chunked body (no Content-Length) werkzeug stops reading at
-    # this limit without an error, so a body of MAX_BODY + 1 bytes is how "too large" shows.
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY + 1
+    app.config["PURGEBRIDGE_MAX_BODY"] = MAX_BODY  # enforced where bodies are read: intake.RSGIAdapter
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["purgebridge"] = service
+    app.extensions["purgebridge.events"] = SignedEvents(service)  # answered on the loop by intake.RSGIAdapter
+    app.test_client_class = RSGITestClient  # in-process tests go through the adapter, as ``serve`` does
 
     from purgebridge.api.routes import bp
 
     app.register_blueprint(bp)
-    from purgebridge.api.signed_events import EventFastPath
-
-    events = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead
-    app.wsgi_app = app.extensions["purgebridge.events"] = events  # WSGI, and for RSGI ``rsgi.RSGIAdapter``
 
     @app.errorhandler(HTTPException)
     def http_error(exc):  # JSON for every error, including 404/405/413 raised by Flask itself
@@ -95,3 +92,4 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     log.info("relay app ready: %d site(s), %d node(s), queue %s",
              len(sites), len(settings.nodes), queue.path)
     return app
+

@@ -97,8 +97,7 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
-                       body_deadline=settings.body_timeout, events=app.extensions["purgebridge.events"])
+    return RSGIAdapter.for_app(app, threads)
 
 
 def serve(settings, insecure=False, threads=THREADS):

@@ -131,7 +131,7 @@ def test_the_openapi_document_has_the_ping_action_and_requires_post_id(client):
 
 def test_refusals_are_logged_at_a_bounded_rate(app, client, caplog, monkeypatch):
     """Item 5: a flood of bad requests does not flood the log (33,000 lines in 30 s before)."""
-    from purgebridge.api.routes import refusal_log
+    from purgebridge.api.refusals import refusal_log
 
     now = [1000.0]
     monkeypatch.setattr(refusal_log, "clock", lambda: now[0])

@@ -77,7 +77,7 @@ class State(str, Enum):
 
 
 @dataclass(frozen=True)
-class Origin:
+class OriginAddress:
     """Where pages are fetched bypassing every cache."""
 
     host: str
@@ -95,12 +95,12 @@ def resolve_origin(settings):
             node = parse_node(settings.origin, default_port=80)
         except ValueError as exc:
             raise ConfigError("PURGEBRIDGE_ORIGIN", settings.origin, f"expected host:port ({exc})") from None
-        return Origin(node.host, node.port)
+        return OriginAddress(node.host, node.port)
     if settings.vcl:
         from purgebridge.config.vcl_acl import origin_from_vcl
 
         host, port = origin_from_vcl(settings.vcl)
-        return Origin(host, port)
+        return OriginAddress(host, port)
     raise ConfigError("PURGEBRIDGE_ORIGIN", "", "audit needs the origin to compare with: set PURGEBRIDGE_ORIGIN "
                       "(host:port of the web server behind Varnish) or PURGEBRIDGE_VCL (its first backend)")
 

@@ -15,7 +15,7 @@ A rule function takes a :class:`Context` and yields targets:
 - ``"https://host/..."`` -- an absolute URL taken from the change (the plugin
   knows permalinks and archive links); it is kept only when it is on the
   site's host, otherwise dropped with a warning;
-- :class:`Key` -- a surrogate key (``post-42``) for nodes that use xkey.
+- :class:`SurrogateKey` -- a surrogate key (``post-42``) for nodes that use xkey.
 
 A rule only runs for the change kinds it declares with :func:`applies_to`
 (``post``, ``comment``, ``term``, ``urls``; without it: the first three);
@@ -50,7 +50,7 @@ DEFAULT_KINDS = ("post", "comment", "term")  # a rule without applies_to(...)
 MAX_PAGINATION = 50
 
 
-class Key(str):
+class SurrogateKey(str):
     """A surrogate key, told apart from a URL target by its type."""
 
 
@@ -155,7 +155,7 @@ def _check_relative_path(path):
 
 
 @dataclass(frozen=True)
-class Site:
+class Home:
     """The home URL split once: scheme, ``host[:port]`` and a path ending in ``/``."""
 
     scheme: str
@@ -398,7 +398,7 @@ def term_archives(ctx):
 
 @applies_to("post", "term")
 def tag_cloud(ctx):
-    cloud = [ctx.options.tag_cloud_path, Key("tag-cloud")]  # the ESI fragment, and pages tagged tag-cloud
+    cloud = [ctx.options.tag_cloud_path, SurrogateKey("tag-cloud")]  # the ESI fragment, and pages tagged tag-cloud
     if ctx.kind == "term":
         return cloud if ctx.term.get("taxonomy") == "post_tag" else []
 
@@ -489,20 +489,20 @@ def sitemaps(ctx):
 @applies_to("post", "comment", "term")
 def surrogate_keys(ctx):
     if ctx.kind == "term":
-        return [Key(f"term-{ctx.term['id']}")] if ctx.term.get("id") is not None else []
-    found = [Key(f"post-{ctx.post['id']}")] if ctx.post.get("id") is not None else []
+        return [SurrogateKey(f"term-{ctx.term['id']}")] if ctx.term.get("id") is not None else []
+    found = [SurrogateKey(f"post-{ctx.post['id']}")] if ctx.post.get("id") is not None else []
     if ctx.kind == "post":
-        found += [Key(f"term-{t['id']}") for t in ctx.post_terms() if t.get("id") is not None]
+        found += [SurrogateKey(f"term-{t['id']}") for t in ctx.post_terms() if t.get("id") is not None]
         author_id = (ctx.post.get("author") or {}).get("id")
         if author_id is not None:
-            found.append(Key(f"author-{author_id}"))
-        found.append(Key("front"))
+            found.append(SurrogateKey(f"author-{author_id}"))
+        found.append(SurrogateKey("front"))
     return found
 
 
 @applies_to("urls")
 def given_targets(ctx):
-    keys = [Key(k) for k in ctx.change.get("keys") or [] if _valid_key(k)]
+    keys = [SurrogateKey(k) for k in ctx.change.get("keys") or [] if _valid_key(k)]
     return ctx.given_urls + [url for archive in ctx.given_archives for url in ctx.archive(archive)] + keys
 
 
@@ -552,7 +552,7 @@ def with_rules(*extra, base=None):
 def _finish(site, targets, options):
     urls, keys, dropped = set(), set(), {}
     for target in targets:
-        if isinstance(target, Key):
+        if isinstance(target, SurrogateKey):
             if options.keys:
                 keys.add(str(target))
         elif isinstance(target, str) and target:
@@ -569,7 +569,7 @@ def _finish(site, targets, options):
 
 def map_change(site_url, change, options=MappingOptions(), *, rules=None):
     """Every URL and key one change made stale on the site whose home URL is ``site_url``."""
-    site = Site.parse(site_url)
+    site = Home.parse(site_url)
     kind = change.get("kind")
     if kind == "site":
         # "ping" is the plugin's settings-page test: signed and accepted, stale nothing.
@@ -638,7 +638,7 @@ def map_content(obj, options=MappingOptions(), *, site_url=None):
     """
     urls = [u for u in [obj.get("url"), obj.get("old_url")] if u]
     collections = [u for u in obj.get("collections") or [] if u]
-    keys = [Key(k) for k in obj.get("keys") or [] if _valid_key(k)]
+    keys = [SurrogateKey(k) for k in obj.get("keys") or [] if _valid_key(k)]
     if site_url is None and not (urls or collections):
         return _finish(None, keys, options)  # keys only: no URL, so no host to resolve against
     if site_url is None:
@@ -647,7 +647,7 @@ def map_content(obj, options=MappingOptions(), *, site_url=None):
         except InvalidURL as exc:
             raise InvalidEvent("url", exc.reason) from None
         site_url = f"{scheme}://{host}/"
-    ctx = Context(Site.parse(site_url), {"kind": "content"}, options)
+    ctx = Context(Home.parse(site_url), {"kind": "content"}, options)
     targets = urls + [url for c in collections for url in ctx.archive(c)]
     return _finish(ctx.site, targets + list(options.extra_paths) + keys, options)
 

@@ -4,7 +4,7 @@
 and the CLI are written against it, and ``tests/integration/test_queue_contract.py``
 runs the same tests on both backends. Records crossing it are small frozen
 dataclasses (``Enqueued``, ``Claim``) and typed tuples
-(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``Counter``); the dicts
+(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``CounterRow``); the dicts
 of ``stats()`` and ``dead_letters()`` are built by one function each
 (``summarise_stats``, ``dead_letter``), and what both backends hold and do
 alike (retry settings, ``backoff_delay``, ``from_settings``, wake-ups) is
@@ -82,7 +82,7 @@ REPLAY_WINDOW = 300  # seconds a signature stays in the replay cache
 QueuedItem = Tuple[str, str, float, float]           # (key, payload JSON, first_at, last_at): a delivery to store
 EventCount = Tuple[str, int]                          # (event_id, invalidations it mapped to on its own)
 PendingEvent = Tuple[str, str, str, bytes, float]     # (event_id, source, site, body, received_at)
-Counter = Tuple[str, str, int]                        # (name, node or "" for totals only, value)
+CounterRow = Tuple[str, str, int]                        # (name, node or "" for totals only, value)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def dead_letter(row_id: int, node: str, item: dict, first_at: float, dead_at: fl
             "attempts": attempts, "reason": reason}
 
 
-def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[Counter], journal_pending: int,
+def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[CounterRow], journal_pending: int,
                     journal_age: Optional[float]) -> Dict[str, Any]:
     """The ``stats()`` dict every backend returns, from what it counted.
 
@@ -209,7 +209,7 @@ class Store(Protocol):
     def store_expansion(self, nodes: Sequence[str], events: List[EventCount], items: List[QueuedItem],
                         failed: int = 0, now: Optional[float] = None) -> Enqueued: ...
 
-    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[CounterRow] = (), failed: int = 0,
                          now: Optional[float] = None) -> int: ...
 
     def requeue(self, node: str, items: List[QueuedItem], now: Optional[float] = None) -> None: ...

@@ -53,7 +53,7 @@ import redis
 
 from purgebridge.core.errors import QueueClosed, QueueError, SignatureError
 from purgebridge.core.invalidation import key_of
-from purgebridge.store.contract import (REPLAY_WINDOW, redact_location, Backend, Claim, Counter, Enqueued, EventCount, PendingEvent,
+from purgebridge.store.contract import (REPLAY_WINDOW, redact_location, Backend, Claim, CounterRow, Enqueued, EventCount, PendingEvent,
                                         QueuedItem, dead_letter, summarise_stats, unique_payloads)
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class RedisQueue(Backend):
         """Hand out this consumer's read-but-unexpanded events again (after an expansion that failed)."""
         self._rewound = True
 
-    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[CounterRow] = (), failed: int = 0,
                          now: Optional[float] = None) -> int:
         """Events the worker delivered directly: XACK + XDEL them (one MULTI), then add the counters."""
         if not events:

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
 The request-body schemas are not written here: they are generated from the
-msgspec models in ``validation`` that also check every request, so the
+msgspec models in ``core.events`` that also check every request, so the
 document cannot drift from what the routes accept. Paths, statuses and
 security are kept as Python data next to the routes (tests/unit/test_routes.py
 checks paths and methods against the Flask url map; tests/unit/test_fuzz.py

@@ -1,6 +1,6 @@
 """Is the cache fresh? Compare what every Varnish node serves with what the origin serves now.
 
-``purgebridge audit`` and the relay's continuous sampler (``auditwatch``) both
+``purgebridge audit`` and the relay's continuous sampler (``audit.watch``) both
 use this module. For each URL:
 
 1. every node is asked for it (``GET`` with the site's ``Host`` and the scheme

@@ -2,9 +2,9 @@
 
 Opt-in with PURGEBRIDGE_AUDIT_SAMPLE (URLs per minute per site; 0 = off).
 One daemon thread, started once where the relay starts its background work
-(``server._load_app``), walks each site's URL list (``audit.discover``: the
+(``server._load_app``), walks each site's URL list (``audit.compare.discover``: the
 listing pages first, then the sitemap; read again after every full pass) and
-checks one URL at a time with ``audit.Auditor``, waiting between checks so a
+checks one URL at a time with ``audit.compare.Auditor``, waiting between checks so a
 site gets its share of the minute. Its only outputs are metrics on the app's
 registry and one log line per stale copy:
 

@@ -9,6 +9,7 @@ fuzzes every route from this document with schemathesis).
 """
 
 import copy
+from typing import Dict, List
 
 import msgspec
 
@@ -43,7 +44,7 @@ def _ok(description, schema=None):
     return body
 
 
-_BEARER = [{"bearer": []}]
+_BEARER: List[Dict[str, List[str]]] = [{"bearer": []}]
 
 _SPEC = {
     "openapi": "3.1.0",

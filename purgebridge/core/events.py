@@ -26,7 +26,7 @@ purge); the limits in docs/security.md.
 
 from dataclasses import dataclass
 import re
-from typing import Annotated, ClassVar, Dict, List, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
 import msgspec
 from msgspec import Meta
@@ -34,6 +34,8 @@ from msgspec import Meta
 from purgebridge.core.errors import InvalidEvent, InvalidURL
 from purgebridge.core.invalidation import KEY_PATTERN, KEY_RULE
 from purgebridge.core.urls import MAX_BAN_LENGTH, MAX_URL_LENGTH, check_ban_regex, host_header, split_url
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_CHANGES = 500
 MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
@@ -141,37 +143,42 @@ class Post(_Body):
     _urls: ClassVar[Tuple[str, ...]] = ("url_old", "url_new", "type_archive_url")
 
 
-def _action_type(kind: str):
-    """The action field: a string documented as an enum, checked with a message naming the kind."""
-    return Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS[kind])})]
+# The action fields: strings documented as enums, checked with a message naming the kind (``_Change``).
+PostAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["post"])})]
+CommentAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["comment"])})]
+TermAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["term"])})]
+SiteAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["site"])})]
+UrlsAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["urls"])})]
 
 
 class _Change(_Body, tag_field="kind"):
+    action: str
+
     def __post_init__(self) -> None:
-        kind = type(self).__struct_config__.tag
+        kind = str(type(self).__struct_config__.tag)
         if self.action not in ACTIONS[kind]:
             raise ValueError(f"@action: for kind {kind} expected one of {', '.join(sorted(ACTIONS[kind]))}")
         super().__post_init__()
 
 
 class PostChange(_Change, tag="post"):
-    action: _action_type("post")
+    action: PostAction
     post: Post
 
 
 class CommentChange(_Change, tag="comment"):
-    action: _action_type("comment")
+    action: CommentAction
     post: Post
     comment_id: Id
 
 
 class TermChange(_Change, tag="term"):
-    action: _action_type("term")
+    action: TermAction
     term: Term
 
 
 class SiteChange(_Change, tag="site"):
-    action: _action_type("site")
+    action: SiteAction
     reason: Optional[Text] = None
     # Multisite: the other sites' paths inside this site's, which a purge_all leaves cached.
     keep_paths: Optional[Annotated[List[SitePath], Meta(max_length=MAX_KEEP_PATHS)]] = None
@@ -183,7 +190,7 @@ class UrlsChange(_Change, tag="urls"):
     pages and feed (an author's old archive), ``keys`` (``purgebridge_purge_keys``). Every URL
     must be on the event's own site (checked by :class:`Event`)."""
 
-    action: _action_type("urls")
+    action: UrlsAction
     urls: Annotated[UrlList, Meta(description="absolute URLs on the event's site (its host, under its home path)")] = []
     archives: Annotated[UrlList, Meta(description="archive URLs on the event's site, purged with their pages and feed")] = []
     keys: KeyList = []
@@ -324,6 +331,7 @@ def parse_json(body: Union[bytes, str]) -> dict:
 
 def _split(text: str) -> Tuple[str, str]:
     match = _AT.match(text)
+    assert match is not None  # every part of the pattern is optional
     return (match.group("path") or "").lstrip("."), match.group("message")
 
 
@@ -360,7 +368,7 @@ def _readable(path: str, message: str) -> Tuple[str, str]:
     return path, message[:1].lower() + message[1:]
 
 
-def _convert(data: dict, model: type) -> msgspec.Struct:
+def _convert(data: dict, model: Type[S]) -> S:
     if not isinstance(data, dict):
         raise InvalidEvent("body", "expected a JSON object")
     try:

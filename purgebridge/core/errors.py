@@ -20,6 +20,11 @@ exit codes (``ConfigError`` and ``InvalidURL`` -> 2, delivery problems -> 1)::
 """
 
 
+__all__ = ["PurgebridgeError", "ConfigError", "VCLParseError", "InvalidURL", "InvalidEvent", "SignatureError",
+           "QueueError", "QueueBusy", "QueueClosed", "QueueFileGone", "TransportError", "ConnectError",
+           "ReadTimeout", "ProtocolError"]
+
+
 class PurgebridgeError(Exception):
     """Base class: anything purgebridge raises deliberately."""
 
@@ -27,7 +32,7 @@ class PurgebridgeError(Exception):
 class ConfigError(PurgebridgeError):
     """A bad setting. ``str()`` is the one line the CLI prints before exiting 2."""
 
-    def __init__(self, variable, value, expected):
+    def __init__(self, variable: str, value: object, expected: str) -> None:
         self.variable = variable
         self.value = value
         self.expected = expected
@@ -37,7 +42,7 @@ class ConfigError(PurgebridgeError):
 class VCLParseError(ConfigError):
     """The VCL file could not be turned into a node list."""
 
-    def __init__(self, path, line, message):
+    def __init__(self, path: object, line: int, message: str) -> None:
         self.path = path
         self.line = line
         PurgebridgeError.__init__(self, f"{path}:{line}: {message}")
@@ -47,7 +52,7 @@ class VCLParseError(ConfigError):
 class InvalidURL(PurgebridgeError):
     """A URL rejected before anything was sent."""
 
-    def __init__(self, url, reason):
+    def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
         super().__init__(f"invalid URL {url!r}: {reason}")
@@ -56,7 +61,7 @@ class InvalidURL(PurgebridgeError):
 class InvalidEvent(PurgebridgeError):
     """An event body that does not match the schema; ``field`` is a dotted path."""
 
-    def __init__(self, field, message):
+    def __init__(self, field: str, message: str) -> None:
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
@@ -65,7 +70,7 @@ class InvalidEvent(PurgebridgeError):
 class SignatureError(PurgebridgeError):
     """The request signature is missing, wrong, too old, or was already used."""
 
-    def __init__(self, message, replay=False):
+    def __init__(self, message: str, replay: bool = False) -> None:
         self.replay = replay
         super().__init__(message)
 

@@ -35,6 +35,11 @@ from purgebridge.core.errors import InvalidEvent, InvalidURL
 from purgebridge.core.invalidation import KEY_PATTERN, KEY_RULE
 from purgebridge.core.urls import MAX_BAN_LENGTH, MAX_URL_LENGTH, check_ban_regex, host_header, split_url
 
+__all__ = ["MAX_CHANGES", "MAX_ITEMS", "MAX_TEXT", "MAX_ID", "MAX_KEEP_PATHS", "ACTIONS", "BODIES", "Event",
+           "PostChange", "CommentChange", "TermChange", "SiteChange", "UrlsChange", "Change", "Post", "Term",
+           "Author", "Webhook", "Purge", "Content", "PurgeRequest", "parse_json", "validate_wordpress_event",
+           "validate_webhook", "validate_purge"]
+
 S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_CHANGES = 500
@@ -303,7 +308,7 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _TYPE_NAMES = {"int": "integer", "str": "string", "bool": "true or false", "array": "array", "object": "object"}
 
 
-def parse_json(body: Union[bytes, str]) -> dict:
+def parse_json(body: Union[bytes, str]) -> Dict[str, Any]:
     """Decode a UTF-8 JSON object; anything else is a 400 on the field ``body``.
 
     msgspec's decoder refuses invalid UTF-8, lone surrogates and numbers that
@@ -368,7 +373,7 @@ def _readable(path: str, message: str) -> Tuple[str, str]:
     return path, message[:1].lower() + message[1:]
 
 
-def _convert(data: dict, model: Type[S]) -> S:
+def _convert(data: Dict[str, Any], model: Type[S]) -> S:
     if not isinstance(data, dict):
         raise InvalidEvent("body", "expected a JSON object")
     try:
@@ -377,7 +382,7 @@ def _convert(data: dict, model: Type[S]) -> S:
         raise InvalidEvent(*_readable(*_split(str(exc)))) from None
 
 
-def validate_wordpress_event(data: dict) -> dict:
+def validate_wordpress_event(data: Dict[str, Any]) -> Dict[str, Any]:
     """Check a decoded batch (docs/events.md, schema 1) against :class:`Event`; returns it unchanged."""
     _convert(data, Event)
     return data
@@ -397,7 +402,7 @@ class PurgeRequest:
     wait: bool = False  # admin only: fan out now and answer with the report
 
 
-def validate_webhook(data: dict) -> PurgeRequest:
+def validate_webhook(data: Dict[str, Any]) -> PurgeRequest:
     """``{"site", "urls", "keys", "content", "purge_all", "soft"}`` -> :class:`PurgeRequest`."""
     body = _convert(data, Webhook)
     request = PurgeRequest(site=body.site, urls=tuple(body.urls), keys=tuple(body.keys),
@@ -407,7 +412,7 @@ def validate_webhook(data: dict) -> PurgeRequest:
     return request
 
 
-def validate_purge(data: dict) -> PurgeRequest:
+def validate_purge(data: Dict[str, Any]) -> PurgeRequest:
     """``{"site", "urls", "keys", "ban", "purge_all", "soft", "wait"}`` -> :class:`PurgeRequest`."""
     body = _convert(data, Purge)
     request = PurgeRequest(site=body.site, urls=tuple(body.urls), keys=tuple(body.keys), ban=body.ban,

@@ -100,13 +100,29 @@ class Claim:
     id: int
     node: str
     key: str
-    item: dict
+    item: Dict[str, Any]
     attempts: int    # including this one
     first_at: float  # oldest enqueue merged into this row (latency is measured from it)
     lease: str
 
 
 B = TypeVar("B", bound="Backend")
+
+
+class QueueSettings(Protocol):
+    """What opening a queue reads of ``config.settings.Settings`` (the store may not import config)."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def backoff(self) -> float: ...
+
+    @property
+    def backoff_max(self) -> float: ...
+
+    @property
+    def max_age(self) -> float: ...
 
 
 class Backend(Wakeups):
@@ -124,11 +140,13 @@ class Backend(Wakeups):
         self.rng = rng
 
     @classmethod
-    def from_settings(cls: Type[B], settings: Any, **kwargs: Any) -> B:
+    def from_settings(cls: Type[B], settings: "QueueSettings", **kwargs: Any) -> B:
         """The queue ``settings.queue`` names, with the retry settings (``store.open_queue`` picks the class)."""
         backend: Any = cls  # a subclass's constructor takes its location first (a path, a URL)
-        return backend(settings.queue, backoff=settings.backoff,
-                       backoff_max=max(settings.backoff_max, settings.backoff), max_age=settings.max_age, **kwargs)
+        queue: B = backend(settings.queue, backoff=settings.backoff,
+                           backoff_max=max(settings.backoff_max, settings.backoff), max_age=settings.max_age,
+                           **kwargs)
+        return queue
 
     def backoff_delay(self, attempts: int) -> float:
         """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
@@ -153,7 +171,7 @@ def node_stats() -> Dict[str, Any]:
     return {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None}
 
 
-def dead_letter(row_id: int, node: str, item: dict, first_at: float, dead_at: float, attempts: int,
+def dead_letter(row_id: int, node: str, item: Dict[str, Any], first_at: float, dead_at: float, attempts: int,
                 reason: str) -> Dict[str, Any]:
     """One entry of ``dead_letters()`` (JSON for the API and the CLI), the same from every backend."""
     return {"id": row_id, "node": node, "item": item, "first_at": first_at, "dead_at": dead_at,

@@ -8,19 +8,17 @@ metrics registry. What granian serves is the app behind
 ``intake.RSGIAdapter.for_app``.
 """
 
-from dataclasses import dataclass, field
 import logging
-import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from purgebridge.api.service import Service
 from purgebridge.api.signed_events import SignedEvents
 from purgebridge.api.testing import RSGITestClient
 from purgebridge.config.settings import Settings, load_settings
-from purgebridge.config.sites import Sites, load_sites
-from purgebridge.core.mapping import MappingOptions
+from purgebridge.config.sites import load_sites
 from purgebridge.store import Store, open_queue
 from purgebridge.telemetry.metrics import Metrics
 from purgebridge.worker.status import WorkerView
@@ -28,30 +26,6 @@ from purgebridge.worker.status import WorkerView
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
-
-
-@dataclass
-class Service:
-    """Everything the routes need; one per app."""
-
-    settings: Settings
-    sites: Sites
-    queue: Store
-    metrics: Metrics
-    worker: Optional[WorkerView] = None  # the worker process's status file; None: nothing expands (tests)
-    options: Dict[str, MappingOptions] = field(default_factory=dict)  # by host
-    started_at: float = field(default_factory=time.time)
-    owns_queue: bool = False
-
-    def mapping_options(self, host: str) -> MappingOptions:
-        if host not in self.options:
-            self.options[host] = self.sites.mapping_options(host, self.settings)
-        return self.options[host]
-
-    def close(self) -> None:
-        """Close the queue (if this app opened it)."""
-        if self.owns_queue:
-            self.queue.close()
 
 
 def create_app(overrides: Optional[Mapping[str, str]] = None, *, settings: Optional[Settings] = None,

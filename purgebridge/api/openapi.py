@@ -9,7 +9,7 @@ fuzzes every route from this document with schemathesis).
 """
 
 import copy
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import msgspec
 
@@ -32,13 +32,13 @@ _ACCEPTED = {"type": "object", "required": ["event_id", "queued"], "properties":
                "purges already waiting"},
 }}
 
-def _error(description):
+def _error(description: str) -> Dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def _ok(description, schema=None):
-    body = {"description": description}
+def _ok(description: str, schema: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"description": description}
     if schema is not None:
         body["content"] = {"application/json": {"schema": schema}}
     return body
@@ -115,6 +115,6 @@ _SPEC = {
 }
 
 
-def spec():
+def spec() -> Dict[str, Any]:
     """A copy of the document (callers may not change the shared one)."""
     return copy.deepcopy(_SPEC)

@@ -15,10 +15,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from purgebridge.api.service import Service
 from purgebridge.core.errors import InvalidURL
 from purgebridge.core.nodes import Node
 from purgebridge.core.urls import site_of
 from purgebridge.store.contract import redact_location
+from purgebridge.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class RateLimitedLog:
 refusal_log = RateLimitedLog(log)
 
 
-def refusal(metrics: Any, route: str, method: str, path: str, exc: Refused,
+def refusal(metrics: Metrics, route: str, method: str, path: str, exc: Refused,
             headers: Sequence[Tuple[str, str]] = ()) -> Answer:
     """The answer to a refused request: its JSON body (``error``, ``field``), counted by route and status, logged."""
     metrics.event(route, exc.status)
@@ -89,14 +91,14 @@ def host_of(url: str) -> str:
     return site_of(url)
 
 
-def allowed_host(svc: Any, host: str, what: str) -> str:
+def allowed_host(svc: Service, host: str, what: str) -> str:
     """``host``, when it is one of the configured sites; else 403."""
     if host not in svc.sites:
         raise Refused(403, f"{what} is not a site this relay may purge")
     return host
 
 
-def url_host(svc: Any, url: str, field: str) -> str:
+def url_host(svc: Service, url: str, field: str) -> str:
     """The allowed host of ``url`` (400 for a URL that cannot be sent, 403 for another host)."""
     try:
         return allowed_host(svc, host_of(url), f"host of {url!r} ({field})")
@@ -104,15 +106,15 @@ def url_host(svc: Any, url: str, field: str) -> str:
         raise Refused(400, f"{field}: invalid URL: {exc.reason}", field) from None
 
 
-def configured_nodes(svc: Any) -> List[Node]:
+def configured_nodes(svc: Service) -> Tuple[Node, ...]:
     """The configured nodes; 503 when there are none (nothing could ever be purged)."""
-    nodes: List[Node] = svc.settings.nodes
+    nodes = svc.settings.nodes
     if not nodes:
         raise Refused(503, "no Varnish nodes configured")
     return nodes
 
 
-def queue_unavailable(svc: Any, exc: BaseException) -> str:
+def queue_unavailable(svc: Service, exc: BaseException) -> str:
     """The 503's message when the queue could not be used: which queue (without credentials) and why."""
     return (f"queue unreachable (PURGEBRIDGE_QUEUE={redact_location(svc.settings.queue)}): "
             f"{type(exc).__name__}: {exc}")

@@ -14,16 +14,22 @@ import logging
 import os
 import time
 
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from purgebridge.api.openapi import spec
 from purgebridge.api.readiness import Reachability
+from purgebridge.api.service import Service
 from purgebridge.api.refusals import Refused, allowed_host, configured_nodes, queue_unavailable, refusal, url_host
 from purgebridge.config.sites import normalise_host
 from purgebridge.core import invalidation
 from purgebridge.core.errors import InvalidEvent, InvalidURL, SignatureError
-from purgebridge.core.events import parse_json, validate_purge, validate_webhook
+from purgebridge.core.events import PurgeRequest, parse_json, validate_purge, validate_webhook
+from purgebridge.core.invalidation import Invalidation
 from purgebridge.core.mapping import map_content
+from purgebridge.core.nodes import Node
 from purgebridge.delivery import fanout
 from purgebridge.delivery.fanout import Outcome
 from purgebridge.telemetry.metrics import CONTENT_TYPE
@@ -35,12 +41,13 @@ bp = Blueprint("relay", __name__)
 REACHABLE_FOR = 60.0  # a node answered within this many seconds counts as reachable for /readyz
 
 
-def service():
-    return current_app.extensions["purgebridge"]
+def service() -> Service:
+    svc: Service = current_app.extensions["purgebridge"]
+    return svc
 
 
 @bp.errorhandler(Refused)
-def _refused(exc):
+def _refused(exc: Refused) -> Response:
     route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
     status, headers, body = refusal(service().metrics, route, request.method, request.path, exc,
                                     [("WWW-Authenticate", "Bearer")] if exc.status == 401 else [])
@@ -49,7 +56,7 @@ def _refused(exc):
 
 # --- shared checks -------------------------------------------------------------
 
-def _bearer(expected, what):
+def _bearer(expected: str, what: str) -> None:
     """Constant-time check of ``Authorization: Bearer <token>`` against a configured token."""
     if not expected:
         raise Refused(401, f"{what} token not configured on this relay")
@@ -61,31 +68,36 @@ def _bearer(expected, what):
         raise Refused(401, f"wrong bearer token ({what})")
 
 
-def _json():
+def _json() -> Dict[str, Any]:
     try:
         return parse_json(request.get_data(cache=True))
     except InvalidEvent as exc:
         raise Refused(400, str(exc), exc.field) from None
 
 
-def _url_host(url, field):
+def _url_host(url: str, field: str) -> str:
     return url_host(service(), url, field)
 
 
-def _site_host(site):
+def _site_host(site: str) -> str:
     try:
         return allowed_host(service(), normalise_host(site), f"site {site!r}")
     except InvalidURL as exc:
         raise Refused(400, f"site: {exc.reason}", "site") from None
 
 
-def _nodes():
+def _nodes() -> Sequence[Node]:
     return configured_nodes(service())
 
 
-def _items(urls, keys, purge_all, host, soft=False, ban=None):
+def _items(urls: Sequence[str], keys: Sequence[str], purge_all: bool, host: Optional[str], soft: bool = False,
+           ban: Optional[str] = None) -> List[Invalidation]:
     """Invalidations for mapped URLs/keys. A purge_all makes everything else redundant."""
     settings = service().settings
+    if host is None:
+        if purge_all or keys or ban:  # the request models require a site for these; never trust that twice
+            raise Refused(400, "site: required with keys, ban or purge_all", "site")
+        host = ""
     try:
         if purge_all:
             return [invalidation.purge_all_for(host)]
@@ -99,12 +111,13 @@ def _items(urls, keys, purge_all, host, soft=False, ban=None):
         raise Refused(400, str(exc)) from None
 
 
-def _check_mapped_hosts(urls):
+def _check_mapped_hosts(urls: Iterable[str]) -> None:
     for url in urls:
         _url_host(url, "mapped URL")
 
 
-def _enqueue(items, source, signature=None, site="", route="event"):
+def _enqueue(items: List[Invalidation], source: str, signature: Optional[str] = None, site: str = "",
+             route: str = "event") -> ResponseReturnValue:
     svc = service()
     try:
         queued = svc.queue.enqueue([n.name for n in _nodes()], items, source, signature=signature, site=site)
@@ -121,7 +134,7 @@ def _enqueue(items, source, signature=None, site="", route="event"):
 
 # --- routes --------------------------------------------------------------------------
 
-def _checked_request(validator):
+def _checked_request(validator: Callable[[Dict[str, Any]], PurgeRequest]) -> Tuple[PurgeRequest, Optional[str]]:
     """Schema-check the JSON body, then refuse (403) a site or URL on a host this relay may not purge."""
     try:
         req = validator(_json())
@@ -134,7 +147,7 @@ def _checked_request(validator):
 
 
 @bp.post("/v1/webhook")
-def webhook():
+def webhook() -> ResponseReturnValue:
     """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
     svc = service()
     _bearer(svc.settings.webhook_token, "webhook")
@@ -167,7 +180,7 @@ def webhook():
 
 
 @bp.post("/v1/purge")
-def purge():
+def purge() -> ResponseReturnValue:
     """Admin purge: queued like the rest, or with ``"wait": true`` sent now and answered with the report."""
     svc = service()
     _bearer(svc.settings.admin_token, "admin")
@@ -179,11 +192,11 @@ def purge():
     return _purge_now(nodes, items, host)
 
 
-def _purge_now(nodes, items, host):
+def _purge_now(nodes: Sequence[Node], items: List[Invalidation], host: Optional[str]) -> ResponseReturnValue:
     """Fan out synchronously; anything that failed but may succeed later goes to the queue."""
     svc = service()
     report = fanout.fan_out(list(nodes), items, svc.settings)
-    retry = {}
+    retry: Dict[str, List[Invalidation]] = {}
     for node_report in report.nodes:
         for result in node_report.results:
             if result.outcome is Outcome.FAILED and (result.status is None or fanout.classify(result.status)[1]):
@@ -199,7 +212,7 @@ def _purge_now(nodes, items, host):
 
 
 @bp.get("/v1/status")
-def status():
+def status() -> ResponseReturnValue:
     """Nodes (up/down, last error, latency), queue depth, oldest pending age, dead letters, totals."""
     svc = service()
     _bearer(svc.settings.admin_token, "admin")
@@ -235,13 +248,13 @@ def status():
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     """The process answers. Says nothing about the queue or the nodes (that is /readyz)."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> ResponseReturnValue:
     """Ready when the queue takes writes and at least one node is reachable (checked in the background)."""
     svc = service()
     problems = []
@@ -258,7 +271,7 @@ def readyz():
     return jsonify(body), 200 if not problems else 503
 
 
-def _reachable_nodes(svc):
+def _reachable_nodes(svc: Service) -> Optional[List[str]]:
     """Nodes the worker talked to lately, plus those the background check reached; None before any check.
 
     Nothing here waits for the network: a request thread must not be held by
@@ -280,16 +293,16 @@ def _reachable_nodes(svc):
 
 
 @bp.get("/metrics")
-def metrics():
+def metrics() -> ResponseReturnValue:
     return Response(service().metrics.render(), mimetype=CONTENT_TYPE)
 
 
 @bp.get("/openapi.json")
-def openapi():
+def openapi() -> ResponseReturnValue:
     return jsonify(spec())
 
 
-def _version():
+def _version() -> str:
     from purgebridge import __version__
 
     return __version__

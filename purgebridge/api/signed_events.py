@@ -35,6 +35,7 @@ from typing import Any, Mapping, Optional
 
 from purgebridge.api.refusals import (JSON_HEADER, Answer, Refused, configured_nodes, host_of, queue_unavailable,
                                       refusal, url_host)
+from purgebridge.api.service import Service
 from purgebridge.core import signing
 from purgebridge.core.errors import InvalidEvent, InvalidURL, QueueError, SignatureError
 from purgebridge.core.events import parse_json, validate_wordpress_event
@@ -59,7 +60,7 @@ class CheckedEvent:
     nodes: int
 
 
-def check_wordpress_event(svc: Any, body: bytes, timestamp: str, signature: str) -> CheckedEvent:
+def check_wordpress_event(svc: Service, body: bytes, timestamp: str, signature: str) -> CheckedEvent:
     """Every check of a signed event before it is journaled; raises :class:`Refused`, stores nothing.
 
     The body is decoded before the HMAC only to read which site it claims
@@ -98,7 +99,7 @@ def _claimed_host(site: object) -> Optional[str]:
         return None
 
 
-def journal_refusal(svc: Any, exc: BaseException) -> Refused:
+def journal_refusal(svc: Service, exc: BaseException) -> Refused:
     """The answer when journaling a checked event failed: 409 for a replay, else 503 (the sender retries)."""
     if isinstance(exc, SignatureError):  # seen before, or sent twice at once: only one of them is stored
         return Refused(409, str(exc))
@@ -113,11 +114,11 @@ def accepted_body(event_id: str, changes: int, nodes: int) -> bytes:
 
 
 class SignedEvents:
-    """The signed-event route of one app's :class:`~purgebridge.api.app.Service`."""
+    """The signed-event route of one app's :class:`~purgebridge.api.service.Service`."""
 
     PATH = PATH
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     async def answer(self, method: str, body: bytes, headers: Mapping[str, str], pool: Optional[Executor]) -> Answer:
@@ -146,7 +147,7 @@ class SignedEvents:
         return 202, [JSON_HEADER], accepted_body(event_id, event.changes, event.nodes)
 
     async def _journal(self, event: CheckedEvent, body: bytes, pool: Optional[Executor]) -> str:
-        queue = self.service.queue
+        queue: Any = self.service.queue  # the group commit (submit_append, append_wait) is SQLite's, not the contract's
         submit = getattr(queue, "submit_append", None)  # SQLite: the group commit; Redis appends in one round trip
         loop = asyncio.get_running_loop()
         if submit is None:

@@ -395,7 +395,7 @@ class PurgeRequest:
     site: Optional[str] = None  # site URL or host; needed for keys, ban and purge_all
     urls: Tuple[str, ...] = ()
     keys: Tuple[str, ...] = ()
-    content: Optional[Dict[str, object]] = None  # webhook only: {"url", "old_url", "collections", "keys"}
+    content: Optional[Dict[str, Any]] = None  # webhook only: {"url", "old_url", "collections", "keys"}
     purge_all: bool = False
     ban: Optional[str] = None  # admin only: a regex on req.url
     soft: bool = False  # key purges: xkey softpurge instead of purge

@@ -119,7 +119,7 @@ class Metrics:
 
     ``worker``: a callable returning the worker process's status snapshot
     (``worker.status.WorkerView.snapshot``), whose ``metrics`` are added to
-    this process's own; None when the worker runs in this process.
+    this process's own; None when no worker reports to this app (tests).
     """
 
     def __init__(self, queue: Optional[_Stats] = None,

@@ -1,4 +1,4 @@
-"""The HTTP API through the test client (served by the RSGI adapter): every refusal queues nothing; accepts are on disk."""
+"""The HTTP API through the test client (the RSGI adapter): every refusal queues nothing; accepts are on disk."""
 
 import io
 import json

@@ -22,9 +22,11 @@ import sys
 import click
 
 from purgebridge import __version__
-from purgebridge.config.settings import load_settings, redact_location, select_group
+from purgebridge.config.settings import load_settings, select_group
+from purgebridge.store.contract import redact_location
 from purgebridge.core.errors import ConfigError, InvalidURL, PurgebridgeError
-from purgebridge.delivery.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+from purgebridge.core.invalidation import ban_for, keys_for, purge_all_for, purge_for_url
+from purgebridge.delivery.fanout import fan_out
 from purgebridge.core.urls import split_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -202,7 +204,7 @@ def nodes(ctx, as_json):
     nothing carries: 501 (or 405) means its VCL has no key purges, and the
     relay purges its pages by URL only. Exit 1 if any node is down or refuses.
     """
-    from purgebridge.delivery.fanout import key_support, keys_for
+    from purgebridge.delivery.fanout import key_support
 
     settings = _settings(ctx)
     probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)

@@ -6,32 +6,11 @@ side is Rust and which enters Python only to call the app. waitress's own
 per-request Python was the ceiling of accepted events per second (see
 docs/benchmarks.md), so the server is granian's, not ours.
 
-Processes (docs/operations.md, "Process model"): the process you start is
-granian's supervisor. It binds the socket and forks ONE API process, which
-validates, journals durably and answers 202 (the Flask app and the journal
-writer); and, through :class:`~purgebridge.worker.process.WorkerSupervisor`,
-ONE purge worker process, which expands, coalesces and sends. Each has its
-own interpreter and GIL, so the operating system schedules accepting and
-purging. The API process wakes the worker through the queue (``wakeup``:
-a datagram per commit for SQLite, pub/sub for Redis) and sees its state in
-a status file. Either child is started again when it dies (it expands what
-the journal holds and re-sends what was leased); both die with the
-supervisor (``PR_SET_PDEATHSIG``): a SIGKILL of ``purgebridge serve`` still
-kills the whole relay, as a crash would, and no orphan keeps the port or
-the queue.
-
-Shutdown (SIGTERM or SIGINT to the supervisor, or to the whole group as
-systemd does): granian stops accepting and lets the API process answer the
-requests in flight (each 202 was committed before it was sent); then the
-worker process finishes the batches in flight and whatever was not sent
-stays in the journal or the queue for the next start.
-
-Reload (SIGHUP to the supervisor, ``systemctl reload``): the settings are read
-again from the same sources (``--env-file`` or ``./.env``, the environment,
-the sites, nodes and VCL files), checked as at start, and the API process and
-the worker process are replaced in order; a bad new configuration is refused
-with one log line and the running one stays. The listen address and the queue
-are kept until a restart (the socket stays bound; the journal stays one).
+The processes -- this supervisor, ONE api process (:func:`_load_app`, called
+by granian in it) and ONE purge worker process
+(:class:`~purgebridge.worker.process.WorkerSupervisor`) -- what each does, how
+they restart and how they stop are described once, in docs/operations.md
+("Process model", "Stopping", "Reload"); the folders in docs/architecture.md.
 """
 
 from dataclasses import dataclass
@@ -48,7 +27,7 @@ from purgebridge.core.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8            # Python threads the API runs on (requests block on the journal's commit)
+THREADS = 8            # Python threads for the Flask routes (signed events are answered on the event loop)
 HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
 
 
@@ -187,8 +166,7 @@ def _load_app(config, listen_text, status_path, threads=THREADS):
     start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
-                       body_deadline=settings.body_timeout, events=app.extensions["purgebridge.events"])
+    return RSGIAdapter.for_app(app, threads)
 
 
 def check_config(settings, insecure=False):

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from purgebridge.delivery import fanout
+from purgebridge.core.invalidation import purge_all_for
 from purgebridge.worker.sites import SiteCache
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Housekeeper:
                 log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
                             node, count)
                 continue
-            self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
+            self.queue.enqueue([node], [purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
             log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
                         "for it instead, sent when it answers again", node, count,
                         getattr(self.settings, "max_age", 0.0), ", ".join(hosts))

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from purgebridge.config.settings import load_settings
-from purgebridge.delivery.fanout import Outcome, Result, purge_for_url
+from purgebridge.core.invalidation import purge_for_url
+from purgebridge.delivery.fanout import Outcome, Result
 from purgebridge.telemetry.metrics import Metrics
 from purgebridge.store.sqlite import Queue
 from purgebridge.testing import FakeClock
@@ -399,7 +400,7 @@ def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
 
 def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped(queue):
     """Queued path: the 501 settles the key purge as skipped (no retry, no dead letter); later ones are not sent."""
-    from purgebridge.delivery.fanout import keys_for
+    from purgebridge.core.invalidation import keys_for
 
     settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
     node = settings.nodes[0]

@@ -39,7 +39,7 @@ HEADER = """\
 """
 
 
-def render():
+def render() -> str:
     """The example file's text."""
     parts = [HEADER]
     for name, (_attr, _parser, default, doc) in VARIABLES.items():
@@ -54,7 +54,7 @@ def render():
     return "\n".join(parts)
 
 
-def main():
+def main() -> None:
     sys.stdout.write(render())
 
 

@@ -124,7 +124,7 @@ VARIABLES: Dict[str, Tuple[str, Parser, str, str]] = {
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
-    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two batches to one node; what arrives meanwhile merges (a page updated 100 times in a burst is purged once per gap); an event after a quiet gap goes out at once; 0 = send as soon as the last batch is confirmed"),
+    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two purges of one URL to one node: a URL not purged within it goes at once, a hot one waits (merging every update) and goes once the window has passed, so a trailing purge always follows its last update; 0 = send every update"),
     # Cache audit (purgebridge audit, and the relay's continuous sampler; docs/audit.md)
     "PURGEBRIDGE_ORIGIN": ("origin", _string, "", "the origin (host:port) audit fetches pages from, bypassing every cache; empty = the first backend of PURGEBRIDGE_VCL"),
     "PURGEBRIDGE_AUDIT_RATE": ("audit_rate", _float_range(0.1, 1000, "a number of URLs per second"), "10", "URLs audit checks per second at most (each one origin request plus one per node)"),

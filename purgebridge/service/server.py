@@ -22,7 +22,8 @@ import socket
 import sys
 from typing import Any, Callable, Optional
 
-from purgebridge.config.settings import check_credentials, redact_location
+from purgebridge.config.settings import check_credentials
+from purgebridge.store.contract import redact_location
 from purgebridge.core.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,12 @@ API process its state through ``worker.status`` (docs/architecture.md).
 
 import ctypes
 import functools
-import json
 import logging
 import multiprocessing
 import os
 import signal
 import tempfile
 import threading
-import time
 from typing import Any, Optional
 
 from purgebridge.worker.status import STATUS_FILE, STATUS_INTERVAL, write_status

@@ -297,6 +297,8 @@ def describe(settings):
 
 
 MIN_SECRET_LENGTH = 16  # characters: 16 random characters are beyond guessing; "change-me" is not
+MIN_SECRET_DISTINCT = 6  # different characters: "aaaaaaaaaaaaaaaa" is long and no secret; 16 random hex digits
+# have fewer than 6 different ones with odds of about 1 in 30,000, 32 of them practically never
 
 
 def check_credentials(settings, sites):
@@ -318,6 +320,10 @@ def check_credentials(settings, sites):
         if len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(name, "(hidden)", f"too short: use at least {MIN_SECRET_LENGTH} random characters "
                                                 "(e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')")
+        if len(set(value)) < MIN_SECRET_DISTINCT:
+            raise ConfigError(name, "(hidden)", f"too predictable: fewer than {MIN_SECRET_DISTINCT} different "
+                                                "characters; use random ones (e.g. python3 -c 'import secrets; "
+                                                "print(secrets.token_hex(16))')")
         if value in first_use and first_use[value] != name:
             raise ConfigError(name, "(hidden)", f"same value as {first_use[value]}: each secret and token must "
                                                 "differ, so the holder of one cannot act as another")

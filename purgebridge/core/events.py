@@ -262,7 +262,10 @@ class _Purge(_Body):
         super().__post_init__()
         if self.site is not None:
             try:
-                host_header(self.site)
+                if "://" in self.site:  # a site URL, as docs/webhook.md allows: its host is the site
+                    split_url(self.site)
+                else:
+                    host_header(self.site)
             except InvalidURL as exc:
                 raise ValueError(f"@site: {exc.reason}") from None
 

@@ -231,10 +231,29 @@ class Queue(Backend):
             raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
                                 "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
 
+    def _private(self) -> None:
+        """The queue file and its ``-wal``/``-shm`` readable by the relay's user only (0600).
+
+        They hold every signed body accepted. SQLite creates ``-wal`` and
+        ``-shm`` with the main file's mode, so creating that one 0600 (and
+        tightening files an older relay left 0644) covers all three.
+        """
+        if not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for path in (self.path, self.path + "-wal", self.path + "-shm"):
+            try:
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
+            except FileNotFoundError:
+                pass
+            except PermissionError as exc:  # another user's file: say so, the relay still runs
+                log.warning("cannot make %s private (0600): %s", path, exc)
+
     def _connect(self) -> sqlite3.Connection:
         """A new connection in autocommit mode (transactions are explicit), WAL, ``synchronous`` as set."""
         self._check_file()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._private()
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self.synchronous}")

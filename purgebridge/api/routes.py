@@ -38,7 +38,7 @@ from purgebridge.store.journal import JournalError
 from purgebridge.core.mapping import map_content
 from purgebridge.telemetry.metrics import CONTENT_TYPE
 from purgebridge.api.openapi import spec
-from purgebridge.api.readiness import Reachability
+from purgebridge.api.readiness import Reachability, WorkerReadiness
 from purgebridge.config.sites import normalise_host
 from purgebridge.core.urls import site_of
 from purgebridge.core.events import parse_json, validate_purge, validate_webhook, validate_wordpress_event
@@ -438,6 +438,9 @@ def readyz():
     if not queue_ok:
         problems.append("queue not writable")
     reachable = _reachable_nodes(svc)
+    if svc.worker is not None and not current_app.extensions.setdefault(
+            "purgebridge.api.worker_readiness", WorkerReadiness(svc.worker, svc.started_at)).running():
+        problems.append("purge worker process not running (see the relay log)")
     if reachable is None:
         problems.append("node reachability not checked yet")
     elif not reachable:
@@ -462,7 +465,7 @@ def _reachable_nodes(svc):
         return [node.name for node in svc.settings.nodes]
     checker = current_app.extensions.setdefault("purgebridge.api.readiness", Reachability(
         svc.settings.nodes, timeout=min(1.0, svc.settings.timeout)))
-    probed = checker.reachable()
+    probed = checker.reachable(wait=checker.timeout + 0.5)  # waits only for the first round after a start
     if probed is None and not recent:
         return None
     return [node.name for node in svc.settings.nodes if node.name in recent or (probed or {}).get(node.name)]

@@ -29,6 +29,8 @@ stays in the journal or the queue for the next start.
 
 import functools
 import logging
+import os
+import signal
 import sys
 
 from purgebridge.config.settings import check_credentials
@@ -161,7 +163,9 @@ def serve(settings, insecure=False, threads=THREADS):
                     "webhook and admin routes still need their tokens")
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    supervisor = WorkerSupervisor(settings, secrets)
+    # The queue file deleted under a running relay: stop it (exit 1) so systemd's Restart=on-failure
+    # starts it again on a new file, instead of a worker that can only fail (issue 25.8).
+    supervisor = WorkerSupervisor(settings, secrets, on_fatal=lambda _reason: os.kill(os.getpid(), signal.SIGTERM))
     server = MPServer(
         "purgebridge.api.app:create_app",  # a name for the process title; the app comes from _load_app
         address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
@@ -176,6 +180,8 @@ def serve(settings, insecure=False, threads=THREADS):
     server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path,
                                                  threads),
                  wrap_loader=False)
+    if supervisor.fatal:
+        raise PurgebridgeError(supervisor.fatal)
 
 
 def fetch_status(settings, base_url=None, timeout=5.0):

@@ -75,6 +75,9 @@ class RSGIAdapter:
         client, _port = _split_address(scope.client)
         if not self._framing_ok(scope, protocol, client):
             return
+        if scope.method == "GET" and scope.path == "/healthz":  # on the loop: busy app threads never hide it
+            protocol.response_bytes(200, [("content-type", "application/json")], b'{"status":"ok"}\n')
+            return
         body = await self._body(scope, protocol, client)
         if body is None:
             return

@@ -39,6 +39,7 @@ from purgebridge.core.mapping import map_content
 from purgebridge.telemetry.metrics import CONTENT_TYPE
 from purgebridge.api.openapi import spec
 from purgebridge.api.readiness import Reachability, WorkerReadiness
+from purgebridge.core import bounds
 from purgebridge.config.sites import normalise_host
 from purgebridge.core.urls import site_of
 from purgebridge.core.events import parse_json, validate_purge, validate_webhook, validate_wordpress_event
@@ -347,6 +348,12 @@ def webhook():
             keys.extend(mapped.keys)
         purge_all = purge_all or mapped.purge_all
         host = host or content_host
+    expansion = len(set(urls)) + len(set(keys))
+    if expansion > bounds.MAX_EXPANSION and not purge_all:  # issue 25.3: the site's purge, or a clear 413
+        if not svc.settings.webhook_purge_all:
+            raise Refused(413, f"this request means {expansion} invalidations per node, over "
+                               f"{bounds.MAX_EXPANSION}: split it, or purge the site (purge_all)", "content")
+        purge_all = True
     if purge_all and not svc.settings.webhook_purge_all:
         raise Refused(403, "purge_all needs the admin token (POST /v1/purge), or PURGEBRIDGE_WEBHOOK_PURGE_ALL=true",
                       "purge_all")

@@ -36,6 +36,7 @@ from purgebridge.core.urls import MAX_URL_LENGTH, check_ban_regex, host_header, 
 
 MAX_CHANGES = 500
 MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
+MAX_COLLECTIONS = 2_000  # collections of one webhook content object (issue 25.3)
 MAX_KEY_LENGTH = 200  # same limit as fanout.keys_for
 MAX_TEXT = 200  # free text such as a change's reason
 MAX_BAN_LENGTH = 4096  # the ban regex travels in one header; Varnish's header line limit is 8 KiB
@@ -240,7 +241,8 @@ class Content(_Body):
 
     url: Optional[Url] = None
     old_url: Optional[Url] = None
-    collections: UrlList = []
+    # each collection is purged with its pages and feed (about 5 URLs): 2,000 of them are the 10,000 of a request
+    collections: Annotated[List[Url], Meta(max_length=MAX_COLLECTIONS)] = []
     keys: KeyList = []
     _urls: ClassVar[Tuple[str, ...]] = ("url", "old_url", "collections")
 

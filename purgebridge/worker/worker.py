@@ -307,6 +307,12 @@ class Worker:
         self._threads: list = []
         self.publish = publish
         self._publish_lock = threading.Lock()
+        # Issue 25.5 (full disk): outcome writes of queued batches that failed, per node, retried by the
+        # node's own thread between its direct batches, so a node that is up keeps getting the events
+        # already accepted while nothing can be written. Only that node's thread touches its list.
+        self._parked: dict = {node.name: [] for node in self.nodes}
+        self._parked_retry: dict = {}  # node name -> (monotonic time of the next try, backoff)
+        self._claims_failing: set = set()  # node names whose claims fail (logged once per outage)
 
     def _deliver(self, *args: Any, **kwargs: Any) -> list:
         return self.deliver(*args, **kwargs)  # late-bound: tests swap ``worker.deliver``
@@ -605,13 +611,20 @@ class Worker:
                 if sender.is_down():  # circuit open: no queued batch until the node's backoff has passed
                     self._stopping.wait(min(self.config.poll, max(0.001, sender.down_until - self.clock.time())))
                     continue
+                if not self._store_parked(node):  # full disk: no new claims, direct batches go on (25.5)
+                    self.queue.wait(generation, self.config.poll)
+                    continue
                 try:
                     due = self.queue.next_due(node.name)
                     claims = self.queue.claim(node.name, self.config.batch, self.config.lease) if due == 0 else []
-                except Exception:
-                    log.exception("claiming for %s failed", node.name)
-                    self._stopping.wait(self.config.poll)
+                except Exception as exc:  # noqa: BLE001 - a full disk: logged once per outage, not per poll
+                    if node.name not in self._claims_failing:
+                        log.error("claiming for %s failed (%s: %s); direct batches go on, claims are retried",
+                                  node.name, type(exc).__name__, exc)
+                        self._claims_failing.add(node.name)
+                    self.queue.wait(generation, self.config.poll)
                     continue
+                self._claims_failing.discard(node.name)
                 if claims:
                     self.process(node, claims)
                     worked = True
@@ -710,26 +723,46 @@ class Worker:
             log.debug("node %s: %d purges confirmed in %.1f ms", node.name, len(claims), elapsed * 1000)
 
     def _until_stored(self, node: Any, store: Callable[[], Any]) -> None:
-        """Store a batch's outcome, retrying the store alone while it fails (a full disk), never the sends.
+        """Store a batch's outcome; when that fails (a full disk), park it for :meth:`_store_parked`, never re-send.
 
         Before, a failed ack left the rows leased: they were claimed and sent
-        again when the lease ran out, over and over. Logged once per outage.
+        again when the lease ran out. Then the node's thread retried the
+        write in place, which stopped that node's direct batches for as long
+        as the disk was full (lag 177 s on healthy nodes, issue 25.5). Now the
+        write waits on the side and the thread goes on sending. Logged once
+        per outage. Parked writes lost to a stop leave their rows leased:
+        sent again after the lease (a PURGE is idempotent).
         """
-        delay, logged = self.settings.backoff, False
-        while True:
+        parked = self._parked[node.name]
+        if not parked:
             try:
                 store()
-                if logged:
-                    log.warning("node %s: storing purge outcomes works again", node.name)
                 return
-            except Exception as exc:  # noqa: BLE001 - the disk or the queue: retry this write only
-                if not logged:
-                    log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone",
-                              node.name, type(exc).__name__, exc)
-                    logged = True
-                if self._stopping.wait(delay):
-                    return  # stopping: the rows stay leased and are sent again at the next start
+            except Exception as exc:  # noqa: BLE001 - the disk or the queue: park this write
+                log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone while "
+                          "direct batches go on", node.name, type(exc).__name__, exc)
+        parked.append(store)
+
+    def _store_parked(self, node: Any) -> bool:
+        """Retry ``node``'s parked outcome writes in order (at most once per backoff); True when none is left."""
+        parked = self._parked[node.name]
+        if not parked:
+            return True
+        now = self.clock.monotonic()
+        retry_at, delay = self._parked_retry.get(node.name, (0.0, self.settings.backoff))
+        if now < retry_at:
+            return False
+        while parked:
+            try:
+                parked[0]()
+            except Exception:  # noqa: BLE001 - still failing: try again after the backoff
                 delay = min(delay * 2, max(self.settings.backoff_max, 1.0))
+                self._parked_retry[node.name] = (now + delay, delay)
+                return False
+            parked.pop(0)
+        self._parked_retry.pop(node.name, None)
+        log.warning("node %s: storing purge outcomes works again", node.name)
+        return True
 
     def _count(self, node: Any, outcome: str, count: int) -> None:
         if self.metrics:

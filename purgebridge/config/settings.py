@@ -114,7 +114,7 @@ VARIABLES = {
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
     "PURGEBRIDGE_BODY_TIMEOUT": ("body_timeout", _float_range(0.1, 300, "a number of seconds"), "10", "seconds a client has to send a whole request body; slower ones get 408 (docs/security.md)"),
     "PURGEBRIDGE_WEBHOOK_PURGE_ALL": ("webhook_purge_all", _bool, "false", "let the webhook token ban a whole site (purge_all); off: only the admin token can"),
-    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
+    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, redis://host:port/db, or redis+sentinel://h1:26379,h2:26379,h3:26379/service/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
     "PURGEBRIDGE_DEAD_LETTER_BAN": ("dead_letter_ban", _bool, "true", "when a node's purges are dead-lettered for age, queue a ban of every site for that node, so it comes back clean"),
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),

@@ -79,7 +79,10 @@ def check_queue(settings):
     """
     from purgebridge.store import is_redis, open_queue
 
-    if is_redis(settings.queue):
+    if is_redis(settings.queue):  # the URL's form only (a Sentinel URL's hosts and service)
+        from purgebridge.store.redis import connect
+
+        connect(settings.queue)[0].close()  # builds the client, connects nowhere; ConfigError when malformed
         return
     try:
         open_queue(settings).close()

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from fixtures.faults import FaultServer
+from fixtures.faults import FaultServer, fill_disk
 from fixtures.relay import free_port
 from purgebridge.core import signing
 from purgebridge.testing import RelayProcess
@@ -29,33 +29,6 @@ SECRET = "hardening-disk-secret-4c9a"
 ADMIN = "hardening-disk-admin-d27e"
 WEBHOOK = "hardening-disk-hook-81f3"
 SITE = "blog.example.test"
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs: a filesystem that really fills up (needs root, as CI and the developers' machines have)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
-                          text=True, timeout=30)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root and mount): {done.stderr.strip()}",
-                    pytrace=False)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
-
-
-def _fill(directory):
-    """Fill the filesystem to the last byte; returns the filler's path (delete it to free the space)."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        for size in (65536, 1):
-            try:
-                while True:
-                    handle.write(b"\0" * size)
-            except OSError:
-                pass
-    return filler
 
 
 def _event(path):
@@ -93,7 +66,7 @@ def test_a_full_disk_never_stops_nodes_that_are_up(tmp_path, small_disk):
         raw, headers = _event("/fresh-page/")
         assert requests.post(relay.url("/v1/events/wordpress"), data=raw, headers=headers,
                              timeout=10).status_code == 202
-        filler = _fill(small_disk)  # while B's batch is on the wire: its outcome cannot be stored
+        filler = fill_disk(small_disk)  # while B's batch is on the wire: its outcome cannot be stored
         assert _seen(fast, "/fresh-page/", 10)
         assert _seen(slow, "/fresh-page/", 10), "an accepted event did not reach a node that is up: disk full"
         probes = [requests.get(relay.url("/readyz"), timeout=10) for _ in range(10)]

@@ -57,11 +57,19 @@ def _wait(predicate, timeout, what):
     raise AssertionError(f"{what} not seen within {timeout} s")
 
 
-def test_first_readyz_is_ready_and_a_sigterm_stops_cleanly(tmp_path, cluster):
-    relay = _relay(tmp_path, cluster.nodes_env()).start()
-    try:
+def test_first_readyz_is_ready(tmp_path, cluster):
+    with _relay(tmp_path, cluster.nodes_env()) as relay:
         ready = requests.get(relay.url("/readyz"), timeout=10)
         assert ready.status_code == 200, ready.text
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_sigterm_never_says_a_stopped_worker_did_not_stop(tmp_path, cluster, attempt):
+    relay = _relay(tmp_path, cluster.nodes_env()).start()
+    try:
+        relay.worker_pid()
+        assert _send(relay).status_code == 202
+        relay.drained()
     finally:
         relay.stop()
     assert relay.proc.returncode == 0

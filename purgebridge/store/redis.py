@@ -142,7 +142,7 @@ def connect(url: str, socket_timeout: float = SOCKET_TIMEOUT):
     if not names or len(names) > 2 or (len(names) == 2 and not names[1].isdigit()):
         raise ConfigError("PURGEBRIDGE_QUEUE", _redacted(url),
                           "expected the Sentinel service name and an optional db: .../<service>/<db>")
-    kwargs = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+    kwargs: Dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
     client = Sentinel(addresses, sentinel_kwargs=kwargs, **kwargs).master_for(
         names[0], db=int(names[1]) if len(names) == 2 else 0, password=password, health_check_interval=30)
     return client, wait_replicas

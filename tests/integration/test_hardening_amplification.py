@@ -81,9 +81,13 @@ def test_concurrent_huge_webhooks_leave_healthz_and_events_alone(relay):
     content = {"url": f"https://{SITE}/p1/", "collections": [f"https://{SITE}/c/{i}/" for i in range(2_000)]}
     answers, health, events = [], [], []
 
+    took = []
+
     def hook():
+        started = time.monotonic()
         answers.append(requests.post(relay.url("/v1/webhook"), json={"site": SITE, "content": content},
                                      headers={"Authorization": f"Bearer {WEBHOOK}"}, timeout=60).status_code)
+        took.append(time.monotonic() - started)
 
     threads = [threading.Thread(target=hook) for _ in range(9)]
     for thread in threads:
@@ -99,7 +103,10 @@ def test_concurrent_huge_webhooks_leave_healthz_and_events_alone(relay):
     for thread in threads:
         thread.join(60)
     assert answers and set(answers) == {202}, answers
-    assert health and max(seconds for _status, seconds in health) < 1.0, health
+    # /healthz never waits for an app thread: well under the time one webhook holds one (the machine may be
+    # loaded, so the bound is relative; before the fix it waited as long as a webhook took)
+    slowest = max(seconds for _status, seconds in health)
+    assert health and (slowest < 0.5 or slowest < max(took) / 3), (health, took)
     assert set(events) == {202}, events
     too_big = {"url": f"https://{SITE}/p1/", "collections": [f"https://{SITE}/c/{i}/" for i in range(2_500)]}
     refused = requests.post(relay.url("/v1/webhook"), json={"site": SITE, "content": too_big},

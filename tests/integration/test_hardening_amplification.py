@@ -5,7 +5,7 @@ an event or webhook means waits in the queue, where it can be counted per
 node from ``/v1/status``. Before the fix one signed event listing 4,000
 terms queued about 30,000 PURGEs per node, and nine concurrent webhook
 ``content`` objects of 9,000 collections queued 45,001 each and took
-``/healthz`` out for 10-15 s.
+``/healthz`` out for 10-15 s. Here 16 webhooks of 1,000 collections run at once.
 """
 
 import json
@@ -18,6 +18,7 @@ import requests
 from fixtures.relay import free_port
 from purgebridge.core import signing
 from purgebridge.core.bounds import MAX_EXPANSION
+from purgebridge.service.server import THREADS
 from purgebridge.testing import RelayProcess
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,7 @@ SECRET = "hardening-amplification-secret-6b0d"
 ADMIN = "hardening-amplification-admin-95e2"
 WEBHOOK = "hardening-amplification-hook-1c47"
 SITE = "blog.example.test"
+HOOKS = 2 * THREADS  # concurrent webhooks: twice the app threads
 
 
 @pytest.fixture
@@ -78,18 +80,15 @@ def test_an_ordinary_event_with_many_terms_is_sent_as_is(relay):
 
 
 def test_concurrent_huge_webhooks_leave_healthz_and_events_alone(relay):
-    content = {"url": f"https://{SITE}/p1/", "collections": [f"https://{SITE}/c/{i}/" for i in range(2_000)]}
+    content = {"url": f"https://{SITE}/p1/", "collections": [f"https://{SITE}/c/{i}/" for i in range(1_000)]}
     answers, health, events = [], [], []
 
-    took = []
-
     def hook():
-        started = time.monotonic()
         answers.append(requests.post(relay.url("/v1/webhook"), json={"site": SITE, "content": content},
                                      headers={"Authorization": f"Bearer {WEBHOOK}"}, timeout=60).status_code)
-        took.append(time.monotonic() - started)
 
-    threads = [threading.Thread(target=hook) for _ in range(9)]
+    threads = [threading.Thread(target=hook) for _ in range(HOOKS)]
+    began = time.monotonic()
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
@@ -102,14 +101,16 @@ def test_concurrent_huge_webhooks_leave_healthz_and_events_alone(relay):
                                     timeout=15).status_code)
     for thread in threads:
         thread.join(60)
+    all_done = time.monotonic() - began
     assert answers and set(answers) == {202}, answers
-    # /healthz never waits for an app thread: well under the time one webhook holds one (the machine may be
-    # loaded, so the bound is relative; before the fix it waited as long as a webhook took)
+    # /healthz never waits for an app thread. With twice as many webhooks as app threads, a /healthz on the
+    # pool queued behind the second half (3.9-4.9 s of 6.8-9.4 s measured); on the loop it only shares the GIL
+    # (0.2-1.0 s of 4.7-5.5 s). Relative, because the shared machine may be loaded.
     slowest = max(seconds for _status, seconds in health)
-    assert health and (slowest < 0.5 or slowest < max(took) / 3), (health, took)
+    assert health and (slowest < 0.5 or slowest < all_done / 3), (health, all_done)
     assert set(events) == {202}, events
     too_big = {"url": f"https://{SITE}/p1/", "collections": [f"https://{SITE}/c/{i}/" for i in range(2_500)]}
     refused = requests.post(relay.url("/v1/webhook"), json={"site": SITE, "content": too_big},
                             headers={"Authorization": f"Bearer {WEBHOOK}"}, timeout=60)
     assert refused.status_code == 400 and refused.json()["field"] == "content.collections", refused.text
-    assert relay.status()["queue"]["depth"] <= 9 * MAX_EXPANSION + len(events) + 1
+    assert relay.status()["queue"]["depth"] <= HOOKS * MAX_EXPANSION + len(events) + 1

@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 BODY_DEADLINE = 10.0  # seconds for a whole body to arrive (256 KiB at 26 KB/s); PURGEBRIDGE_BODY_TIMEOUT
 PER_CLIENT = 32  # requests of one client address whose bodies may be arriving at once
-_REASONS = {408: "Request Timeout", 413: "Content Too Large", 429: "Too Many Requests"}
+# Request targets (issue 25.2): every route of the relay is a short fixed path
+# with at most a short query (``?limit=100``), so 2 KiB is twenty times what any
+# of them needs, while a 58 KiB path used to be accepted and written whole into
+# the log line of every refusal.
+MAX_TARGET = 2048  # bytes of path + query; longer gets 414 and the connection is closed
+LOGGED_TARGET = 120  # characters of a refused request's path that go into its log line
 
 
 def _path_info(path: str) -> str:
@@ -78,6 +83,11 @@ class RSGIAdapter:
             protocol.response_empty(404, [])
             return
         client, _port = _split_address(scope.client)
+        if not self._framing_ok(scope, protocol, client):
+            return
+        if scope.method == "GET" and scope.path == "/healthz":  # on the loop: busy app threads never hide it
+            protocol.response_bytes(200, [("content-type", "application/json")], b'{"status":"ok"}\n')
+            return
         body = await self._body(scope, protocol, client)
         if body is None:
             return
@@ -87,6 +97,27 @@ class RSGIAdapter:
             status, answer_headers, payload = await asyncio.get_running_loop().run_in_executor(
                 self.pool, self._call_app, scope, body)
         protocol.response_bytes(status, answer_headers, payload)
+
+    def _framing_ok(self, scope, protocol, client: str) -> bool:
+        """Refuse, before any body is read, a target too long to be ours and a transfer coding we do not know.
+
+        ``Transfer-Encoding: identity, chunked`` was read as chunked and the
+        connection kept: a proxy in front that honours only the first coding
+        would frame the next request differently (request smuggling). The only
+        coding HTTP/1.1 defines for requests is ``chunked`` (RFC 9112 6.1);
+        anything else is 501 and the connection is closed.
+        """
+        target_length = len(scope.path) + len(scope.query_string or "")
+        if target_length > MAX_TARGET:
+            self._refuse(protocol, 414, f"request target over {MAX_TARGET} bytes")
+            _log_refusal(scope, client, f"414 request target of {target_length} bytes")
+            return False
+        coding = scope.headers.get("transfer-encoding")
+        if coding is not None and coding.strip().lower() != "chunked":
+            self._refuse(protocol, 501, "only Transfer-Encoding: chunked is understood")
+            _log_refusal(scope, client, "501 Transfer-Encoding other than chunked")
+            return False
+        return True
 
     async def _body(self, scope, protocol, client: str) -> Optional[bytes]:
         """The whole body, or None after answering 408/413/429 itself."""
@@ -108,8 +139,7 @@ class RSGIAdapter:
                     return await protocol()  # the whole body at once: granian reads exactly Content-Length
                 return await self._read(protocol)
         except asyncio.TimeoutError:
-            log.info("refused %s %s from %s: 408 body not complete within %.0f s", scope.method, scope.path,
-                     client, self.body_deadline)
+            _log_refusal(scope, client, f"408 body not complete within {self.body_deadline:g} s")
             return self._refuse(protocol, 408, f"body not complete within {self.body_deadline:g} s")
         except _TooLarge:
             return self._refuse(protocol, 413, f"body over {self.max_body // 1024} KiB")
@@ -179,6 +209,25 @@ class RSGIAdapter:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def loggable_path(path: str, limit: int = LOGGED_TARGET) -> str:
+    """A client's path fit for one log line: control and non-ASCII characters escaped, cut at ``limit``.
+
+    With ``PURGEBRIDGE_LOG_FORMAT=text`` a ``%0a`` in a path used to end the
+    line and let the client write a line of its own.
+    """
+    decoded = _path_info(path)
+    escaped = decoded.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
+    return escaped if len(escaped) <= limit else escaped[:limit] + f"...({len(decoded)} characters)"
+
+
+def _log_refusal(scope, client: str, what: str) -> None:
+    """One refusal of the intake, through the routes' rate-limited refusal log (a flood writes a summary)."""
+    from purgebridge.api.refusals import refusal_log  # the api's one budget for refusal lines
+
+    refusal_log.info("refused %s %s from %s: %s", scope.method, loggable_path(scope.path), client, what)
 
 
 class _TooLarge(Exception):

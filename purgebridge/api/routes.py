@@ -20,9 +20,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from purgebridge.api.openapi import spec
-from purgebridge.api.readiness import Reachability
+from purgebridge.api.readiness import Reachability, WorkerReadiness
 from purgebridge.api.service import Service
 from purgebridge.api.refusals import Refused, allowed_host, configured_nodes, queue_unavailable, refusal, url_host
+from purgebridge.core import bounds
 from purgebridge.config.sites import normalise_host
 from purgebridge.core import invalidation
 from purgebridge.core.errors import InvalidEvent, InvalidURL, SignatureError
@@ -171,6 +172,12 @@ def webhook() -> ResponseReturnValue:
             keys.extend(mapped.keys)
         purge_all = purge_all or mapped.purge_all
         host = host or content_host
+    expansion = len(set(urls)) + len(set(keys))
+    if expansion > bounds.MAX_EXPANSION and not purge_all:  # issue 25.3: the site's purge, or a clear 413
+        if not svc.settings.webhook_purge_all:
+            raise Refused(413, f"this request means {expansion} invalidations per node, over "
+                               f"{bounds.MAX_EXPANSION}: split it, or purge the site (purge_all)", "content")
+        purge_all = True
     if purge_all and not svc.settings.webhook_purge_all:
         raise Refused(403, "purge_all needs the admin token (POST /v1/purge), or PURGEBRIDGE_WEBHOOK_PURGE_ALL=true",
                       "purge_all")
@@ -262,6 +269,9 @@ def readyz() -> ResponseReturnValue:
     if not queue_ok:
         problems.append("queue not writable")
     reachable = _reachable_nodes(svc)
+    if svc.worker is not None and not current_app.extensions.setdefault(
+            "purgebridge.api.worker_readiness", WorkerReadiness(svc.worker, svc.started_at)).running():
+        problems.append("purge worker process not running (see the relay log)")
     if reachable is None:
         problems.append("node reachability not checked yet")
     elif not reachable:
@@ -286,7 +296,7 @@ def _reachable_nodes(svc: Service) -> Optional[List[str]]:
         return [node.name for node in svc.settings.nodes]
     checker = current_app.extensions.setdefault("purgebridge.api.readiness", Reachability(
         svc.settings.nodes, timeout=min(1.0, svc.settings.timeout)))
-    probed = checker.reachable()
+    probed = checker.reachable(wait=checker.timeout + 0.5)  # waits only for the first round after a start
     if probed is None and not recent:
         return None
     return [node.name for node in svc.settings.nodes if node.name in recent or (probed or {}).get(node.name)]

@@ -345,7 +345,7 @@ def queue_retry(ctx, node_name):
 def status(ctx, base_url, as_json):
     """Ask the running relay for node state, queue depth and totals (needs PURGEBRIDGE_ADMIN_TOKEN).
 
-    Exit 1 when the relay cannot be reached or any node is down.
+    Exit 1 when the relay cannot be reached, any node is down, the queue takes no writes or the worker is not running.
     """
     from purgebridge.service.server import fetch_status
 
@@ -367,10 +367,14 @@ def status(ctx, base_url, as_json):
             click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
                        f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
     down = [n for n in nodes_state if n.get("up") is False]
+    if data.get("worker") is False:
+        click.echo("error: the relay's purge worker process is not running: accepted events are kept but not "
+                   "sent (see the relay log for why)", err=True)
     if data.get("queue_writable") is False:
         click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
                    err=True)
-    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
+    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False or data.get("worker") is False
+             else EXIT_OK)
 
 
 @cli.command("sitemap-urls")

@@ -118,7 +118,7 @@ VARIABLES: Dict[str, Tuple[str, Parser, str, str]] = {
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
     "PURGEBRIDGE_BODY_TIMEOUT": ("body_timeout", _float_range(0.1, 300, "a number of seconds"), "10", "seconds a client has to send a whole request body; slower ones get 408 (docs/security.md)"),
     "PURGEBRIDGE_WEBHOOK_PURGE_ALL": ("webhook_purge_all", _bool, "false", "let the webhook token ban a whole site (purge_all); off: only the admin token can"),
-    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, or redis://host:port/db for several relays (docs/scaling.md)"),
+    "PURGEBRIDGE_QUEUE": ("queue", _string, "purgebridge-queue.sqlite3", "the queue: a SQLite file path, redis://host:port/db, or redis+sentinel://h1:26379,h2:26379,h3:26379/service/db for several relays (docs/scaling.md)"),
     "PURGEBRIDGE_MAX_AGE": ("max_age", _positive_float, "86400", "seconds after which an undelivered purge is dead-lettered"),
     "PURGEBRIDGE_DEAD_LETTER_BAN": ("dead_letter_ban", _bool, "true", "when a node's purges are dead-lettered for age, queue a ban of every site for that node, so it comes back clean"),
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
@@ -303,6 +303,8 @@ def describe(settings: Settings) -> Dict[str, Any]:
 
 
 MIN_SECRET_LENGTH = 16  # characters: 16 random characters are beyond guessing; "change-me" is not
+MIN_SECRET_DISTINCT = 6  # different characters: "aaaaaaaaaaaaaaaa" is long and no secret; 16 random hex digits
+# have fewer than 6 different ones with odds of about 1 in 30,000, 32 of them practically never
 
 
 def check_credentials(settings: Settings, sites: Iterable[Any]) -> None:
@@ -324,6 +326,10 @@ def check_credentials(settings: Settings, sites: Iterable[Any]) -> None:
         if len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(name, "(hidden)", f"too short: use at least {MIN_SECRET_LENGTH} random characters "
                                                 "(e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')")
+        if len(set(value)) < MIN_SECRET_DISTINCT:
+            raise ConfigError(name, "(hidden)", f"too predictable: fewer than {MIN_SECRET_DISTINCT} different "
+                                                "characters; use random ones (e.g. python3 -c 'import secrets; "
+                                                "print(secrets.token_hex(16))')")
         if value in first_use and first_use[value] != name:
             raise ConfigError(name, "(hidden)", f"same value as {first_use[value]}: each secret and token must "
                                                 "differ, so the holder of one cannot act as another")

@@ -44,6 +44,7 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_CHANGES = 500
 MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
+MAX_COLLECTIONS = 2_000  # collections of one webhook content object: bounds the work of one request
 MAX_TEXT = 200  # free text such as a change's reason
 MAX_ID = 2 ** 63 - 1  # WordPress ids are unsigned BIGINT; anything larger is not an id
 
@@ -250,7 +251,8 @@ class Content(_Body):
 
     url: Optional[Url] = None
     old_url: Optional[Url] = None
-    collections: UrlList = []
+    # each collection is purged with its pages and feed (about 5 URLs): 2,000 of them are the 10,000 of a request
+    collections: Annotated[List[Url], Meta(max_length=MAX_COLLECTIONS)] = []
     keys: KeyList = []
     _urls: ClassVar[Tuple[str, ...]] = ("url", "old_url", "collections")
 
@@ -272,7 +274,10 @@ class _Purge(_Body):
         super().__post_init__()
         if self.site is not None:
             try:
-                host_header(self.site)
+                if "://" in self.site:  # a site URL, as docs/webhook.md allows: its host is the site
+                    split_url(self.site)
+                else:
+                    host_header(self.site)
             except InvalidURL as exc:
                 raise ValueError(f"@site: {exc.reason}") from None
 

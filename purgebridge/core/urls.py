@@ -147,6 +147,8 @@ def check_ban_regex(regex: str) -> str:
         raise InvalidURL(regex[:80] + "...", f"ban expression longer than {MAX_BAN_LENGTH} characters")
     if not _PRINTABLE_ASCII.match(regex):
         raise InvalidURL(regex, "ban expression must be printable ASCII (no control or non-ASCII characters)")
+    if " " in regex:  # the VCL refuses whitespace (ban arguments are not quoted): it would never be delivered
+        raise InvalidURL(regex, "ban expression must not contain spaces (match one with \\s)")
     try:
         re.compile(regex)
     except re.error as exc:

@@ -18,6 +18,7 @@ import errno
 import functools
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any, Callable, Optional
@@ -29,7 +30,20 @@ from purgebridge.core.errors import ConfigError, PurgebridgeError
 log = logging.getLogger(__name__)
 
 THREADS = 8            # Python threads for the Flask routes (signed events are answered on the event loop)
-HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
+# Connections. granian stops accepting once ``backpressure`` connections are
+# open (its default: backlog / workers = 1,024), so about 1,030 silent TCP
+# connections made every new client, signed events included, wait in the
+# kernel's accept queue until granian closed one (7.8-9.9 s). An idle
+# connection costs granian no Python and a few KiB of Rust, so the cap is set
+# far above what WordPress needs (one connection per PHP worker sending: a
+# network of hundreds of sites stays under 1,000) and silent or idle
+# connections are closed after HEADER_DEADLINE. A bound per client address
+# belongs in front of the socket (docs/security.md, nftables ``ct count``):
+# granian has none, and a silent connection never reaches Python.
+HEADER_DEADLINE = 5.0   # seconds for a client to send its request headers, idle keep-alive included
+MAX_CONNECTIONS = 16_384  # open connections granian serves at once (``backpressure``); needs file descriptors
+BACKLOG = 4_096         # the kernel's accept queue (Linux caps it at net.core.somaxconn, 4,096 by default)
+FD_RESERVE = 512        # file descriptors kept for the queue, logs, node connections and the worker
 
 
 def check_can_serve(settings, sites, insecure=False):
@@ -56,7 +70,10 @@ def check_queue(settings):
     """
     from purgebridge.store import is_redis, open_queue
 
-    if is_redis(settings.queue):
+    if is_redis(settings.queue):  # the URL's form only (a Sentinel URL's hosts and service)
+        from purgebridge.store.redis import connect
+
+        connect(settings.queue)[0].close()  # builds the client, connects nowhere; ConfigError when malformed
         return
     try:
         open_queue(settings).close()
@@ -186,6 +203,30 @@ def check_config(settings, insecure=False):
     return summary
 
 
+def connection_cap(wanted=MAX_CONNECTIONS):
+    """Raise the soft file-descriptor limit so ``wanted`` connections fit; the cap that does fit.
+
+    systemd's default soft limit is 1,024 (hard 524,288): without raising it
+    granian would run out of descriptors long before ``backpressure``.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit to %d (%s)", target, exc)
+    cap = wanted if soft == resource.RLIM_INFINITY else max(64, min(wanted, soft - FD_RESERVE))
+    if cap < wanted:
+        log.warning("serving at most %d connections at once: the open-file limit is %d "
+                    "(raise LimitNOFILE= to %d for %d)", cap, soft, need, wanted)
+    return cap
+
+
 def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[], Any]] = None):
     """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured.
 
@@ -209,12 +250,14 @@ def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[],
                     "webhook and admin routes still need their tokens")
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    supervisor = WorkerSupervisor(settings, secrets)
+    # The queue file deleted under a running relay: stop it (exit 1) so systemd's Restart=on-failure
+    # starts it again on a new file, instead of a worker that can only fail.
+    supervisor = WorkerSupervisor(settings, secrets, on_fatal=lambda _reason: os.kill(os.getpid(), signal.SIGTERM))
     config = ServeConfig(settings, secrets)
     server = MPServer(
         "purgebridge.api.app:create_app",  # a name for the process title; the app comes from _load_app
         address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
-        http=HTTPModes.http1, websockets=False, backlog=1024,
+        http=HTTPModes.http1, websockets=False, backlog=BACKLOG, backpressure=connection_cap(),
         http1_settings=HTTP1Settings(header_read_timeout=int(HEADER_DEADLINE * 1000)),
         log_enabled=True, log_level=LogLevels.warning,
         respawn_failed_workers=True,
@@ -225,6 +268,8 @@ def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[],
     server.on_reload(functools.partial(reload_config, config, supervisor, load or (lambda: config.settings), insecure))
     server.serve(target_loader=functools.partial(_load_app, config, listen_text, supervisor.status_path, threads),
                  wrap_loader=False)
+    if supervisor.fatal:
+        raise PurgebridgeError(supervisor.fatal)
 
 
 def fetch_status(settings, base_url=None, timeout=5.0):

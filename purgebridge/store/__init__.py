@@ -20,7 +20,7 @@ from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, QueueSett
 
 __all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 def is_redis(location: str) -> bool:

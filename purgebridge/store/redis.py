@@ -39,6 +39,7 @@ XACKed, XDELed and its record deleted; replay keys expire on their own.
 
 import logging
 import os
+from urllib.parse import urlsplit, urlunsplit
 import random
 import socket
 import threading
@@ -51,7 +52,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import redis
 
-from purgebridge.core.errors import QueueClosed, QueueError, SignatureError
+from purgebridge.core.errors import ConfigError, QueueClosed, QueueError, SignatureError
 from purgebridge.core.invalidation import key_of
 from purgebridge.store.contract import (REPLAY_WINDOW, redact_location, Backend, Claim, CounterRow, Enqueued, EventCount, PendingEvent,
                                         QueuedItem, dead_letter, summarise_stats, unique_payloads)
@@ -78,6 +79,61 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
+WAIT_TIMEOUT = 1.0  # seconds an accepting write waits for its replicas (Sentinel) before it counts as failed
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+class ReplicationLag(redis.RedisError):
+    """Fewer replicas than ``wait_replicas`` confirmed an accepting write in time."""
+
+
+def connect(url: str, socket_timeout: float = SOCKET_TIMEOUT):
+    """``(client, replicas to WAIT for)`` for ``redis://``, ``rediss://``, ``unix://`` or a Sentinel URL.
+
+    ``redis+sentinel://[:password@]host:port[,host:port...]/<service>[/<db>][?wait_replicas=N]``
+    asks the Sentinels which server is the primary of ``service`` and asks
+    them again after a failover (redis-py's ``redis.sentinel``, which does
+    the discovery and the reconnection: no need to write our own). With
+    Sentinel, every accepting write waits for ``wait_replicas`` replicas
+    (default 1; docs/scaling.md says what that does and does not
+    guarantee); a plain URL may ask for it with ``?wait_replicas=N`` too.
+    """
+    from urllib.parse import parse_qs
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    sentinel = url.lower().startswith(SENTINEL_SCHEME)
+    try:
+        wait_replicas = int(query.get("wait_replicas", ["1" if sentinel else "0"])[0])
+    except ValueError:
+        raise ConfigError("PURGEBRIDGE_QUEUE", redact_location(url), "wait_replicas: expected a whole number") from None
+    if not sentinel:
+        plain = urlunsplit(parts._replace(query="&".join(
+            f"{k}={v}" for k, values in query.items() if k != "wait_replicas" for v in values)))
+        return redis.Redis.from_url(plain, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                                    health_check_interval=30), wait_replicas
+    from redis.sentinel import Sentinel
+
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    password = credentials.partition(":")[2] or None if credentials else None
+    names = [p for p in parts.path.split("/") if p]
+    addresses = []
+    for entry in hosts.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("PURGEBRIDGE_QUEUE", redact_location(url),
+                              f"Sentinel address {entry!r}: expected host:port (redis+sentinel://h1:26379,"
+                              "h2:26379,h3:26379/<service>/<db>)")
+        addresses.append((host.strip("[]"), int(port)))
+    if not names or len(names) > 2 or (len(names) == 2 and not names[1].isdigit()):
+        raise ConfigError("PURGEBRIDGE_QUEUE", redact_location(url),
+                          "expected the Sentinel service name and an optional db: .../<service>/<db>")
+    kwargs: Dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+    client = Sentinel(addresses, sentinel_kwargs=kwargs, **kwargs).master_for(
+        names[0], db=int(names[1]) if len(names) == 2 else 0, password=password, health_check_interval=30)
+    return client, wait_replicas
+
+
 class RedisQueue(Backend):
     """Redis Streams implementation of the queue contract (``purgebridge.store.contract``)."""
 
@@ -94,8 +150,8 @@ class RedisQueue(Backend):
         self.lease = lease                # the lease expire() assumes for claims it finds (set by claim)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Any: redis-py types every reply as a sync-or-async union, which says nothing here
-        self.redis: Any = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                          socket_connect_timeout=socket_timeout, health_check_interval=30)
+        self.redis: Any
+        self.redis, self.wait_replicas = connect(url, socket_timeout)
         self._scripts = {name: self.redis.register_script(_script(name)) for name in (
             "append", "store", "claim", "ack", "nack", "dead", "expire", "retry")}
         self._listener = None
@@ -120,6 +176,29 @@ class RedisQueue(Backend):
         if self._closed:
             raise QueueClosed("queue is closed")
         return self._scripts[name](args=[self.prefix, *args])
+
+    def _replicated(self, name, *args):
+        """Run an accepting script, then ``WAIT`` on the same connection until ``wait_replicas`` have it.
+
+        Redis replicates asynchronously: without the WAIT, a primary killed
+        right after its answer can take an accepted event with it when a
+        replica is promoted. Fewer replicas than asked within
+        ``WAIT_TIMEOUT`` raise ``ReplicationLag`` (the caller answers 503 and
+        the sender retries); the write may still be on the primary, so a
+        retried event can be purged twice, never lost.
+        """
+        if not self.wait_replicas:
+            return self._run(name, *args)
+        if self._closed:
+            raise RuntimeError("queue is closed")
+        pipe = self.redis.pipeline(transaction=False)  # one connection: WAIT counts that connection's writes
+        self._scripts[name](args=[self.prefix, *args], client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, int(WAIT_TIMEOUT * 1000))
+        result, acked = pipe.execute()
+        if int(acked) < self.wait_replicas:
+            raise ReplicationLag(f"{acked} of {self.wait_replicas} replica(s) confirmed the write "
+                                 f"within {WAIT_TIMEOUT:g} s")
+        return result
 
     def close(self) -> None:
         self._closed = True
@@ -168,8 +247,8 @@ class RedisQueue(Backend):
         """Journal one validated event (replay check in the same script); returns its stream id."""
         now = self.clock() if now is None else now
         try:
-            event_id = self._run("append", signature or "", int(self.replay_window), source, site, bytes(body),
-                                 repr(now))
+            event_id = self._replicated("append", signature or "", int(self.replay_window), source, site,
+                                        bytes(body), repr(now))
         except redis.RedisError as exc:
             log.error("redis queue: journal append failed: %s", exc)
             raise QueueError(f"queue not writable: {type(exc).__name__}") from None
@@ -183,7 +262,8 @@ class RedisQueue(Backend):
         for key, payload, first_at, last_at in items:
             args.extend((_digest(key), payload, repr(first_at), repr(last_at)))
         args.extend((len(events), *events, mode, failed, counted))
-        result = self._run("store", *args)
+        # accepting a webhook or admin purge (mode "enqueue") is a promise like a 202 event: replicated first
+        result = self._replicated("store", *args) if mode == "enqueue" else self._run("store", *args)
         if result is None:
             raise SignatureError("signature already used (replay)", replay=True)
         rows, merged, marked = (int(v) for v in result)
@@ -353,23 +433,38 @@ class RedisQueue(Backend):
     # --- reads ------------------------------------------------------------------------------
 
     def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]:
-        """0 if something waits on the node's stream, else seconds to the next backoff, else None.
+        """0 if something waits on the node's stream or a claim's lease ran out, else seconds to the next
+        backoff or lease end, else None.
 
-        Claims held by a relay (in flight, maybe of a dead relay) are not
-        counted: when their lease runs out is known only to XAUTOCLAIM, which
-        the worker's regular poll runs.
+        Claims of a dead relay count once their lease is over (``XPENDING ...
+        IDLE lease``): the worker polls this every second, so they are taken
+        over by ``claim``'s XAUTOCLAIM then. Before, only a node with new work
+        claimed, and 20 claims of two killed relays sat 107-124 s until an
+        unrelated event came (issue 25.6).
         """
         now = self.clock() if now is None else now
+        stream = self._key("q", node)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hlen(self._key("ready", node))
         pipe.zcard(self._key("backoff", node))
         pipe.zrange(self._key("backoff", node), 0, 0, withscores=True)
-        waiting, backing_off, first = pipe.execute()
+        pipe.exists(stream)
+        waiting, backing_off, first, has_stream = pipe.execute()
         if waiting > backing_off:
+            return 0.0
+        if has_stream and self._expired_claims(stream):
             return 0.0
         if first:
             return max(0.0, first[0][1] - now)
         return None
+
+    def _expired_claims(self, stream: str) -> bool:
+        """Whether a claim on ``stream`` has been idle (unconfirmed) for longer than the lease."""
+        try:
+            return bool(self.redis.xpending_range(stream, "workers", min="-", max="+", count=1,
+                                                  idle=max(1, int(self.lease * 1000))))
+        except redis.ResponseError:  # no group yet: nothing was ever claimed
+            return False
 
     def dead_hosts(self, node: str, since: float) -> Set[str]:
         """Hosts of ``node``'s dead letters dead-lettered at or after ``since`` (whom a dead-letter ban must cover)."""

@@ -154,6 +154,9 @@ def _flat(rows: Iterable[Sequence[Any]]) -> List[Any]:
     return [value for row in rows for value in row]
 
 
+MIN_FREE = 512 * 1024  # bytes free below which the queue counts as not writable: a largest event (256 KiB) and its index
+
+
 class Queue(Backend):
     """SQLite implementation of the queue contract (``purgebridge.store.contract.Store``)."""
 
@@ -184,11 +187,18 @@ class Queue(Backend):
         self._identity = self._file_identity()
 
     def _set_up(self, db: sqlite3.Connection) -> None:
-        db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
-        self._migrate(db)
-        db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
-        db.executescript(_JOURNAL_TRIGGERS)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            db.executescript(_SCHEMA)  # each statement is idempotent; executescript commits itself
+            self._migrate(db)
+            db.execute("CREATE INDEX IF NOT EXISTS events_pending ON events(received_at) WHERE expanded_at IS NULL")
+            db.executescript(_JOURNAL_TRIGGERS)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            # A full disk (issue 25.5): a file already at this version needs none of these writes, and
+            # ``purgebridge queue`` must be able to show it exactly when the disk is full.
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                raise
+            log.warning("queue %s: opened, but it takes no writes now (%s)", self.path, exc)
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -227,10 +237,29 @@ class Queue(Backend):
             raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
                                 "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
 
+    def _private(self) -> None:
+        """The queue file and its ``-wal``/``-shm`` readable by the relay's user only (0600).
+
+        They hold every signed body accepted. SQLite creates ``-wal`` and
+        ``-shm`` with the main file's mode, so creating that one 0600 (and
+        tightening files an older relay left 0644) covers all three.
+        """
+        if not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        for path in (self.path, self.path + "-wal", self.path + "-shm"):
+            try:
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
+            except FileNotFoundError:
+                pass
+            except PermissionError as exc:  # another user's file: say so, the relay still runs
+                log.warning("cannot make %s private (0600): %s", path, exc)
+
     def _connect(self) -> sqlite3.Connection:
         """A new connection in autocommit mode (transactions are explicit), WAL, ``synchronous`` as set."""
         self._check_file()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._private()
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -727,7 +756,21 @@ class Queue(Backend):
         return summarise_stats(nodes, counters, journal_pending, journal_age)
 
     def writable(self) -> bool:
-        """True when a real write commits (for /readyz): a full disk or a deleted file makes it False."""
+        """True when a real write commits and a largest event still fits (for /readyz).
+
+        The write alone was not enough: on a full disk it still succeeded
+        about one time in ten, into WAL pages already allocated, so /readyz
+        flapped to 200 (issue 25.5). Less than ``MIN_FREE`` bytes free for
+        the relay's user is "not writable".
+        """
+        try:
+            disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            disk = None
+        if disk is not None and disk.f_bavail * disk.f_frsize < MIN_FREE:
+            log.error("queue %s is not writable: %d bytes free on its filesystem, under %d", self.path,
+                      disk.f_bavail * disk.f_frsize, MIN_FREE)
+            return False
         try:
             # rewrites page 1: a real write to the WAL
             self._write(lambda db: db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -68,6 +68,22 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, one line per record: CR and LF in a message are escaped.
+
+    A message may carry a client's text (a refused path): with a raw newline
+    the client could write a forged line of its own into a text log. The
+    traceback that may follow a message keeps its lines.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")
+        return super().formatMessage(record)
+
+
 def setup_logging(fmt: str = "json", level: int = logging.INFO, secrets: Iterable[str] = (),
                   stream: Optional[TextIO] = None) -> logging.Handler:
     """Configure the root logger for the service; returns the handler (tests remove it).
@@ -79,7 +95,7 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO, secrets: Iterabl
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -99,9 +99,13 @@ class _PurgeCollector:
                                         "From an event's acceptance to the node's confirmation, per (node, item)",
                                         buckets=buckets, sum_value=total)
         found = [purges, latency]
-        if snapshot:
+        if self.metrics.worker is not None:
+            # Always there, 0 before the worker's first report: a worker that never starts must fire
+            # an ``== 0`` alert, which a missing series never does.
             up = GaugeMetricFamily("purgebridge_worker_up", "1 while the purge worker process reports in")
-            up.add_metric([], 1 if snapshot.get("running") else 0)
+            up.add_metric([], 1 if snapshot and snapshot.get("running") else 0)
+            found.append(up)
+        if snapshot:
             inbox = GaugeMetricFamily("purgebridge_node_inbox", "Purges waiting in the worker for a node",
                                       labels=["node"])
             lag = GaugeMetricFamily("purgebridge_node_lag_seconds",
@@ -110,7 +114,7 @@ class _PurgeCollector:
             for state in snapshot.get("nodes", []):
                 inbox.add_metric([state["node"]], state.get("inbox", 0))
                 lag.add_metric([state["node"]], state.get("lag_seconds") or 0.0)
-            found.extend([up, inbox, lag])
+            found.extend([inbox, lag])
         return found
 
 

@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 
-from purgebridge.core import invalidation
+from purgebridge.core import bounds, invalidation
 from purgebridge.core.mapping import map_batch
 from purgebridge.store.contract import payload
 
@@ -130,6 +130,11 @@ def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BA
             mapped = memo.get(memo_key)
             if mapped is None:
                 mapped = map_batch(data["site"], data["changes"], options_for(host))
+                if bounds.size(mapped) > bounds.MAX_EXPANSION:  # issue 25.3: one site purge, not a flood
+                    log.warning("journal event %s (%s) means %d invalidations per node, over %d: "
+                                "purging the site %s instead", event_id, host, bounds.size(mapped),
+                                bounds.MAX_EXPANSION, data["site"])
+                    mapped = bounds.site_purge(data["site"])
                 if memo_key is not None:
                     memo[memo_key] = mapped
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the journal
@@ -142,6 +147,11 @@ def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BA
         counts.append((event_id, _count(mapped)))
     items = {}
     for host, batch in hosts.items():
+        if not batch.purge_all and len(batch.urls) + len(batch.keys) > bounds.MAX_HOST_BATCH:  # per tenant
+            log.warning("journal: %s has %d invalidations in one batch, over %d: purging the whole host instead",
+                        host, len(batch.urls) + len(batch.keys), bounds.MAX_HOST_BATCH)
+            spans = [*batch.urls.values(), *([batch.keys_span] if batch.keys_span else [])]
+            batch.purge_all = (min(span[0] for span in spans), max(span[1] for span in spans))
         try:
             pairs = batch.items(host, proto_header)
         except Exception as exc:  # noqa: BLE001 - same reasoning as above

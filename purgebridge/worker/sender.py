@@ -47,6 +47,12 @@ class NodeLoop:
         self.batch = batch
         self.lease = lease
         self.poll = poll
+        # Full disk: outcome writes of queued batches that failed wait here and are retried by this thread
+        # between its direct batches, so a node that is up keeps getting the events already accepted while
+        # nothing can be written. Only this loop's thread touches them.
+        self._parked: List[Callable[[], Any]] = []
+        self._parked_retry = (0.0, settings.backoff)  # (monotonic time of the next try, backoff)
+        self._claims_failing = False  # logged once per outage
 
     def run(self, client_factory: Optional[Callable[[Any], Any]]) -> None:
         """Direct batch, then queued batch, each the moment the node is free; sleep when there is nothing due."""
@@ -67,13 +73,20 @@ class NodeLoop:
                     wait = max(0.001, sender.down_until - sender.clock.time())
                     self.stopping.wait(min(self.poll, wait, held if held is not None else wait))
                     continue
+                if not self._store_parked():  # full disk: no new claims, direct batches go on
+                    self.queue.wait(generation, self.poll)
+                    continue
                 try:
                     due = self.queue.next_due(self.node.name)
                     claims = self.queue.claim(self.node.name, self.batch, self.lease) if due == 0 else []
-                except Exception:
-                    log.exception("claiming for %s failed", self.node.name)
-                    self.stopping.wait(self.poll)
+                except Exception as exc:  # noqa: BLE001 - a full disk: logged once per outage, not per poll
+                    if not self._claims_failing:
+                        log.error("claiming for %s failed (%s: %s); direct batches go on, claims are retried",
+                                  self.node.name, type(exc).__name__, exc)
+                        self._claims_failing = True
+                    self.queue.wait(generation, self.poll)
                     continue
+                self._claims_failing = False
                 if claims:
                     self.process(claims)
                     worked = True
@@ -186,27 +199,43 @@ class NodeLoop:
             log.debug("node %s: %d purges confirmed in %.1f ms", node.name, len(claims), elapsed * 1000)
 
     def _until_stored(self, store: Callable[[], Any]) -> None:
-        """Store a batch's outcome, retrying the store alone while it fails (a full disk), never the sends.
+        """Store a batch's outcome; when that fails (a full disk), park it for :meth:`_store_parked`, never re-send.
 
-        A failed ack must not leave the rows leased: they would be claimed
-        and sent again when the lease ran out, over and over. Logged once
-        per outage.
+        A failed ack must not leave the rows leased to be claimed and sent
+        again over and over; and retrying the write in place would stop this
+        node's direct batches for as long as the disk is full. So the write
+        waits on the side and the thread goes on sending. Logged once per
+        outage. Parked writes lost to a stop leave their rows leased: sent
+        again after the lease (a PURGE is idempotent).
         """
-        delay, logged = self.settings.backoff, False
-        while True:
+        if not self._parked:
             try:
                 store()
-                if logged:
-                    log.warning("node %s: storing purge outcomes works again", self.node.name)
                 return
-            except Exception as exc:  # noqa: BLE001 - the disk or the queue: retry this write only
-                if not logged:
-                    log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone",
-                              self.node.name, type(exc).__name__, exc)
-                    logged = True
-                if self.stopping.wait(delay):
-                    return  # stopping: the rows stay leased and are sent again at the next start
+            except Exception as exc:  # noqa: BLE001 - the disk or the queue: park this write
+                log.error("node %s: storing purge outcomes failed (%s: %s); retrying the write alone while "
+                          "direct batches go on", self.node.name, type(exc).__name__, exc)
+        self._parked.append(store)
+
+    def _store_parked(self) -> bool:
+        """Retry the parked outcome writes in order (at most once per backoff); True when none is left."""
+        if not self._parked:
+            return True
+        now = time.monotonic()
+        retry_at, delay = self._parked_retry
+        if now < retry_at:
+            return False
+        while self._parked:
+            try:
+                self._parked[0]()
+            except Exception:  # noqa: BLE001 - still failing: try again after the backoff
                 delay = min(delay * 2, max(self.settings.backoff_max, 1.0))
+                self._parked_retry = (now + delay, delay)
+                return False
+            self._parked.pop(0)
+        self._parked_retry = (0.0, self.settings.backoff)
+        log.warning("node %s: storing purge outcomes works again", self.node.name)
+        return True
 
     def _count(self, outcome: str, count: int) -> None:
         if self.metrics:

@@ -23,7 +23,8 @@ STATUS_FILE = "worker.json"
 def write_status(path: str, snapshot: dict) -> None:
     """Replace the status file at ``path`` in one rename."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    # 0600: the snapshot names nodes and their last errors; only the relay's user reads it
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
         json.dump(snapshot, handle, separators=(",", ":"))
     os.replace(tmp, path)
 

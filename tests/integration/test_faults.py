@@ -13,12 +13,12 @@ from pathlib import Path
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 import requests
 
 from fixtures.app import ADMIN_TOKEN, app_overrides, bearer
+from fixtures.faults import fill_disk
 from fixtures.redis_server import start_redis
 from fixtures.wordpress import free_port
 from purgebridge.core import signing
@@ -149,37 +149,6 @@ def test_redis_down_keeps_metrics_and_names_the_queue(tmp_path):
 
 # --- item 8: a full disk -------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs: a filesystem that really fills up (needs root, as CI and the developers' machines have)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
-                          text=True, timeout=30)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root and mount): {done.stderr.strip()}",
-                    pytrace=False)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
-
-
-def _fill(directory):
-    """Fill the filesystem to the last byte; returns the filler's path (delete it to free the space)."""
-    filler = directory / f"filler-{uuid.uuid4().hex}"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError:
-            pass
-        try:
-            while True:
-                handle.write(b"\0")
-        except OSError:
-            pass
-    return filler
-
-
 def test_a_full_disk_shows_in_readiness_and_status_and_nothing_is_resent(tmp_path, small_disk, cluster, site):
     node = cluster.node_list()[0]
     relay = RelayProcess(tmp_path, free_port(), {
@@ -190,7 +159,7 @@ def test_a_full_disk_shows_in_readiness_and_status_and_nothing_is_resent(tmp_pat
         body, headers = _event(host)
         assert requests.post(relay.url("/v1/events/wordpress"), data=body, headers=headers, timeout=5).status_code == 202
         relay.drained()
-        filler = _fill(small_disk)
+        filler = fill_disk(small_disk)
         ready = _readyz(relay)
         assert ready.status_code == 503 and "queue not writable" in ready.json()["problems"], ready.text
         done = _cli("status", "--url", relay.url(""), cwd=tmp_path, env={"PURGEBRIDGE_ADMIN_TOKEN": ADMIN})

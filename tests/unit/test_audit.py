@@ -170,7 +170,7 @@ def test_relay_with_continuous_audit_but_no_origin_refuses_to_start():
     with pytest.raises(ConfigError, match="PURGEBRIDGE_ORIGIN"):
         check_settings(load_settings({"PURGEBRIDGE_AUDIT_SAMPLE": "6"}, environ={}, dotenv_path=""))
     result = run_cli("serve", env={"PURGEBRIDGE_NODES": "127.0.0.1:1", "PURGEBRIDGE_SITES": "a.test",
-                                   "PURGEBRIDGE_SECRET": "s" * 32, "PURGEBRIDGE_AUDIT_SAMPLE": "6"})
+                                   "PURGEBRIDGE_SECRET": "audit-secret-0123456789abcdef", "PURGEBRIDGE_AUDIT_SAMPLE": "6"})
     assert result.returncode == 2 and "PURGEBRIDGE_ORIGIN" in result.stderr
 
 

@@ -57,6 +57,7 @@ CORE_SURFACE = {
     "mapping": {"CHANGE_KINDS", "DEFAULT_KINDS", "MAX_PAGINATION", "RULES", "SurrogateKey", "Rule", "RuleFunction",
                 "MappingOptions", "Invalidations", "Home", "Context", "applies_to", "date_archive_rule", "rule_names",
                 "with_rules", "map_change", "map_batch", "map_content", "site_ban"},
+    "bounds": {"MAX_EXPANSION", "MAX_HOST_BATCH", "size", "site_purge", "bounded"},
     "nodes": {"Node", "parse_node", "valid_host"},
     "signing": {"PREFIX", "WINDOW", "MAX_AGE", "MAX_AHEAD", "sign", "check_headers", "verify"},
     "urls": {"DEFAULT_PORTS", "MAX_TARGET_BYTES", "MAX_URL_LENGTH", "MAX_BAN_LENGTH", "split_url", "host_header",

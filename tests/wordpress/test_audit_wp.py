@@ -218,7 +218,7 @@ def test_continuous_audit_in_the_relay_counts_and_logs_a_stale_page_once(inactiv
     site = inactive_site
     relay = RelayProcess(tmp_path, free_port(), {
         "PURGEBRIDGE_NODES": ",".join(n.name for n in cluster.nodes), "PURGEBRIDGE_SITES": site.host,
-        "PURGEBRIDGE_SECRET": "s" * 32, "PURGEBRIDGE_ORIGIN": site.host, "PURGEBRIDGE_AUDIT_SAMPLE": "600",
+        "PURGEBRIDGE_SECRET": "audit-secret-0123456789abcdef", "PURGEBRIDGE_ORIGIN": site.host, "PURGEBRIDGE_AUDIT_SAMPLE": "600",
         "PURGEBRIDGE_TIMEOUT": "5"}, "audit-admin-token")
     status, fixed = whole_site(site, cluster, "--fix")  # earlier tests left pages stale: only charlie's now
     assert status == 0, fixed["problems"]

@@ -26,30 +26,19 @@ starts from a warm site as production does. docs/wordpress.md's table "what
 WordPress does -> what is purged" lists the same cases.
 """
 
-import base64
-import re
-
 import pytest
 import requests
 
-from fixtures.wordpress import REPO, HarnessError, wordpress_cluster
-from fixtures.wp_relay import WordPressRelay, path_of
+from fixtures.wordpress import REPO, wordpress_cluster
+from fixtures.wp_relay import Editor, WordPressRelay, path_of, php
 from purgebridge.audit import compare as audit
 from purgebridge.config.settings import load_settings
 from purgebridge.testing import cluster as localcluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
-ADMIN_PASSWORD = "admin-password-for-tests"
 NOXKEY_HOSTS = ("127.0.0.21", "127.0.0.22", "127.0.0.23")
 AUDIT_MAX_URLS = 160  # the test site has about 100 URLs; the bound keeps the oracle's run time known
-
-
-def php(site, code):
-    try:
-        return site.php("wp_set_current_user(1);\n" + code)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,56 +55,6 @@ def nodes(wordpress_site, tmp_path_factory):
 def relay(wordpress_site, nodes, tmp_path_factory):
     with WordPressRelay(tmp_path_factory.mktemp("wp-relations-relay"), wordpress_site, nodes) as process:
         yield process
-
-
-class Editor:
-    """The admin as the block editor (REST, application password) and wp-admin (login cookie) talk to WordPress."""
-
-    def __init__(self, site, relay):
-        self.site = site
-        self.relay = relay
-        # WordPress offers application passwords on plain http only on a "local" environment.
-        (site.root / "wp-content" / "mu-plugins" / "purgebridge-test-app-passwords.php").write_text(
-            "<?php add_filter('wp_is_application_passwords_available', '__return_true');\n")
-        password = php(site, """
-            list($password) = WP_Application_Passwords::create_new_application_password(1, array('name' => 'relations'));
-            return $password;
-        """)
-        self.rest_session = requests.Session()
-        self.rest_session.headers["Authorization"] = "Basic " + base64.b64encode(
-            f"admin:{password}".encode()).decode()
-        self.session = None
-
-    def rest(self, method, route, expect=(200, 201), **json_body):
-        """One REST call as the block editor makes it; waits until the relay has purged."""
-        response = self.rest_session.request(method, f"{self.site.url}/wp-json/{route}", json=json_body or None,
-                                             timeout=60)
-        assert response.status_code in expect, f"{method} {route}: {response.status_code} {response.text[:800]}"
-        self.relay.drained()
-        return response.json() if response.content else None
-
-    def admin(self):
-        """A logged-in wp-admin session, as a person's browser has."""
-        if self.session is None:
-            session = requests.Session()
-            session.get(self.site.url + "/wp-login.php", timeout=15)
-            response = session.post(self.site.url + "/wp-login.php", timeout=30, allow_redirects=False, data={
-                "log": "admin", "pwd": ADMIN_PASSWORD, "redirect_to": self.site.url + "/wp-admin/",
-                "testcookie": "1"})
-            assert response.status_code == 302, response.text[-1500:]
-            self.session = session
-        return self.session
-
-    def ajax_delete_term(self, term_id, taxonomy):
-        """The Delete row action of Posts > Categories / Tags: admin-ajax ``delete-tag`` with the row's nonce."""
-        admin = self.admin()
-        page = admin.get(f"{self.site.url}/wp-admin/edit-tags.php?taxonomy={taxonomy}", timeout=60).text
-        found = re.search(r"tag_ID=%d&amp;_wpnonce=([0-9a-f]+)" % term_id, page)
-        assert found, f"edit-tags.php lists term {term_id} with its delete nonce"
-        response = admin.post(self.site.url + "/wp-admin/admin-ajax.php", timeout=60, data={
-            "action": "delete-tag", "tag_ID": term_id, "taxonomy": taxonomy, "_wpnonce": found.group(1)})
-        assert response.status_code == 200 and response.text.strip() == "1", response.text[:300]
-        self.relay.drained()
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,15 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 	private $posts;
 
 	/**
-	 * Term changes: "blog:taxonomy:id" => array( action, taxonomy, id, term|null, blog ).
+	 * Term changes: "blog:taxonomy:id" => array( action, taxonomy, id, term|null, blog, link before|null ).
 	 *
 	 * @var array
 	 */
 	private $terms = array();
 
 	/**
-	 * Terms before an edit: "blog:taxonomy:id" => array( 'url', 'shown' ).
+	 * Terms before an edit: "blog:taxonomy:id" => array( 'url', 'shown', 'descendants' ).
+	 * Read by edited_term, which consumes it.
 	 * Kept across periodic flushes: edit_terms and edited_term bracket one edit.
 	 *
 	 * @var array

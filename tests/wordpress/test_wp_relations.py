@@ -209,6 +209,13 @@ def test_deleting_a_tag_posts_carry(wordpress_site, nodes, relay, editor, blog):
     settle(wordpress_site, nodes, blog)
 
 
+def test_a_tag_removed_from_a_post_by_code(wordpress_site, nodes, relay, editor, blog):
+    """wp_remove_object_terms() (plugins, importers, WP-CLI) writes no post and sets no terms."""
+    php(wordpress_site, "wp_remove_object_terms(%d, 'kept', 'post_tag'); return true;" % blog["tagged1"])
+    relay.drained()
+    settle(wordpress_site, nodes, blog)
+
+
 def test_merging_a_category_into_another(wordpress_site, nodes, relay, editor, blog):
     """No screen merges terms: wp_delete_term() with a forced default moves every post to the target."""
     php(wordpress_site, "wp_delete_term(%d, 'category', array('default' => %d, 'force_default' => true));"

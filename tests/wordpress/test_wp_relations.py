@@ -196,7 +196,9 @@ def settle(site, nodes, blog, precise=True):
 def test_warm_site_is_fresh_everywhere_and_keys_are_on(wordpress_site, nodes, relay, blog):
     site = wordpress_site
     keys = requests.get(site.url + url(site, blog["gallerypost"]), timeout=15).headers.get("xkey", "").split()
-    assert f"post-{blog['gallerypost']}" in keys, keys
+    assert {f"post-{blog['gallerypost']}", f"attachment-{blog['loose']}", f"attachment-{blog['other']}"} <= set(keys)
+    listing = requests.get(site.url + "/", timeout=15).headers.get("xkey", "").split()
+    assert f"attachment-{blog['cover']}" in listing, "the front page shows the featured image"
     assert audit_site(site, nodes, blog) == []  # first pass caches, second judges
     assert audit_site(site, nodes, blog) == []
 

@@ -2,7 +2,7 @@
 
 Real WordPress (Debian's 6.1, block theme twentytwentythree) with the plugin,
 the real relay, three real varnishd with vcl/wordpress.vcl -- the set-up of
-tests/fixtures/wordpress-php/test_wp_e2e.py, whose module-scoped fixtures this module reuses with its
+tests/wordpress/test_wp_e2e.py, whose module-scoped fixtures this module reuses with its
 own WordPress. Editors' tools are used as they use them: the block editor's
 REST calls with an application password, Quick Edit through admin-ajax.php
 with a login cookie and the page's nonce, Bulk Edit and bulk trash through

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RULESET = REPO / "wp-plugin" / "phpcs.xml.dist"
 PLUGIN = REPO / "wp-plugin" / "purgebridge"
 

@@ -47,6 +47,7 @@ MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
 MAX_COLLECTIONS = 2_000  # collections of one webhook content object: bounds the work of one request
 MAX_TEXT = 200  # free text such as a change's reason
 MAX_ID = 2 ** 63 - 1  # WordPress ids are unsigned BIGINT; anything larger is not an id
+MAX_POST_PAGES = 100  # a post's own pages or comment pages the relay purges (mapping.MAX_POST_PAGES)
 
 ACTIONS = {
     "post": ("publish", "update", "unpublish", "trash", "delete"),
@@ -146,6 +147,10 @@ class Post(_Body):
     author: Optional[Author] = None
     terms_old: Annotated[List[Term], Meta(max_length=MAX_ITEMS)] = []
     terms_new: Annotated[List[Term], Meta(max_length=MAX_ITEMS)] = []
+    page_count: Optional[Annotated[int, Meta(ge=1, le=MAX_POST_PAGES, description=(
+        "pages of a post split with <!--nextpage-->, the larger of before and after"))]] = None
+    comment_pages: Optional[Annotated[int, Meta(ge=0, le=MAX_POST_PAGES, description=(
+        "comment pages where the site paginates comments, the larger of before and after"))]] = None
     _urls: ClassVar[Tuple[str, ...]] = ("url_old", "url_new", "type_archive_url")
 
 

@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Seq
 from urllib.parse import urlsplit
 
 from purgebridge.core.errors import InvalidEvent, InvalidURL
+from purgebridge.core.events import MAX_POST_PAGES  # pages of one post or of its comments that one change purges
 from purgebridge.core.invalidation import KEY_RULE, is_surrogate_key
 from purgebridge.core.urls import MAX_BAN_LENGTH, split_url
 
@@ -311,6 +312,18 @@ class Context:
             return [self._add_query(url, f"paged={n}") for n in range(2, count + 2)]
         return [self._tail(url.rstrip("/") + f"/page/{n}") for n in range(2, count + 2)]
 
+    def post_page(self, url: str, n: int) -> str:
+        """Page ``n`` of a post split with ``<!--nextpage-->``: ``<permalink>n/`` or ``?p=42&page=n``."""
+        if self.plain or "?" in url:
+            return self._add_query(url, f"page={n}")
+        return self._tail(url.rstrip("/") + f"/{n}")
+
+    def comment_page(self, url: str, n: int) -> str:
+        """Comment page ``n`` of a post: ``<permalink>comment-page-n/`` or ``?p=42&cpage=n``."""
+        if self.plain or "?" in url:
+            return self._add_query(url, f"cpage={n}")
+        return self._tail(url.rstrip("/") + f"/comment-page-{n}")
+
     def feed(self, url: str, name: str = "rss2") -> str:
         """Feed of an archive or of a post (its comments feed): ``url + feed/``."""
         if self.plain:
@@ -365,6 +378,33 @@ class Context:
 def post_permalink(ctx: Context) -> List[str]:
     url = ctx.post.get("url_new")
     return [url] if ctx.is_public and url else []
+
+
+@applies_to("post", "comment")
+def post_pages(ctx: Context) -> List[str]:
+    """A post's own further pages, wherever the post is purged: ``<!--nextpage-->`` pages 2..N of
+    ``page_count`` and, where the site paginates comments, comment pages 1..``comment_pages``
+    (every one prints the comment count and the post's terms and byline), at the permalink
+    before and after. A comment change adds one page: the plugin counts after the change, and a
+    page that the removed comment emptied is stale too."""
+    page_count = _count(ctx.post.get("page_count"))
+    comment_pages = _count(ctx.post.get("comment_pages"))
+    if comment_pages and ctx.kind == "comment":
+        comment_pages = min(comment_pages + 1, MAX_POST_PAGES)
+    urls = [u for u, public in ((ctx.post.get("url_new"), ctx.is_public), (ctx.post.get("url_old"), ctx.was_public))
+            if u and public]
+    found = []
+    for url in dict.fromkeys(urls):
+        found += [ctx.post_page(url, n) for n in range(2, page_count + 1)]
+        found += [ctx.comment_page(url, n) for n in range(1, comment_pages + 1)]
+    return found
+
+
+def _count(value: object) -> int:
+    """A page count from the change: a whole number, capped at MAX_POST_PAGES (anything else: 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return min(value, MAX_POST_PAGES)
 
 
 @applies_to("post")
@@ -508,6 +548,9 @@ def surrogate_keys(ctx: Context) -> List[str]:
     if ctx.kind == "term":
         return [SurrogateKey(f"term-{ctx.term['id']}")] if ctx.term.get("id") is not None else []
     found: List[str] = [SurrogateKey(f"post-{ctx.post['id']}")] if ctx.post.get("id") is not None else []
+    if ctx.post_type == "attachment" and ctx.post.get("id") is not None:
+        # Every page that shows the attachment (image block, gallery, featured image) carries it.
+        found.append(SurrogateKey(f"attachment-{ctx.post['id']}"))
     if ctx.kind == "post":
         found += [SurrogateKey(f"term-{t['id']}") for t in ctx.post_terms() if t.get("id") is not None]
         author_id = (ctx.post.get("author") or {}).get("id")
@@ -530,6 +573,7 @@ def extra_paths(ctx: Context) -> List[str]:
 
 RULES = (
     Rule("post_permalink", "the post's permalink (post, comment)", post_permalink),
+    Rule("post_pages", "the post's pages 2..page_count (<!--nextpage-->) and comment pages 1..comment_pages, before and after", post_pages),
     Rule("old_permalink", "the permalink it had before and its comments feed, when it changed or the post left publish", old_permalink),
     Rule("front_page", "home page and its pages /page/2/ .. /page/N+1/", front_page),
     Rule("site_feeds", "main feeds /feed/, /feed/atom/, /feed/rdf/ (post, comment)", site_feeds),
@@ -544,7 +588,7 @@ RULES = (
     Rule("rest_comments", "/wp-json/wp/v2/comments?post=<id> (comment)", rest_comments),
     Rule("rest_terms", "/wp-json/wp/v2/<term rest_base>/<id> (and the collection for a term change)", rest_terms),
     Rule("sitemaps", "/wp-sitemap.xml, posts-<type>-1, taxonomies-<taxonomy>-1, users-1", sitemaps),
-    Rule("surrogate_keys", "keys post-<id>, term-<id>, author-<id>, front", surrogate_keys),
+    Rule("surrogate_keys", "keys post-<id>, attachment-<id> (attachments), term-<id>, author-<id>, front", surrogate_keys),
     Rule("given_targets", "urls: the given URLs, each given archive with pages and feed, the given keys", given_targets),
     Rule("extra_paths", "MappingOptions.extra_paths, on every post, comment and term change", extra_paths),
 )

@@ -13,7 +13,7 @@ import pytest
 
 from fixtures.faults import FaultServer
 from fixtures.relay import free_port
-from purgebridge.delivery.fanout import purge_for_url
+from purgebridge.core.invalidation import purge_for_url
 from purgebridge.store.redis import RedisQueue
 from purgebridge.testing import RelayProcess
 

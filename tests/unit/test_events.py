@@ -55,6 +55,10 @@ def test_unknown_fields_are_ignored():
      "changes[0].post.terms_new[0].taxonomy", "required"),
     (lambda b: b["changes"][0]["post"]["terms_new"].append("news"), "changes[0].post.terms_new[1]", "expected object"),
     (lambda b: b["changes"][0]["post"].update(terms_old={}), "changes[0].post.terms_old", "expected array"),
+    (lambda b: b["changes"][0]["post"].update(page_count=0), "changes[0].post.page_count", ">= 1"),
+    (lambda b: b["changes"][0]["post"].update(page_count=101), "changes[0].post.page_count", "<= 100"),
+    (lambda b: b["changes"][0]["post"].update(comment_pages="3"), "changes[0].post.comment_pages",
+     "expected integer"),
 ])
 def test_schema_errors_name_the_field(mutate, field, message):
     body = copy.deepcopy(VECTOR_BODY)
@@ -62,6 +66,12 @@ def test_schema_errors_name_the_field(mutate, field, message):
     got_field, got_message = field_of(validate_wordpress_event, body)
     assert got_field == field
     assert message in got_message
+
+
+def test_a_posts_own_page_counts_are_accepted():
+    body = copy.deepcopy(VECTOR_BODY)
+    body["changes"][0]["post"].update(page_count=3, comment_pages=0)
+    validate_wordpress_event(body)
 
 
 def test_comment_and_term_and_site_changes():

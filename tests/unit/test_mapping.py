@@ -320,6 +320,7 @@ def test_unknown_kind_is_refused():
 RICH_POST = post_change(url_old=f"{H}/hello/", url_new=f"{H}/hello-world/", terms_old=[NEWS],
                         terms_new=[SPORT, TAG_X], type_archive_url=f"{H}/posts-page/")
 CHANGE_FOR_RULE = {name: RICH_POST for name in rule_names()}
+CHANGE_FOR_RULE["post_pages"] = {**RICH_POST, "post": {**RICH_POST["post"], "page_count": 3, "comment_pages": 2}}
 CHANGE_FOR_RULE["rest_comments"] = comment_change()
 CHANGE_FOR_RULE["listing_feeds"] = comment_change()
 CHANGE_FOR_RULE["given_targets"] = {"kind": "urls", "action": "purge", "urls": [f"{H}/landing/"],
@@ -620,3 +621,48 @@ def test_batch_union_keeps_site_bans_and_urls():
 def test_site_purge_with_too_many_neighbours_for_one_header_bans_the_host():
     keep = [f"/site-number-{n}/" for n in range(400)]
     assert map_change("http://net.example.test/", dict(SITE_PURGE, keep_paths=keep)).purge_all is True
+
+
+# ---------------------------------------------------------------------------
+# A post's own pages, attachments' keys (docs/url-mapping.md, "Relations")
+
+
+def paged(change, **fields):
+    return {**change, "post": {**change["post"], **fields}}
+
+
+def test_split_post_pages_and_comment_pages_at_the_old_and_new_permalink():
+    change = paged(post_change(url_old=f"{H}/hello/", url_new=f"{H}/hello-world/"), page_count=3, comment_pages=2)
+    urls = set(map_change(HOME, change).urls)
+    for base in (f"{H}/hello/", f"{H}/hello-world/"):
+        assert {base + "2/", base + "3/", base + "comment-page-1/", base + "comment-page-2/"} <= urls
+    assert f"{H}/hello-world/4/" not in urls and f"{H}/hello-world/comment-page-3/" not in urls
+
+
+def test_a_comment_change_purges_one_comment_page_more_and_the_posts_pages():
+    change = paged(comment_change(), page_count=2, comment_pages=2)
+    urls = set(map_change(HOME, change).urls)
+    assert {f"{H}/hello-world/2/", f"{H}/hello-world/comment-page-3/"} <= urls
+
+
+def test_split_post_pages_with_plain_permalinks_and_without_trailing_slash():
+    plain = paged(post_change(url_old=f"{H}/?p=42", url_new=f"{H}/?p=42"), page_count=2, comment_pages=1)
+    assert {f"{H}/?p=42&page=2", f"{H}/?p=42&cpage=1"} <= set(map_change(HOME, plain).urls)
+    bare = paged(post_change(url_old=f"{H}/archives/42", url_new=f"{H}/archives/42"), page_count=2)
+    assert f"{H}/archives/42/2" in map_change(HOME, bare).urls
+
+
+def test_page_counts_that_are_no_counts_are_ignored_and_big_ones_capped():
+    for bad in (None, True, -1, "3", 2.5):
+        change = paged(post_change(url_old=f"{H}/a/", url_new=f"{H}/a/"), page_count=bad, comment_pages=bad)
+        urls = map_change(HOME, change).urls
+        assert f"{H}/a/2/" not in urls and f"{H}/a/comment-page-1/" not in urls
+    huge = paged(post_change(url_old=f"{H}/a/", url_new=f"{H}/a/"), page_count=10**6)
+    assert f"{H}/a/100/" in map_change(HOME, huge).urls and f"{H}/a/101/" not in map_change(HOME, huge).urls
+
+
+def test_an_attachment_change_purges_the_key_its_showing_pages_carry():
+    change = post_change(post_id=77, type_="attachment", rest_base="media", status_old="inherit",
+                         status_new="inherit", url_old=f"{H}/loose/", url_new=f"{H}/loose/")
+    assert {"attachment-77", "post-77"} <= set(map_change(HOME, change).keys)
+    assert "attachment-42" not in map_change(HOME, post_change(url_new=f"{H}/a/")).keys

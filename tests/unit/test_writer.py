@@ -7,7 +7,6 @@ rolls back and reaches its caller; a write not started in time is withdrawn
 is per caller; close finishes what was submitted and refuses the rest.
 """
 
-import sqlite3
 import threading
 import time
 

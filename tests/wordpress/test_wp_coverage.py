@@ -15,67 +15,15 @@ is no longer served from cache on any node while an untouched page still is
 purged" lists the same cases.
 """
 
-import base64
 import re
 import xmlrpc.client
 
 import pytest
 import requests
 
-from fixtures.wordpress import HarnessError
-from fixtures.wp_relay import check, path_of, php, warm
+from fixtures.wp_relay import ADMIN_PASSWORD, Editor, check, path_of, php, warm
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
-
-ADMIN_PASSWORD = "admin-password-for-tests"
-
-
-def php(site, code):
-    try:
-        return site.php("wp_set_current_user(1);\n" + code)
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-class Editor:
-    """The admin user as the block editor and wp-admin talk to WordPress."""
-
-    def __init__(self, site, relay):
-        self.site = site
-        self.relay = relay
-        # WordPress offers application passwords on plain http only on a
-        # "local" environment; a test-only must-use plugin says so.
-        (site.root / "wp-content" / "mu-plugins" / "purgebridge-test-app-passwords.php").write_text(
-            "<?php add_filter('wp_is_application_passwords_available', '__return_true');\n")
-        password = php(site, """
-            list($password) = WP_Application_Passwords::create_new_application_password(1, array('name' => 'e2e'));
-            return $password;
-        """)
-        token = base64.b64encode(f"admin:{password}".encode()).decode()
-        self.rest_session = requests.Session()
-        self.rest_session.headers["Authorization"] = f"Basic {token}"
-        self.app_password = password
-        self.cookies = None
-
-    def rest(self, method, route, expect=(200, 201), **json_body):
-        """One REST call as the block editor makes it; waits until the relay has purged."""
-        response = self.rest_session.request(method, f"{self.site.url}/wp-json/{route}", json=json_body or None,
-                                             timeout=60)
-        assert response.status_code in expect, f"{method} {route}: {response.status_code} {response.text[:800]}"
-        self.relay.drained()
-        return response.json() if response.content else None
-
-    def admin(self):
-        """A logged-in wp-admin session (cookie), as a person's browser has."""
-        if self.cookies is None:
-            session = requests.Session()
-            session.get(self.site.url + "/wp-login.php", timeout=15)
-            response = session.post(self.site.url + "/wp-login.php", timeout=30, allow_redirects=False, data={
-                "log": "admin", "pwd": ADMIN_PASSWORD, "redirect_to": self.site.url + "/wp-admin/",
-                "testcookie": "1"})
-            assert response.status_code == 302, response.text[-1500:]
-            self.cookies = session
-        return self.cookies
 
 
 @pytest.fixture(scope="module")

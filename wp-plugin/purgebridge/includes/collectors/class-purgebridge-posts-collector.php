@@ -48,7 +48,8 @@ final class Purgebridge_Posts_Collector extends Purgebridge_Collector {
 		add_action( 'post_updated', array( $this, 'touch' ), 10, 1 );
 		add_action( 'deleted_post', array( $this, 'touch' ), 10, 1 );
 		add_action( 'set_object_terms', array( $this, 'terms_set' ), 10, 6 );
-		add_action( 'add_attachment', array( $this, 'touch' ), 10, 1 );
+		add_action( 'delete_term_relationships', array( $this, 'terms_removed' ), 10, 3 );
+		add_action( 'add_attachment', array( $this, 'added' ), 10, 1 );
 		add_action( 'edit_attachment', array( $this, 'touch' ), 10, 1 );
 		add_action( 'post_stuck', array( $this, 'touch' ), 10, 1 );
 		add_action( 'post_unstuck', array( $this, 'touch' ), 10, 1 );
@@ -92,6 +93,7 @@ final class Purgebridge_Posts_Collector extends Purgebridge_Collector {
 			return;
 		}
 		$this->record( $post, Purgebridge_Snapshot::post( $post ) );
+		$this->touch_users_of( $post );
 	}
 
 	/**
@@ -120,7 +122,66 @@ final class Purgebridge_Posts_Collector extends Purgebridge_Collector {
 		$post = get_post( (int) $post_id );
 		if ( $post && self::trackable( $post ) && ! $this->tracked( $post->ID ) ) {
 			$this->record( $post, Purgebridge_Snapshot::post( $post ) );
+			$this->touch_users_of( $post );
 		}
+	}
+
+	/**
+	 * A new attachment: no post can show it by ID yet, so nothing is looked up.
+	 *
+	 * @param int $post_id Attachment id.
+	 */
+	public function added( $post_id ) {
+		$post = get_post( (int) $post_id );
+		if ( $post && self::trackable( $post ) && ! $this->tracked( $post->ID ) ) {
+			$this->record( $post, Purgebridge_Snapshot::post( $post ) );
+		}
+	}
+
+	/**
+	 * An attachment is shown by the posts that name it by ID (image and media
+	 * blocks, galleries, featured image), attached to them or not: those
+	 * posts are marked changed, found while the references still exist (a
+	 * deletion removes _thumbnail_id right after delete_attachment). Above
+	 * the site purge threshold the whole site is purged. Pages showing it
+	 * also carry the key attachment-<id> (Purgebridge_Frontend).
+	 *
+	 * @param WP_Post $post A recorded post.
+	 */
+	private function touch_users_of( $post ) {
+		if ( 'attachment' !== $post->post_type ) {
+			return;
+		}
+		$users = Purgebridge_Attachment_References::posts_using( $post->ID, Purgebridge_Change_Buffer::threshold() );
+		if ( null === $users ) {
+			$this->buffer->site( 'attachment_widely_used' );
+			return;
+		}
+		foreach ( $users as $user ) {
+			$this->touch( $user );
+		}
+	}
+
+	/**
+	 * Terms removed from a post outside wp_set_object_terms()
+	 * (wp_remove_object_terms(), a term deleted by wp_delete_term()): the
+	 * post's terms of that taxonomy before the removal are its old terms.
+	 *
+	 * @param int    $object_id Post id.
+	 * @param array  $tt_ids    Term taxonomy ids being removed.
+	 * @param string $taxonomy  Taxonomy.
+	 */
+	public function terms_removed( $object_id, $tt_ids, $taxonomy ) {
+		$key = Purgebridge_Change_Buffer::key( (int) $object_id );
+		if ( isset( $this->old_terms[ $key ][ $taxonomy ] ) || ! Purgebridge_Snapshot::tracked_taxonomy( $taxonomy ) || ! $this->buffer->accepting( $this->known( $key ) ) ) {
+			return;
+		}
+		$ids = wp_get_object_terms( (int) $object_id, $taxonomy, array( 'fields' => 'ids', 'update_term_meta_cache' => false ) );
+		if ( is_wp_error( $ids ) ) {
+			return;
+		}
+		$this->old_terms[ $key ][ $taxonomy ] = array_map( 'intval', $ids );
+		$this->buffer->arm();
 	}
 
 	/**
@@ -182,7 +243,7 @@ final class Purgebridge_Posts_Collector extends Purgebridge_Collector {
 				);
 			}
 		}
-		$this->add_parents_of_attachments();
+		$this->add_related();
 		$changes = array();
 		foreach ( $this->posts as $key => $entry ) {
 			$built = Purgebridge_Change_Buffer::in_blog(
@@ -300,17 +361,34 @@ final class Purgebridge_Posts_Collector extends Purgebridge_Collector {
 	}
 
 	/**
-	 * An attachment's caption, title or file shows on the post it is attached
-	 * to: that post is marked changed too.
+	 * The other end of a post's parent relation is marked changed too: the
+	 * post an attachment is attached to (it shows its caption, title, file),
+	 * and, for hierarchical types, the former and the new parent when a post
+	 * moved, appeared or went away (a parent's markup says it has children:
+	 * body class page-parent, child page lists).
 	 */
-	private function add_parents_of_attachments() {
+	private function add_related() {
 		foreach ( $this->posts as $entry ) {
 			Purgebridge_Change_Buffer::in_blog(
 				$entry['blog'],
 				function () use ( $entry ) {
 					$post = get_post( $entry['id'] );
+					$old  = $entry['old'];
 					if ( $post && 'attachment' === $post->post_type && $post->post_parent ) {
 						$this->touch( (int) $post->post_parent );
+					}
+					$type = $post ? $post->post_type : ( $old ? $old['type'] : '' );
+					if ( ! $type || 'attachment' === $type || ! is_post_type_hierarchical( $type ) ) {
+						return;
+					}
+					$was_shown  = $old && ! empty( $old['visible'] );
+					$is_shown   = $post && Purgebridge_Snapshot::is_visible( $post );
+					$old_parent = $was_shown && isset( $old['parent'] ) ? (int) $old['parent'] : 0;
+					$new_parent = $is_shown ? (int) $post->post_parent : 0;
+					if ( $old_parent !== $new_parent ) {
+						foreach ( array_filter( array( $old_parent, $new_parent ) ) as $parent ) {
+							$this->touch( $parent );
+						}
 					}
 				}
 			);

@@ -22,14 +22,15 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 	private $posts;
 
 	/**
-	 * Term changes: "blog:taxonomy:id" => array( action, taxonomy, id, term|null, blog ).
+	 * Term changes: "blog:taxonomy:id" => array( action, taxonomy, id, term|null, blog, link before|null ).
 	 *
 	 * @var array
 	 */
 	private $terms = array();
 
 	/**
-	 * Terms before an edit: "blog:taxonomy:id" => array( 'url', 'shown' ).
+	 * Terms before an edit: "blog:taxonomy:id" => array( 'url', 'shown', 'descendants' ).
+	 * Read by edited_term, which consumes it.
 	 * Kept across periodic flushes: edit_terms and edited_term bracket one edit.
 	 *
 	 * @var array
@@ -99,14 +100,79 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 		$raw  = get_term( (int) $term_id, $taxonomy );
 		if ( $term && $raw && ! is_wp_error( $raw ) ) {
 			$this->before[ $key ] = array(
-				'url'   => $term['url'],
-				'shown' => array( $raw->name, $raw->slug, (int) $raw->parent ),
+				'url'         => $term['url'],
+				'shown'       => array( $raw->name, $raw->slug, (int) $raw->parent ),
+				'descendants' => self::descendant_links( (int) $term_id, $taxonomy ),
 			);
 		}
 	}
 
 	/**
-	 * Captures a term before it is deleted: afterwards it has no link.
+	 * Archive links of a term's descendants (their links hold its slug):
+	 * child id => link. Empty for flat taxonomies.
+	 *
+	 * @param int    $term_id  Term id.
+	 * @param string $taxonomy Taxonomy.
+	 * @return array
+	 */
+	private static function descendant_links( $term_id, $taxonomy ) {
+		if ( ! is_taxonomy_hierarchical( $taxonomy ) ) {
+			return array();
+		}
+		$links    = array();
+		$children = get_term_children( $term_id, $taxonomy );
+		foreach ( is_wp_error( $children ) ? array() : $children as $child ) {
+			$term = Purgebridge_Snapshot::term( (int) $child, $taxonomy );
+			if ( $term ) {
+				$links[ (int) $child ] = $term['url'];
+			}
+		}
+		return $links;
+	}
+
+	/**
+	 * Descendants whose archive link moved (a parent's slug changed, or the
+	 * parent was deleted and they moved up): each is sent as edited with its
+	 * old link, and the posts carrying it, which print that link, as changed.
+	 *
+	 * @param array  $links    Child id => link before.
+	 * @param string $taxonomy Taxonomy.
+	 */
+	private function descendants_moved( array $links, $taxonomy ) {
+		foreach ( $links as $child => $url ) {
+			$this->record( 'edit', $child, $taxonomy, $url );
+			$this->touch_posts_of( $child, $taxonomy, 'term_moved' );
+		}
+	}
+
+	/**
+	 * Marks every post carrying a term as changed, read now; above the site
+	 * purge threshold the whole site is purged instead.
+	 *
+	 * @param int    $term_id  Term id.
+	 * @param string $taxonomy Taxonomy.
+	 * @param string $reason   Reason of the site purge.
+	 */
+	private function touch_posts_of( $term_id, $taxonomy, $reason ) {
+		$objects = get_objects_in_term( (int) $term_id, $taxonomy );
+		if ( is_wp_error( $objects ) ) {
+			return;
+		}
+		if ( count( $objects ) > Purgebridge_Change_Buffer::threshold() ) {
+			$this->buffer->site( $reason );
+			return;
+		}
+		foreach ( $objects as $object_id ) {
+			$this->posts->touch( (int) $object_id );
+		}
+	}
+
+	/**
+	 * Captures a term before it is deleted, while WordPress still has its
+	 * link and its relationships: the term, every post carrying it (each
+	 * prints the term; the posts are sent with it among their old terms,
+	 * and with the term a merge moved them to among their new ones), and its
+	 * descendants, which move up to its parent (new links).
 	 *
 	 * @param int    $term_id  Term id.
 	 * @param string $taxonomy Taxonomy.
@@ -119,6 +185,8 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 		if ( $term ) {
 			$this->terms[ Purgebridge_Change_Buffer::key( $taxonomy . ':' . (int) $term_id ) ] = array( 'delete', $taxonomy, (int) $term_id, $term, Purgebridge_Change_Buffer::blog() );
 			$this->buffer->arm();
+			$this->touch_posts_of( (int) $term_id, $taxonomy, 'term_deleted' );
+			$this->descendants_moved( self::descendant_links( (int) $term_id, $taxonomy ), $taxonomy );
 		}
 	}
 
@@ -148,24 +216,19 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 		if ( isset( $this->terms[ $key ] ) && 'create' === $this->terms[ $key ][0] ) {
 			return;
 		}
-		$this->record( 'edit', $term_id, $taxonomy );
+		$this->record( 'edit', $term_id, $taxonomy, isset( $this->before[ $key ] ) ? $this->before[ $key ]['url'] : null );
 		$raw = get_term( (int) $term_id, $taxonomy );
 		if ( ! isset( $this->before[ $key ] ) || ! $raw || is_wp_error( $raw ) ) {
 			return;
 		}
-		if ( $this->before[ $key ]['shown'] === array( $raw->name, $raw->slug, (int) $raw->parent ) ) {
+		$before = $this->before[ $key ];
+		unset( $this->before[ $key ] ); // The next edit of this term in a long process reads its own state.
+		if ( $before['shown'] === array( $raw->name, $raw->slug, (int) $raw->parent ) ) {
 			return;
 		}
-		$objects = get_objects_in_term( (int) $term_id, $taxonomy );
-		if ( is_wp_error( $objects ) ) {
-			return;
-		}
-		if ( count( $objects ) > Purgebridge_Change_Buffer::threshold() ) {
-			$this->buffer->site( 'term_renamed' );
-			return;
-		}
-		foreach ( $objects as $object_id ) {
-			$this->posts->touch( (int) $object_id );
+		$this->touch_posts_of( (int) $term_id, $taxonomy, 'term_renamed' );
+		if ( array( $before['shown'][1], $before['shown'][2] ) !== array( $raw->slug, (int) $raw->parent ) && ! empty( $before['descendants'] ) ) {
+			$this->descendants_moved( $before['descendants'], $taxonomy );
 		}
 	}
 
@@ -203,7 +266,7 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 			if ( ! $term ) {
 				continue;
 			}
-			$old            = isset( $this->before[ $key ] ) ? $this->before[ $key ]['url'] : null;
+			$old            = isset( $entry[5] ) ? $entry[5] : null;
 			$change         = Purgebridge_Event_Builder::term_change( $action, $term, 'edit' === $action ? $old : null );
 			$change['blog'] = $blog;
 			$changes[]      = $change;
@@ -214,15 +277,16 @@ final class Purgebridge_Terms_Collector extends Purgebridge_Collector {
 	/**
 	 * Records a term change; the term is read at flush time.
 	 *
-	 * @param string $action   create or edit.
-	 * @param int    $term_id  Term id.
-	 * @param string $taxonomy Taxonomy.
+	 * @param string      $action   create or edit.
+	 * @param int         $term_id  Term id.
+	 * @param string      $taxonomy Taxonomy.
+	 * @param string|null $url_old  Archive link before the edit (the term collector read it).
 	 */
-	private function record( $action, $term_id, $taxonomy ) {
+	private function record( $action, $term_id, $taxonomy, $url_old = null ) {
 		if ( ! Purgebridge_Snapshot::tracked_taxonomy( $taxonomy ) || ! $this->buffer->accepting() ) {
 			return;
 		}
-		$this->terms[ Purgebridge_Change_Buffer::key( $taxonomy . ':' . (int) $term_id ) ] = array( $action, $taxonomy, (int) $term_id, null, Purgebridge_Change_Buffer::blog() );
+		$this->terms[ Purgebridge_Change_Buffer::key( $taxonomy . ':' . (int) $term_id ) ] = array( $action, $taxonomy, (int) $term_id, null, Purgebridge_Change_Buffer::blog(), $url_old );
 		$this->buffer->arm();
 	}
 }

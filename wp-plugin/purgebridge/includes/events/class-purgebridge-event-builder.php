@@ -59,7 +59,7 @@ final class Purgebridge_Event_Builder {
 		$new_visible = $new && ! empty( $new['visible'] );
 		$base        = $new ? $new : $old;
 		$author      = $new_visible || ! $old ? $base['author'] : $old['author'];
-		return array(
+		$post        = array(
 			'id'               => (int) $base['id'],
 			'type'             => (string) $base['type'],
 			'rest_base'        => $base['rest_base'],
@@ -77,6 +77,29 @@ final class Purgebridge_Event_Builder {
 			'terms_new'        => $new_visible ? array_values( $new['terms'] ) : array(),
 			'type_archive_url' => $base['type_archive_url'],
 		);
+		// A post's own further pages, the larger count of before and after
+		// (a page that went away is stale too); absent when there are none.
+		$pages         = max( self::count_of( $old, $old_visible, 'page_count' ), self::count_of( $new, $new_visible, 'page_count' ) );
+		$comment_pages = max( self::count_of( $old, $old_visible, 'comment_pages' ), self::count_of( $new, $new_visible, 'comment_pages' ) );
+		if ( $pages > 1 ) {
+			$post['page_count'] = $pages;
+		}
+		if ( $comment_pages > 0 ) {
+			$post['comment_pages'] = $comment_pages;
+		}
+		return $post;
+	}
+
+	/**
+	 * A page count of a snapshot while it was visible, else 0.
+	 *
+	 * @param array|null $snapshot Snapshot.
+	 * @param bool       $visible  Whether it was visible.
+	 * @param string     $field    page_count or comment_pages.
+	 * @return int
+	 */
+	private static function count_of( $snapshot, $visible, $field ) {
+		return $visible && isset( $snapshot[ $field ] ) ? (int) $snapshot[ $field ] : 0;
 	}
 
 	/**

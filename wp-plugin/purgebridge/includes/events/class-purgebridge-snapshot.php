@@ -17,6 +17,9 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Purgebridge_Snapshot {
 
+	/** Most pages of a post, or of its comments, an event names (the relay's limit). */
+	const MAX_PAGES = 100;
+
 	/**
 	 * Whether changes to posts of this type can make public pages stale.
 	 *
@@ -86,7 +89,42 @@ final class Purgebridge_Snapshot {
 			),
 			'terms'            => $visible ? self::post_terms( $post ) : array(),
 			'type_archive_url' => self::type_archive_url( $type, $post->post_type ),
+			'parent'           => isset( $post->post_parent ) ? (int) $post->post_parent : 0,
+			'page_count'       => $visible ? self::page_count( $post ) : 1,
+			'comment_pages'    => $visible ? self::comment_pages( $post ) : 0,
 		);
+	}
+
+	/**
+	 * Pages of a post split with <!--nextpage--> (the Page Break block
+	 * holds the same marker): its URL, then <permalink>2/ and on.
+	 *
+	 * @param WP_Post|object $post The post.
+	 * @return int 1 .. MAX_PAGES.
+	 */
+	public static function page_count( $post ) {
+		$content = isset( $post->post_content ) ? (string) $post->post_content : '';
+		return min( self::MAX_PAGES, 1 + substr_count( $content, '<!--nextpage-->' ) );
+	}
+
+	/**
+	 * Comment pages of a post where the site paginates comments; 0 where it
+	 * does not. Counted from the approved comments WordPress keeps on the
+	 * post (no query); with threaded comments only top-level ones start a
+	 * page, so this may count too many, never too few.
+	 *
+	 * @param WP_Post|object $post The post.
+	 * @return int 0 .. MAX_PAGES.
+	 */
+	public static function comment_pages( $post ) {
+		if ( empty( $post->comment_count ) || ! get_option( 'page_comments' ) ) {
+			return 0;
+		}
+		$per_page = (int) get_option( 'comments_per_page' );
+		if ( $per_page < 1 ) {
+			return 0;
+		}
+		return min( self::MAX_PAGES, (int) ceil( (int) $post->comment_count / $per_page ) );
 	}
 
 	/**

@@ -1,7 +1,7 @@
 <?php
 /**
  * Front-end additions: surrogate keys (xkey header) and the tag cloud as an
- * ESI fragment. Key names match the relay's mapping: post-ID, term-ID,
+ * ESI fragment. Key names match the relay's mapping: post-ID, attachment-ID, term-ID,
  * author-ID, front.
  *
  * @package Purgebridge
@@ -98,7 +98,10 @@ final class Purgebridge_Frontend {
 	/**
 	 * Keys of what a page shows besides its main object: term-ID of every
 	 * term of the posts it shows (the post-terms block and post_class print
-	 * their names and links, so a renamed term purges these pages), and
+	 * their names and links, so a renamed term purges these pages),
+	 * attachment-ID of every attachment those posts show by ID (image and
+	 * media blocks, galleries, featured images: an edited caption or alt
+	 * text purges these pages, however many and however deep), and
 	 * tag-cloud when the page renders a tag cloud (a classic or block widget
 	 * known before the page renders, or a core/tag-cloud block that ran
 	 * already: block themes render the whole template before output starts).
@@ -119,7 +122,11 @@ final class Purgebridge_Frontend {
 			}
 		}
 		foreach ( $ids as $id ) {
-			$type = get_post_type( $id );
+			$post = get_post( $id );
+			foreach ( $post ? Purgebridge_Attachment_References::shown_by( $post ) : array() as $attachment ) {
+				$keys[] = 'attachment-' . (int) $attachment;
+			}
+			$type = $post ? $post->post_type : false;
 			foreach ( $type ? get_object_taxonomies( $type ) : array() as $taxonomy ) {
 				if ( ! Purgebridge_Snapshot::tracked_taxonomy( $taxonomy ) ) {
 					continue;

@@ -59,6 +59,7 @@ from typing import Any, Callable, Optional
 from purgebridge.delivery import fanout
 
 from purgebridge.worker import expansion as journal
+from purgebridge.worker import transition
 from purgebridge.delivery.fanout import Invalidation, Outcome, Result
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,14 @@ class NodeState:
     last_error_at: Optional[float] = None
     sent: int = 0
     keys: Optional[bool] = None          # key purges: True works, False not in its VCL, None not tried yet
+    down_since: Optional[float] = None   # unix time the node stopped answering (None while up or unknown)
+    refusing: bool = False               # the last batch it answered was refused whole (403/405, other 4xx)
 
     def to_dict(self) -> dict:
         return {"node": self.node.name, "up": self.up, "last_contact": self.last_contact,
                 "latency_ms": None if self.latency is None else round(self.latency * 1000, 2),
                 "last_error": self.last_error, "last_error_at": self.last_error_at, "sent": self.sent,
-                "keys": self.keys}
+                "keys": self.keys, "down_since": self.down_since, "refusing": self.refusing}
 
 
 class NodeSender:
@@ -220,7 +223,9 @@ class NodeSender:
             # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
             healthy = any(r.status is not None and (r.outcome.ok or not fanout.classify(r.status)[1])
                           for r in went_out)
-            state.up = healthy
+            refusing = healthy and not any(r.outcome.ok for r in went_out)
+            transition.log_change(self.node.name, state, healthy, refusing, now, len(went_out))
+            state.up, state.refusing = healthy, refusing
             if answered:
                 state.last_contact = now
             if healthy:
@@ -567,13 +572,14 @@ class Worker:
             # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
             hosts = sorted(self.queue.dead_hosts(node, since) & sites)
             if not hosts:
-                log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
-                            node, count)
+                log.error("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
+                          node, count, extra={"node": node, "dead_lettered": count, "reason": "max_age"})
                 continue
             self.queue.enqueue([node], [fanout.purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
-            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
-                        "for it instead, sent when it answers again", node, count,
-                        getattr(self.settings, "max_age", 0.0), ", ".join(hosts))
+            log.error("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
+                      "for it instead, sent when it answers again", node, count,
+                      getattr(self.settings, "max_age", 0.0), ", ".join(hosts),
+                      extra={"node": node, "dead_lettered": count, "reason": "max_age", "sites": ",".join(hosts)})
         return expired
 
     def _relax(self) -> None:
@@ -702,6 +708,8 @@ class Worker:
             self._until_stored(node, lambda: self.queue.dead(group, reason))
         for reason, group in failed.items():
             self._until_stored(node, lambda: self.queue.nack(group, reason))
+        for (outcome, reason), group in dead.items():
+            transition.log_dead_letters(node.name, group, reason, outcome)
         if failed or dead:
             log.info("node %s: %d ok, %d to retry, %d dead-lettered (%s)", node.name,
                      sum(map(len, done.values())), sum(map(len, failed.values())),

@@ -83,6 +83,9 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     from purgebridge.api.routes import bp
 
     app.register_blueprint(bp)
+    from purgebridge.api.site_status import bp as site_status_bp
+
+    app.register_blueprint(site_status_bp)  # the per-site node truth for the plugin (docs/wordpress.md)
     from purgebridge.api.signed_events import EventFastPath
 
     events = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead

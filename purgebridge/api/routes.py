@@ -37,6 +37,7 @@ from purgebridge.delivery.fanout import Outcome
 from purgebridge.store.journal import JournalError
 from purgebridge.core.mapping import map_content
 from purgebridge.telemetry.metrics import CONTENT_TYPE
+from purgebridge.api.accepted import log_accepted
 from purgebridge.api.openapi import spec
 from purgebridge.api.readiness import Reachability
 from purgebridge.config.sites import normalise_host
@@ -220,8 +221,7 @@ def _enqueue(items, source, signature=None, site="", route="event"):
     except Exception as exc:  # noqa: BLE001 - the queue is unreachable: nothing was stored
         raise Refused(503, _queue_unavailable(svc, exc)) from None
     svc.metrics.event(route, 202)
-    log.info("accepted %s event %s from %s: %d item(s) x %d node(s), %d merged",
-             source, queued.event_id, site or "-", queued.items, len(svc.settings.nodes), queued.merged)
+    log_accepted(source, site, queued.event_id, items=items, nodes=len(svc.settings.nodes))
     return jsonify({"event_id": queued.event_id, "queued": queued.items,
                     "nodes": len(svc.settings.nodes), "merged": queued.merged}), 202
 
@@ -285,7 +285,7 @@ def journal_refusal(svc, exc: BaseException) -> Refused:
 def event_accepted(svc, event: CheckedEvent, event_id: str) -> bytes:
     """Count a journaled event and return its 202 body."""
     svc.metrics.event("wordpress_event", 202)
-    log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, event.host, event.changes)
+    log_accepted("wordpress", event.host, event_id, changes=event.changes, nodes=event.nodes)
     return accepted_body(event_id, event.changes, event.nodes)
 
 
@@ -382,6 +382,7 @@ def _purge_now(nodes, items, host):
     for node_name, node_items in retry.items():
         queued += svc.queue.enqueue([node_name], node_items, "admin-retry", site=host or "").rows
     svc.metrics.event("purge", 200 if report.ok else 502)
+    log_accepted("admin-wait", host or "", "-", items=items, nodes=len(nodes))
     body = report.to_dict()
     body["queued_for_retry"] = queued
     return jsonify(body), 200 if report.ok else 502

@@ -127,7 +127,7 @@ def site_report(svc: Any, host: str, now: Optional[float] = None) -> dict:
             "up": worker.get("up"),
             "down_since": worker.get("down_since"),
             "refusing": bool(worker.get("refusing")),
-            "keys": worker.get("keys"),
+            "keys": None if worker.get("refusing") else worker.get("keys"),  # a 405 to all says nothing of xkey
             "last_contact": worker.get("last_contact"),
             "pending": queued.get("pending", 0),
             "oldest_pending_age": _round(queued.get("oldest_pending_age")),

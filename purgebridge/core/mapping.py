@@ -368,7 +368,7 @@ def front_page(ctx):
 @applies_to("post", "comment")
 def site_feeds(ctx):
     # Comments too: each feed item carries its post's comment count (slash:comments, thr:total) and a
-    # #comments / #respond link (found by the audit oracle in tests/fixtures/wordpress-php/test_wp_e2e.py).
+    # #comments / #respond link (found by the audit oracle in tests/wordpress/test_wp_e2e.py).
     return [ctx.site_feed("rss2"), ctx.site_feed("atom"), ctx.site_feed("rdf")]
 
 

@@ -1,6 +1,6 @@
 """purgebridge.audit.compare without WordPress: normalisation, differences, settings, pacing, usage errors.
 
-The end-to-end proof (real WordPress, three varnishd) is tests/fixtures/wordpress-php/test_audit_wp.py.
+The end-to-end proof (real WordPress, three varnishd) is tests/wordpress/test_audit_wp.py.
 """
 
 import os

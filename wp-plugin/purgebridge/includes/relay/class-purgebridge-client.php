@@ -63,17 +63,17 @@ final class Purgebridge_Client {
 	public static function send( $body, $context = 'editor' ) {
 		$url = Purgebridge_Settings::events_url();
 		if ( '' === $url || '' === Purgebridge_Settings::secret() ) {
-			return self::result( Purgebridge_Policy::RETRY, 0, __( 'Relay URL or secret not configured.', 'purgebridge' ) );
+			return self::result( Purgebridge_Outcome::RETRY, 0, __( 'Relay URL or secret not configured.', 'purgebridge' ) );
 		}
 		$headers               = Purgebridge_Signer::headers( Purgebridge_Settings::secret(), time(), $body );
 		$headers['User-Agent'] = 'purgebridge-wordpress/' . PURGEBRIDGE_VERSION;
 		$response              = self::post( $url, $headers, $body, self::timeouts( $context ) );
 		if ( is_wp_error( $response ) ) {
-			return self::result( Purgebridge_Policy::RETRY, 0, $response->get_error_message() );
+			return self::result( Purgebridge_Outcome::RETRY, 0, $response->get_error_message() );
 		}
 		$status  = (int) wp_remote_retrieve_response_code( $response );
 		$message = substr( trim( (string) wp_remote_retrieve_body( $response ) ), 0, 300 );
-		return self::result( Purgebridge_Policy::classify( $status ), $status, $message );
+		return self::result( Purgebridge_Outcome::classify( $status ), $status, $message );
 	}
 
 	/**
@@ -143,16 +143,16 @@ final class Purgebridge_Client {
 	public static function health() {
 		$url = Purgebridge_Settings::health_url();
 		if ( '' === $url ) {
-			return self::result( Purgebridge_Policy::PERMANENT, 0, __( 'Relay URL not configured.', 'purgebridge' ) );
+			return self::result( Purgebridge_Outcome::PERMANENT, 0, __( 'Relay URL not configured.', 'purgebridge' ) );
 		}
 		$timeouts              = self::timeouts( 'background' );
 		self::$connect_timeout = $timeouts['connect'];
 		$response              = wp_remote_get( $url, self::args( array( 'timeout' => $timeouts['total'] ) ) );
 		if ( is_wp_error( $response ) ) {
-			return self::result( Purgebridge_Policy::RETRY, 0, $response->get_error_message() );
+			return self::result( Purgebridge_Outcome::RETRY, 0, $response->get_error_message() );
 		}
 		$status = (int) wp_remote_retrieve_response_code( $response );
-		return self::result( 200 === $status ? Purgebridge_Policy::DELIVERED : Purgebridge_Policy::RETRY, $status, substr( trim( (string) wp_remote_retrieve_body( $response ) ), 0, 300 ) );
+		return self::result( 200 === $status ? Purgebridge_Outcome::DELIVERED : Purgebridge_Outcome::RETRY, $status, substr( trim( (string) wp_remote_retrieve_body( $response ) ), 0, 300 ) );
 	}
 
 	/**
@@ -240,7 +240,7 @@ final class Purgebridge_Client {
 	/**
 	 * Result array.
 	 *
-	 * @param string $outcome Policy constant.
+	 * @param string $outcome Purgebridge_Outcome constant.
 	 * @param int    $status  HTTP status, 0 when none.
 	 * @param string $message Relay answer or transport error.
 	 * @return array

@@ -1,6 +1,7 @@
 <?php
 /**
- * What the plugin tells people, where they are:
+ * What the plugin tells people, where they are (the dismiss button's
+ * admin-ajax handler is Purgebridge_Admin_Actions::ajax_dismiss()):
  *
  * - the result of an action they just took (purge, test, retry), shown once
  *   on the page they land on: any wp-admin screen, or the front-end page the
@@ -29,7 +30,6 @@ final class Purgebridge_Notices {
 	public static function register() {
 		add_action( 'admin_notices', array( __CLASS__, 'admin_notices' ) );
 		add_action( 'wp_footer', array( __CLASS__, 'front_flash' ), 100 );
-		add_action( 'wp_ajax_' . self::AJAX_DISMISS, array( __CLASS__, 'ajax_dismiss' ) );
 	}
 
 	/**
@@ -150,12 +150,12 @@ final class Purgebridge_Notices {
 			);
 		}
 		$state = Purgebridge_Operations::queue_state();
-		$error = get_option( 'purgebridge_last_error', array() );
+		$error = Purgebridge_Relay_State::last_error();
 		if ( $state['refused'] > 0 ) {
-			$time                = is_array( $error ) && isset( $error['time'] ) ? (int) $error['time'] : 0;
-			$why                 = is_array( $error ) && isset( $error['status'] ) ? Purgebridge_Answer::describe(
+			$time               = isset( $error['time'] ) ? (int) $error['time'] : 0;
+			$why                = isset( $error['status'] ) ? Purgebridge_Answer::describe(
 				array(
-					'outcome' => Purgebridge_Policy::PERMANENT,
+					'outcome' => Purgebridge_Outcome::PERMANENT,
 					'status'  => (int) $error['status'],
 					'message' => (string) $error['message'],
 				)
@@ -198,20 +198,6 @@ final class Purgebridge_Notices {
 	}
 
 	/**
-	 * admin-ajax: the notice's close button was pressed.
-	 */
-	public static function ajax_dismiss() {
-		check_ajax_referer( self::AJAX_DISMISS );
-		if ( ! current_user_can( 'manage_options' ) ) {
-			wp_send_json_error( null, 403 );
-		}
-		$id          = isset( $_POST['notice'] ) ? sanitize_key( wp_unslash( $_POST['notice'] ) ) : '';
-		$fingerprint = isset( $_POST['fingerprint'] ) ? sanitize_text_field( wp_unslash( $_POST['fingerprint'] ) ) : '';
-		self::dismiss( $id, $fingerprint );
-		wp_send_json_success();
-	}
-
-	/**
 	 * Sends the close button's click to admin-ajax, so the dismissal lasts.
 	 */
 	private static function dismiss_script() {
@@ -221,7 +207,7 @@ final class Purgebridge_Notices {
 				'nonce' => wp_create_nonce( self::AJAX_DISMISS ),
 			)
 		);
-		echo '<script>document.addEventListener("click",function(e){var b=e.target.closest?e.target.closest(".purgebridge-standing .notice-dismiss"):null;if(!b){return;}var n=b.closest(".purgebridge-standing"),d=' . $data . ',f=new FormData();f.append("action","' . esc_js( self::AJAX_DISMISS ) . '");f.append("_ajax_nonce",d.nonce);f.append("notice",n.getAttribute("data-purgebridge-notice"));f.append("fingerprint",n.getAttribute("data-fingerprint"));fetch(d.url,{method:"POST",body:f,credentials:"same-origin"});});</script>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- JSON from wp_json_encode
+		echo '<script>document.addEventListener("click",function(e){var b=e.target.closest?e.target.closest(".purgebridge-standing .notice-dismiss"):null;if(!b){return;}var n=b.closest(".purgebridge-standing"),d=' . $data . ',f=new FormData();f.append("action","' . esc_js( self::AJAX_DISMISS ) . '");f.append("_ajax_nonce",d.nonce);f.append("notice",n.getAttribute("data-purgebridge-notice"));f.append("fingerprint",n.getAttribute("data-fingerprint"));fetch(d.url,{method:"POST",body:f,credentials:"same-origin"});});</script>'; // JSON from wp_json_encode
 	}
 
 	/**
@@ -231,6 +217,6 @@ final class Purgebridge_Notices {
 	 */
 	private static function on_settings_page() {
 		global $pagenow;
-		return 'options-general.php' === $pagenow && isset( $_GET['page'] ) && Purgebridge_Admin::PAGE === $_GET['page']; // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		return 'options-general.php' === $pagenow && isset( $_GET['page'] ) && Purgebridge_Admin::PAGE === $_GET['page'];
 	}
 }

@@ -3,7 +3,7 @@
  * Durable retry queue in a custom table.
  *
  * A batch the relay did not accept with 202 is stored here and re-sent by the
- * next retry run (Purgebridge_Recovery lists what starts one). There is no
+ * next retry run (Purgebridge_Dispatcher lists what starts one). There is no
  * per-batch backoff: while the relay is unreachable one probe per run decides
  * for the whole queue, and once it answers every pending row goes out, oldest
  * first, merged (Purgebridge_Dispatcher::drain()). Batches refused for good
@@ -72,7 +72,7 @@ final class Purgebridge_Queue {
 	 */
 	public static function uninstall() {
 		global $wpdb;
-		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::table() ); // phpcs:ignore WordPress.DB.PreparedSQL.NotPrepared
+		$wpdb->query( 'DROP TABLE IF EXISTS ' . self::table() );
 	}
 
 	/**
@@ -127,7 +127,7 @@ final class Purgebridge_Queue {
 		$overflow['dropped'] = ( isset( $overflow['dropped'] ) ? (int) $overflow['dropped'] : 0 ) + 1;
 		update_option( 'purgebridge_queue_overflow', $overflow, false );
 		$table  = self::table();
-		$exists = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE kind = %s", 'purge_all' ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- pending or refused: one purge-all row at most, so a relay that refuses for good cannot grow the table
+		$exists = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE kind = %s", 'purge_all' ) ); // Pending or refused: one purge-all row at most, so a relay that refuses for good cannot grow the table
 		if ( $exists ) {
 			return;
 		}
@@ -159,7 +159,7 @@ final class Purgebridge_Queue {
 	public static function count( $state ) {
 		global $wpdb;
 		$table = self::table();
-		return (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE state = %s", $state ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		return (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE state = %s", $state ) );
 	}
 
 	/**
@@ -171,7 +171,7 @@ final class Purgebridge_Queue {
 	public static function pending( $limit ) {
 		global $wpdb;
 		$table = self::table();
-		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, attempts, kind, changes, created_at, body FROM {$table} WHERE state = %s ORDER BY id LIMIT %d", self::PENDING, (int) $limit ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, attempts, kind, changes, created_at, body FROM {$table} WHERE state = %s ORDER BY id LIMIT %d", self::PENDING, (int) $limit ) );
 	}
 
 	/**
@@ -185,7 +185,7 @@ final class Purgebridge_Queue {
 			return;
 		}
 		$table = self::table();
-		$wpdb->query( "DELETE FROM {$table} WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')' ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.PreparedSQL.NotPrepared -- integers only.
+		$wpdb->query( "DELETE FROM {$table} WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')' ); // Integers only.
 	}
 
 	/**
@@ -201,9 +201,9 @@ final class Purgebridge_Queue {
 			return;
 		}
 		$table = self::table();
-		$wpdb->query( // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared,WordPress.DB.PreparedSQL.NotPrepared -- ids are integers.
+		$wpdb->query( // Ids are integers.
 			$wpdb->prepare(
-				"UPDATE {$table} SET attempts = attempts + 1, next_attempt = %d, state = %s, last_status = %d, last_error = %s WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')', // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+				"UPDATE {$table} SET attempts = attempts + 1, next_attempt = %d, state = %s, last_status = %d, last_error = %s WHERE id IN (" . implode( ',', array_map( 'intval', $ids ) ) . ')',
 				time(),
 				$dead ? self::DEAD : self::PENDING,
 				(int) $result['status'],
@@ -221,7 +221,7 @@ final class Purgebridge_Queue {
 	public static function summary() {
 		global $wpdb;
 		$table = self::table();
-		$row   = $wpdb->get_row( $wpdb->prepare( "SELECT SUM(state = %s) AS pending, SUM(IF(state = %s, changes, 0)) AS changes, SUM(state = %s) AS dead, MIN(IF(state = %s, created_at, NULL)) AS oldest FROM {$table}", self::PENDING, self::PENDING, self::DEAD, self::PENDING ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$row   = $wpdb->get_row( $wpdb->prepare( "SELECT SUM(state = %s) AS pending, SUM(IF(state = %s, changes, 0)) AS changes, SUM(state = %s) AS dead, MIN(IF(state = %s, created_at, NULL)) AS oldest FROM {$table}", self::PENDING, self::PENDING, self::DEAD, self::PENDING ) );
 		return array(
 			'pending' => $row ? (int) $row->pending : 0,
 			'changes' => $row ? (int) $row->changes : 0,
@@ -264,13 +264,13 @@ final class Purgebridge_Queue {
 		$now     = time();
 		$token   = ( $now + (int) $ttl ) . ':' . wp_generate_password( 12, false );
 		$options = $wpdb->options;
-		$taken   = $wpdb->query( $wpdb->prepare( "INSERT IGNORE INTO {$options} (option_name, option_value, autoload) VALUES (%s, %s, 'no')", 'purgebridge_drain_lock', $token ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$taken   = $wpdb->query( $wpdb->prepare( "INSERT IGNORE INTO {$options} (option_name, option_value, autoload) VALUES (%s, %s, 'no')", 'purgebridge_drain_lock', $token ) );
 		if ( ! $taken ) {
-			$held = (string) $wpdb->get_var( $wpdb->prepare( "SELECT option_value FROM {$options} WHERE option_name = %s", 'purgebridge_drain_lock' ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			$held = (string) $wpdb->get_var( $wpdb->prepare( "SELECT option_value FROM {$options} WHERE option_name = %s", 'purgebridge_drain_lock' ) );
 			if ( (int) $held >= $now ) {
 				return null;
 			}
-			$taken = $wpdb->query( $wpdb->prepare( "UPDATE {$options} SET option_value = %s WHERE option_name = %s AND option_value = %s", $token, 'purgebridge_drain_lock', $held ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			$taken = $wpdb->query( $wpdb->prepare( "UPDATE {$options} SET option_value = %s WHERE option_name = %s AND option_value = %s", $token, 'purgebridge_drain_lock', $held ) );
 			if ( ! $taken ) {
 				return null;
 			}
@@ -285,7 +285,7 @@ final class Purgebridge_Queue {
 	 */
 	public static function unlock( $token ) {
 		global $wpdb;
-		$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name = %s AND option_value = %s", 'purgebridge_drain_lock', $token ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$wpdb->query( $wpdb->prepare( "DELETE FROM {$wpdb->options} WHERE option_name = %s AND option_value = %s", 'purgebridge_drain_lock', $token ) );
 	}
 
 	/**
@@ -295,8 +295,8 @@ final class Purgebridge_Queue {
 	 */
 	public static function revive() {
 		global $wpdb;
-		$table = self::table();
-		$revived = (int) $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET state = %s, next_attempt = %d WHERE state = %s", self::PENDING, time(), self::DEAD ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$table   = self::table();
+		$revived = (int) $wpdb->query( $wpdb->prepare( "UPDATE {$table} SET state = %s, next_attempt = %d WHERE state = %s", self::PENDING, time(), self::DEAD ) );
 		if ( $revived ) {
 			self::mark_waiting( true );
 		}
@@ -311,7 +311,7 @@ final class Purgebridge_Queue {
 	public static function latest_error() {
 		global $wpdb;
 		$table = self::table();
-		return $wpdb->get_row( "SELECT state, attempts, last_status, last_error, created_at, next_attempt FROM {$table} ORDER BY id DESC LIMIT 1" ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		return $wpdb->get_row( "SELECT state, attempts, last_status, last_error, created_at, next_attempt FROM {$table} ORDER BY id DESC LIMIT 1" );
 	}
 
 	/**
@@ -322,7 +322,7 @@ final class Purgebridge_Queue {
 	public static function oldest_age() {
 		global $wpdb;
 		$table  = self::table();
-		$oldest = $wpdb->get_var( $wpdb->prepare( "SELECT MIN(created_at) FROM {$table} WHERE state = %s", self::PENDING ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$oldest = $wpdb->get_var( $wpdb->prepare( "SELECT MIN(created_at) FROM {$table} WHERE state = %s", self::PENDING ) );
 		return $oldest ? max( 0, time() - (int) $oldest ) : 0;
 	}
 

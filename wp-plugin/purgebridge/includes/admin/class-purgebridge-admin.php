@@ -1,9 +1,10 @@
 <?php
 /**
- * Settings → Purgebridge, its actions (test, retry now, purge URL, purge all)
- * and the admin bar entries. Every action needs a nonce and a capability:
- * manage_options, except "Purge this page" on a post, which needs edit_post
- * for that post. The work itself is Purgebridge_Operations'.
+ * Settings → Purgebridge as people see it: the status table, the settings
+ * form's fields, the action buttons and the "Purge all" confirmation. Output
+ * only: the settings are registered and saved by Purgebridge_Admin_Settings,
+ * the buttons are handled by Purgebridge_Admin_Actions, the admin bar is
+ * Purgebridge_Admin_Bar's.
  *
  * @package Purgebridge
  */
@@ -11,7 +12,7 @@
 defined( 'ABSPATH' ) || exit;
 
 /**
- * Admin screens and actions.
+ * The settings page.
  */
 final class Purgebridge_Admin {
 
@@ -22,14 +23,7 @@ final class Purgebridge_Admin {
 	 */
 	public static function register() {
 		add_action( 'admin_menu', array( __CLASS__, 'menu' ) );
-		add_action( 'admin_init', array( __CLASS__, 'settings' ) );
-		add_action( 'admin_bar_menu', array( __CLASS__, 'admin_bar' ), 100 );
-		foreach ( array( 'test', 'retry', 'purge_all', 'purge_page', 'purge_url' ) as $action ) {
-			add_action( 'admin_post_purgebridge_' . $action, array( __CLASS__, 'action_' . $action ) );
-		}
 		add_filter( 'plugin_action_links_' . plugin_basename( PURGEBRIDGE_FILE ), array( __CLASS__, 'plugin_links' ) );
-		// Every write of the option, not only the settings form's (register_setting() runs on admin_init only).
-		add_filter( 'sanitize_option_purgebridge_relay_url', array( __CLASS__, 'sanitize_relay_url' ) );
 	}
 
 	/**
@@ -60,125 +54,6 @@ final class Purgebridge_Admin {
 	 */
 	public static function menu() {
 		add_options_page( __( 'Purgebridge', 'purgebridge' ), __( 'Purgebridge', 'purgebridge' ), 'manage_options', self::PAGE, array( __CLASS__, 'render' ) );
-	}
-
-	/**
-	 * Registers the settings with the Settings API.
-	 */
-	public static function settings() {
-		$relay_here = ! is_multisite() || is_network_admin(); // Multisite: the relay is the network admin's (Purgebridge_Network).
-		$relay_here && register_setting(
-			self::PAGE,
-			'purgebridge_relay_url',
-			array(
-				'type'    => 'string',
-				'default' => '',
-			)
-		);
-		$relay_here && register_setting(
-			self::PAGE,
-			'purgebridge_secret',
-			array(
-				'type'              => 'string',
-				'sanitize_callback' => array( __CLASS__, 'sanitize_secret' ),
-				'default'           => '',
-			)
-		);
-		foreach ( array( 'purgebridge_xkey', 'purgebridge_esi_tag_cloud' ) as $flag ) {
-			register_setting(
-				self::PAGE,
-				$flag,
-				array(
-					'type'              => 'boolean',
-					'sanitize_callback' => 'rest_sanitize_boolean',
-					'default'           => false,
-				)
-			);
-		}
-		foreach ( array( 'purgebridge_probe_level2' => 10, 'purgebridge_probe_level3' => 20 ) as $name => $default ) {
-			register_setting(
-				self::PAGE,
-				$name,
-				array(
-					'type'              => 'number',
-					'sanitize_callback' => array( __CLASS__, 'sanitize_load' ),
-					'default'           => $default,
-				)
-			);
-		}
-		register_setting(
-			self::PAGE,
-			'purgebridge_queue_max',
-			array(
-				'type'              => 'integer',
-				'sanitize_callback' => 'absint',
-				'default'           => 1000,
-			)
-		);
-
-		add_settings_section( 'purgebridge_relay', __( 'Relay', 'purgebridge' ), '__return_false', self::PAGE );
-		add_settings_field( 'purgebridge_relay_url', __( 'Relay URL', 'purgebridge' ), array( __CLASS__, 'field_url' ), self::PAGE, 'purgebridge_relay', array( 'label_for' => 'purgebridge_relay_url' ) );
-		add_settings_field( 'purgebridge_secret', __( 'Secret', 'purgebridge' ), array( __CLASS__, 'field_secret' ), self::PAGE, 'purgebridge_relay', array( 'label_for' => 'purgebridge_secret' ) );
-		add_settings_section( 'purgebridge_front', __( 'Front end', 'purgebridge' ), '__return_false', self::PAGE );
-		add_settings_field( 'purgebridge_xkey', __( 'Surrogate keys', 'purgebridge' ), array( __CLASS__, 'field_flag' ), self::PAGE, 'purgebridge_front', array( 'name' => 'purgebridge_xkey', 'label' => __( 'Send an xkey header (post-ID, term-ID, author-ID, front)', 'purgebridge' ) ) );
-		add_settings_field( 'purgebridge_esi_tag_cloud', __( 'Tag cloud fragment', 'purgebridge' ), array( __CLASS__, 'field_flag' ), self::PAGE, 'purgebridge_front', array( 'name' => 'purgebridge_esi_tag_cloud', 'label' => __( 'Serve the tag cloud as an ESI include', 'purgebridge' ) ) );
-		add_settings_field( 'purgebridge_probe_level2', __( 'Load probe, level 2', 'purgebridge' ), array( __CLASS__, 'field_number' ), self::PAGE, 'purgebridge_front', array( 'name' => 'purgebridge_probe_level2', 'default' => 10 ) );
-		add_settings_field( 'purgebridge_probe_level3', __( 'Load probe, level 3', 'purgebridge' ), array( __CLASS__, 'field_number' ), self::PAGE, 'purgebridge_front', array( 'name' => 'purgebridge_probe_level3', 'default' => 20 ) );
-		add_settings_field( 'purgebridge_queue_max', __( 'Retry queue size', 'purgebridge' ), array( __CLASS__, 'field_number' ), self::PAGE, 'purgebridge_front', array( 'name' => 'purgebridge_queue_max', 'default' => 1000 ) );
-	}
-
-	/**
-	 * A relay URL that passes Purgebridge_Settings::check_relay_url(), from a
-	 * user who may change it; otherwise the stored one stays and the form says
-	 * why. Calls without a logged-in user (WP-CLI, code) are not asked for a
-	 * capability.
-	 *
-	 * @param mixed $value Submitted value.
-	 * @return string
-	 */
-	public static function sanitize_relay_url( $value ) {
-		$stored = (string) get_option( 'purgebridge_relay_url', '' );
-		if ( null === $value ) {
-			return $stored; // Not in the form (read-only field): options.php passes null.
-		}
-		$value = is_string( $value ) ? trim( $value ) : '';
-		if ( $value === $stored ) {
-			return $stored;
-		}
-		if ( is_user_logged_in() && ! Purgebridge_Settings::can_change_relay_url() ) {
-			add_settings_error( 'purgebridge_relay_url', 'purgebridge_relay_url_denied', __( 'You may not change the relay URL.', 'purgebridge' ) );
-			return $stored;
-		}
-		$problem = Purgebridge_Settings::check_relay_url( $value );
-		if ( '' !== $problem ) {
-			add_settings_error( 'purgebridge_relay_url', 'purgebridge_relay_url_invalid', $problem . ' ' . __( 'The relay URL was not changed.', 'purgebridge' ) );
-			return $stored;
-		}
-		return $value;
-	}
-
-	/**
-	 * Keeps the stored secret when the write-only field is left empty.
-	 *
-	 * @param mixed $value Submitted value.
-	 * @return string
-	 */
-	public static function sanitize_secret( $value ) {
-		$value = is_string( $value ) ? trim( $value ) : '';
-		if ( '' === $value ) {
-			return (string) get_option( 'purgebridge_secret', '' );
-		}
-		return $value;
-	}
-
-	/**
-	 * A load threshold: a non-negative number.
-	 *
-	 * @param mixed $value Submitted value.
-	 * @return float
-	 */
-	public static function sanitize_load( $value ) {
-		return max( 0.0, (float) $value );
 	}
 
 	/** Relay URL field: read-only when wp-config.php sets it or the user may not change it. */
@@ -246,7 +121,7 @@ final class Purgebridge_Admin {
 			return;
 		}
 		echo '<div class="wrap" id="purgebridge-settings"><h1>' . esc_html__( 'Purgebridge', 'purgebridge' ) . '</h1>';
-		if ( isset( $_GET['confirm'] ) && 'purge_all' === $_GET['confirm'] ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		if ( isset( $_GET['confirm'] ) && 'purge_all' === $_GET['confirm'] ) {
 			self::confirm_purge_all();
 			echo '</div>';
 			return;
@@ -329,7 +204,7 @@ final class Purgebridge_Admin {
 		}
 		$last = $s['last_delivery'];
 		if ( $last ) {
-			$delivered = Purgebridge_Policy::DELIVERED === $last['outcome'];
+			$delivered = Purgebridge_Outcome::DELIVERED === $last['outcome'];
 			self::row(
 				'last-send',
 				__( 'Last send', 'purgebridge' ),
@@ -362,7 +237,7 @@ final class Purgebridge_Admin {
 		self::row(
 			'queue',
 			__( 'Waiting to be sent', 'purgebridge' ),
-			Purgebridge_Recovery::describe( Purgebridge_Recovery::state() ),
+			Purgebridge_Answer::describe_queue( Purgebridge_Recovery::state() ),
 			$queue['pending'] ? 'warning' : 'ok'
 		);
 		if ( $queue['refused'] ) {
@@ -376,7 +251,7 @@ final class Purgebridge_Admin {
 					$queue['refused']
 				) . ( $refusal ? ' ' . Purgebridge_Answer::describe(
 					array(
-						'outcome' => Purgebridge_Policy::PERMANENT,
+						'outcome' => Purgebridge_Outcome::PERMANENT,
 						'status'  => (int) $refusal['status'],
 						'message' => (string) $refusal['message'],
 					)
@@ -415,7 +290,7 @@ final class Purgebridge_Admin {
 			'error'   => '#d63638',
 		);
 		$style   = isset( $colours[ $state ] ) ? ' style="border-left:4px solid ' . $colours[ $state ] . '"' : '';
-		echo '<tr id="purgebridge-status-' . esc_attr( $id ) . '" class="purgebridge-' . esc_attr( '' !== $state ? $state : 'info' ) . '"><th scope="row"' . $style . '>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>'; // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped -- $style is built from constants
+		echo '<tr id="purgebridge-status-' . esc_attr( $id ) . '" class="purgebridge-' . esc_attr( '' !== $state ? $state : 'info' ) . '"><th scope="row"' . $style . '>' . esc_html( $label ) . '</th><td>' . esc_html( $value ) . '</td></tr>'; // $style is built from constants
 	}
 
 	/**
@@ -433,148 +308,12 @@ final class Purgebridge_Admin {
 	}
 
 	/**
-	 * Shows the result where the action started and ends the request.
-	 *
-	 * @param array  $result   ok, message.
-	 * @param string $redirect Where to go ('' = the settings page).
-	 */
-	private static function finish( array $result, $redirect = '' ) {
-		Purgebridge_Notices::flash( $result['ok'], $result['message'] );
-		wp_safe_redirect( '' !== $redirect ? $redirect : self::page_url() );
-		exit;
-	}
-
-	/**
-	 * Capability and nonce check shared by the actions.
-	 *
-	 * @param string $action     Action suffix.
-	 * @param string $capability Capability.
-	 * @param mixed  ...$args    Capability arguments (a post ID).
-	 */
-	private static function guard( $action, $capability = 'manage_options', ...$args ) {
-		if ( ! current_user_can( $capability, ...$args ) ) {
-			wp_die( esc_html__( 'You are not allowed to do this.', 'purgebridge' ), '', array( 'response' => 403 ) );
-		}
-		check_admin_referer( 'purgebridge_' . $action );
-	}
-
-	/** "Send test event". */
-	public static function action_test() {
-		self::guard( 'test' );
-		self::finish( Purgebridge_Operations::test_relay() );
-	}
-
-	/** "Retry now": refused batches are sent again, and everything waiting. */
-	public static function action_retry() {
-		self::guard( 'retry' );
-		self::finish( Purgebridge_Operations::retry_queue() );
-	}
-
-	/** "Yes, purge all" on the confirmation step. */
-	public static function action_purge_all() {
-		self::guard( 'purge_all' );
-		self::finish( Purgebridge_Operations::purge_all( 'manual' ), self::redirect_target() );
-	}
-
-	/** The "Purge URLs" box. */
-	public static function action_purge_url() {
-		self::guard( 'purge_url' );
-		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- each line is checked by site_urls()
-		self::finish( Purgebridge_Operations::purge_urls( (array) $lines, array(), 'settings' ) );
-	}
-
-	/**
-	 * Admin bar "Purge this page": a post's page needs edit_post for it; any
-	 * other page (archives, search, the front page) needs manage_options.
-	 */
-	public static function action_purge_page() {
-		$post_id = isset( $_GET['post_id'] ) ? absint( $_GET['post_id'] ) : 0; // phpcs:ignore WordPress.Security.NonceVerification.Recommended -- guard() checks it
-		if ( $post_id ) {
-			self::guard( 'purge_page', 'edit_post', $post_id );
-			self::finish( Purgebridge_Operations::purge_post( $post_id ), self::redirect_target() );
-		}
-		self::guard( 'purge_page' );
-		$back = self::redirect_target();
-		self::finish( Purgebridge_Operations::purge_urls( array( $back ), array(), 'admin_bar' ), $back );
-	}
-
-	/**
 	 * The page to return to after an action: a URL of this site, or ''.
 	 *
 	 * @return string
 	 */
-	private static function redirect_target() {
-		$to = isset( $_REQUEST['redirect_to'] ) ? esc_url_raw( wp_unslash( $_REQUEST['redirect_to'] ) ) : ''; // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+	public static function redirect_target() {
+		$to = isset( $_REQUEST['redirect_to'] ) ? esc_url_raw( wp_unslash( $_REQUEST['redirect_to'] ) ) : '';
 		return '' !== $to ? (string) wp_validate_redirect( $to, '' ) : '';
-	}
-
-	/**
-	 * The front-end page being shown: the home URL's origin and this request's
-	 * path and query (home_url() would repeat a subdirectory).
-	 *
-	 * @return string
-	 */
-	private static function current_url() {
-		$home = wp_parse_url( home_url( '/' ) );
-		$uri  = isset( $_SERVER['REQUEST_URI'] ) ? (string) wp_unslash( $_SERVER['REQUEST_URI'] ) : '/'; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- checked by site_urls() before use
-		return esc_url_raw( $home['scheme'] . '://' . $home['host'] . ( isset( $home['port'] ) ? ':' . $home['port'] : '' ) . $uri );
-	}
-
-	/**
-	 * Admin bar entries on every page: "Purge this page" for whoever may
-	 * edit it, "Purge all…" (with a confirmation step) and the settings for
-	 * administrators.
-	 *
-	 * @param WP_Admin_Bar $bar Admin bar.
-	 */
-	public static function admin_bar( $bar ) {
-		$admin   = current_user_can( 'manage_options' );
-		$here    = is_admin() ? '' : self::current_url();
-		$post_id = ! is_admin() && is_singular() ? (int) get_queried_object_id() : 0;
-		$page    = null;
-		if ( $post_id && current_user_can( 'edit_post', $post_id ) ) {
-			$page = array( 'post_id' => $post_id );
-		} elseif ( ! $post_id && '' !== $here && $admin ) {
-			$page = array();
-		}
-		if ( ! $admin && null === $page ) {
-			return;
-		}
-		$bar->add_node(
-			array(
-				'id'    => 'purgebridge',
-				'title' => __( 'Purge cache', 'purgebridge' ),
-				'href'  => $admin ? self::page_url() : false,
-			)
-		);
-		if ( null !== $page ) {
-			$page['action']      = 'purgebridge_purge_page';
-			$page['redirect_to'] = rawurlencode( $here );
-			$bar->add_node(
-				array(
-					'parent' => 'purgebridge',
-					'id'     => 'purgebridge-purge-page',
-					'title'  => __( 'Purge this page', 'purgebridge' ),
-					'href'   => wp_nonce_url( add_query_arg( $page, admin_url( 'admin-post.php' ) ), 'purgebridge_purge_page' ),
-					'meta'   => array( 'title' => __( 'Drop this page from every Varnish node (not the archives that list it)', 'purgebridge' ) ),
-				)
-			);
-		}
-		if ( ! $admin ) {
-			return;
-		}
-		$bar->add_node(
-			array(
-				'parent' => 'purgebridge',
-				'id'     => 'purgebridge-purge-all',
-				'title'  => __( 'Purge all…', 'purgebridge' ),
-				'href'   => self::page_url(
-					array(
-						'confirm'     => 'purge_all',
-						'redirect_to' => rawurlencode( '' !== $here ? $here : self::page_url() ),
-					)
-				),
-			)
-		);
 	}
 }

@@ -56,7 +56,7 @@ final class Purgebridge_Http {
 
 		$errno  = 0;
 		$errstr = '';
-		$socket = @stream_socket_client( $target['remote'], $errno, $errstr, $connect_timeout ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged -- the error is returned as a WP_Error.
+		$socket = @stream_socket_client( $target['remote'], $errno, $errstr, $connect_timeout ); // phpcs:ignore Generic.PHP.NoSilencedErrors.Forbidden -- the error is returned as a WP_Error.
 		if ( ! $socket ) {
 			return new WP_Error( 'http_request_failed', sprintf( 'Connection to %s failed: %s (%d)', $target['authority'], '' !== $errstr ? $errstr : 'timed out', $errno ) );
 		}
@@ -73,11 +73,11 @@ final class Purgebridge_Http {
 
 		$error = self::write_all( $socket, $request, $deadline );
 		if ( null !== $error ) {
-			fclose( $socket ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_read_fclose
+			fclose( $socket );
 			return new WP_Error( 'http_request_failed', $error . ' (' . $target['authority'] . ')' );
 		}
 		$response = self::read_response( $socket, $deadline );
-		fclose( $socket ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_read_fclose
+		fclose( $socket );
 		if ( null === $response['status'] ) {
 			$waited = microtime( true ) - $started;
 			return new WP_Error( 'http_request_failed', sprintf( '%s after %d ms (%s)', $response['error'], (int) round( $waited * 1000 ), $target['authority'] ) );
@@ -95,7 +95,7 @@ final class Purgebridge_Http {
 	 * @return array{remote:string,authority:string,path:string}|null Null unless plain http with a host.
 	 */
 	public static function target( $url ) {
-		$parts = parse_url( (string) $url ); // phpcs:ignore WordPress.WP.AlternativeFunctions.parse_url_parse_url -- no WordPress needed here.
+		$parts = parse_url( (string) $url ); // No WordPress needed here.
 		if ( ! is_array( $parts ) || ! isset( $parts['scheme'], $parts['host'] ) || 'http' !== strtolower( $parts['scheme'] ) || '' === $parts['host'] ) {
 			return null;
 		}
@@ -124,7 +124,7 @@ final class Purgebridge_Http {
 		$offset = 0;
 		$length = strlen( $data );
 		while ( $offset < $length ) {
-			$written = @fwrite( $socket, 0 === $offset && $length <= 65536 ? $data : substr( $data, $offset, 65536 ) ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged,WordPress.WP.AlternativeFunctions.file_system_read_fwrite
+			$written = @fwrite( $socket, 0 === $offset && $length <= 65536 ? $data : substr( $data, $offset, 65536 ) ); // phpcs:ignore Generic.PHP.NoSilencedErrors.Forbidden
 			if ( false === $written ) {
 				return 'Connection closed while sending';
 			}
@@ -152,7 +152,7 @@ final class Purgebridge_Http {
 		$end    = null;
 		$want   = null;
 		while ( true ) {
-			$chunk = fread( $socket, 8192 ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_read_fread
+			$chunk = fread( $socket, 8192 );
 			if ( false === $chunk ) {
 				break;
 			}
@@ -227,7 +227,7 @@ final class Purgebridge_Http {
 		$writes = $read ? null : array( $socket );
 		$except = null;
 		$secs   = (int) floor( $left );
-		$ready  = @stream_select( $reads, $writes, $except, $secs, (int) ( ( $left - $secs ) * 1000000 ) ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged -- EINTR is retried by the caller's loop.
+		$ready  = @stream_select( $reads, $writes, $except, $secs, (int) ( ( $left - $secs ) * 1000000 ) ); // phpcs:ignore Generic.PHP.NoSilencedErrors.Forbidden -- EINTR is retried by the caller's loop.
 		if ( false === $ready ) {
 			return microtime( true ) < $deadline;
 		}

@@ -1,12 +1,23 @@
 <?php
 /**
- * Sends batches, or queues them; runs the retry queue.
+ * Sends batches, or queues them; runs the retry queue, and starts retry runs.
  *
- * While the relay is known to be down (a send or probe failed less than
- * Purgebridge_Recovery::interval() seconds ago), new batches go straight to
- * the queue so that editors do not pay the timeout on every save; a retry
- * run after the response then probes (Purgebridge_Recovery::may_probe()).
- * One success from anywhere clears the mark for everyone.
+ * While the relay is known to be down (Purgebridge_Relay_State: a send or
+ * probe failed less than Purgebridge_Recovery::interval() seconds ago), new
+ * batches go straight to the queue so that editors do not pay the timeout on
+ * every save; a retry run after the response then probes
+ * (Purgebridge_Recovery::may_probe()). One success from anywhere clears the
+ * mark for everyone.
+ *
+ * A retry run (drain()) is started by any of:
+ * - WP-Cron: the every-minute event, and a single event at the next probe
+ *   time (at most one probe interval after the last failure);
+ * - the end of any request whose send reached the relay, or whose save was
+ *   queued while the relay was marked down (after the response is sent);
+ * - the Heartbeat API while someone has wp-admin open.
+ *
+ * Depends on Purgebridge_Recovery (the rules) and Purgebridge_Relay_State;
+ * neither calls back.
  *
  * @package Purgebridge
  */
@@ -30,6 +41,20 @@ final class Purgebridge_Dispatcher {
 	private static $probed = false;
 
 	/**
+	 * Who asked for a retry run at the end of this request, null for nobody.
+	 *
+	 * @var string|null
+	 */
+	private static $after_response = null;
+
+	/**
+	 * Registers the Heartbeat hook (called from Purgebridge_Plugin::boot()).
+	 */
+	public static function register() {
+		add_filter( 'heartbeat_send', array( __CLASS__, 'heartbeat' ), 10, 1 );
+	}
+
+	/**
 	 * Sends one body now, queueing it when the relay does not take it.
 	 *
 	 * @param string $body           Encoded batch.
@@ -38,10 +63,10 @@ final class Purgebridge_Dispatcher {
 	 * @return array Result (outcome, status, message, queued).
 	 */
 	public static function deliver( $body, $skip_when_down = true, $context = 'editor' ) {
-		$tried = ! ( $skip_when_down && (int) get_option( 'purgebridge_relay_down_until', 0 ) > time() );
+		$tried = ! ( $skip_when_down && Purgebridge_Relay_State::is_down() );
 		if ( ! $tried ) {
 			$result = array(
-				'outcome' => Purgebridge_Policy::RETRY,
+				'outcome' => Purgebridge_Outcome::RETRY,
 				'status'  => 0,
 				'message' => __( 'Relay marked unreachable after a failed send; queued for retry.', 'purgebridge' ),
 			);
@@ -50,17 +75,17 @@ final class Purgebridge_Dispatcher {
 			self::record( $result );
 		}
 		$result['queued'] = false;
-		if ( Purgebridge_Policy::DELIVERED !== $result['outcome'] ) {
-			Purgebridge_Queue::add( $body, $result, Purgebridge_Policy::PERMANENT === $result['outcome'], $tried );
+		if ( Purgebridge_Outcome::DELIVERED !== $result['outcome'] ) {
+			Purgebridge_Queue::add( $body, $result, Purgebridge_Outcome::PERMANENT === $result['outcome'], $tried );
 			$result['queued'] = true;
 		}
 		if ( Purgebridge_Queue::waiting() ) {
-			if ( Purgebridge_Policy::DELIVERED === $result['outcome'] || ! $tried ) {
+			if ( Purgebridge_Outcome::DELIVERED === $result['outcome'] || ! $tried ) {
 				// The relay just answered, or a probe may be due: retry once the editor has the response.
-				Purgebridge_Recovery::drain_after_response( 'request' );
+				self::drain_after_response( 'request' );
 			}
-			if ( Purgebridge_Policy::RETRY === $result['outcome'] ) {
-				Purgebridge_Queue::schedule_at( max( time(), (int) get_option( 'purgebridge_relay_down_until', 0 ) ) );
+			if ( Purgebridge_Outcome::RETRY === $result['outcome'] ) {
+				Purgebridge_Queue::schedule_at( Purgebridge_Relay_State::next_try() );
 			}
 		}
 		return $result;
@@ -117,7 +142,7 @@ final class Purgebridge_Dispatcher {
 	 */
 	private static function reachable( $trigger, array &$stats ) {
 		$now      = time();
-		$decision = Purgebridge_Recovery::may_probe( $trigger, (int) get_option( 'purgebridge_relay_failures', 0 ), (int) get_option( 'purgebridge_last_probe', 0 ), $now );
+		$decision = Purgebridge_Recovery::may_probe( $trigger, Purgebridge_Relay_State::failures(), Purgebridge_Relay_State::last_probe(), $now );
 		if ( 'send' === $decision ) {
 			return true;
 		}
@@ -127,13 +152,13 @@ final class Purgebridge_Dispatcher {
 		self::$probed    = true;
 		$stats['probed'] = 1;
 		$health          = Purgebridge_Client::health();
-		if ( Purgebridge_Policy::DELIVERED === $health['outcome'] ) {
-			update_option( 'purgebridge_last_probe', $now, false );
-			self::mark_up();
+		if ( Purgebridge_Outcome::DELIVERED === $health['outcome'] ) {
+			Purgebridge_Relay_State::probed( $now );
+			Purgebridge_Relay_State::mark_up();
 			return true;
 		}
 		self::record( $health );
-		Purgebridge_Queue::schedule_at( (int) get_option( 'purgebridge_relay_down_until', $now ) );
+		Purgebridge_Queue::schedule_at( Purgebridge_Relay_State::down_until( $now ) );
 		return false;
 	}
 
@@ -161,13 +186,13 @@ final class Purgebridge_Dispatcher {
 			$by_id = array();
 			$plan  = array();
 			foreach ( $rows as $row ) {
-				$batch            = json_decode( $row->body, true );
+				$batch             = json_decode( $row->body, true );
 				$by_id[ $row->id ] = array(
 					'row'     => $row,
 					'site'    => isset( $batch['site'] ) ? (string) $batch['site'] : '',
 					'changes' => isset( $batch['changes'] ) && is_array( $batch['changes'] ) ? $batch['changes'] : array(),
 				);
-				$plan[]           = array(
+				$plan[]            = array(
 					'id'      => (int) $row->id,
 					'site'    => $by_id[ $row->id ]['site'],
 					'changes' => count( $by_id[ $row->id ]['changes'] ),
@@ -226,7 +251,7 @@ final class Purgebridge_Dispatcher {
 		self::record( $result );
 		++$stats['requests'];
 		$ids = array_map( 'intval', array_keys( $group ) );
-		if ( Purgebridge_Policy::DELIVERED === $result['outcome'] ) {
+		if ( Purgebridge_Outcome::DELIVERED === $result['outcome'] ) {
 			Purgebridge_Queue::delete( $ids );
 			++$summary['requests'];
 			foreach ( $group as $entry ) {
@@ -241,7 +266,7 @@ final class Purgebridge_Dispatcher {
 			}
 			return true;
 		}
-		if ( Purgebridge_Policy::PERMANENT === $result['outcome'] && count( $group ) > 1 && in_array( $result['status'], array( 400, 413 ), true ) ) {
+		if ( Purgebridge_Outcome::PERMANENT === $result['outcome'] && count( $group ) > 1 && in_array( $result['status'], array( 400, 413 ), true ) ) {
 			foreach ( $group as $id => $entry ) {
 				if ( ! self::send_group( array( $id => $entry ), $stats, $summary ) ) {
 					return false;
@@ -249,91 +274,73 @@ final class Purgebridge_Dispatcher {
 			}
 			return true;
 		}
-		$dead = Purgebridge_Policy::PERMANENT === $result['outcome'];
+		$dead = Purgebridge_Outcome::PERMANENT === $result['outcome'];
 		Purgebridge_Queue::failed( $ids, $result, $dead );
 		if ( $dead ) {
 			$stats['dead'] += count( $ids );
 			return true;
 		}
 		$stats['failed'] += count( $ids );
-		Purgebridge_Queue::schedule_at( (int) get_option( 'purgebridge_relay_down_until', time() ) );
+		Purgebridge_Queue::schedule_at( Purgebridge_Relay_State::down_until( time() ) );
 		return false;
 	}
 
 	/**
-	 * Remembers the last answer for the settings page, and whether the relay
-	 * is down. Writes only when something changed or a minute passed, so a
-	 * healthy relay costs no database write per save (202 and 409 are both
-	 * "delivered" and do not alternate writes).
+	 * Records a send's or probe's answer in the relay state; a failure marks
+	 * the relay down for one probe interval.
 	 *
 	 * @param array $result Result of a send.
 	 */
 	private static function record( array $result ) {
-		$now  = time();
-		$last = get_option( 'purgebridge_last_delivery', array() );
-		$same = is_array( $last ) && isset( $last['outcome'], $last['status'], $last['time'] )
-			&& $last['outcome'] === $result['outcome']
-			&& ( Purgebridge_Policy::DELIVERED === $result['outcome'] || (int) $last['status'] === $result['status'] )
-			&& $now - (int) $last['time'] < 60;
-		if ( ! $same ) {
-			update_option(
-				'purgebridge_last_delivery',
-				array(
-					'time'    => $now,
-					'outcome' => $result['outcome'],
-					'status'  => $result['status'],
-					'message' => substr( $result['message'], 0, 300 ),
-				)
-			);
-		}
-		if ( Purgebridge_Policy::PERMANENT === $result['outcome'] ) {
-			update_option(
-				'purgebridge_last_error',
-				array(
-					'time'    => $now,
-					'status'  => $result['status'],
-					'message' => substr( $result['message'], 0, 300 ),
-				),
-				false
-			);
-			if ( function_exists( 'error_log' ) ) {
-				error_log( sprintf( 'purgebridge: relay refused a batch with HTTP %d: %s', $result['status'], substr( $result['message'], 0, 200 ) ) ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log
-			}
-		}
-		if ( Purgebridge_Policy::RETRY === $result['outcome'] ) {
-			self::mark_down( $now );
-		} else {
-			self::mark_up();
-		}
+		Purgebridge_Relay_State::record( $result, Purgebridge_Recovery::interval() );
 	}
 
 	/**
-	 * Another failed send or probe in a row: the relay counts as down for one
-	 * probe interval (Purgebridge_Recovery::interval()), however long the
-	 * outage; the count of failures is kept for the settings page.
+	 * Starts a retry run at the end of this request, after the response is
+	 * sent where the server allows it (fastcgi_finish_request()). Called when
+	 * a send reached the relay while a backlog waits, or a save was queued.
 	 *
-	 * @param int $now Unix seconds.
-	 * @return int The window in seconds.
+	 * @param string $trigger 'request' or 'heartbeat'.
 	 */
-	public static function mark_down( $now ) {
-		$failures = (int) get_option( 'purgebridge_relay_failures', 0 ) + 1;
-		$window   = Purgebridge_Recovery::interval();
-		update_option( 'purgebridge_relay_failures', $failures );
-		update_option( 'purgebridge_relay_down_until', (int) $now + $window );
-		update_option( 'purgebridge_last_probe', (int) $now, false );
-		return $window;
+	public static function drain_after_response( $trigger = 'request' ) {
+		if ( null !== self::$after_response ) {
+			return;
+		}
+		self::$after_response = $trigger;
+		add_action( 'shutdown', array( __CLASS__, 'after_response' ), 1000 );
 	}
 
 	/**
-	 * The relay answered (any HTTP answer that is not a retry): editors send
-	 * directly again. Costs no write when the relay was not marked down.
+	 * Shutdown: finishes the response where the server allows it, then runs
+	 * the retry run drain_after_response() asked for.
 	 */
-	public static function mark_up() {
-		if ( (int) get_option( 'purgebridge_relay_down_until', 0 ) ) {
-			update_option( 'purgebridge_relay_down_until', 0 );
+	public static function after_response() {
+		$trigger              = self::$after_response;
+		self::$after_response = null;
+		if ( null === $trigger ) {
+			return;
 		}
-		if ( (int) get_option( 'purgebridge_relay_failures', 0 ) ) {
-			update_option( 'purgebridge_relay_failures', 0 );
+		if ( function_exists( 'fastcgi_finish_request' ) && 'cli' !== PHP_SAPI ) {
+			fastcgi_finish_request();
 		}
+		self::drain( false, $trigger );
+	}
+
+	/**
+	 * Heartbeat tick from an open wp-admin page (heartbeat_send runs on every
+	 * logged-in tick, heartbeat_received only when a script sent data): when
+	 * changes wait, retry after this response; the run decides whether a
+	 * probe is due.
+	 *
+	 * @param array $response Heartbeat response.
+	 * @return array Response, saying that changes wait, for scripts that care.
+	 */
+	public static function heartbeat( $response ) {
+		if ( ! current_user_can( 'edit_posts' ) || ! Purgebridge_Queue::waiting() ) {
+			return $response;
+		}
+		self::drain_after_response( 'heartbeat' );
+		$response['purgebridge'] = array( 'waiting' => true );
+		return $response;
 	}
 }

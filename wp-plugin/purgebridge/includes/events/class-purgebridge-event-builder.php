@@ -16,6 +16,12 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Purgebridge_Event_Builder {
 
+	/** The relay refuses more than this many changes in one batch. */
+	const MAX_CHANGES = 500;
+
+	/** Stay well under the relay's 256 KiB body limit. */
+	const MAX_BYTES = 200000;
+
 	/**
 	 * A post change from the state before and after, or null when no public
 	 * page changed (a draft edited, a private post saved).
@@ -30,7 +36,7 @@ final class Purgebridge_Event_Builder {
 		}
 		$old_visible = $old && ! empty( $old['visible'] );
 		$new_visible = $new && ! empty( $new['visible'] );
-		$action      = Purgebridge_Policy::post_action( $old_visible, $new_visible, $new ? $new['status'] : null );
+		$action      = self::post_action( $old_visible, $new_visible, $new ? $new['status'] : null );
 		if ( null === $action ) {
 			return null;
 		}
@@ -216,9 +222,61 @@ final class Purgebridge_Event_Builder {
 			$changes = $site_wide;
 		}
 		$bodies = array();
-		foreach ( Purgebridge_Policy::chunk( $changes ) as $chunk ) {
+		foreach ( self::chunk( $changes ) as $chunk ) {
 			$bodies[] = self::encode( $site, $chunk, $sent_at );
 		}
 		return $bodies;
+	}
+
+	/**
+	 * The action of a post change, or null when no public page changed.
+	 *
+	 * @param bool        $old_visible Was the post publicly visible before.
+	 * @param bool        $new_visible Is it publicly visible now.
+	 * @param string|null $new_status  Status now, null when deleted.
+	 * @return string|null publish, update, unpublish, trash, delete or null.
+	 */
+	public static function post_action( $old_visible, $new_visible, $new_status ) {
+		if ( ! $old_visible && ! $new_visible ) {
+			return null;
+		}
+		if ( ! $old_visible ) {
+			return 'publish';
+		}
+		if ( $new_visible ) {
+			return 'update';
+		}
+		if ( null === $new_status ) {
+			return 'delete';
+		}
+		return 'trash' === $new_status ? 'trash' : 'unpublish';
+	}
+
+	/**
+	 * Cuts a list of changes into batches the relay accepts (count and size).
+	 *
+	 * @param array $changes   Change arrays.
+	 * @param int   $max_count Most changes per batch.
+	 * @param int   $max_bytes Most encoded bytes of changes per batch.
+	 * @return array<int,array> Lists of changes, none empty.
+	 */
+	public static function chunk( array $changes, $max_count = self::MAX_CHANGES, $max_bytes = self::MAX_BYTES ) {
+		$batches = array();
+		$current = array();
+		$bytes   = 0;
+		foreach ( array_values( $changes ) as $change ) {
+			$size = strlen( (string) json_encode( $change ) ) + 1;
+			if ( $current && ( count( $current ) >= $max_count || $bytes + $size > $max_bytes ) ) {
+				$batches[] = $current;
+				$current   = array();
+				$bytes     = 0;
+			}
+			$current[] = $change;
+			$bytes    += $size;
+		}
+		if ( $current ) {
+			$batches[] = $current;
+		}
+		return $batches;
 	}
 }

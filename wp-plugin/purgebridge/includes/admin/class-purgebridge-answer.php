@@ -55,7 +55,7 @@ final class Purgebridge_Answer {
 	 * @return bool
 	 */
 	public static function delivered( array $result ) {
-		return Purgebridge_Policy::DELIVERED === $result['outcome'];
+		return Purgebridge_Outcome::DELIVERED === $result['outcome'];
 	}
 
 	/**
@@ -149,5 +149,55 @@ final class Purgebridge_Answer {
 	public static function site_host() {
 		$parts = wp_parse_url( home_url( '/' ) );
 		return ( isset( $parts['host'] ) ? $parts['host'] : '' ) . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
+	}
+
+	/**
+	 * The state in plain words, for the settings page.
+	 *
+	 * @param array $state From Purgebridge_Recovery::state().
+	 * @return string
+	 */
+	public static function describe_queue( array $state ) {
+		$format = get_option( 'time_format', 'H:i' );
+		if ( ! $state['pending'] ) {
+			$text = __( 'No changes wait to be sent.', 'purgebridge' );
+			$last = $state['last_recovery'];
+			if ( isset( $last['time'], $last['batches'], $last['requests'] ) ) {
+				$text .= ' ' . sprintf(
+					/* translators: 1: batches, 2: changes, 3: requests, 4: time ago, 5: how long they had waited */
+					__( 'The last backlog (%1$d batches, %2$d changes) went out in %3$d request(s) %4$s ago, after waiting %5$s.', 'purgebridge' ),
+					(int) $last['batches'],
+					(int) $last['changes'],
+					(int) $last['requests'],
+					human_time_diff( (int) $last['time'] ),
+					human_time_diff( 0, (int) $last['waited'] )
+				);
+			}
+			return $text;
+		}
+		$text = sprintf(
+			/* translators: 1: changes, 2: batches, 3: clock time, 4: time ago */
+			__( '%1$d changes (%2$d batches) wait to be sent to the relay, the oldest since %3$s (%4$s ago).', 'purgebridge' ),
+			(int) $state['changes'],
+			(int) $state['pending'],
+			wp_date( $format, (int) $state['oldest'] ),
+			human_time_diff( (int) $state['oldest'] )
+		);
+		if ( $state['relay_down'] ) {
+			$text .= ' ' . sprintf(
+				/* translators: 1: error, 2: clock time, 3: time from now, 4: probe interval in seconds */
+				__( 'The relay did not answer (%1$s). Next try at %2$s (in %3$s), then every %4$d seconds until it answers; everything waiting is then sent at once.', 'purgebridge' ),
+				'' !== $state['last_error'] ? $state['last_error'] : __( 'no answer', 'purgebridge' ),
+				wp_date( $format, (int) $state['next_try'] ),
+				human_time_diff( time(), max( time() + 1, (int) $state['next_try'] ) ),
+				Purgebridge_Recovery::interval()
+			);
+		} else {
+			$text .= ' ' . __( 'Next try: with the next WP-Cron run, save or wp-admin Heartbeat tick.', 'purgebridge' );
+		}
+		if ( defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON ) {
+			$text .= ' ' . __( 'WP-Cron is disabled (DISABLE_WP_CRON): make sure a system cron job runs wp-cron.php every minute.', 'purgebridge' );
+		}
+		return $text;
 	}
 }

@@ -32,11 +32,11 @@ final class Purgebridge_Probe {
 	 * Answers the probe and exits, when the request is one from Varnish.
 	 */
 	public static function maybe_handle() {
-		if ( ! isset( $_GET['purgebridge-probe'] ) || ! self::allowed() ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		if ( ! isset( $_GET['purgebridge-probe'] ) || ! self::allowed() ) {
 			return;
 		}
-		$level  = absint( wp_unslash( $_GET['purgebridge-probe'] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
-		$status = Purgebridge_Policy::probe_status( $level, self::load(), Purgebridge_Settings::probe_thresholds() );
+		$level  = absint( wp_unslash( $_GET['purgebridge-probe'] ) );
+		$status = self::status( $level, self::load(), Purgebridge_Settings::probe_thresholds() );
 		status_header( $status );
 		nocache_headers();
 		header( 'Content-Type: text/plain; charset=utf-8' );
@@ -56,13 +56,13 @@ final class Purgebridge_Probe {
 	public static function allowed() {
 		$token = Purgebridge_Settings::probe_token();
 		if ( '' !== $token ) {
-			$sent = isset( $_SERVER[ self::HEADER ] ) ? (string) wp_unslash( $_SERVER[ self::HEADER ] ) : ''; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+			$sent = isset( $_SERVER[ self::HEADER ] ) ? (string) wp_unslash( $_SERVER[ self::HEADER ] ) : '';
 			return hash_equals( $token, $sent );
 		}
 		if ( isset( $_SERVER['HTTP_X_FORWARDED_FOR'] ) ) {
 			return false;
 		}
-		$remote = isset( $_SERVER['REMOTE_ADDR'] ) ? (string) wp_unslash( $_SERVER['REMOTE_ADDR'] ) : ''; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+		$remote = isset( $_SERVER['REMOTE_ADDR'] ) ? (string) wp_unslash( $_SERVER['REMOTE_ADDR'] ) : '';
 		/**
 		 * Filters the addresses the load probe answers when no token is set
 		 * (where varnishd connects from).
@@ -81,7 +81,7 @@ final class Purgebridge_Probe {
 	public static function load() {
 		$load = null;
 		if ( is_readable( '/proc/loadavg' ) ) {
-			$raw = file_get_contents( '/proc/loadavg' ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_get_contents_file_get_contents
+			$raw = file_get_contents( '/proc/loadavg' );
 			if ( false !== $raw ) {
 				$load = (float) strtok( $raw, ' ' );
 			}
@@ -96,5 +96,21 @@ final class Purgebridge_Probe {
 		 * @param float $load 1-minute load average.
 		 */
 		return (float) apply_filters( 'purgebridge_probe_load', (float) $load );
+	}
+
+	/**
+	 * Load probe answer for a level: 503 when the load is over its threshold.
+	 *
+	 * @param int   $level      2 or 3.
+	 * @param float $load       1-minute load average.
+	 * @param array $thresholds Level => threshold.
+	 * @return int 200, 503, or 404 for an unknown level.
+	 */
+	public static function status( $level, $load, array $thresholds ) {
+		$level = (int) $level;
+		if ( ! isset( $thresholds[ $level ] ) ) {
+			return 404;
+		}
+		return ( (float) $load > (float) $thresholds[ $level ] ) ? 503 : 200;
 	}
 }

@@ -1,14 +1,9 @@
 <?php
 /**
- * Recovery after a relay outage: what starts a retry run, when a run probes,
- * how queued batches are merged, and the queue's state in plain words.
+ * Recovery after a relay outage: when a retry run probes, how queued batches
+ * are merged, and the queue's state (Purgebridge_Dispatcher starts the runs
+ * and follows these rules; nothing here calls it).
  *
- * A retry run (Purgebridge_Dispatcher::drain()) is started by any of:
- * - WP-Cron: the every-minute event, and a single event at the next probe
- *   time (at most PROBE_INTERVAL after the last failure);
- * - the end of any request whose send reached the relay, or whose save was
- *   queued while the relay was marked down (after the response is sent);
- * - the Heartbeat API while someone has wp-admin open.
  * While the relay is unreachable a run costs one cheap GET /healthz (the
  * probe), never one send per batch; once the relay answers, everything queued
  * goes out oldest first, merged into as few requests as the relay accepts.
@@ -23,7 +18,7 @@
 defined( 'ABSPATH' ) || exit;
 
 /**
- * Retry triggers, probe rules, batch merging and the queue's state.
+ * Probe rules, batch merging and the queue's state.
  */
 final class Purgebridge_Recovery {
 
@@ -49,20 +44,6 @@ final class Purgebridge_Recovery {
 
 	/** Seconds one retry run may spend sending before it hands over to the next. */
 	const RUN_BUDGET = 20;
-
-	/**
-	 * Who asked for a retry run at the end of this request, null for nobody.
-	 *
-	 * @var string|null
-	 */
-	private static $after_response = null;
-
-	/**
-	 * Registers the Heartbeat hook (called from Purgebridge_Plugin::boot()).
-	 */
-	public static function register() {
-		add_filter( 'heartbeat_send', array( __CLASS__, 'heartbeat' ), 10, 1 );
-	}
 
 	/**
 	 * The probe interval after the purgebridge_probe_interval filter, clamped
@@ -123,7 +104,7 @@ final class Purgebridge_Recovery {
 	 * @param int   $max_bytes Most bytes of changes per request.
 	 * @return array<int,int[]> Row ids per request, in sending order.
 	 */
-	public static function merge( array $rows, $max_count = Purgebridge_Policy::MAX_CHANGES, $max_bytes = Purgebridge_Policy::MAX_BYTES ) {
+	public static function merge( array $rows, $max_count = Purgebridge_Event_Builder::MAX_CHANGES, $max_bytes = Purgebridge_Event_Builder::MAX_BYTES ) {
 		$groups = array();
 		$ids    = array();
 		$site   = null;
@@ -149,55 +130,6 @@ final class Purgebridge_Recovery {
 	}
 
 	/**
-	 * Starts a retry run at the end of this request, after the response is
-	 * sent where the server allows it (fastcgi_finish_request()). Called when
-	 * a send reached the relay while a backlog waits, or a save was queued.
-	 *
-	 * @param string $trigger 'request' or 'heartbeat'.
-	 */
-	public static function drain_after_response( $trigger = 'request' ) {
-		if ( null !== self::$after_response ) {
-			return;
-		}
-		self::$after_response = $trigger;
-		add_action( 'shutdown', array( __CLASS__, 'after_response' ), 1000 );
-	}
-
-	/**
-	 * Shutdown: finishes the response where the server allows it, then runs
-	 * the retry run drain_after_response() asked for.
-	 */
-	public static function after_response() {
-		$trigger              = self::$after_response;
-		self::$after_response = null;
-		if ( null === $trigger ) {
-			return;
-		}
-		if ( function_exists( 'fastcgi_finish_request' ) && 'cli' !== PHP_SAPI ) {
-			fastcgi_finish_request();
-		}
-		Purgebridge_Dispatcher::drain( false, $trigger );
-	}
-
-	/**
-	 * Heartbeat tick from an open wp-admin page (heartbeat_send runs on every
-	 * logged-in tick, heartbeat_received only when a script sent data): when
-	 * changes wait, retry after this response; the run decides whether a
-	 * probe is due.
-	 *
-	 * @param array $response Heartbeat response.
-	 * @return array Response, saying that changes wait, for scripts that care.
-	 */
-	public static function heartbeat( $response ) {
-		if ( ! current_user_can( 'edit_posts' ) || ! Purgebridge_Queue::waiting() ) {
-			return $response;
-		}
-		self::drain_after_response( 'heartbeat' );
-		$response['purgebridge'] = array( 'waiting' => true );
-		return $response;
-	}
-
-	/**
 	 * The retry queue's state: the one function the settings page and Site
 	 * Health read.
 	 *
@@ -209,15 +141,15 @@ final class Purgebridge_Recovery {
 	public static function state() {
 		$now      = time();
 		$counts   = Purgebridge_Queue::summary();
-		$failures = (int) get_option( 'purgebridge_relay_failures', 0 );
+		$failures = Purgebridge_Relay_State::failures();
 		$next     = 0;
 		if ( $counts['pending'] ) {
-			$next = $failures > 0 ? max( $now, (int) get_option( 'purgebridge_relay_down_until', 0 ) ) : $now;
+			$next = $failures > 0 ? Purgebridge_Relay_State::next_try( $now ) : $now;
 		}
 		$error = '';
 		if ( $failures > 0 || $counts['pending'] ) {
-			$last  = get_option( 'purgebridge_last_delivery', array() );
-			$error = is_array( $last ) && isset( $last['outcome'] ) && Purgebridge_Policy::DELIVERED !== $last['outcome'] ? (string) $last['message'] : '';
+			$last  = Purgebridge_Relay_State::last_delivery();
+			$error = isset( $last['outcome'] ) && Purgebridge_Outcome::DELIVERED !== $last['outcome'] ? (string) $last['message'] : '';
 		}
 		$recovery = get_option( 'purgebridge_last_recovery', array() );
 		return array(
@@ -232,55 +164,5 @@ final class Purgebridge_Recovery {
 			'last_error'    => $error,
 			'last_recovery' => is_array( $recovery ) ? $recovery : array(),
 		);
-	}
-
-	/**
-	 * The state in plain words, for the settings page.
-	 *
-	 * @param array $state From state().
-	 * @return string
-	 */
-	public static function describe( array $state ) {
-		$format = get_option( 'time_format', 'H:i' );
-		if ( ! $state['pending'] ) {
-			$text = __( 'No changes wait to be sent.', 'purgebridge' );
-			$last = $state['last_recovery'];
-			if ( isset( $last['time'], $last['batches'], $last['requests'] ) ) {
-				$text .= ' ' . sprintf(
-					/* translators: 1: batches, 2: changes, 3: requests, 4: time ago, 5: how long they had waited */
-					__( 'The last backlog (%1$d batches, %2$d changes) went out in %3$d request(s) %4$s ago, after waiting %5$s.', 'purgebridge' ),
-					(int) $last['batches'],
-					(int) $last['changes'],
-					(int) $last['requests'],
-					human_time_diff( (int) $last['time'] ),
-					human_time_diff( 0, (int) $last['waited'] )
-				);
-			}
-			return $text;
-		}
-		$text = sprintf(
-			/* translators: 1: changes, 2: batches, 3: clock time, 4: time ago */
-			__( '%1$d changes (%2$d batches) wait to be sent to the relay, the oldest since %3$s (%4$s ago).', 'purgebridge' ),
-			(int) $state['changes'],
-			(int) $state['pending'],
-			wp_date( $format, (int) $state['oldest'] ),
-			human_time_diff( (int) $state['oldest'] )
-		);
-		if ( $state['relay_down'] ) {
-			$text .= ' ' . sprintf(
-				/* translators: 1: error, 2: clock time, 3: time from now, 4: probe interval in seconds */
-				__( 'The relay did not answer (%1$s). Next try at %2$s (in %3$s), then every %4$d seconds until it answers; everything waiting is then sent at once.', 'purgebridge' ),
-				'' !== $state['last_error'] ? $state['last_error'] : __( 'no answer', 'purgebridge' ),
-				wp_date( $format, (int) $state['next_try'] ),
-				human_time_diff( time(), max( time() + 1, (int) $state['next_try'] ) ),
-				self::interval()
-			);
-		} else {
-			$text .= ' ' . __( 'Next try: with the next WP-Cron run, save or wp-admin Heartbeat tick.', 'purgebridge' );
-		}
-		if ( defined( 'DISABLE_WP_CRON' ) && DISABLE_WP_CRON ) {
-			$text .= ' ' . __( 'WP-Cron is disabled (DISABLE_WP_CRON): make sure a system cron job runs wp-cron.php every minute.', 'purgebridge' );
-		}
-		return $text;
 	}
 }

@@ -203,7 +203,7 @@ final class Purgebridge_Frontend {
 	 * @return bool
 	 */
 	private static function serving_fragment() {
-		return isset( $_GET[ self::FRAGMENT_PARAM ] ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		return isset( $_GET[ self::FRAGMENT_PARAM ] );
 	}
 
 	/**
@@ -214,7 +214,7 @@ final class Purgebridge_Frontend {
 		if ( ! self::serving_fragment() || is_admin() || ! Purgebridge_Settings::esi_tag_cloud_enabled() ) {
 			return; // Off: the parameter means nothing and WordPress answers as usual.
 		}
-		$name = sanitize_key( wp_unslash( $_GET[ self::FRAGMENT_PARAM ] ) ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended,WordPress.Security.ValidatedSanitizedInput.InputNotSanitized
+		$name = sanitize_key( wp_unslash( $_GET[ self::FRAGMENT_PARAM ] ) );
 		if ( 'tag-cloud' !== $name ) {
 			status_header( 404 );
 			exit;
@@ -224,7 +224,7 @@ final class Purgebridge_Frontend {
 		if ( Purgebridge_Settings::xkey_enabled() ) {
 			header( 'xkey: tag-cloud' );
 		}
-		echo wp_tag_cloud( array( 'echo' => false ) ); // phpcs:ignore WordPress.Security.EscapeOutput.OutputNotEscaped
+		echo wp_tag_cloud( array( 'echo' => false ) );
 		exit;
 	}
 }

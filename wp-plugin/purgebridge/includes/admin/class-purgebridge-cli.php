@@ -106,7 +106,7 @@ class Purgebridge_CLI {
 			WP_CLI::line(
 				'Last refusal:  ' . self::ago( $status['last_refusal']['time'] ) . ': ' . Purgebridge_Answer::describe(
 					array(
-						'outcome' => Purgebridge_Policy::PERMANENT,
+						'outcome' => Purgebridge_Outcome::PERMANENT,
 						'status'  => (int) $status['last_refusal']['status'],
 						'message' => (string) $status['last_refusal']['message'],
 					)

@@ -99,7 +99,7 @@ def test_settings_page_speaks_plainly_and_send_test_event_updates_the_status(wor
                         data={"action": "purgebridge_test", "_wpnonce": form_nonce(page, "test")})
     assert done.url.endswith("page=purgebridge")
     assert notice(done.text) == ("The relay is running. A signed test event was accepted: the secret matches and "
-                                 "the relay serves this site.")
+                                 "the relay serves this site. 1 of 1 Varnish node purged.")
     assert "class=\"notice notice-success" in done.text
     assert status_row(done.text, "relay").endswith("The relay is running. A signed test event was accepted: the "
                                                    "secret matches and the relay serves this site.")

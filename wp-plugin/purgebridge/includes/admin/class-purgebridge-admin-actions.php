@@ -34,7 +34,16 @@ final class Purgebridge_Admin_Actions {
 	 * @param string $redirect Where to go ('' = the settings page).
 	 */
 	private static function finish( array $result, $redirect = '' ) {
-		Purgebridge_Notices::flash( $result['ok'], $result['message'] );
+		$level = '';
+		if ( $result['ok'] && empty( $result['queued'] ) ) {
+			// The relay took it: say what the nodes then did, not just "accepted".
+			$summary           = Purgebridge_Node_Truth_Text::summary( Purgebridge_Node_Truth::settled() );
+			$result['message'] = trim( $result['message'] . ' ' . $summary['text'] );
+			$level             = $summary['level'];
+		} else {
+			Purgebridge_Node_Truth::forget(); // Whatever the page shows next is asked again.
+		}
+		Purgebridge_Notices::flash( $result['ok'], $result['message'], $level );
 		wp_safe_redirect( '' !== $redirect ? $redirect : Purgebridge_Admin::page_url() );
 		exit;
 	}

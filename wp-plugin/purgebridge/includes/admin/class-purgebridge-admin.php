@@ -24,6 +24,43 @@ final class Purgebridge_Admin {
 	public static function register() {
 		add_action( 'admin_menu', array( __CLASS__, 'menu' ) );
 		add_filter( 'plugin_action_links_' . plugin_basename( PURGEBRIDGE_FILE ), array( __CLASS__, 'plugin_links' ) );
+		add_filter( 'post_row_actions', array( __CLASS__, 'row_action' ), 10, 2 );
+		add_filter( 'page_row_actions', array( __CLASS__, 'row_action' ), 10, 2 );
+	}
+
+	/**
+	 * A "Purge" link under each published post or page in the lists, for
+	 * whoever may edit it (as W3TC and WP Rocket have): the same action as
+	 * the admin bar's "Purge this page", back to the list with its result.
+	 *
+	 * @param string[] $actions Row actions.
+	 * @param WP_Post  $post    The row's post.
+	 * @return string[]
+	 */
+	public static function row_action( $actions, $post ) {
+		if ( ! $post instanceof WP_Post || 'publish' !== $post->post_status || ! is_post_type_viewable( $post->post_type ) || ! current_user_can( 'edit_post', $post->ID ) ) {
+			return $actions;
+		}
+		$back                          = isset( $_SERVER['REQUEST_URI'] ) ? esc_url_raw( wp_unslash( $_SERVER['REQUEST_URI'] ) ) : admin_url( 'edit.php' );
+		$url                           = wp_nonce_url(
+			add_query_arg(
+				array(
+					'action'      => 'purgebridge_purge_page',
+					'post_id'     => $post->ID,
+					'redirect_to' => rawurlencode( $back ),
+				),
+				admin_url( 'admin-post.php' )
+			),
+			'purgebridge_purge_page'
+		);
+		$actions['purgebridge_purge'] = sprintf(
+			'<a href="%1$s" aria-label="%2$s">%3$s</a>',
+			esc_url( $url ),
+			/* translators: %s: post title */
+			esc_attr( sprintf( __( 'Purge “%s” from Varnish', 'purgebridge' ), get_the_title( $post ) ) ),
+			esc_html__( 'Purge', 'purgebridge' )
+		);
+		return $actions;
 	}
 
 	/**
@@ -197,11 +234,12 @@ final class Purgebridge_Admin {
 					human_time_diff( (int) $check['time'] ),
 					$check['message']
 				),
-				$check['ok'] ? 'ok' : 'error'
+				$check['ok'] && ! Purgebridge_Relay_State::is_down() ? 'ok' : 'error'
 			);
 		} else {
 			self::row( 'relay', __( 'Relay', 'purgebridge' ), __( 'Not checked yet: press "Send test event".', 'purgebridge' ) );
 		}
+		self::nodes_row();
 		$last = $s['last_delivery'];
 		if ( $last ) {
 			$delivered = Purgebridge_Outcome::DELIVERED === $last['outcome'];
@@ -273,6 +311,25 @@ final class Purgebridge_Admin {
 			);
 		}
 		echo '</tbody></table>';
+	}
+
+	/**
+	 * "Varnish nodes": what the relay says each node did with this site's
+	 * purges, asked when the page is drawn (kept 15 s), so it never
+	 * contradicts the flash above it, which asked a moment before.
+	 */
+	private static function nodes_row() {
+		if ( ! Purgebridge_Settings::configured() ) {
+			return;
+		}
+		$truth   = Purgebridge_Node_Truth::get();
+		$summary = Purgebridge_Node_Truth_Text::summary( $truth );
+		$states  = array(
+			'success' => 'ok',
+			'warning' => 'warning',
+			'error'   => 'error',
+		);
+		self::row( 'nodes', __( 'Varnish nodes', 'purgebridge' ), $summary['text'], $states[ $summary['level'] ] );
 	}
 
 	/**

@@ -81,11 +81,7 @@ final class Purgebridge_Answer {
 			);
 		}
 		if ( 202 === $status ) {
-			$data = self::parse( $body );
-			if ( is_array( $data ) && isset( $data['nodes'] ) ) {
-				/* translators: %d: number of Varnish nodes */
-				return sprintf( _n( 'Accepted by the relay, which purges it on %d Varnish node.', 'Accepted by the relay, which purges it on %d Varnish nodes.', (int) $data['nodes'], 'purgebridge' ), (int) $data['nodes'] );
-			}
+			// Only that: what each node then did is the relay's to tell (Purgebridge_Node_Truth_Text).
 			return __( 'Accepted by the relay.', 'purgebridge' );
 		}
 		if ( 409 === $status ) {

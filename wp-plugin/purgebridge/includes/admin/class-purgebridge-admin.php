@@ -41,8 +41,8 @@ final class Purgebridge_Admin {
 		if ( ! $post instanceof WP_Post || 'publish' !== $post->post_status || ! is_post_type_viewable( $post->post_type ) || ! current_user_can( 'edit_post', $post->ID ) ) {
 			return $actions;
 		}
-		$back                          = isset( $_SERVER['REQUEST_URI'] ) ? esc_url_raw( wp_unslash( $_SERVER['REQUEST_URI'] ) ) : admin_url( 'edit.php' );
-		$url                           = wp_nonce_url(
+		$back                         = isset( $_SERVER['REQUEST_URI'] ) ? esc_url_raw( wp_unslash( $_SERVER['REQUEST_URI'] ) ) : admin_url( 'edit.php' );
+		$url                          = wp_nonce_url(
 			add_query_arg(
 				array(
 					'action'      => 'purgebridge_purge_page',

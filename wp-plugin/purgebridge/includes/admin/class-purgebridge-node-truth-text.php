@@ -35,7 +35,20 @@ final class Purgebridge_Node_Truth_Text {
 		$nodes  = Purgebridge_Node_Truth::nodes( $answer );
 		$total  = count( $nodes );
 		$purged = Purgebridge_Node_Truth::count( $answer, 'delivered' );
-		$lines  = array(
+		if ( $total > 0 && Purgebridge_Node_Truth::count( $answer, 'unknown' ) === $total && ! empty( $answer['data']['worker'] ) ) {
+			// A relay that has purged nothing since it started (a test event purges nothing): not a fault.
+			return self::result(
+				'success',
+				array(
+					sprintf(
+						/* translators: %d: number of Varnish nodes */
+						_n( 'The relay serves %d Varnish node and has not had to purge anything on it since it started.', 'The relay serves %d Varnish nodes and has not had to purge anything on them since it started.', $total, 'purgebridge' ),
+						$total
+					),
+				)
+			);
+		}
+		$lines = array(
 			sprintf(
 				/* translators: 1: nodes that purged everything of this site, 2: all nodes */
 				_n( '%1$d of %2$d Varnish node purged.', '%1$d of %2$d Varnish nodes purged.', $total, 'purgebridge' ),
@@ -43,7 +56,7 @@ final class Purgebridge_Node_Truth_Text {
 				$total
 			),
 		);
-		$level  = 'success';
+		$level = 'success';
 		if ( empty( $answer['data']['worker'] ) ) {
 			$lines[] = __( 'The relay\'s purge worker is not running: nothing is being purged.', 'purgebridge' );
 			$level   = 'error';
@@ -54,7 +67,7 @@ final class Purgebridge_Node_Truth_Text {
 				continue;
 			}
 			$lines[] = $sentence;
-			$worse   = in_array( $node['state'], array( 'refused', 'dead_lettered' ), true ) ? 'error' : ( 'delivered' === $node['state'] ? 'success' : 'warning' );
+			$worse   = in_array( $node['state'], array( 'refused', 'dead_lettered' ), true ) ? 'error' : ( in_array( $node['state'], array( 'delivered', 'unknown' ), true ) ? 'success' : 'warning' );
 			$level   = self::worse( $level, $worse );
 		}
 		return self::result( $level, $lines );

@@ -8,6 +8,9 @@ request, and the real relay purges the nodes. What the plugin adds to the
 click → "Post updated" time is measured by bench/editor_click.py, not here.
 """
 
+import os
+from pathlib import Path
+
 import pytest
 
 from fixtures.block_editor import click_update, open_editor, retype_title
@@ -67,7 +70,8 @@ def test_after_update_the_editor_says_whether_the_purge_was_sent_or_queued(wordp
         texts = snackbar(browser, "Cache purge queued")
         assert any("Cache purge queued: the relay" in t for t in texts), texts
         assert not any("Cache purge sent." in t for t in texts[-1:]), texts
-        browser.save_screenshot(str(tmp_path / "editor-queued.png"))
+        shots = Path(os.environ.get("PURGEBRIDGE_SCREENSHOTS") or tmp_path)
+        browser.save_screenshot(str(shots / "editor-purge-queued.png"))
     finally:
         relay.start()
     php(site, "Purgebridge_Relay_State::mark_up(); Purgebridge_Dispatcher::drain(true); return true;")

@@ -8,8 +8,8 @@
  * editor gets its answer, so the editor asks afterwards: a small script
  * watches the editor's save finish and asks admin-ajax what the last send of
  * this site did since the save started (Purgebridge_Relay_State). It asks at
- * most four times in three seconds, and says nothing when no send followed
- * the save (a draft purges nothing).
+ * most four times in three seconds, and only after saving a published post
+ * (a draft's save purges nothing).
  *
  * @package Purgebridge
  */
@@ -87,7 +87,8 @@ final class Purgebridge_Editor_Notice {
 		if ( ! editor || ! editor.isSavingPost ) { return; }
 		var saving = editor.isSavingPost() && ! editor.isAutosavingPost();
 		if ( saving && ! wasSaving ) { since = Math.floor( Date.now() / 1000 ) - 1; }
-		if ( wasSaving && ! saving && editor.didPostSaveRequestSucceed() ) { ask( 0 ); }
+		// Only a published post's save purges anything (a draft's does not: nothing to say).
+		if ( wasSaving && ! saving && editor.didPostSaveRequestSucceed() && 'publish' === editor.getCurrentPostAttribute( 'status' ) ) { ask( 0 ); }
 		wasSaving = saving;
 	} );
 } )( window.wp, window.purgebridgeEditor );
@@ -115,7 +116,10 @@ JS;
 	public static function state( $since ) {
 		$last = Purgebridge_Relay_State::last_delivery();
 		$time = isset( $last['time'] ) ? (int) $last['time'] : 0;
-		if ( $time >= $since && isset( $last['outcome'] ) ) {
+		// A run of deliveries is written once a minute (Relay_State::record()), any other answer at once:
+		// a "delivered" record under a minute old also stands for the sends since.
+		$recent = isset( $last['outcome'] ) && Purgebridge_Outcome::DELIVERED === $last['outcome'] ? $since - 60 : $since;
+		if ( $time >= $recent && isset( $last['outcome'] ) && ! Purgebridge_Relay_State::is_down() ) {
 			if ( Purgebridge_Outcome::DELIVERED === $last['outcome'] ) {
 				return array(
 					'state' => 'sent',

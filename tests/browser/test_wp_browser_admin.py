@@ -301,6 +301,7 @@ def test_purge_row_action_with_a_node_down_tells_which_nodes_purged(admin, zip_s
         assert text.endswith("sent when it returns."), text
         for node in (cluster.nodes[0], cluster.nodes[2]):
             assert cluster.xcache(node, one, site.host) == "MISS"
+        assert admin.find_elements(by("ID"), "purgebridge-nodes") == [], "the same sentences once, not twice"
         assert console_errors(admin) == []
         screenshot(admin, shots / "purge-row-action-node-down.png")
         driver = settings(admin, site)

@@ -132,6 +132,9 @@ final class Purgebridge_Notices {
 			if ( isset( $dismissed[ $id ] ) && $dismissed[ $id ] === $notice['fingerprint'] ) {
 				continue;
 			}
+			if ( $flash && false !== strpos( $flash['text'], $notice['text'] ) ) {
+				continue; // The action's result just said it: each message once.
+			}
 			$printed = true;
 			printf(
 				'<div class="notice notice-%1$s is-dismissible purgebridge-standing" id="purgebridge-%2$s" data-purgebridge-notice="%2$s" data-fingerprint="%3$s"><p><strong>%4$s</strong> %5$s <a href="%6$s">%7$s</a></p></div>',

@@ -164,3 +164,17 @@ def test_a_wrong_secret_says_the_relay_did_not_accept_the_signature(wordpress_si
         relay.env["PURGEBRIDGE_SECRET"] = right
         relay.start()
         forget(site)
+
+
+def test_purge_urls_box_keeps_what_was_typed_and_says_nothing_was_purged(wordpress_site, relay, page_url):
+    site = wordpress_site
+    session = admin_session(site)
+    typed = f"{page_url}\nhttp://elsewhere.example.test/x/"
+    page = purge_urls(session, site, typed.split("\n"))
+    level, role, text = notice(page)
+    assert (level, role) == ("error", "alert")
+    assert text.startswith("Nothing was purged. http://elsewhere.example.test/x/ is not a URL of this site"), text
+    box = re.search(r'<textarea id="purgebridge-urls"[^>]*>([^<]*)</textarea>', page).group(1)
+    assert html.unescape(box) == typed
+    again = settings_page(session, site)  # given back once, not forever
+    assert re.search(r'<textarea id="purgebridge-urls"[^>]*></textarea>', again)

@@ -83,8 +83,14 @@ final class Purgebridge_Admin_Actions {
 	/** The "Purge URLs" box. */
 	public static function action_purge_url() {
 		self::guard( 'purge_url' );
-		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // Each line is checked by site_urls()
-		self::finish( Purgebridge_Operations::purge_urls( (array) $lines, array(), 'settings' ) );
+		$typed  = isset( $_POST['urls'] ) ? (string) wp_unslash( $_POST['urls'] ) : ''; // Each line is checked by site_urls()
+		$result = Purgebridge_Operations::purge_urls( (array) preg_split( '/[\r\n]+/', $typed ), array(), 'settings' );
+		if ( ! $result['ok'] && empty( $result['urls'] ) ) {
+			// Refused before anything was sent: say so, and give the box back as it was typed.
+			$result['message'] = __( 'Nothing was purged.', 'purgebridge' ) . ' ' . $result['message'];
+			set_transient( Purgebridge_Admin::TYPED_URLS . get_current_user_id(), substr( $typed, 0, 20000 ), 300 );
+		}
+		self::finish( $result );
 	}
 
 	/**

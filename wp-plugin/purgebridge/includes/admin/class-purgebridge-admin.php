@@ -18,6 +18,9 @@ final class Purgebridge_Admin {
 
 	const PAGE = 'purgebridge';
 
+	/** Transient prefix (+ user id): what was typed in "Purge URLs" when nothing could be sent. */
+	const TYPED_URLS = 'purgebridge_typed_urls_';
+
 	/**
 	 * Registers the hooks.
 	 */
@@ -124,6 +127,7 @@ final class Purgebridge_Admin {
 			'<input type="password" class="regular-text" id="purgebridge_secret" name="purgebridge_secret" value="" autocomplete="new-password" placeholder="%s" />',
 			esc_attr( $stored ? __( 'stored — leave empty to keep', 'purgebridge' ) : '' )
 		);
+		echo '<p class="description">' . esc_html__( 'The same value as the relay\'s PURGEBRIDGE_SECRET (or this site\'s "secret" in the relay\'s sites file): ask whoever runs the relay. It signs every change and is never shown again once saved.', 'purgebridge' ) . '</p>';
 	}
 
 	/**
@@ -146,7 +150,10 @@ final class Purgebridge_Admin {
 	 * @param array $args name, default.
 	 */
 	public static function field_number( $args ) {
-		printf( '<input type="number" step="any" min="0" class="small-text" name="%1$s" value="%2$s" />', esc_attr( $args['name'] ), esc_attr( (string) get_option( $args['name'], $args['default'] ) ) );
+		printf( '<input type="number" step="any" min="0" class="small-text" id="%1$s" name="%1$s" value="%2$s" aria-describedby="%1$s-description" />', esc_attr( $args['name'] ), esc_attr( (string) get_option( $args['name'], $args['default'] ) ) );
+		if ( ! empty( $args['description'] ) ) {
+			printf( '<p class="description" id="%1$s-description">%2$s</p>', esc_attr( $args['name'] ), esc_html( $args['description'] ) );
+		}
 	}
 
 	/**
@@ -186,10 +193,13 @@ final class Purgebridge_Admin {
 		echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '">';
 		echo '<input type="hidden" name="action" value="purgebridge_purge_url" />';
 		wp_nonce_field( 'purgebridge_purge_url' );
+		$typed = (string) get_transient( self::TYPED_URLS . get_current_user_id() );
+		delete_transient( self::TYPED_URLS . get_current_user_id() );
 		printf(
-			'<p><label for="purgebridge-urls">%1$s</label><br /><textarea id="purgebridge-urls" name="urls" rows="3" class="large-text code" placeholder="%2$s"></textarea></p>',
+			'<p><label for="purgebridge-urls">%1$s</label><br /><textarea id="purgebridge-urls" name="urls" rows="3" class="large-text code" placeholder="%2$s">%3$s</textarea></p>',
 			esc_html__( 'Pages of this site to purge on every Varnish node, one URL or path per line. Only these pages are purged, not the archives that list them.', 'purgebridge' ),
-			esc_attr( home_url( '/about/' ) )
+			esc_attr( home_url( '/about/' ) ),
+			esc_textarea( $typed )
 		);
 		submit_button( __( 'Purge these URLs', 'purgebridge' ), 'secondary', 'submit', false, array( 'id' => 'purgebridge-purge-urls' ) );
 		echo '</form>';

@@ -274,7 +274,7 @@ final class Purgebridge_Admin {
 				__( 'Relay unreachable', 'purgebridge' ),
 				sprintf(
 					/* translators: 1: failed sends in a row, 2: time left */
-					__( 'The last %1$d sends failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', 'purgebridge' ),
+					_n( 'The last send failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', 'The last %1$d sends failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', (int) $s['failures'], 'purgebridge' ),
 					$s['failures'],
 					human_time_diff( time(), $s['down_until'] )
 				),

@@ -66,6 +66,9 @@ def create_app(overrides: Optional[Mapping[str, str]] = None, *, settings: Optio
     from purgebridge.api.routes import bp
 
     app.register_blueprint(bp)
+    from purgebridge.api.site_status import bp as site_status_bp
+
+    app.register_blueprint(site_status_bp)  # the per-site node truth for the plugin (docs/wordpress.md)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:  # JSON for every error, including 404/405/413 raised by Flask itself

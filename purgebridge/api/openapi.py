@@ -95,6 +95,21 @@ _SPEC = {
             "security": _BEARER,
             "responses": {"200": _ok("status", {"type": "object"}),
                           "401": _error("missing or wrong admin token")}}},
+        "/v1/sites/status": {"post": {
+            "summary": "What each node did with ONE site's purges, signed with that site's secret like an event "
+                       "(docs/wordpress.md, \"The relay's node truth\")",
+            "security": [{"timestamp": [], "signature": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["site"], "additionalProperties": False,
+                "properties": {"site": {"type": "string", "description": "the site's URL or host"}}}}}},
+            "responses": {"200": _ok("per node: state (delivered, sending, waiting, down, refused, dead_lettered, "
+                                     "unknown), up, down_since, pending, dead, keys", {"type": "object"}),
+                          "400": _error("site missing, or a field other than site"),
+                          "401": _error(f"signature missing or wrong for that site, or timestamp over {MAX_AGE} s "
+                                        f"old or {MAX_AHEAD} s ahead"),
+                          "403": _error("site not configured on this relay"),
+                          "413": _error("body over 256 KiB"),
+                          "503": _error("queue unreachable")}}},
         "/healthz": {"get": {"summary": "The process answers", "responses": {"200": _ok("alive")}}},
         "/readyz": {"get": {"summary": "Queue writable and at least one node reachable",
                             "responses": {"200": _ok("ready"), "503": _ok("not ready; `problems` says why")}}},

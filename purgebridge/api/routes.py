@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from purgebridge.api.accepted import log_accepted
 from purgebridge.api.openapi import spec
 from purgebridge.api.readiness import Reachability, WorkerReadiness
 from purgebridge.api.service import Service
@@ -127,8 +128,7 @@ def _enqueue(items: List[Invalidation], source: str, signature: Optional[str] = 
     except Exception as exc:  # noqa: BLE001 - the queue is unreachable: nothing was stored
         raise Refused(503, queue_unavailable(svc, exc)) from None
     svc.metrics.event(route, 202)
-    log.info("accepted %s event %s from %s: %d item(s) x %d node(s), %d merged",
-             source, queued.event_id, site or "-", queued.items, len(svc.settings.nodes), queued.merged)
+    log_accepted(source, site, queued.event_id, items=items, nodes=len(svc.settings.nodes))
     return jsonify({"event_id": queued.event_id, "queued": queued.items,
                     "nodes": len(svc.settings.nodes), "merged": queued.merged}), 202
 
@@ -213,6 +213,7 @@ def _purge_now(nodes: Sequence[Node], items: List[Invalidation], host: Optional[
     for node_name, node_items in retry.items():
         queued += svc.queue.enqueue([node_name], node_items, "admin-retry", site=host or "").rows
     svc.metrics.event("purge", 200 if report.ok else 502)
+    log_accepted("admin-wait", host or "", "-", items=items, nodes=len(nodes))
     body = report.to_dict()
     body["queued_for_retry"] = queued
     return jsonify(body), 200 if report.ok else 502

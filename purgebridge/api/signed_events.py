@@ -33,6 +33,7 @@ import json
 import logging
 from typing import Any, Mapping, Optional
 
+from purgebridge.api.accepted import log_accepted
 from purgebridge.api.refusals import (JSON_HEADER, Answer, Refused, configured_nodes, host_of, queue_unavailable,
                                       refusal, url_host)
 from purgebridge.api.service import Service
@@ -78,7 +79,7 @@ def check_wordpress_event(svc: Service, body: bytes, timestamp: str, signature: 
     except InvalidEvent as exc:
         data, bad_json = {}, exc
     try:
-        signing.verify(svc.sites.secret_for(_claimed_host(data.get("site"))), timestamp, signature, body)
+        signing.verify(svc.sites.secret_for(claimed_host(data.get("site"))), timestamp, signature, body)
     except SignatureError as exc:
         raise Refused(401, str(exc)) from None
     try:
@@ -91,7 +92,7 @@ def check_wordpress_event(svc: Service, body: bytes, timestamp: str, signature: 
     return CheckedEvent(host, signature.strip().lower(), len(data["changes"]), len(configured_nodes(svc)))
 
 
-def _claimed_host(site: object) -> Optional[str]:
+def claimed_host(site: object) -> Optional[str]:
     """The host of an event's ``site`` for choosing its secret; None when it has none (then 401 or 400)."""
     try:
         return host_of(site) if isinstance(site, str) else None
@@ -143,7 +144,7 @@ class SignedEvents:
         except Refused as exc:
             return refusal(svc.metrics, ROUTE, method, PATH, exc)
         svc.metrics.event(ROUTE, 202)
-        log.debug("accepted wordpress event %s from %s: %d change(s)", event_id, event.host, event.changes)
+        log_accepted("wordpress", event.host, event_id, changes=event.changes, nodes=event.nodes)
         return 202, [JSON_HEADER], accepted_body(event_id, event.changes, event.nodes)
 
     async def _journal(self, event: CheckedEvent, body: bytes, pool: Optional[Executor]) -> str:

@@ -22,6 +22,7 @@ import sys
 import click
 
 from purgebridge import __version__
+from purgebridge.cli import render
 from purgebridge.config.settings import load_settings, select_group
 from purgebridge.store.contract import redact_location
 from purgebridge.core.errors import ConfigError, InvalidURL, PurgebridgeError
@@ -67,7 +68,7 @@ def _emit(report, as_json):
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        click.echo(report.table())
+        click.echo(render.report_table(report.to_dict()))
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
@@ -215,8 +216,11 @@ def nodes(ctx, as_json):
         result, keys_result = node_report.results
         state = {"purged": "up", "not_cached": "up", "refused": "refuses purges"}.get(result.outcome.value, "down")
         keys = key_support(keys_result) if state == "up" else None
+        answer = result.reason
+        if state == "up" and keys is None:  # up, but PURGEKEYS got neither a 2xx nor a 501/405: say what it got
+            answer = f"{answer}; PURGEKEYS: {keys_result.reason or keys_result.outcome.value}"
         rows.append({"node": node_report.node.name, "group": node_report.node.group, "state": state,
-                     "keys": keys, "answer": result.reason,
+                     "keys": keys, "keys_answer": keys_result.reason, "answer": answer,
                      "latency_ms": round(node_report.seconds * 1000, 1)})
     ok = bool(rows) and all(r["state"] == "up" for r in rows)
     if as_json:
@@ -226,7 +230,8 @@ def nodes(ctx, as_json):
         gwidth = max([len(r["group"]) for r in rows] + [5])
         click.echo(f"{'node'.ljust(width)}  {'group'.ljust(gwidth)}  {'state':<15} {'keys':<4} {'latency':>9}  answer")
         for r in rows:
-            keys = {True: "yes", False: "no"}.get(r["keys"], "?")
+            # "?" only when it could not be asked (the node is not up); "err" when PURGEKEYS failed on an up node
+            keys = {True: "yes", False: "no"}.get(r["keys"], "err" if r["state"] == "up" else "?")
             click.echo(f"{r['node'].ljust(width)}  {(r['group'] or '-').ljust(gwidth)}  {r['state']:<15} {keys:<4} "
                        f"{r['latency_ms']:>6.1f} ms  {r['answer']}")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
@@ -340,41 +345,34 @@ def queue_retry(ctx, node_name):
 
 @cli.command()
 @click.option("--url", "base_url", metavar="URL", help="Relay base URL (default: from PURGEBRIDGE_LISTEN).")
-@click.option("--json", "as_json", is_flag=True, help="Print the relay's answer as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the relay's answer (and the verdict) as JSON.")
 @click.pass_context
 def status(ctx, base_url, as_json):
-    """Ask the running relay for node state, queue depth and totals (needs PURGEBRIDGE_ADMIN_TOKEN).
+    """Ask the running relay for its worker, version, totals, queue and each node (needs PURGEBRIDGE_ADMIN_TOKEN).
 
-    Exit 1 when the relay cannot be reached, any node is down, the queue takes no writes or the worker is not running.
+    \b
+    Exit status (docs/cli.md), the worst that applies:
+    0 every node up or not contacted yet, no dead letters
+    1 the relay cannot be reached or answered an error
+    3 a node is down (its purges wait in the queue)
+    4 a node refuses purges, or dead letters wait for 'purgebridge queue retry'
+    5 the relay's worker is not running, or its queue refuses writes
     """
-    from purgebridge.service.server import fetch_status
+    from purgebridge.service.server import fetch_status, relay_url
 
     settings = _settings(ctx, require_nodes=False)
+    url = base_url or relay_url(settings)
     try:
-        data = fetch_status(settings, base_url=base_url, timeout=settings.timeout + 3)
+        data = fetch_status(settings, base_url=url, timeout=settings.timeout + 3)
     except PurgebridgeError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    nodes_state = data.get("nodes", [])
+        sys.exit(render.STATUS_UNREACHABLE)
+    verdict = render.judge_status(data)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps({**data, "verdict": {"exit": verdict.code, "problems": verdict.problems}}, indent=2))
     else:
-        q = data.get("queue", {})
-        click.echo(f"queue: {q.get('depth', '?')} pending, {q.get('dead', '?')} dead letter(s), "
-                   f"oldest pending {_age(q.get('oldest_pending_age'))}")
-        for n in nodes_state:
-            latency = n.get("latency_ms")
-            click.echo(f"  {n.get('node')}  {'up' if n.get('up') else 'down'}  "
-                       f"{'-' if latency is None else f'{latency:.1f} ms'}  {n.get('last_error') or ''}")
-    down = [n for n in nodes_state if n.get("up") is False]
-    if data.get("worker") is False:
-        click.echo("error: the relay's purge worker process is not running: accepted events are kept but not "
-                   "sent (see the relay log for why)", err=True)
-    if data.get("queue_writable") is False:
-        click.echo("error: the relay's queue does not take writes (full disk?): new events are refused with 503",
-                   err=True)
-    sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False or data.get("worker") is False
-             else EXIT_OK)
+        click.echo(render.status_text(data, url, verdict))
+    sys.exit(verdict.code)
 
 
 @cli.command("sitemap-urls")

@@ -9,7 +9,10 @@ Many sites already list their Varnish servers in the acl that allows PURGE::
     }
 
 so ``PURGEBRIDGE_VCL`` lets the operator point at that file instead of
-repeating the list. This module is a small tokenizer for the parts of VCL that
+repeating the list. The acl lists who may purge, which is not quite whom to
+purge: the entries for a relay on a node's own machine (127.0.0.1, ::1,
+localhost) are skipped when the acl names other addresses
+(:func:`without_local_sources`, docs/vcl.md "Who may purge"). This module is a small tokenizer for the parts of VCL that
 matter to find acl blocks safely in real files: ``#``, ``//`` and ``/* */``
 comments, ``"..."``, ``{"..."}`` and ``\"\"\"...\"\"\"`` strings (which may contain
 comment markers and braces), inline C (``C{ ... }C``), and ``include`` lines,
@@ -273,6 +276,40 @@ def entries_to_nodes(entries: Sequence[Entry], port: int, path: str = "<vcl>") -
     return nodes
 
 
+LOCAL_SOURCES = ("127.0.0.1", "::1", "localhost")  # where a relay on the node's own machine connects from
+
+
+def _is_local_source(value: str) -> bool:
+    try:
+        return value.lower() == "localhost" or ipaddress.ip_address(value) in (
+            ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+    except ValueError:
+        return False
+
+
+def without_local_sources(nodes: List[Node], path: str = "<vcl>") -> List[Node]:
+    """Drop ``127.0.0.1``, ``::1`` and ``localhost`` from acl nodes that also name other addresses.
+
+    An acl says who may *send* purges; the relay needs whom to *send them
+    to*. The two lists share the nodes' addresses in a web farm, but a relay
+    on a node's own machine connects from 127.0.0.1 (or ::1), so that entry
+    is in the acl for the relay's sake and is not another node: read as one,
+    the machine's Varnish was purged twice (once by its address, once as
+    127.0.0.1) and ``::1`` a third time. When the acl names nothing else,
+    Varnish and the relay share one machine and the node is ``127.0.0.1``
+    (once). Other loopback addresses (``127.0.0.11``) are listeners of their
+    own and stay nodes.
+    """
+    local = [node for node in nodes if _is_local_source(node.host)]
+    others = [node for node in nodes if not _is_local_source(node.host)]
+    if others:
+        if local:
+            log.info("%s: acl entries %s are the relay's own source address on a node's machine, not nodes; "
+                     "skipped", path, ", ".join(node.host for node in local))
+        return others
+    return local[:1]
+
+
 def nodes_from_vcl(path: Union[str, "PathLike[str]"], acl_name: str = "purge", port: int = 6081) -> List[Node]:
     """The nodes listed in acl ``acl_name`` of the VCL file at ``path``.
 
@@ -295,7 +332,7 @@ def nodes_from_vcl(path: Union[str, "PathLike[str]"], acl_name: str = "purge", p
         hint = " (it may be in an included file, which is not read)" if parsed.includes else ""
         raise VCLParseError(path, text.count("\n") + 1,
                             f"no acl named {acl_name!r}{hint}; acls in this file: {found}")
-    nodes = entries_to_nodes(parsed.acls[acl_name], port, path)
+    nodes = without_local_sources(entries_to_nodes(parsed.acls[acl_name], port, path), str(path))
     log.debug("%s: acl %s gives %s node(s)", path, acl_name, len(nodes))
     return nodes
 

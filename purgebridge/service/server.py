@@ -272,6 +272,33 @@ def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[],
         raise PurgebridgeError(supervisor.fatal)
 
 
+def relay_url(settings):
+    """The base URL of the relay PURGEBRIDGE_LISTEN describes, as a client on this machine reaches it."""
+    host, port = settings.listen
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def request_failure(exc, timeout):
+    """Why a request to the relay failed, in a few words: requests' text is urllib3's whole retry story."""
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g} s"
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is purgebridge serve running, on this address?)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+        if isinstance(cause, OSError) and "Name or service not known" in str(cause):
+            return "host name not found"
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
+                                                          isinstance(cause.args[0], BaseException) else None)
+    return type(exc).__name__
+
+
 def fetch_status(settings, base_url=None, timeout=5.0):
     """GET /v1/status from a running relay (for ``purgebridge status``); returns the JSON dict.
 
@@ -280,15 +307,12 @@ def fetch_status(settings, base_url=None, timeout=5.0):
     import requests
 
     if base_url is None:
-        host, port = settings.listen
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        base_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        base_url = relay_url(settings)
     headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else {}
     try:
         response = requests.get(base_url.rstrip("/") + "/v1/status", headers=headers, timeout=timeout)
     except requests.RequestException as exc:
-        raise PurgebridgeError(f"cannot reach the relay at {base_url}: {exc}") from None
+        raise PurgebridgeError(f"cannot reach the relay at {base_url}: {request_failure(exc, timeout)}") from None
     if response.status_code != 200:
         try:
             reason = response.json().get("error", "")

@@ -62,6 +62,9 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
     retry_dead(node=None) -> int           dead letters back to ready
     release_leases() -> int   at start-up: claims of a dead process are due now
     dead_letters(limit) -> [dict]; stats() -> dict; writable() -> bool
+    site_deliveries(host) -> dict  one site's waiting and dead-lettered purges per
+        node, and its unexpanded events (``site_stats``): the per-site truth the
+        WordPress plugin asks for
     wait(generation, timeout) / generation  wake-up for workers, also across processes
     wait_journal(generation, timeout) / journal_generation   ... for the expander
     listen()                  in the worker process: hear other processes' writes (``wakeup``)
@@ -178,6 +181,32 @@ def dead_letter(row_id: int, node: str, item: Dict[str, Any], first_at: float, d
             "attempts": attempts, "reason": reason}
 
 
+def site_stats(rows: Iterable[Tuple[str, str, int, Optional[float], Optional[float], Optional[str]]],
+               journal_pending: int, journal_oldest: Optional[float], now: float) -> Dict[str, Any]:
+    """The ``site_deliveries()`` dict every backend returns: one site's undelivered purges, per node.
+
+    ``rows``: (node, state, count, oldest first_at, last dead_at, a last
+    error) per node and state ("ready", "leased", "dead"). Only what is
+    still in the queue shows: a delivered purge leaves no row, so a node
+    absent here has nothing of this site waiting or dead-lettered.
+    """
+    nodes: Dict[str, Dict[str, Any]] = {}
+    for node, state, count, oldest, dead_at, error in rows:
+        entry = nodes.setdefault(node, {"pending": 0, "dead": 0, "oldest_pending_age": None, "last_error": "",
+                                        "dead_reason": "", "last_dead_at": None})
+        if state == "dead":
+            entry["dead"] += count
+            entry["dead_reason"] = error or entry["dead_reason"]
+            entry["last_dead_at"] = max(entry["last_dead_at"] or 0.0, dead_at or 0.0) or None
+            continue
+        entry["pending"] += count
+        entry["last_error"] = error or entry["last_error"]
+        if oldest is not None:
+            entry["oldest_pending_age"] = max(entry["oldest_pending_age"] or 0.0, now - oldest)
+    return {"nodes": nodes, "journal_pending": journal_pending,
+            "journal_age": None if journal_oldest is None else max(0.0, now - journal_oldest)}
+
+
 def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[CounterRow], journal_pending: int,
                     journal_age: Optional[float]) -> Dict[str, Any]:
     """The ``stats()`` dict every backend returns, from what it counted.
@@ -254,6 +283,8 @@ class Store(Protocol):
     def next_due(self, node: str, now: Optional[float] = None) -> Optional[float]: ...
 
     def dead_letters(self, limit: int = 100, node: Optional[str] = None) -> List[Dict[str, Any]]: ...
+
+    def site_deliveries(self, host: str, now: Optional[float] = None) -> Dict[str, Any]: ...
 
     def stats(self, now: Optional[float] = None) -> Dict[str, Any]: ...
 

@@ -55,7 +55,7 @@ import redis
 from purgebridge.core.errors import ConfigError, QueueClosed, QueueError, SignatureError
 from purgebridge.core.invalidation import key_of
 from purgebridge.store.contract import (REPLAY_WINDOW, redact_location, Backend, Claim, CounterRow, Enqueued, EventCount, PendingEvent,
-                                        QueuedItem, dead_letter, summarise_stats, unique_payloads)
+                                        QueuedItem, dead_letter, site_stats, summarise_stats, unique_payloads)
 
 log = logging.getLogger(__name__)
 
@@ -517,6 +517,39 @@ class RedisQueue(Backend):
             rows.append((name, node, int(value)))
         journal_age = max(0.0, now - float(first_event[0][1][b"received_at"])) if first_event else None
         return summarise_stats(entries, rows, journal_pending, journal_age)
+
+    SITE_SCAN = 20000  # rows per node and state read for site_deliveries (a bigger backlog is counted in part)
+
+    def site_deliveries(self, host: str, now: Optional[float] = None) -> Dict[str, Any]:
+        """One site's waiting and dead-lettered purges per node (``site_stats``), read row by row (bounded)."""
+        now = self.clock() if now is None else now
+        rows = []
+        for name in self._nodes():
+            for state, zset in (("ready", "age"), ("dead", "dead")):
+                members = self.redis.zrange(self._key(zset, name), 0, self.SITE_SCAN - 1, withscores=True)
+                pipe = self.redis.pipeline(transaction=False)
+                for rid, _score in members:
+                    pipe.get(self._key("item", _text(rid)))
+                    pipe.hget(self._key("rec", _text(rid)), "error")
+                found = pipe.execute() if members else []
+                count, oldest, last, error = 0, None, None, ""
+                for (rid, score), payload, err in zip(members, found[0::2], found[1::2]):
+                    if not payload or json.loads(payload).get("host") != host:
+                        continue
+                    count += 1
+                    oldest = score if oldest is None else min(oldest, score)
+                    last = score if last is None else max(last, score)
+                    error = _text(err) if err else error
+                if count:
+                    rows.append((name, state, count, None if state == "dead" else oldest,
+                                 last if state == "dead" else None, error))
+        pending, oldest_event = 0, None
+        for _event_id, fields in self.redis.xrange(self._key("events"), "-", "+", count=self.SITE_SCAN):
+            if _text(fields.get(b"site", b"")) == host:
+                pending += 1
+                received = float(fields[b"received_at"])
+                oldest_event = received if oldest_event is None else min(oldest_event, received)
+        return site_stats(rows, pending, oldest_event, now)
 
     def memory(self) -> int:
         """Bytes Redis uses (``INFO memory`` used_memory): for /metrics and the sizing in docs/scaling.md."""

@@ -47,7 +47,7 @@ import uuid
 
 from purgebridge.core.errors import QueueBusy, QueueClosed, QueueError, QueueFileGone, SignatureError
 from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Enqueued, EventCount, PendingEvent, QueuedItem,
-                                        dead_letter, node_stats, summarise_stats, unique_payloads)
+                                        dead_letter, node_stats, site_stats, summarise_stats, unique_payloads)
 from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
 from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
 from purgebridge.store.writer import Writer
@@ -730,6 +730,19 @@ class Queue(Backend):
             f"SELECT id, node, item, first_at, dead_at, attempts, last_error FROM deliveries WHERE {where} "
             "ORDER BY dead_at, id LIMIT ?", args + (limit,)).fetchall()
         return [dead_letter(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def site_deliveries(self, host: str, now: Optional[float] = None) -> Dict[str, Any]:
+        """What is waiting or dead-lettered for ``host``'s purges, per node, and its unexpanded events (``site_stats``)."""
+        now = self.clock() if now is None else now
+        db = self._db()
+        rows = db.execute(
+            "SELECT node, state, COUNT(*), MIN(first_at), MAX(CASE WHEN state = 'dead' THEN dead_at END), "
+            "(SELECT d2.last_error FROM deliveries d2 WHERE d2.node = d.node AND d2.state = d.state "
+            " AND json_extract(d2.item, '$.host') = ? ORDER BY COALESCE(d2.dead_at, d2.next_at) DESC LIMIT 1) "
+            "FROM deliveries d WHERE json_extract(item, '$.host') = ? GROUP BY node, state", (host, host)).fetchall()
+        journal = db.execute("SELECT COUNT(*), MIN(received_at) FROM events WHERE expanded_at IS NULL AND site = ?",
+                             (host,)).fetchone()
+        return site_stats(rows, journal[0], journal[1], now)
 
     def depth(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM deliveries WHERE state != 'dead'").fetchone()[0]

@@ -32,16 +32,18 @@ class _Stats(Protocol):
 
 
 class _QueueCollector:
-    def __init__(self, queue: _Stats) -> None:
+    def __init__(self, queue: _Stats, metrics: "Metrics") -> None:
         self.queue = queue
+        self.metrics = metrics
 
     def collect(self) -> List[Metric]:
         up = GaugeMetricFamily("purgebridge_queue_up", "1 when the queue (SQLite file or Redis) answers")
+        snapshot = self.metrics.worker() if self.metrics.worker is not None else None
         try:
             stats = self.queue.stats()
         except Exception:  # noqa: BLE001 - Redis down: the scrape still works and says so (the alert needs it)
             up.add_metric([], 0)
-            return [up]
+            return [up, oldest_queued(snapshot, None)]
         up.add_metric([], 1)
         depth = GaugeMetricFamily("purgebridge_queue_depth", "Deliveries waiting or in flight, per node",
                                   labels=["node"])
@@ -62,7 +64,31 @@ class _QueueCollector:
         rows = CounterMetricFamily("purgebridge_queue_rows",
                                    "Deliveries added to the queue (after coalescing)")
         rows.add_metric([], stats["totals"].get("rows", 0))
-        return [up, depth, dead, oldest, journal, merged, rows]
+        return [up, depth, dead, oldest, journal, merged, rows, oldest_queued(snapshot, stats)]
+
+
+def oldest_queued(snapshot: Optional[Dict[str, Any]], stats: Optional[Dict[str, Any]]) -> GaugeMetricFamily:
+    """``purgebridge_node_oldest_queued_seconds``: per node, the age of the oldest purge not yet confirmed.
+
+    The larger of two ages: the worker's own (its inbox and the batch on the
+    wire: ``lag_seconds``) and the queue's (rows waiting for a retry or
+    leased: ``oldest_pending_age``). A node that is down has its purges in
+    the queue, a node that hangs has them on the wire; either way this age
+    keeps growing until the node confirms them, which
+    ``purgebridge_node_lag_seconds`` alone did not (it restarts with every
+    batch). 0 when nothing waits for the node.
+    """
+    ages: Dict[str, float] = {}
+    for state in (snapshot or {}).get("nodes", []):
+        ages[state["node"]] = state.get("lag_seconds") or 0.0
+    for node, entry in ((stats or {}).get("nodes") or {}).items():
+        ages[node] = max(ages.get(node, 0.0), entry.get("oldest_pending_age") or 0.0)
+    gauge = GaugeMetricFamily("purgebridge_node_oldest_queued_seconds",
+                              "Age of the oldest purge a node has not confirmed yet (queued, waiting or in flight)",
+                              labels=["node"])
+    for node, age in sorted(ages.items()):
+        gauge.add_metric([node], age)
+    return gauge
 
 
 class _PurgeCollector:
@@ -114,8 +140,36 @@ class _PurgeCollector:
             for state in snapshot.get("nodes", []):
                 inbox.add_metric([state["node"]], state.get("inbox", 0))
                 lag.add_metric([state["node"]], state.get("lag_seconds") or 0.0)
-            found.extend([inbox, lag])
+            found.extend([inbox, lag, node_up(snapshot)])
         return found
+
+
+def node_up(snapshot: Dict[str, Any]) -> GaugeMetricFamily:
+    """``purgebridge_node_up``: 1 while a node answers the purges it is sent, 0 while it does not.
+
+    A node the worker has not sent anything to since it started is unknown,
+    not down: it has no sample until its first batch (alert on ``== 0``,
+    not on absence), and so is every node while the worker process is not
+    running (``purgebridge_worker_up`` 0). A node that answers but refuses every purge is up here;
+    its refusals show in ``purgebridge_queue_dead_letters``.
+    """
+    gauge = GaugeMetricFamily("purgebridge_node_up", "1 when the node answered its last batch, 0 when it did not",
+                              labels=["node"])
+    for state in snapshot.get("nodes", []) if snapshot.get("running") else []:  # a stopped worker's view is old
+        if state.get("up") is not None:
+            gauge.add_metric([state["node"]], 1 if state["up"] else 0)
+    return gauge
+
+
+class _BuildCollector:
+    """``purgebridge_build_info{version}`` 1: which release answers (dashboards join on it)."""
+
+    def collect(self) -> List[GaugeMetricFamily]:
+        from purgebridge import __version__
+
+        info = GaugeMetricFamily("purgebridge_build_info", "The relay's version (always 1)", labels=["version"])
+        info.add_metric([__version__], 1)
+        return [info]
 
 
 class Metrics:
@@ -136,9 +190,10 @@ class Metrics:
         self._purges: Dict[Tuple[str, str], int] = {}         # (node, outcome) -> count
         self._latency = [0] * (len(LATENCY_BUCKETS) + 1)      # per bucket, not cumulative; last is +Inf
         self._latency_sum = 0.0
+        self.registry.register(_BuildCollector())
         self.registry.register(_PurgeCollector(self))
         if queue is not None:
-            self.registry.register(_QueueCollector(queue))
+            self.registry.register(_QueueCollector(queue, self))
 
     def event(self, route: str, result: Any) -> None:
         self.events.labels(route=route, result=str(result)).inc()

@@ -7,7 +7,7 @@ vcl 4.1;
 # tour and the header table):
 #   purgebridge_normalise  Host and X-Forwarded-Proto normalised, internal headers dropped
 #   purgebridge_acl_gate   PURGE / BAN / PURGEKEYS / debug only from "acl purge", else 405
-#   purgebridge_purge      PURGE -> return (purge) (all variants), soft purge on request
+#   purgebridge_purge      PURGE -> purge.hard/soft (all variants); 404 when nothing was cached
 #   purgebridge_ban        BAN + X-Ban-Url -> lurker-friendly ban on obj.http.x-host/x-url
 #   purgebridge_keys       PURGEKEYS + xkey-purge / xkey-softpurge, keys scoped by Host
 #   purgebridge_nocache    wp-admin, wp-login.php, preview, xmlrpc, wp-cron, non-GET/HEAD
@@ -130,15 +130,21 @@ sub purgebridge_acl_gate {
 }
 
 # PURGE drops the object and every variant (Vary, gzip) under this URL + Host +
-# scheme. "X-Purge-Soft: 1" instead expires it but keeps it for grace
-# (purge.soft in vcl_hit / vcl_miss), so the next visitor gets stale content
-# while a fresh copy is fetched.
+# scheme. "X-Purge-Soft: 1" instead expires it but keeps it for grace, so the
+# next visitor gets stale content while a fresh copy is fetched. Both are done
+# in vcl_hit / vcl_miss (purgebridge_purge_count, purge.hard / purge.soft),
+# which count what they dropped: a PURGE of something not cached answers
+# 404 "Not in cache", and the relay's "not cached" column means just that.
+# A PURGE never waits for a fetch in progress (hash_ignore_busy). A
+# hit-for-pass marker leads to vcl_pass, where no count is possible: the
+# request restarts and purges it with return (purge).
 sub purgebridge_purge {
     if (req.method == "PURGE") {
-        if (req.http.X-Purge-Soft == "1") {
-            return (hash);
+        if (req.restarts > 0) {
+            return (purge);
         }
-        return (purge);
+        set req.hash_ignore_busy = true;
+        return (hash);
     }
 }
 
@@ -259,11 +265,11 @@ sub purgebridge_hash {
 }
 
 sub vcl_hit {
-    call purgebridge_soft_purge;
+    call purgebridge_purge_count;
 }
 
 sub vcl_miss {
-    call purgebridge_soft_purge;
+    call purgebridge_purge_count;
     if (req.http.X-Purgebridge-Stale == "1") {
         # Retry after a failed fetch found nothing stale: do not hit the
         # failing origin a second time.
@@ -273,14 +279,27 @@ sub vcl_miss {
     set req.http.X-Purgebridge-Missed = "1";
 }
 
-sub purgebridge_soft_purge {
+sub purgebridge_purge_count {
     if (req.method == "PURGE") {
-        set req.http.X-Purged-Count = purgevmod.soft(0s);
-        return (synth(200, "Soft purged " + req.http.X-Purged-Count));
+        if (req.http.X-Purge-Soft == "1") {
+            set req.http.X-Purged-Count = purgevmod.soft(0s);
+        } else {
+            set req.http.X-Purged-Count = purgevmod.hard();
+        }
+        if (req.http.X-Purged-Count == "0") {
+            return (synth(404, "Not in cache"));
+        }
+        if (req.http.X-Purge-Soft == "1") {
+            return (synth(200, "Soft purged " + req.http.X-Purged-Count));
+        }
+        return (synth(200, "Purged " + req.http.X-Purged-Count));
     }
 }
 
 sub vcl_pass {
+    if (req.method == "PURGE") {
+        return (restart);  # a hit-for-pass marker: purgebridge_purge drops it with return (purge)
+    }
     set req.http.X-Purgebridge-Passed = "1";
 }
 

@@ -50,11 +50,12 @@ class Housekeeper:
             # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
             hosts = sorted(self.queue.dead_hosts(node, since) & sites)
             if not hosts:
-                log.warning("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
-                            node, count)
+                log.error("node %s: %d purge(s) dead-lettered; none for a configured site, nothing to ban",
+                          node, count, extra={"node": node, "dead_lettered": count, "reason": "max_age"})
                 continue
             self.queue.enqueue([node], [purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
-            log.warning("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
-                        "for it instead, sent when it answers again", node, count,
-                        getattr(self.settings, "max_age", 0.0), ", ".join(hosts))
+            log.error("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
+                      "for it instead, sent when it answers again", node, count,
+                      getattr(self.settings, "max_age", 0.0), ", ".join(hosts),
+                      extra={"node": node, "dead_lettered": count, "reason": "max_age", "sites": ",".join(hosts)})
         return expired

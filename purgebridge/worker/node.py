@@ -15,7 +15,9 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from purgebridge.delivery import fanout
-from purgebridge.delivery.fanout import Invalidation, Outcome, Result
+from purgebridge.core.invalidation import Invalidation
+from purgebridge.delivery.fanout import Outcome, Result
+from purgebridge.worker import transition
 from purgebridge.worker.inbox import Inbox
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,14 @@ class NodeState:
     last_error_at: Optional[float] = None
     sent: int = 0
     keys: Optional[bool] = None          # key purges: True works, False not in its VCL, None not tried yet
+    down_since: Optional[float] = None   # unix time the node stopped answering (None while up or unknown)
+    refusing: bool = False               # the last batch it answered was refused whole (403/405, other 4xx)
 
     def to_dict(self) -> dict:
         return {"node": self.node.name, "up": self.up, "last_contact": self.last_contact,
                 "latency_ms": None if self.latency is None else round(self.latency * 1000, 2),
                 "last_error": self.last_error, "last_error_at": self.last_error_at, "sent": self.sent,
-                "keys": self.keys}
+                "keys": self.keys, "down_since": self.down_since, "refusing": self.refusing}
 
 
 class NodeSender:
@@ -124,7 +128,8 @@ class NodeSender:
         now = self.clock.time()
         # One pass over the answers (a flood sends thousands a second): key support, the last
         # error, and whether anything that went out was answered, and answered well.
-        answered = healthy = went_out = False
+        answered = healthy = any_ok = False
+        went_out = 0
         last_error = ""
         for i, result in enumerate(results):
             status = result.status
@@ -138,7 +143,8 @@ class NodeSender:
             # Rows that could not even be encoded say nothing about the node: only what went out counts.
             if result.permanent or (skip_keys and result.item.method == "PURGEKEYS"):
                 continue
-            went_out = True
+            went_out += 1
+            any_ok = any_ok or ok
             # Healthy: at least one answer that is not a retryable failure. A node that answers
             # every purge with 5xx/408/429 is not "up": it is backed off like a silent one.
             if not healthy and status is not None and (ok or not fanout.classify(status)[1]):
@@ -148,7 +154,9 @@ class NodeSender:
         state.sent += len(to_send)
         state.latency = self.clock.monotonic() - started
         if went_out:
-            state.up = healthy
+            refusing = healthy and not any_ok  # answered, but not one purge taken: a refusing acl (403/405)
+            transition.log_change(self.node.name, state, healthy, refusing, now, went_out)
+            state.up, state.refusing = healthy, refusing
             if answered:
                 state.last_contact = now
             if healthy:

@@ -18,15 +18,18 @@ straight to the durable queue without a connection attempt, and no queued
 batch is tried until the interval has passed.
 """
 
+import functools
 import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from purgebridge.delivery import fanout
-from purgebridge.delivery.fanout import Invalidation, Outcome
+from purgebridge.core.invalidation import Invalidation
+from purgebridge.delivery.fanout import Outcome
 from purgebridge.worker import expansion
 from purgebridge.worker.node import OK, NodeSender
+from purgebridge.worker import transition
 from purgebridge.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -185,12 +188,14 @@ class NodeLoop:
         for group in failed.values():
             self._count("failed", len(group))
         self.recorder.report()
+        # Each write binds its own group: a parked write (full disk) runs after this loop has moved on.
         for outcome, group in done.items():
-            self._until_stored(lambda: self.queue.ack(group, outcome))
-        for (_outcome, reason), group in dead.items():
-            self._until_stored(lambda: self.queue.dead(group, reason))
+            self._until_stored(functools.partial(self.queue.ack, group, outcome))
+        for (outcome, reason), group in dead.items():
+            transition.log_dead_letters(node.name, group, reason, outcome)
+            self._until_stored(functools.partial(self.queue.dead, group, reason))
         for reason, group in failed.items():
-            self._until_stored(lambda: self.queue.nack(group, reason))
+            self._until_stored(functools.partial(self.queue.nack, group, reason))
         if failed or dead:
             log.info("node %s: %d ok, %d to retry, %d dead-lettered (%s)", node.name,
                      sum(map(len, done.values())), sum(map(len, failed.values())),

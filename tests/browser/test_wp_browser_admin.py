@@ -210,7 +210,7 @@ def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, pos
     notice = wait_for(admin, "#purgebridge-notice")
     assert admin.current_url == posts["one"], "back on the page the purge started from"
     assert notice.find_element(by("TAG_NAME"), "p").text == \
-        f"Purge of {posts['one']} sent. Accepted by the relay, which purges it on 3 Varnish nodes."
+        f"Purge of {posts['one']} sent. Accepted by the relay. 3 of 3 Varnish nodes purged."
     assert notice.is_displayed()
     assert console_errors(admin) == []
     admin.save_screenshot(str(shots / "purge-this-page.png"))
@@ -275,3 +275,40 @@ def test_refusal_notice_is_dismissed_for_good_by_its_close_button(admin, zip_sit
         assert console_errors(admin) == []
     finally:
         site.php("Purgebridge_Operations::flush_queue(); return true;")
+
+
+def test_purge_row_action_with_a_node_down_tells_which_nodes_purged(admin, zip_site, cluster, relay, posts, shots):
+    """A varnishd stopped: the posts list's "Purge" says 2 of 3 purged and names the down node; so does the settings page."""
+    site = zip_site
+    one = path_of(site, posts["one"])
+    down = cluster.nodes[1]
+    warm(cluster, site, [one])
+    down.stop()
+    try:
+        admin.get(site.url + "/wp-admin/edit.php")
+        link = wait_for(admin, '#the-list .row-actions .purgebridge_purge a[aria-label="Purge “Browser page one” from Varnish"]')
+        old = admin.find_element(by("TAG_NAME"), "html")
+        admin.execute_script("arguments[0].click()", link)  # row actions show on hover; the link is the same
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+        WebDriverWait(admin, WAIT).until(ec.staleness_of(old))
+        notice = wait_for(admin, "#purgebridge-notice")
+        assert "/wp-admin/edit.php" in admin.current_url, "back on the list"
+        assert "notice-warning" in notice.get_attribute("class") and notice.get_attribute("role") == "alert"
+        text = notice.find_element(by("TAG_NAME"), "p").text
+        assert text.startswith(f"Purge of {posts['one']} sent. Accepted by the relay. 2 of 3 Varnish nodes purged. "
+                               f"Node {down.node.name} is down since "), text
+        assert text.endswith("sent when it returns."), text
+        for node in (cluster.nodes[0], cluster.nodes[2]):
+            assert cluster.xcache(node, one, site.host) == "MISS"
+        assert admin.find_elements(by("ID"), "purgebridge-nodes") == [], "the same sentences once, not twice"
+        assert console_errors(admin) == []
+        screenshot(admin, shots / "purge-row-action-node-down.png")
+        driver = settings(admin, site)
+        nodes_row = driver.find_element(by("ID"), "purgebridge-status-nodes")
+        assert "purgebridge-warning" in nodes_row.get_attribute("class")
+        assert row(driver, "nodes").startswith("2 of 3 Varnish nodes purged.") and down.node.name in row(driver, "nodes")
+        screenshot(driver, shots / "settings-node-down.png")
+    finally:
+        down.start()
+    relay.drained()

@@ -424,3 +424,21 @@ def test_writable_until_closed(make):
     assert queue.writable()
     queue.close()
     assert not queue.writable()
+
+
+def test_site_deliveries_count_one_sites_waiting_and_dead_rows_per_node(queue):
+    """What /v1/sites/status tells a site: its own rows only, pending and dead per node, with the reasons."""
+    other = purge_for_url("https://other.example.test/secret-draft/")
+    queue.enqueue(NODES, [url("/x/"), url("/y/"), other], "wordpress", site="blog.example.test")
+    queue.dead([c for c in queue.claim("a") if c.item["target"] == "/x/"], "HTTP 405 Not allowed")
+    queue.nack([c for c in queue.claim("b") if c.item["host"] == "blog.example.test"], "connect failed")
+    found = queue.site_deliveries("blog.example.test")
+    a, b = found["nodes"]["a"], found["nodes"]["b"]
+    assert (a["pending"], a["dead"], a["dead_reason"]) == (1, 1, "HTTP 405 Not allowed")
+    assert (b["pending"], b["dead"], b["last_error"]) == (2, 0, "connect failed")
+    assert b["oldest_pending_age"] is not None and b["oldest_pending_age"] >= 0
+    assert "secret-draft" not in json.dumps(found)
+    assert queue.site_deliveries("nobody.example.test")["nodes"] == {}
+    queue.append("wordpress", "blog.example.test", b'{"changes": []}', "sha256=" + "1" * 64)
+    assert queue.site_deliveries("blog.example.test")["journal_pending"] == 1
+    assert queue.site_deliveries("other.example.test")["journal_pending"] == 0

@@ -130,7 +130,8 @@ def test_noxkey_file_is_generated_from_wordpress_vcl(tmp_path):
 
 def test_every_behaviour_has_a_vtc():
     expected = {"purge_acl", "purge_variants", "soft_purge", "ban", "xkey", "xkey_hosts", "cookies",
-                "nocache", "static", "xcache", "debug", "grace", "grace_5xx", "degrade", "noxkey", "host_spellings"}
+                "nocache", "static", "xcache", "debug", "grace", "grace_5xx", "degrade", "noxkey", "host_spellings",
+                "purge_count"}
     assert expected <= {Path(n).stem for n in VTCS}
 
 

@@ -85,9 +85,9 @@ def test_nodes_from_ugly_vcl(tmp_path, caplog):
     path = _write(tmp_path, UGLY)
     with caplog.at_level(logging.WARNING, logger="purgebridge.config.vcl_acl"):
         nodes = nodes_from_vcl(path, port=6081)
-    assert nodes == [
-        Node("localhost", 6081), Node("127.0.0.2", 6081), Node("varnish-b.example.test", 6081),
-        Node("::1", 6081), Node("2001:db8::10", 6081), Node("192.0.2.10", 6081), Node("192.0.2.11", 6081),
+    assert nodes == [  # localhost and ::1 are the relay's own source address, not nodes (see below)
+        Node("127.0.0.2", 6081), Node("varnish-b.example.test", 6081),
+        Node("2001:db8::10", 6081), Node("192.0.2.10", 6081), Node("192.0.2.11", 6081),
     ]
     warnings = [r.getMessage() for r in caplog.records]
     assert any("backends.vcl" in m and "not followed" in m for m in warnings)
@@ -206,3 +206,26 @@ def test_brace_quote_is_a_long_string_as_in_varnishd():
     # varnishd's lexer reads {" as a long string, so this is not an acl body; say why.
     with pytest.raises(VCLParseError, match="long string"):
         parse_acls('acl purge {"127.0.0.1";}\n', path="x.vcl")
+
+
+@pytest.mark.parametrize("entries, nodes", [
+    # the case of the report: a relay on the node's machine (127.0.0.1, ::1) and the node at 127.0.6.1
+    (['"127.0.0.1"', '"127.0.6.1"', '"::1"'], ["127.0.6.1"]),
+    # a farm whose relay runs on one of the nodes: the nodes, each once
+    (['"10.0.0.1"', '"10.0.0.2"', '"127.0.0.1"', '"::1"', '"localhost"'], ["10.0.0.1", "10.0.0.2"]),
+    # the shipped VCL's default: Varnish and the relay on one machine, one node
+    (['"127.0.0.1"', '"::1"'], ["127.0.0.1"]),
+    (['"::1"'], ["::1"]),
+    # other loopback addresses are listeners of their own (the test clusters)
+    (['"127.0.0.11"', '"127.0.0.12"'], ["127.0.0.11", "127.0.0.12"]),
+])
+def test_the_relays_own_source_address_is_not_a_node(tmp_path, entries, nodes):
+    path = _write(tmp_path, "acl purge {\n" + "".join(f"    {e};\n" for e in entries) + "}\n")
+    assert [n.host for n in nodes_from_vcl(path)] == nodes
+
+
+def test_the_shipped_vcls_acl_gives_one_local_node():
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "vcl" / "wordpress.vcl"
+    assert nodes_from_vcl(shipped) == [Node("127.0.0.1", 6081)]

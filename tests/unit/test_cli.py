@@ -157,3 +157,16 @@ def test_purge_pauses_the_cycle_collector_while_it_runs_and_restores_it(nodes, m
     assert result.exit_code == 0, result.output
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_nodes_says_err_not_unknown_when_an_up_node_fails_purgekeys(nodes):
+    """'?' is for what could not be asked; an up node answering PURGEKEYS 503 is 'err', with its answer."""
+    addrs, _ = nodes(lambda n, l: ("status", 503 if l.startswith("PURGEKEYS") else 404),
+                     lambda n, l: ("status", 501 if l.startswith("PURGEKEYS") else 404))
+    result = run(node_args(addrs) + ["nodes"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert rows[addrs[0]].split()[3] == "err" and "PURGEKEYS: HTTP 503" in rows[addrs[0]], rows
+    assert rows[addrs[1]].split()[3] == "no", rows
+    data = json.loads(run(node_args(addrs) + ["nodes", "--json"]).output)
+    assert [n["keys"] for n in data["nodes"]] == [None, False]

@@ -99,7 +99,7 @@ def test_settings_page_speaks_plainly_and_send_test_event_updates_the_status(wor
                         data={"action": "purgebridge_test", "_wpnonce": form_nonce(page, "test")})
     assert done.url.endswith("page=purgebridge")
     assert notice(done.text) == ("The relay is running. A signed test event was accepted: the secret matches and "
-                                 "the relay serves this site.")
+                                 "the relay serves this site. 1 of 1 Varnish node purged.")
     assert "class=\"notice notice-success" in done.text
     assert status_row(done.text, "relay").endswith("The relay is running. A signed test event was accepted: the "
                                                    "secret matches and the relay serves this site.")
@@ -144,7 +144,8 @@ def test_a_save_refused_by_the_relay_shows_in_words_and_as_a_dismissible_notice(
     relay.answer = 202
     done = session.post(site.url + "/wp-admin/admin-post.php", timeout=30,
                         data={"action": "purgebridge_retry", "_wpnonce": form_nonce(page, "retry")})
-    assert notice(done.text) == "Delivered 1 queued batch; 0 still waiting, 0 refused by the relay."
+    assert notice(done.text) == ("Delivered 1 queued batch; 0 still waiting, 0 refused by the relay. "
+                                 "1 of 1 Varnish node purged.")
     assert 'id="purgebridge-refused"' not in session.get(site.url + "/wp-admin/", timeout=30).text
 
 

@@ -41,6 +41,7 @@ final class Purgebridge_Plugin {
 		Purgebridge_Admin_Bar::register();
 		Purgebridge_Network_Page::register();
 		Purgebridge_Notices::register();
+		Purgebridge_Editor_Notice::register();
 		Purgebridge_Site_Health::register();
 		Purgebridge_CLI::register();
 		Purgebridge_Network::register();

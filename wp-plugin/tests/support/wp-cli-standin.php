@@ -39,6 +39,9 @@ class WP_CLI {
 		self::$out[] = 'Error: ' . $text;
 		throw new Purgebridge_CLI_Exit( (string) $text );
 	}
+	public static function halt( $code ) {
+		throw new Purgebridge_CLI_Exit( 'exit ' . (int) $code );
+	}
 	public static function confirm( $question, $assoc = array() ) {
 		if ( empty( $assoc['yes'] ) ) {
 			self::error( 'not confirmed: ' . $question );

@@ -304,7 +304,7 @@ final class QueueTest extends TestCase {
 		Purgebridge_Dispatcher::drain( true );
 		$state = Purgebridge_Recovery::state();
 		$this->assertSame( 0, $state['pending'] );
-		$this->assertStringContainsString( 'went out in 1 request(s)', Purgebridge_Answer::describe_queue( $state ) );
+		$this->assertStringContainsString( '(2 batches, 3 changes) went out in 1 request ', Purgebridge_Answer::describe_queue( $state ) );
 	}
 
 	public function test_heartbeat_starts_a_run_after_the_response_only_when_changes_wait() {

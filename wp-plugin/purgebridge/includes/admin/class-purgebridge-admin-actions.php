@@ -34,7 +34,16 @@ final class Purgebridge_Admin_Actions {
 	 * @param string $redirect Where to go ('' = the settings page).
 	 */
 	private static function finish( array $result, $redirect = '' ) {
-		Purgebridge_Notices::flash( $result['ok'], $result['message'] );
+		$level = '';
+		if ( $result['ok'] && empty( $result['queued'] ) ) {
+			// The relay took it: say what the nodes then did, not just "accepted".
+			$summary           = Purgebridge_Node_Truth_Text::summary( Purgebridge_Node_Truth::settled() );
+			$result['message'] = trim( $result['message'] . ' ' . $summary['text'] );
+			$level             = $summary['level'];
+		} else {
+			Purgebridge_Node_Truth::forget(); // Whatever the page shows next is asked again.
+		}
+		Purgebridge_Notices::flash( $result['ok'], $result['message'], $level );
 		wp_safe_redirect( '' !== $redirect ? $redirect : Purgebridge_Admin::page_url() );
 		exit;
 	}
@@ -74,8 +83,14 @@ final class Purgebridge_Admin_Actions {
 	/** The "Purge URLs" box. */
 	public static function action_purge_url() {
 		self::guard( 'purge_url' );
-		$lines = isset( $_POST['urls'] ) ? preg_split( '/[\r\n]+/', (string) wp_unslash( $_POST['urls'] ) ) : array(); // Each line is checked by site_urls()
-		self::finish( Purgebridge_Operations::purge_urls( (array) $lines, array(), 'settings' ) );
+		$typed  = isset( $_POST['urls'] ) ? (string) wp_unslash( $_POST['urls'] ) : ''; // Each line is checked by site_urls()
+		$result = Purgebridge_Operations::purge_urls( (array) preg_split( '/[\r\n]+/', $typed ), array(), 'settings' );
+		if ( ! $result['ok'] && empty( $result['urls'] ) ) {
+			// Refused before anything was sent: say so, and give the box back as it was typed.
+			$result['message'] = __( 'Nothing was purged.', 'purgebridge' ) . ' ' . $result['message'];
+			set_transient( Purgebridge_Admin::TYPED_URLS . get_current_user_id(), substr( $typed, 0, 20000 ), 300 );
+		}
+		self::finish( $result );
 	}
 
 	/**

@@ -18,12 +18,52 @@ final class Purgebridge_Admin {
 
 	const PAGE = 'purgebridge';
 
+	/** Transient prefix (+ user id): what was typed in "Purge URLs" when nothing could be sent. */
+	const TYPED_URLS = 'purgebridge_typed_urls_';
+
 	/**
 	 * Registers the hooks.
 	 */
 	public static function register() {
 		add_action( 'admin_menu', array( __CLASS__, 'menu' ) );
 		add_filter( 'plugin_action_links_' . plugin_basename( PURGEBRIDGE_FILE ), array( __CLASS__, 'plugin_links' ) );
+		add_filter( 'post_row_actions', array( __CLASS__, 'row_action' ), 10, 2 );
+		add_filter( 'page_row_actions', array( __CLASS__, 'row_action' ), 10, 2 );
+	}
+
+	/**
+	 * A "Purge" link under each published post or page in the lists, for
+	 * whoever may edit it (as W3TC and WP Rocket have): the same action as
+	 * the admin bar's "Purge this page", back to the list with its result.
+	 *
+	 * @param string[] $actions Row actions.
+	 * @param WP_Post  $post    The row's post.
+	 * @return string[]
+	 */
+	public static function row_action( $actions, $post ) {
+		if ( ! $post instanceof WP_Post || 'publish' !== $post->post_status || ! is_post_type_viewable( $post->post_type ) || ! current_user_can( 'edit_post', $post->ID ) ) {
+			return $actions;
+		}
+		$back                         = isset( $_SERVER['REQUEST_URI'] ) ? esc_url_raw( wp_unslash( $_SERVER['REQUEST_URI'] ) ) : admin_url( 'edit.php' );
+		$url                          = wp_nonce_url(
+			add_query_arg(
+				array(
+					'action'      => 'purgebridge_purge_page',
+					'post_id'     => $post->ID,
+					'redirect_to' => rawurlencode( $back ),
+				),
+				admin_url( 'admin-post.php' )
+			),
+			'purgebridge_purge_page'
+		);
+		$actions['purgebridge_purge'] = sprintf(
+			'<a href="%1$s" aria-label="%2$s">%3$s</a>',
+			esc_url( $url ),
+			/* translators: %s: post title */
+			esc_attr( sprintf( __( 'Purge “%s” from Varnish', 'purgebridge' ), get_the_title( $post ) ) ),
+			esc_html__( 'Purge', 'purgebridge' )
+		);
+		return $actions;
 	}
 
 	/**
@@ -87,6 +127,7 @@ final class Purgebridge_Admin {
 			'<input type="password" class="regular-text" id="purgebridge_secret" name="purgebridge_secret" value="" autocomplete="new-password" placeholder="%s" />',
 			esc_attr( $stored ? __( 'stored — leave empty to keep', 'purgebridge' ) : '' )
 		);
+		echo '<p class="description">' . esc_html__( 'The same value as the relay\'s PURGEBRIDGE_SECRET (or this site\'s "secret" in the relay\'s sites file): ask whoever runs the relay. It signs every change and is never shown again once saved.', 'purgebridge' ) . '</p>';
 	}
 
 	/**
@@ -109,7 +150,10 @@ final class Purgebridge_Admin {
 	 * @param array $args name, default.
 	 */
 	public static function field_number( $args ) {
-		printf( '<input type="number" step="any" min="0" class="small-text" name="%1$s" value="%2$s" />', esc_attr( $args['name'] ), esc_attr( (string) get_option( $args['name'], $args['default'] ) ) );
+		printf( '<input type="number" step="any" min="0" class="small-text" id="%1$s" name="%1$s" value="%2$s" aria-describedby="%1$s-description" />', esc_attr( $args['name'] ), esc_attr( (string) get_option( $args['name'], $args['default'] ) ) );
+		if ( ! empty( $args['description'] ) ) {
+			printf( '<p class="description" id="%1$s-description">%2$s</p>', esc_attr( $args['name'] ), esc_html( $args['description'] ) );
+		}
 	}
 
 	/**
@@ -149,10 +193,13 @@ final class Purgebridge_Admin {
 		echo '<form method="post" action="' . esc_url( admin_url( 'admin-post.php' ) ) . '">';
 		echo '<input type="hidden" name="action" value="purgebridge_purge_url" />';
 		wp_nonce_field( 'purgebridge_purge_url' );
+		$typed = (string) get_transient( self::TYPED_URLS . get_current_user_id() );
+		delete_transient( self::TYPED_URLS . get_current_user_id() );
 		printf(
-			'<p><label for="purgebridge-urls">%1$s</label><br /><textarea id="purgebridge-urls" name="urls" rows="3" class="large-text code" placeholder="%2$s"></textarea></p>',
+			'<p><label for="purgebridge-urls">%1$s</label><br /><textarea id="purgebridge-urls" name="urls" rows="3" class="large-text code" placeholder="%2$s">%3$s</textarea></p>',
 			esc_html__( 'Pages of this site to purge on every Varnish node, one URL or path per line. Only these pages are purged, not the archives that list them.', 'purgebridge' ),
-			esc_attr( home_url( '/about/' ) )
+			esc_attr( home_url( '/about/' ) ),
+			esc_textarea( $typed )
 		);
 		submit_button( __( 'Purge these URLs', 'purgebridge' ), 'secondary', 'submit', false, array( 'id' => 'purgebridge-purge-urls' ) );
 		echo '</form>';
@@ -197,11 +244,12 @@ final class Purgebridge_Admin {
 					human_time_diff( (int) $check['time'] ),
 					$check['message']
 				),
-				$check['ok'] ? 'ok' : 'error'
+				$check['ok'] && ! Purgebridge_Relay_State::is_down() ? 'ok' : 'error'
 			);
 		} else {
 			self::row( 'relay', __( 'Relay', 'purgebridge' ), __( 'Not checked yet: press "Send test event".', 'purgebridge' ) );
 		}
+		self::nodes_row();
 		$last = $s['last_delivery'];
 		if ( $last ) {
 			$delivered = Purgebridge_Outcome::DELIVERED === $last['outcome'];
@@ -226,7 +274,7 @@ final class Purgebridge_Admin {
 				__( 'Relay unreachable', 'purgebridge' ),
 				sprintf(
 					/* translators: 1: failed sends in a row, 2: time left */
-					__( 'The last %1$d sends failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', 'purgebridge' ),
+					_n( 'The last send failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', 'The last %1$d sends failed. For the next %2$s, changes go straight to the retry queue so editors do not wait; the retry run keeps trying the relay.', (int) $s['failures'], 'purgebridge' ),
 					$s['failures'],
 					human_time_diff( time(), $s['down_until'] )
 				),
@@ -273,6 +321,25 @@ final class Purgebridge_Admin {
 			);
 		}
 		echo '</tbody></table>';
+	}
+
+	/**
+	 * "Varnish nodes": what the relay says each node did with this site's
+	 * purges, asked when the page is drawn (kept 15 s), so it never
+	 * contradicts the flash above it, which asked a moment before.
+	 */
+	private static function nodes_row() {
+		if ( ! Purgebridge_Settings::configured() ) {
+			return;
+		}
+		$truth   = Purgebridge_Node_Truth::get();
+		$summary = Purgebridge_Node_Truth_Text::summary( $truth );
+		$states  = array(
+			'success' => 'ok',
+			'warning' => 'warning',
+			'error'   => 'error',
+		);
+		self::row( 'nodes', __( 'Varnish nodes', 'purgebridge' ), $summary['text'], $states[ $summary['level'] ] );
 	}
 
 	/**

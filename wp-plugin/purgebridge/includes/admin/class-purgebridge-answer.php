@@ -81,11 +81,7 @@ final class Purgebridge_Answer {
 			);
 		}
 		if ( 202 === $status ) {
-			$data = self::parse( $body );
-			if ( is_array( $data ) && isset( $data['nodes'] ) ) {
-				/* translators: %d: number of Varnish nodes */
-				return sprintf( _n( 'Accepted by the relay, which purges it on %d Varnish node.', 'Accepted by the relay, which purges it on %d Varnish nodes.', (int) $data['nodes'], 'purgebridge' ), (int) $data['nodes'] );
-			}
+			// Only that: what each node then did is the relay's to tell (Purgebridge_Node_Truth_Text).
 			return __( 'Accepted by the relay.', 'purgebridge' );
 		}
 		if ( 409 === $status ) {
@@ -164,11 +160,14 @@ final class Purgebridge_Answer {
 			$last = $state['last_recovery'];
 			if ( isset( $last['time'], $last['batches'], $last['requests'] ) ) {
 				$text .= ' ' . sprintf(
-					/* translators: 1: batches, 2: changes, 3: requests, 4: time ago, 5: how long they had waited */
-					__( 'The last backlog (%1$d batches, %2$d changes) went out in %3$d request(s) %4$s ago, after waiting %5$s.', 'purgebridge' ),
-					(int) $last['batches'],
-					(int) $last['changes'],
-					(int) $last['requests'],
+					/* translators: 1: "3 batches", 2: "12 changes", 3: "1 request", 4: time ago, 5: how long they had waited */
+					__( 'The last backlog (%1$s, %2$s) went out in %3$s %4$s ago, after waiting %5$s.', 'purgebridge' ),
+					/* translators: %d: batches */
+					sprintf( _n( '%d batch', '%d batches', (int) $last['batches'], 'purgebridge' ), (int) $last['batches'] ),
+					/* translators: %d: changes */
+					sprintf( _n( '%d change', '%d changes', (int) $last['changes'], 'purgebridge' ), (int) $last['changes'] ),
+					/* translators: %d: requests */
+					sprintf( _n( '%d request', '%d requests', (int) $last['requests'], 'purgebridge' ), (int) $last['requests'] ),
 					human_time_diff( (int) $last['time'] ),
 					human_time_diff( 0, (int) $last['waited'] )
 				);

@@ -91,15 +91,34 @@ class Purgebridge_CLI {
 	public function status( $args, $assoc ) {
 		$status          = Purgebridge_Operations::status();
 		$status['relay'] = Purgebridge_Operations::relay_reachable();
+		$truth           = Purgebridge_Node_Truth::get( true );
+		$summary         = Purgebridge_Node_Truth_Text::summary( $truth );
+		$status['nodes'] = array(
+			'level' => $summary['level'],
+			'text'  => $summary['text'],
+			'nodes' => Purgebridge_Node_Truth::nodes( $truth ),
+		);
+		$failing         = 'success' !== $summary['level'];
 		if ( isset( $assoc['format'] ) && 'json' === $assoc['format'] ) {
 			WP_CLI::line( (string) wp_json_encode( $status, JSON_UNESCAPED_SLASHES ) );
+			if ( $failing ) {
+				WP_CLI::halt( 1 );
+			}
 			return;
 		}
 		$queue = $status['queue'];
 		WP_CLI::line( 'Relay URL:     ' . ( '' !== $status['relay_url'] ? $status['relay_url'] : '(not set)' ) );
 		WP_CLI::line( 'Configuration: ' . ( '' === $status['problem'] ? 'complete' : $status['problem'] ) );
 		WP_CLI::line( 'Relay now:     ' . $status['relay']['message'] );
-		WP_CLI::line( 'Relay check:   ' . ( $status['last_check'] ? self::ago( $status['last_check']['time'] ) . ': ' . $status['last_check']['message'] : 'never (run: wp purgebridge test)' ) );
+		WP_CLI::line( 'Last check:    ' . ( $status['last_check'] ? self::ago( $status['last_check']['time'] ) . ' (then): ' . $status['last_check']['message'] : 'never (run: wp purgebridge test)' ) );
+		WP_CLI::line( 'Varnish nodes: ' . $summary['lines'][0] );
+		foreach ( Purgebridge_Node_Truth::nodes( $truth ) as $node ) {
+			$sentence = Purgebridge_Node_Truth_Text::node( $node );
+			WP_CLI::line( sprintf( '  %-22s %-13s %s', $node['node'], $node['state'], $sentence ) );
+		}
+		if ( ! $truth['ok'] ) {
+			WP_CLI::line( '  ' . $summary['text'] );
+		}
 		WP_CLI::line( 'Last send:     ' . ( $status['last_delivery'] ? self::ago( $status['last_delivery']['time'] ) . ': ' . Purgebridge_Answer::describe( $status['last_delivery'] ) : 'nothing sent yet' ) );
 		WP_CLI::line( sprintf( 'Queue:         %d waiting (oldest %s), %d refused, at most %d kept', $queue['pending'], $queue['pending'] ? $queue['oldest_age'] . ' s old' : '-', $queue['refused'], $status['queue_max'] ) );
 		if ( $status['last_refusal'] ) {
@@ -115,6 +134,9 @@ class Purgebridge_CLI {
 		}
 		if ( $status['overflow'] ) {
 			WP_CLI::line( sprintf( 'Queue full:    since %s, %d batches replaced by one purge-all', self::ago( $status['overflow']['since'] ), (int) $status['overflow']['dropped'] ) );
+		}
+		if ( $failing ) {
+			WP_CLI::halt( 1 ); // Exit 1: the relay cannot be asked, or a node is not purged (documented in docs/wordpress.md).
 		}
 	}
 

@@ -35,18 +35,31 @@ final class Purgebridge_Notices {
 	/**
 	 * Keeps an action's result for the current user's next page.
 	 *
-	 * @param bool   $ok   Success.
-	 * @param string $text Plain words.
+	 * @param bool   $ok    Success.
+	 * @param string $text  Plain words.
+	 * @param string $level 'success', 'warning' or 'error'; '' follows $ok. A send the relay
+	 *                      accepted while a node is down is ok, and a warning.
 	 */
-	public static function flash( $ok, $text ) {
+	public static function flash( $ok, $text, $level = '' ) {
 		set_transient(
 			self::flash_key(),
 			array(
-				'ok'   => (bool) $ok,
-				'text' => (string) $text,
+				'ok'    => (bool) $ok,
+				'text'  => (string) $text,
+				'level' => in_array( $level, array( 'success', 'warning', 'error' ), true ) ? $level : ( $ok ? 'success' : 'error' ),
 			),
 			300
 		);
+	}
+
+	/**
+	 * A flash's level (flashes stored before levels existed have only ok).
+	 *
+	 * @param array $flash take_flash().
+	 * @return string
+	 */
+	private static function level( array $flash ) {
+		return isset( $flash['level'] ) ? (string) $flash['level'] : ( $flash['ok'] ? 'success' : 'error' );
 	}
 
 	/**
@@ -88,11 +101,12 @@ final class Purgebridge_Notices {
 			return;
 		}
 		printf(
-			'<div id="purgebridge-notice" class="purgebridge-notice purgebridge-notice-%1$s" role="status" style="position:fixed;top:40px;right:16px;z-index:100000;max-width:32em;padding:12px 36px 12px 16px;background:#fff;color:#1d2327;border-left:4px solid %2$s;box-shadow:0 2px 8px rgba(0,0,0,.25);font:14px/1.5 -apple-system,BlinkMacSystemFont,sans-serif"><p style="margin:0">%3$s</p><button type="button" aria-label="%4$s" onclick="this.parentNode.remove()" style="position:absolute;top:6px;right:8px;border:0;background:none;font-size:18px;cursor:pointer">&times;</button></div>',
-			esc_attr( $flash['ok'] ? 'success' : 'error' ),
-			esc_attr( $flash['ok'] ? '#00a32a' : '#d63638' ),
+			'<div id="purgebridge-notice" class="purgebridge-notice purgebridge-notice-%1$s" role="%5$s" style="position:fixed;top:40px;right:16px;z-index:100000;max-width:32em;padding:12px 36px 12px 16px;background:#fff;color:#1d2327;border-left:4px solid %2$s;box-shadow:0 2px 8px rgba(0,0,0,.25);font:14px/1.5 -apple-system,BlinkMacSystemFont,sans-serif"><p style="margin:0">%3$s</p><button type="button" aria-label="%4$s" onclick="this.parentNode.remove()" style="position:absolute;top:6px;right:8px;border:0;background:none;font-size:18px;cursor:pointer">&times;</button></div>',
+			esc_attr( self::level( $flash ) ),
+			esc_attr( array( 'success' => '#00a32a', 'warning' => '#dba617', 'error' => '#d63638' )[ self::level( $flash ) ] ),
 			esc_html( $flash['text'] ),
-			esc_attr__( 'Dismiss', 'purgebridge' )
+			esc_attr__( 'Dismiss', 'purgebridge' ),
+			'success' === self::level( $flash ) ? 'status' : 'alert'
 		);
 	}
 
@@ -103,9 +117,10 @@ final class Purgebridge_Notices {
 		$flash = self::take_flash();
 		if ( $flash ) {
 			printf(
-				'<div id="purgebridge-notice" class="notice notice-%1$s is-dismissible"><p>%2$s</p></div>',
-				esc_attr( $flash['ok'] ? 'success' : 'error' ),
-				esc_html( $flash['text'] )
+				'<div id="purgebridge-notice" class="notice notice-%1$s is-dismissible" role="%3$s"><p>%2$s</p></div>',
+				esc_attr( self::level( $flash ) ),
+				esc_html( $flash['text'] ),
+				'success' === self::level( $flash ) ? 'status' : 'alert'
 			);
 		}
 		if ( ! current_user_can( 'manage_options' ) || self::on_settings_page() ) {
@@ -116,6 +131,9 @@ final class Purgebridge_Notices {
 		foreach ( self::standing() as $id => $notice ) {
 			if ( isset( $dismissed[ $id ] ) && $dismissed[ $id ] === $notice['fingerprint'] ) {
 				continue;
+			}
+			if ( $flash && false !== strpos( $flash['text'], $notice['text'] ) ) {
+				continue; // The action's result just said it: each message once.
 			}
 			$printed = true;
 			printf(
@@ -151,6 +169,9 @@ final class Purgebridge_Notices {
 		}
 		$state = Purgebridge_Operations::queue_state();
 		$error = Purgebridge_Relay_State::last_error();
+		foreach ( self::relay_and_nodes( $state ) as $id => $notice ) {
+			$notices[ $id ] = $notice;
+		}
 		if ( $state['refused'] > 0 ) {
 			$time               = isset( $error['time'] ) ? (int) $error['time'] : 0;
 			$why                = isset( $error['status'] ) ? Purgebridge_Answer::describe(
@@ -172,6 +193,51 @@ final class Purgebridge_Notices {
 			);
 		}
 		return $notices;
+	}
+
+	/**
+	 * While the relay is down, or a Varnish node is down or refusing this
+	 * site's purges: one notice on every admin screen (the Dashboard too),
+	 * until it is over. Its fingerprint changes with the facts, so a
+	 * dismissed notice comes back when something new goes wrong.
+	 *
+	 * @param array $state Purgebridge_Operations::queue_state().
+	 * @return array<string,array{type:string,text:string,fingerprint:string}>
+	 */
+	private static function relay_and_nodes( array $state ) {
+		if ( ! Purgebridge_Settings::configured() ) {
+			return array();
+		}
+		if ( Purgebridge_Relay_State::is_down() ) {
+			$text = sprintf(
+				/* translators: %d: batches waiting */
+				_n( 'The relay cannot be reached: %d batch of changes waits in the retry queue and the pages it changed stay stale on Varnish until the relay is back.', 'The relay cannot be reached: %d batches of changes wait in the retry queue and the pages they changed stay stale on Varnish until the relay is back.', max( 1, (int) $state['pending'] ), 'purgebridge' ),
+				max( 1, (int) $state['pending'] )
+			);
+			return array(
+				'relay-down' => array(
+					'type'        => 'error',
+					'text'        => $text,
+					'fingerprint' => 'down',
+				),
+			);
+		}
+		$truth = Purgebridge_Node_Truth::get();
+		if ( ! $truth['ok'] || ! Purgebridge_Node_Truth::failing( $truth ) ) {
+			return array();
+		}
+		$summary = Purgebridge_Node_Truth_Text::summary( $truth );
+		$facts   = array();
+		foreach ( Purgebridge_Node_Truth::nodes( $truth ) as $node ) {
+			$facts[] = $node['node'] . ':' . $node['state'] . ':' . $node['down_since'];
+		}
+		return array(
+			'nodes' => array(
+				'type'        => 'error' === $summary['level'] ? 'error' : 'warning',
+				'text'        => $summary['text'],
+				'fingerprint' => md5( implode( ',', $facts ) ),
+			),
+		);
 	}
 
 	/**

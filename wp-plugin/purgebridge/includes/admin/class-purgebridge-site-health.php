@@ -44,7 +44,7 @@ final class Purgebridge_Site_Health {
 	 * @return array
 	 */
 	public static function tests( $tests ) {
-		foreach ( array( 'configuration', 'queue', 'refused', 'cron' ) as $name ) {
+		foreach ( array( 'configuration', 'queue', 'refused', 'nodes', 'cron' ) as $name ) {
 			$tests['direct'][ 'purgebridge_' . $name ] = array(
 				'label' => __( 'Purgebridge', 'purgebridge' ),
 				'test'  => array( __CLASS__, 'test_' . $name ),
@@ -122,7 +122,7 @@ final class Purgebridge_Site_Health {
 			$state['pending'],
 			human_time_diff( time() - $state['oldest_age'] )
 		);
-		if ( $state['oldest_age'] < self::QUEUE_WARN_AGE ) {
+		if ( $state['oldest_age'] < self::QUEUE_WARN_AGE && ! Purgebridge_Relay_State::is_down() ) {
 			return self::result( 'good', 'queue', __( 'A few Purgebridge changes are on their way', 'purgebridge' ), $text );
 		}
 		return self::result(
@@ -132,6 +132,32 @@ final class Purgebridge_Site_Health {
 			$text,
 			__( 'Check that the relay runs and that WP-Cron runs (see the WP-Cron test), then press "Retry now" on Settings → Purgebridge.', 'purgebridge' )
 		);
+	}
+
+	/**
+	 * What the Varnish nodes did with this site's purges (the relay's node
+	 * truth): "good" only when every node purged them. A node down is
+	 * recommended (its purges wait for it), refused or given-up purges are
+	 * critical (those pages stay stale until someone acts).
+	 *
+	 * @return array Site Health result.
+	 */
+	public static function test_nodes() {
+		if ( ! Purgebridge_Settings::configured() ) {
+			return self::result( 'recommended', 'nodes', __( 'The Varnish nodes were not checked', 'purgebridge' ), __( 'Purgebridge is not configured yet.', 'purgebridge' ) );
+		}
+		$truth   = Purgebridge_Node_Truth::get( true );
+		$summary = Purgebridge_Node_Truth_Text::summary( $truth );
+		if ( 'success' === $summary['level'] ) {
+			return self::result( 'good', 'nodes', __( 'Every Varnish node purges this site\'s pages', 'purgebridge' ), $summary['text'] );
+		}
+		if ( ! $truth['ok'] ) {
+			return self::result( 'critical', 'nodes', __( 'The relay does not say what the Varnish nodes did', 'purgebridge' ), $summary['text'], __( 'Check the relay (Settings → Purgebridge, "Send test event").', 'purgebridge' ) );
+		}
+		if ( 'error' === $summary['level'] ) {
+			return self::result( 'critical', 'nodes', __( 'A Varnish node does not purge this site\'s pages', 'purgebridge' ), $summary['text'], __( 'Ask the relay\'s operator to check the node (purgebridge status) and its acl purge.', 'purgebridge' ) );
+		}
+		return self::result( 'recommended', 'nodes', __( 'A Varnish node is not purged right now', 'purgebridge' ), $summary['text'], __( 'Its purges wait in the relay and are sent when it answers again; ask the relay\'s operator if it stays down.', 'purgebridge' ) );
 	}
 
 	/**

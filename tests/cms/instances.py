@@ -1,0 +1,372 @@
+"""Real CMS instances on loopback for the live tests: Ghost, Strapi and Wagtail.
+
+Each CMS is installed once by ``.ci/setup-cms`` into ``CACHE`` (default
+``/var/cache/purgebridge-cms``, ``PURGEBRIDGE_CMS_CACHE`` overrides) and started
+here per test module with its own data directory and a free loopback port.
+Every instance is configured through its own admin API, as an administrator
+would do it in its admin screens, and is kept from calling anything but
+loopback (telemetry, update checks, mail, gravatar off).
+
+A CMS that is not installed is a test *failure* naming the install command,
+never a skip (:func:`require`).
+
+This module does not import pytest at module level so that it can be used
+from scripts (``python tests/cms/instances.py capture ghost``) too.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import http.server
+import json
+import os
+from pathlib import Path
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import requests
+
+CACHE = Path(os.environ.get("PURGEBRIDGE_CMS_CACHE", "/var/cache/purgebridge-cms"))
+REPO = Path(__file__).resolve().parents[2]
+INSTALL_HINT = "run `bash .ci/setup-cms` (or `bash .ci/setup`) to install it"
+START_TIMEOUT = 180.0   # seconds: Ghost migrates a new SQLite database on first start (~30 s on 2 cores)
+HTTP_TIMEOUT = 30.0
+
+
+class CMSError(AssertionError):
+    """A CMS is missing, did not start, or refused a step (an AssertionError: a test failure, never a skip)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def node_binary() -> str:
+    """The Node.js that .ci/setup-cms chose: its own copy when the system's is older than 20."""
+    own = CACHE / "node" / "bin" / "node"
+    if own.exists():
+        return str(own)
+    found = shutil.which("node")
+    if not found:
+        raise CMSError(f"Node.js not found: {INSTALL_HINT}")
+    return found
+
+
+def require(cms: str) -> Path:
+    """The installed app directory of ``cms``; a clear failure when it is missing or incomplete."""
+    app = CACHE / cms / "app"
+    marker = {"ghost": app / "node_modules" / "knex",
+              "strapi": app / "node_modules" / "@strapi" / "strapi",
+              "wagtail": CACHE / "wagtail" / "venv" / "bin" / "wagtail"}[cms]
+    if not marker.exists():
+        raise CMSError(f"{cms} is not installed under {CACHE / cms} ({marker} missing): {INSTALL_HINT}")
+    return app
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
+               proc: Optional[subprocess.Popen] = None, log: Optional[Path] = None):
+    """Call ``check`` until it returns something truthy, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise CMSError(f"{what}: process exited with {proc.returncode}\n{tail(log)}")
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise CMSError(f"{what}: not done after {timeout:.0f} s (last error: {last})\n{tail(log)}")
+
+
+def tail(path: Optional[Path], lines: int = 40) -> str:
+    if not path or not Path(path).exists():
+        return ""
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(proc: Optional[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM the process group, SIGKILL after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def spawn(command, cwd, env, log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def base_env() -> dict:
+    """The caller's environment without proxies (everything here is loopback) and without PURGEBRIDGE_*."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PURGEBRIDGE_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
+    node_dir = str(Path(node_binary()).parent)
+    env["PATH"] = node_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+# --------------------------------------------------------------------------- a recording receiver
+
+
+class Recorder:
+    """A loopback HTTP server that records every request (method, path, headers, body) and answers ``status``.
+
+    Used to capture what a CMS really sends, and as the stand-in relay in
+    capture runs. ``wait_for(predicate)`` waits, bounded, for a request.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", status: int = 202) -> None:
+        self.requests: list = []
+        self.status = status
+        self.cond = threading.Condition()
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *args):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                entry = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+                         "body": body.decode("utf-8", "replace"), "at": time.time()}
+                with recorder.cond:
+                    recorder.requests.append(entry)
+                    recorder.cond.notify_all()
+                answer = b'{"ok": true}'
+                self.send_response(recorder.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = do_PURGE = do_BAN = do_DELETE = _any
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 20.0, since: int = 0) -> list:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = [r for r in self.requests[since:] if predicate(r)]
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(r["method"], r["path"], r["headers"].get("X-Ghost-Event", "")) for r in self.requests[since:]]
+                    raise CMSError(f"no matching request after {timeout:.0f} s; seen: {seen}")
+                self.cond.wait(left)
+
+    def quiet(self, seconds: float = 1.0, timeout: float = 20.0) -> None:
+        """Wait until no request came for ``seconds`` (a CMS sends some webhooks a moment later)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.cond:
+                last = self.requests[-1]["at"] if self.requests else 0
+            if time.time() - last >= seconds:
+                return
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --------------------------------------------------------------------------- Ghost
+
+
+def ghost_signature(secret: str, body: bytes, ts_ms: int) -> str:
+    """What Ghost sends in X-Ghost-Signature: ``sha256=<hmac(body + t)>, t=<ms>``."""
+    digest = hmac.new(secret.encode(), body + str(ts_ms).encode(), hashlib.sha256).hexdigest()
+    return f"sha256={digest}, t={ts_ms}"
+
+
+class Ghost:
+    """Ghost 5 (npm) on loopback with SQLite, configured through its Admin API.
+
+    ``site_url`` is the public URL Ghost builds its links with (the Host the
+    Varnish nodes are asked for); Ghost listens on 127.0.0.1:``port``.
+    Frontend pages carry ``Cache-Control: public, max-age=3600``
+    (``caching.frontend.maxAge``), so the nodes cache them.
+    """
+
+    EMAIL = "owner@ghost.site.test"
+    PASSWORD = "purgebridge-ghost-owner-1"
+
+    def __init__(self, workdir: Path, site_url: str = "http://ghost.site.test/", port: Optional[int] = None) -> None:
+        self.app = require("ghost")
+        self.workdir = Path(workdir)
+        self.site_url = site_url.rstrip("/") + "/"
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = self.workdir / "ghost.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.admin_key: Optional[str] = None
+        self.integration: Optional[dict] = None
+
+    # -- process
+
+    def env(self) -> dict:
+        content = self.workdir / "content"
+        env = base_env()
+        env.update({
+            "NODE_ENV": "production",
+            "url": self.site_url,
+            "server__host": "127.0.0.1",
+            "server__port": str(self.port),
+            "database__client": "sqlite3",
+            "database__connection__filename": str(content / "data" / "ghost.db"),
+            "database__useNullAsDefault": "true",
+            "paths__contentPath": str(content),
+            # nothing but loopback: no update check, gravatar, RPC pings or mail to the world
+            "privacy__useTinfoil": "true",
+            "updateCheck__enabled": "false",
+            "mail__transport": "SMTP",
+            "mail__options__host": "127.0.0.1",
+            "mail__options__port": str(free_port()),  # nobody listens: a welcome mail just fails
+            "mail__options__secure": "false",
+            "security__staffDeviceVerification": "false",
+            "caching__frontend__maxAge": "3600",
+            "logging__level": "warn",
+            "logging__transports": '["stdout"]',
+            "admin__redirects": "false",
+        })
+        return env
+
+    def start(self) -> "Ghost":
+        content = self.workdir / "content"
+        if not content.exists():
+            shutil.copytree(self.app / "content", content)
+        self.proc = spawn([node_binary(), "index.js"], self.app, self.env(), self.log)
+        wait_until(lambda: self.session.get(self.base + "/ghost/api/admin/site/", timeout=5).status_code == 200,
+                   START_TIMEOUT, "Ghost start", 0.5, self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- admin: session (setup) and the integration's key
+
+    def _admin(self, method, path, **kw):
+        headers = kw.pop("headers", {})
+        headers.setdefault("Origin", self.base)
+        headers.setdefault("Accept-Version", "v5.0")
+        if self.admin_key:
+            headers.setdefault("Authorization", "Ghost " + self.jwt())
+        answer = self.session.request(method, self.base + "/ghost/api/admin" + path, headers=headers,
+                                      timeout=HTTP_TIMEOUT, **kw)
+        if answer.status_code >= 400:
+            raise CMSError(f"Ghost {method} {path}: {answer.status_code} {answer.text[:500]}")
+        return answer.json() if answer.content else {}
+
+    def setup_owner(self) -> None:
+        """What the first screen of /ghost/ does: create the owner (and log in as them)."""
+        self._admin("POST", "/authentication/setup/", json={"setup": [{
+            "name": "Owner", "email": self.EMAIL, "password": self.PASSWORD, "blogTitle": "Purgebridge Ghost"}]})
+        self._admin("POST", "/session/", json={"username": self.EMAIL, "password": self.PASSWORD})
+
+    def jwt(self) -> str:
+        """An Admin API token from the integration's key, as Ghost documents (HS256, aud /admin/, 5 minutes)."""
+        key_id, secret = self.admin_key.split(":")
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        now = int(time.time())
+        header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key_id}).encode())
+        payload = b64(json.dumps({"iat": now, "exp": now + 300, "aud": "/admin/"}).encode())
+        signature = hmac.new(bytes.fromhex(secret), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return f"{header}.{payload}.{b64(signature)}"
+
+    def add_integration(self, target_url: str, secret: str, events) -> dict:
+        """Settings › Integrations › Add custom integration, then one webhook per event with ``secret``."""
+        integration = self._admin("POST", "/integrations/?include=api_keys,webhooks", json={
+            "integrations": [{"name": "purgebridge"}]})["integrations"][0]
+        self.admin_key = next(k["secret"] for k in integration["api_keys"] if k["type"] == "admin")
+        self.admin_key = next(f"{k['id']}:{k['secret']}" for k in integration["api_keys"] if k["type"] == "admin")
+        for event in events:
+            self._admin("POST", "/webhooks/", json={"webhooks": [{
+                "event": event, "target_url": target_url, "name": f"purgebridge {event}",
+                "secret": secret, "integration_id": integration["id"]}]})
+        self.integration = integration
+        return integration
+
+    # -- content, through the Admin API
+
+    def create_post(self, title: str, tags=(), status: str = "published", page: bool = False,
+                    html: Optional[str] = None) -> dict:
+        kind = "pages" if page else "posts"
+        body = {"title": title, "status": status, "tags": [{"name": t} for t in tags],
+                "html": html or f"<p>{title}</p>"}
+        return self._admin("POST", f"/{kind}/?source=html", json={kind: [body]})[kind][0]
+
+    def edit_post(self, post: dict, page: bool = False, **changes) -> dict:
+        kind = "pages" if page else "posts"
+        current = self._admin("GET", f"/{kind}/{post['id']}/")[kind][0]
+        body = {"updated_at": current["updated_at"], **changes}
+        if "tags" in changes:
+            body["tags"] = [{"name": t} for t in changes["tags"]]
+        return self._admin("PUT", f"/{kind}/{post['id']}/", json={kind: [body]})[kind][0]
+
+    def delete_post(self, post: dict, page: bool = False) -> None:
+        kind = "pages" if page else "posts"
+        self._admin("DELETE", f"/{kind}/{post['id']}/")
+
+    def edit_settings(self, **settings) -> None:
+        self._admin("PUT", "/settings/", json={"settings": [{"key": k, "value": v} for k, v in settings.items()]})
+
+    def get(self, path: str) -> requests.Response:
+        """A frontend page straight from Ghost, with the site's Host."""
+        host = self.site_url.split("//", 1)[1].rstrip("/")
+        return self.session.get(self.base + path, headers={"Host": host}, timeout=HTTP_TIMEOUT,
+                                allow_redirects=False)
+
+
+GHOST_EVENTS = (
+    "post.added", "post.deleted", "post.edited", "post.published", "post.published.edited", "post.unpublished",
+    "page.added", "page.deleted", "page.edited", "page.published", "page.published.edited", "page.unpublished",
+    "tag.added", "tag.edited", "tag.deleted", "post.tag.attached", "post.tag.detached",
+    "site.changed",
+)

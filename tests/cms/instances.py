@@ -370,3 +370,129 @@ GHOST_EVENTS = (
     "tag.added", "tag.edited", "tag.deleted", "post.tag.attached", "post.tag.detached",
     "site.changed",
 )
+
+
+# --------------------------------------------------------------------------- Wagtail
+
+
+class Wagtail:
+    """Wagtail 8 (PyPI, its own virtualenv) serving tests/cms/wagtail-project on loopback.
+
+    The site's root is a blog index (``/``, it lists every live post with its
+    tags); posts live at ``/<slug>/``. ``purge_location`` is the URL that
+    ``wagtail.contrib.frontend_cache``'s HTTPBackend sends its PURGEs to.
+    Editing happens through Wagtail's own page API (revisions, publish,
+    unpublish, delete) in a fresh ``manage.py shell`` each time, as the admin
+    views do it.
+    """
+
+    HOST = "wagtail.site.test"
+
+    def __init__(self, workdir: Path, purge_location: Optional[str] = None, port: Optional[int] = None) -> None:
+        require("wagtail")
+        self.python = str(CACHE / "wagtail" / "venv" / "bin" / "python")
+        self.project = REPO / "tests" / "cms" / "wagtail-project"
+        self.workdir = Path(workdir)
+        self.purge_location = purge_location
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = self.workdir / "wagtail.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def env(self) -> dict:
+        env = base_env()
+        env.update({"WAGTAIL_DATA": str(self.workdir / "data"), "DJANGO_SETTINGS_MODULE": "pbsite.settings",
+                    "WAGTAIL_HOSTS": f"{self.HOST},127.0.0.1,localhost", "PYTHONDONTWRITEBYTECODE": "1"})
+        env.pop("PYTHONPATH", None)
+        if self.purge_location:
+            env["PURGE_LOCATION"] = self.purge_location
+        return env
+
+    def manage(self, *args: str, timeout: float = 180.0) -> str:
+        done = subprocess.run([self.python, "manage.py", *args], cwd=self.project, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise CMSError(f"wagtail manage.py {args[0]}: exit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        return done.stdout
+
+    def shell(self, code: str) -> Any:
+        """Run ``code`` (which sets ``result``) in a Django shell; returns ``result`` as JSON."""
+        script = "import json\nresult = None\n" + code + "\nprint('@@RESULT@@' + json.dumps(result))\n"
+        out = self.manage("shell", "-c", script)
+        for line in out.splitlines():
+            if line.startswith("@@RESULT@@"):
+                return json.loads(line[len("@@RESULT@@"):])
+        raise CMSError(f"wagtail shell printed no result:\n{out[-2000:]}")
+
+    def setup(self) -> None:
+        """migrate, then the site: a blog index at the root of ``wagtail.site.test`` (the Settings › Sites screen)."""
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--no-input", timeout=600)
+        self.shell(f"""
+from wagtail.models import Page, Site
+from blog.models import BlogIndex
+root = Page.get_first_root_node()
+blog = root.add_child(instance=BlogIndex(title="Blog", slug="blog-home"))
+site = Site.objects.get(is_default_site=True)
+old = site.root_page
+site.hostname, site.port, site.root_page, site.site_name = {self.HOST!r}, 80, blog, "Purgebridge Wagtail"
+site.save()
+if old.id != blog.id:
+    old.delete()
+result = blog.id
+""")
+
+    def start(self) -> "Wagtail":
+        if not (self.workdir / "data" / "wagtail.sqlite3").exists():
+            self.setup()
+        self.proc = spawn([self.python, "manage.py", "runserver", "--noreload", "--nothreading", f"127.0.0.1:{self.port}"],
+                          self.project, self.env(), self.log)
+        wait_until(lambda: requests.get(self.base + "/", headers={"Host": self.HOST}, timeout=5).status_code == 200,
+                   60, "Wagtail start", 0.3, self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- editing, as the admin's views do
+
+    def publish_post(self, title: str, tags=(), body: str = "") -> dict:
+        return self.shell(f"""
+from blog.models import BlogIndex, BlogPost
+index = BlogIndex.objects.first()
+post = index.add_child(instance=BlogPost(title={title!r}, body={body or title!r}, live=False))
+post.tags.set({list(tags)!r})
+post.save_revision().publish()
+result = {{"id": post.id, "url": post.full_url, "path": post.url}}
+""")
+
+    def edit_post(self, post_id: int, **changes) -> dict:
+        sets = "\n".join(f"post.{k} = {v!r}" for k, v in changes.items() if k != "tags")
+        tags = f"post.tags.set({list(changes['tags'])!r})" if "tags" in changes else ""
+        return self.shell(f"""
+from blog.models import BlogPost
+post = BlogPost.objects.get(id={post_id}).get_latest_revision_as_object()
+{sets}
+{tags}
+post.save_revision().publish()
+post = BlogPost.objects.get(id={post_id})
+result = {{"id": post.id, "url": post.full_url, "path": post.url}}
+""")
+
+    def unpublish_post(self, post_id: int) -> None:
+        self.shell(f"from blog.models import BlogPost\nBlogPost.objects.get(id={post_id}).unpublish()")
+
+    def republish_post(self, post_id: int) -> None:
+        self.shell(f"from blog.models import BlogPost\nBlogPost.objects.get(id={post_id}).get_latest_revision().publish()")
+
+    def delete_post(self, post_id: int) -> None:
+        self.shell(f"from blog.models import BlogPost\nBlogPost.objects.get(id={post_id}).delete()")
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.base + path, headers={"Host": self.HOST}, timeout=HTTP_TIMEOUT, allow_redirects=False)

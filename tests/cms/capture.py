@@ -80,6 +80,33 @@ def ghost(outdir: Path, work: Path, recorder: instances.Recorder) -> None:
         dump(outdir, "09-settings", recorder, n)
 
 
+def strapi(outdir: Path, work: Path, recorder: instances.Recorder) -> None:
+    started = time.monotonic()
+    with instances.Strapi(work) as cms:
+        print(f"strapi up in {time.monotonic() - started:.1f} s")
+        cms.register_admin()
+        cms.create_article_type()
+        print(f"strapi article type in {time.monotonic() - started:.1f} s")
+        cms.create_read_token()
+        cms.add_webhook(recorder.url + "/v1/webhook/strapi", {"Authorization": "Bearer strapi-capture-token-0123"},
+                        instances.STRAPI_EVENTS)
+        n = len(recorder.requests)
+        doc = cms.create_article("Hello Strapi", tags=["red", "blue"])
+        n = dump(outdir, "01-publish", recorder, n)
+        cms.update_article(doc["documentId"], title="Hello Strapi, edited")
+        n = dump(outdir, "02-edit-title", recorder, n)
+        cms.update_article(doc["documentId"], slug="hello-strapi-moved")
+        n = dump(outdir, "03-change-slug", recorder, n)
+        cms.update_article(doc["documentId"], tags=["blue", "green"])
+        n = dump(outdir, "04-change-tags", recorder, n)
+        cms.unpublish(doc["documentId"])
+        n = dump(outdir, "05-unpublish", recorder, n)
+        cms.publish(doc["documentId"])
+        n = dump(outdir, "06-republish", recorder, n)
+        cms.delete_article(doc["documentId"])
+        dump(outdir, "07-delete", recorder, n)
+
+
 def main(argv) -> int:
     cms = argv[1]
     outdir = Path(argv[2]) if len(argv) > 2 else HERE / "payloads" / cms

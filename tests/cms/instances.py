@@ -496,3 +496,174 @@ result = {{"id": post.id, "url": post.full_url, "path": post.url}}
 
     def get(self, path: str) -> requests.Response:
         return requests.get(self.base + path, headers={"Host": self.HOST}, timeout=HTTP_TIMEOUT, allow_redirects=False)
+
+
+# --------------------------------------------------------------------------- Strapi
+
+
+class Strapi:
+    """Strapi 5 (npm) on loopback with SQLite, configured through its admin API.
+
+    The project (tests/cms/strapi-project) is copied to ``workdir`` with
+    ``node_modules`` linked from the cache, and run with ``strapi develop``
+    without the admin panel's bundle: the admin *API* is what an admin's
+    screens call, and develop mode is where Strapi lets the Content-Type
+    Builder write new types (and where it accepts a loopback webhook URL:
+    in production it refuses any URL that resolves to a local address).
+    """
+
+    EMAIL = "admin@strapi.site.test"
+    PASSWORD = "Purgebridge-strapi-1"
+
+    def __init__(self, workdir: Path, port: Optional[int] = None) -> None:
+        self.app = require("strapi")
+        self.workdir = Path(workdir)
+        self.project = self.workdir / "project"
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = self.workdir / "strapi.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.token: Optional[str] = None
+        self.read_token: Optional[str] = None
+
+    def env(self) -> dict:
+        env = base_env()
+        secret = hashlib.sha256(str(self.workdir).encode()).hexdigest()
+        env.update({
+            "NODE_ENV": "development", "HOST": "127.0.0.1", "PORT": str(self.port),
+            "APP_KEYS": f"{secret[:16]},{secret[16:32]}", "API_TOKEN_SALT": secret[32:48],
+            "ADMIN_JWT_SECRET": secret[48:], "TRANSFER_TOKEN_SALT": secret[:24], "JWT_SECRET": secret[24:48],
+            "ENCRYPTION_KEY": secret[8:40],
+            "DATABASE_FILENAME": str(self.workdir / "data.db"),
+            # nothing but loopback: no telemetry, no update notifier, no browser
+            "STRAPI_TELEMETRY_DISABLED": "true", "STRAPI_DISABLE_UPDATE_NOTIFICATION": "true",
+            "STRAPI_HIDE_STARTUP_MESSAGE": "true", "BROWSER": "none", "STRAPI_DISABLE_REMOTE_DATA_TRANSFER": "true",
+        })
+        return env
+
+    def start(self) -> "Strapi":
+        if not self.project.exists():
+            shutil.copytree(REPO / "tests" / "cms" / "strapi-project", self.project)
+            (self.project / "node_modules").symlink_to(self.app / "node_modules")
+        strapi = str(self.app / "node_modules" / "@strapi" / "strapi" / "bin" / "strapi.js")
+        self.proc = spawn([node_binary(), strapi, "develop", "--no-watch-admin", "--no-build-admin", "--no-open",
+                           "--no-install-deps"], self.project, self.env(), self.log)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        wait_until(lambda: self.session.get(self.base + "/_health", timeout=5).status_code == 204,
+                   timeout, "Strapi start", 0.5, self.proc, self.log)
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _admin(self, method, path, **kw):
+        headers = kw.pop("headers", {})
+        if self.token:
+            headers.setdefault("Authorization", "Bearer " + self.token)
+        answer = self.session.request(method, self.base + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
+        if answer.status_code >= 400:
+            raise CMSError(f"Strapi {method} {path}: {answer.status_code} {answer.text[:600]}")
+        return answer.json() if answer.content else {}
+
+    # -- what an admin does in the admin panel
+
+    def register_admin(self) -> None:
+        """The first screen of /admin: the first administrator."""
+        data = self._admin("POST", "/admin/register-admin", json={
+            "firstname": "Ada", "lastname": "Admin", "email": self.EMAIL, "password": self.PASSWORD})["data"]
+        self.token = data["token"]
+
+    def create_article_type(self) -> None:
+        """Content-Type Builder: collection type Article (title, slug from title, body, tags as JSON list).
+
+        Strapi writes src/api/article/ and restarts itself; this waits for the restart.
+        """
+        self._admin("POST", "/content-type-builder/content-types", json={"contentType": {
+            "displayName": "Article", "singularName": "article", "pluralName": "articles",
+            "kind": "collectionType", "draftAndPublish": True,
+            "attributes": {
+                "title": {"type": "string", "required": True},
+                "slug": {"type": "uid", "targetField": "title", "required": True},
+                "body": {"type": "text"},
+                "tags": {"type": "json"},
+            }}, "components": []})
+        time.sleep(1.0)  # the restart begins after the answer
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                answer = self.session.get(self.base + "/content-manager/content-types",
+                                          headers={"Authorization": "Bearer " + self.token}, timeout=5)
+                if answer.status_code == 200 and any(t["uid"] == "api::article.article" for t in answer.json()["data"]):
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                raise CMSError(f"Strapi exited during the restart:\n{tail(self.log)}")
+            time.sleep(0.5)
+        raise CMSError(f"Strapi did not come back with api::article.article:\n{tail(self.log)}")
+
+    def create_read_token(self) -> str:
+        """Settings › API Tokens: a read-only token for the site's frontend."""
+        data = self._admin("POST", "/admin/api-tokens", json={
+            "name": "frontend", "description": "the site's pages", "type": "read-only", "lifespan": None})["data"]
+        self.read_token = data["accessKey"]
+        return self.read_token
+
+    def add_webhook(self, url: str, headers: dict, events) -> dict:
+        """Settings › Webhooks › Create new webhook."""
+        return self._admin("POST", "/admin/webhooks", json={
+            "name": "purgebridge", "url": url, "headers": headers, "events": list(events)})["data"]
+
+    # -- content, through the Content Manager's API (what its screens call)
+
+    CM = "/content-manager/collection-types/api::article.article"
+
+    def create_article(self, title: str, tags=(), body: str = "", publish: bool = True) -> dict:
+        doc = self._admin("POST", self.CM, json={"title": title, "slug": slugify(title), "body": body or title,
+                                                 "tags": list(tags)})["data"]
+        if publish:
+            doc = self.publish(doc["documentId"])
+        return doc
+
+    def update_article(self, document_id: str, publish: bool = True, **changes) -> dict:
+        doc = self._admin("PUT", f"{self.CM}/{document_id}", json=changes)["data"]
+        if publish:
+            doc = self.publish(document_id)
+        return doc
+
+    def publish(self, document_id: str) -> dict:
+        return self._admin("POST", f"{self.CM}/{document_id}/actions/publish", json={})["data"]
+
+    def unpublish(self, document_id: str) -> dict:
+        return self._admin("POST", f"{self.CM}/{document_id}/actions/unpublish", json={})["data"]
+
+    def delete_article(self, document_id: str) -> None:
+        self._admin("DELETE", f"{self.CM}/{document_id}")
+
+    # -- the content API, as a site's frontend reads it
+
+    def articles(self, **params) -> list:
+        answer = self.session.get(self.base + "/api/articles", params={"sort": "publishedAt:desc", **params},
+                                  headers={"Authorization": "Bearer " + self.read_token}, timeout=HTTP_TIMEOUT)
+        answer.raise_for_status()
+        return answer.json()["data"]
+
+
+def slugify(text: str) -> str:
+    out = "".join(c.lower() if c.isalnum() else "-" for c in text)
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")
+
+
+STRAPI_EVENTS = ("entry.create", "entry.update", "entry.delete", "entry.publish", "entry.unpublish")

@@ -538,7 +538,7 @@ class Strapi:
             "ENCRYPTION_KEY": secret[8:40],
             "DATABASE_FILENAME": str(self.workdir / "data.db"),
             # nothing but loopback: no telemetry, no update notifier, no browser
-            "STRAPI_TELEMETRY_DISABLED": "true", "STRAPI_DISABLE_UPDATE_NOTIFICATION": "true",
+            "STRAPI_TELEMETRY_DISABLED": "true",
             "STRAPI_HIDE_STARTUP_MESSAGE": "true", "BROWSER": "none", "STRAPI_DISABLE_REMOTE_DATA_TRANSFER": "true",
         })
         return env
@@ -547,8 +547,9 @@ class Strapi:
         if not self.project.exists():
             shutil.copytree(REPO / "tests" / "cms" / "strapi-project", self.project)
             (self.project / "node_modules").symlink_to(self.app / "node_modules")
+            (self.project / "public" / "uploads").mkdir(parents=True, exist_ok=True)
         strapi = str(self.app / "node_modules" / "@strapi" / "strapi" / "bin" / "strapi.js")
-        self.proc = spawn([node_binary(), strapi, "develop", "--no-watch-admin", "--no-build-admin", "--no-open",
+        self.proc = spawn([node_binary(), strapi, "develop", "--no-watch-admin", "--no-build-admin",
                            "--no-install-deps"], self.project, self.env(), self.log)
         self.wait_ready()
         return self

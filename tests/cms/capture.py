@@ -21,14 +21,27 @@ import instances  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
+def describe(r: dict) -> str:
+    body = json.loads(r["body"] or "{}")
+    if "event" in body:
+        return body["event"]
+    for kind in ("post", "page", "tag"):
+        if kind in body:
+            cur, prev = body[kind].get("current") or {}, body[kind].get("previous") or {}
+            return f"{kind}[{cur.get('status', '')}{' <- ' + ','.join(sorted(prev)) if prev else ''}]"
+    return f"{r['method']} {r['path']} {r['body'][:20]}"
+
+
 def dump(outdir: Path, name: str, recorder: instances.Recorder, since: int) -> int:
-    recorder.quiet(1.5)
-    got = recorder.requests[since:]
-    for r in got:
-        r.pop("at", None)
+    try:
+        recorder.wait_for(lambda r: True, timeout=10, since=since)
+    except instances.CMSError:
+        pass  # a step may send nothing: recorded as an empty list
+    recorder.quiet(3)
+    got = [{k: v for k, v in r.items() if k != "at"} for r in recorder.requests[since:]]
     (outdir / f"{name}.json").write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
     print(f"{name}: {len(got)} request(s): " + ", ".join(
-        r["headers"].get("X-Ghost-Event") or json.loads(r["body"] or "{}").get("event", "") or f"{r['method']} {r['path']}"
+        describe(r)
         for r in got))
     return len(recorder.requests)
 

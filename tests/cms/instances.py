@@ -227,7 +227,7 @@ class Ghost:
     """
 
     EMAIL = "owner@ghost.site.test"
-    PASSWORD = "purgebridge-ghost-owner-1"
+    PASSWORD = "Tq8!vLm2#Zr9-wXc4-Hn7"
 
     def __init__(self, workdir: Path, site_url: str = "http://ghost.site.test/", port: Optional[int] = None) -> None:
         self.app = require("ghost")
@@ -293,15 +293,18 @@ class Ghost:
 
     def _admin(self, method, path, **kw):
         headers = kw.pop("headers", {})
+        staff = kw.pop("staff", False)  # as the logged-in owner (its session cookie), not the integration
         headers.setdefault("Origin", self.base)
         headers.setdefault("Accept-Version", "v5.0")
-        if self.admin_key:
+        if self.admin_key and not staff:
             headers.setdefault("Authorization", "Ghost " + self.jwt())
         answer = self.session.request(method, self.base + "/ghost/api/admin" + path, headers=headers,
                                       timeout=HTTP_TIMEOUT, **kw)
         if answer.status_code >= 400:
             raise CMSError(f"Ghost {method} {path}: {answer.status_code} {answer.text[:500]}")
-        return answer.json() if answer.content else {}
+        if "json" not in answer.headers.get("Content-Type", ""):
+            return {}  # POST /session/ answers "Created"
+        return answer.json()
 
     def setup_owner(self) -> None:
         """What the first screen of /ghost/ does: create the owner (and log in as them)."""
@@ -324,8 +327,8 @@ class Ghost:
         """Settings › Integrations › Add custom integration, then one webhook per event with ``secret``."""
         integration = self._admin("POST", "/integrations/?include=api_keys,webhooks", json={
             "integrations": [{"name": "purgebridge"}]})["integrations"][0]
-        self.admin_key = next(k["secret"] for k in integration["api_keys"] if k["type"] == "admin")
-        self.admin_key = next(f"{k['id']}:{k['secret']}" for k in integration["api_keys"] if k["type"] == "admin")
+        key = next(k for k in integration["api_keys"] if k["type"] == "admin")
+        self.admin_key = key["secret"] if ":" in key["secret"] else f"{key['id']}:{key['secret']}"
         for event in events:
             self._admin("POST", "/webhooks/", json={"webhooks": [{
                 "event": event, "target_url": target_url, "name": f"purgebridge {event}",
@@ -355,7 +358,9 @@ class Ghost:
         self._admin("DELETE", f"/{kind}/{post['id']}/")
 
     def edit_settings(self, **settings) -> None:
-        self._admin("PUT", "/settings/", json={"settings": [{"key": k, "value": v} for k, v in settings.items()]})
+        """Settings › General (an integration may not change settings: the owner's session does)."""
+        self._admin("PUT", "/settings/", staff=True,
+                    json={"settings": [{"key": k, "value": v} for k, v in settings.items()]})
 
     def get(self, path: str) -> requests.Response:
         """A frontend page straight from Ghost, with the site's Host."""

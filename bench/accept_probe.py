@@ -36,9 +36,9 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from purgebridge import signing  # noqa: E402
+from purgebridge.core import signing  # noqa: E402
 from purgebridge.testing import RelayProcess  # noqa: E402
-from purgebridge.transport import Connection  # noqa: E402
+from purgebridge.delivery.transport import Connection  # noqa: E402
 
 SECRET = "accept-probe-secret-2b9e"
 ADMIN = "accept-probe-admin-61c4"
@@ -151,7 +151,7 @@ def main(argv=None):
         raise SystemExit("events 1..100000, connections 1..64, depth 1..16")
     cluster = None
     if args.varnish:
-        from purgebridge.localcluster import start_cluster
+        from purgebridge.testing.cluster import start_cluster
 
         cluster = start_cluster()
         nodes = cluster.nodes_env()

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from common import machine, watchdog, write_section  # noqa: E402
-from fixtures_wordpress import build_wordpress, free_port  # noqa: E402
-from purgebridge import localcluster  # noqa: E402
+from fixtures.wordpress import build_wordpress, free_port  # noqa: E402
+from purgebridge.testing import cluster as localcluster  # noqa: E402
 
 
 class Backend:

@@ -13,7 +13,7 @@ Chromium logged in as the admin, the block editor open on one post:
 
 Each sample is one click as an editor makes it: the title is retyped (not
 timed), then Update is clicked and the time from the click event to the
-"Post updated" snackbar is taken in the page (tests/block_editor.py). It
+"Post updated" snackbar is taken in the page (tests/fixtures/block_editor.py). It
 holds the block editor's REST save, WordPress's work, and -- php -S has no
 fastcgi_finish_request() -- the plugin's whole end-of-request send, so this is
 the editor's worst case; under PHP-FPM the send happens after the response.
@@ -53,11 +53,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fixtures_wordpress as harness  # noqa: E402
-from block_editor import click_update, open_editor, retype_title  # noqa: E402
+from fixtures import wordpress as harness  # noqa: E402
+from fixtures.block_editor import click_update, open_editor, retype_title  # noqa: E402
 from common import machine, watchdog, write_section  # noqa: E402
-from fixtures_browser import start_browser, wp_login  # noqa: E402
-from purgebridge import localcluster  # noqa: E402
+from fixtures.browser import start_browser, wp_login  # noqa: E402
+from purgebridge.testing import cluster as localcluster  # noqa: E402
 from wp_editor import Blackhole, Relay, _Backend, set_active, summarize  # noqa: E402
 
 SCENARIOS = ("baseline", "relay up", "relay down", "blackholed")

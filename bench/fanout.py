@@ -1,9 +1,9 @@
 """Benchmark: PURGE throughput of the fan-out against a naive sender and a pipelined ceiling.
 
-Not a test. Starts three varnishd nodes on 127.0.0.11-13 (purgebridge.localcluster),
+Not a test. Starts three varnishd nodes on 127.0.0.11-13 (purgebridge.testing.cluster),
 then, in one run, sends the same 3,000 distinct URLs to every node with:
 
-  (a) purgebridge's fan-out (purgebridge.fanout.fan_out, default settings)
+  (a) purgebridge's fan-out (purgebridge.delivery.fanout.fan_out, default settings)
   (b) a naive sender: one PURGE at a time on a new connection (requests), what
       WordPress purge plugins do; run on a bounded sample of URLs
   (c) a ceiling: a raw HTTP/1.1 sender per node that writes every request at
@@ -38,9 +38,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import requests  # noqa: E402
 
 from common import machine, write_section  # noqa: E402
-from purgebridge.config import load_settings  # noqa: E402
-from purgebridge.fanout import fan_out, purge_for_url  # noqa: E402
-from purgebridge.localcluster import start_cluster  # noqa: E402
+from purgebridge.config.settings import load_settings  # noqa: E402
+from purgebridge.delivery.fanout import fan_out, purge_for_url  # noqa: E402
+from purgebridge.testing.cluster import start_cluster  # noqa: E402
 
 HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 DEADLINE = 300  # seconds: the whole benchmark stops by itself

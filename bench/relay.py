@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import machine, watchdog, write_section  # noqa: E402
-from purgebridge.localcluster import start_cluster  # noqa: E402
-from purgebridge.mapping import MappingOptions, map_batch  # noqa: E402
-from purgebridge.signing import sign  # noqa: E402
+from purgebridge.testing.cluster import start_cluster  # noqa: E402
+from purgebridge.core.mapping import MappingOptions, map_batch  # noqa: E402
+from purgebridge.core.signing import sign  # noqa: E402
 from purgebridge.testing import RelayError, RelayProcess  # noqa: E402
-from purgebridge.transport import Connection  # noqa: E402
+from purgebridge.delivery.transport import Connection  # noqa: E402
 
 HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 NOXKEY_HOSTS = ("127.0.0.21", "127.0.0.22", "127.0.0.23")

@@ -52,8 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-import fixtures_wordpress as harness  # noqa: E402
-from purgebridge import localcluster  # noqa: E402
+from fixtures import wordpress as harness  # noqa: E402
+from purgebridge.testing import cluster as localcluster  # noqa: E402
 from purgebridge.testing import RelayProcess  # noqa: E402
 
 SAVE_LOOP = """

@@ -2,8 +2,8 @@
 
 One run, side by side, on one real WordPress (Debian's package, MariaDB,
 php -S, WP-Cron on as WordPress ships it), the real relay and three varnishd.
-Each outage is the scenario of tests/recovery_scenario.py, the same one
-tests/test_wp_recovery.py asserts on: 20 edits while the relay is stopped
+Each outage is the scenario of tests/fixtures/recovery_scenario.py, the same one
+tests/browser/test_wp_recovery.py asserts on: 20 edits while the relay is stopped
 (half REST saves as the block editor makes them, half PHP API), one retry run
 whose probe really fails, the outage's length moved into the queue's
 timestamps and failure count (simulated: waiting an hour is not a benchmark),
@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from recovery_scenario import Outage, app_password, cron_wordpress, make_posts  # noqa: E402
-from fixtures_wordpress import wordpress_cluster  # noqa: E402
+from fixtures.recovery_scenario import Outage, app_password, cron_wordpress, make_posts  # noqa: E402
+from fixtures.wordpress import wordpress_cluster  # noqa: E402
 from test_wp_e2e import WordPressRelay  # noqa: E402
 
 OUTAGES = (60, 300, 3600)

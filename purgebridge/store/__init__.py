@@ -15,7 +15,7 @@ to install. Nothing in this package imports the HTTP API or the fan-out.
 
 from typing import Any
 
-from purgebridge.errors import ConfigError
+from purgebridge.core.errors import ConfigError
 from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, Store
 
 __all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "Store", "is_redis", "open_queue"]

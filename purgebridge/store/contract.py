@@ -1,7 +1,7 @@
 """The queue contract: what every storage backend (SQLite, Redis) provides, typed.
 
 ``Store`` is the contract as a ``typing.Protocol``: the worker, the routes
-and the CLI are written against it, and ``tests/test_queue_contract.py``
+and the CLI are written against it, and ``tests/integration/test_queue_contract.py``
 runs the same tests on both backends. Records crossing it are small frozen
 dataclasses (``Enqueued``, ``Claim``) and typed tuples
 (``QueuedItem``, ``EventCount``, ``PendingEvent``, ``Counter``); the dicts
@@ -10,7 +10,7 @@ of ``stats()`` and ``dead_letters()`` are built by one function each
 alike (retry settings, ``backoff_delay``, ``from_settings``, wake-ups) is
 their base class ``Backend``. Nothing here, nor in any backend, imports the
 HTTP API or the fan-out: storage knows invalidations only as ``key`` + JSON
-payload (``purgebridge.invalidation``).
+payload (``purgebridge.core.invalidation``).
 
 Contract (what another backend, e.g. Redis Streams, has to provide)::
 
@@ -74,7 +74,7 @@ import random
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple, Type, TypeVar
 
-from purgebridge.backoff import backoff_delay
+from purgebridge.core.backoff import backoff_delay
 from purgebridge.store.wakeup import Wakeups
 
 REPLAY_WINDOW = 300  # seconds a signature stays in the replay cache

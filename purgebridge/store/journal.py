@@ -4,7 +4,7 @@ Why: accepting an event used to mean mapping it (~40 URLs), writing ~120
 (node, item) delivery rows and an fsync, all inside the request -- about 270
 events a second. Now a request only appends the raw validated event to the
 journal and waits for a durable commit; mapping and the delivery rows happen
-afterwards, in batches, in the worker process (``purgebridge.journal``).
+afterwards, in batches, in the worker process (``purgebridge.worker.expansion``).
 
 Requests hand their event (a :class:`JournalEntry`) to the queue's writer
 thread (``purgebridge.store.writer``) and block. The writer takes every
@@ -24,7 +24,7 @@ import time
 from typing import Iterable, List, Optional, Set, Tuple
 import uuid
 
-from purgebridge.errors import PurgebridgeError
+from purgebridge.core.errors import PurgebridgeError
 
 JournalRow = Tuple[str, str, str, float, bytes, Optional[str]]  # id, source, site, received_at, body, signature
 

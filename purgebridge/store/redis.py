@@ -8,7 +8,7 @@ consumer groups hand every entry to exactly one relay at a time, and
 SIGKILLed, its machine died) to another relay once their lease ran out.
 
 The contract is the SQLite one, method for method (``purgebridge.store.contract``);
-``tests/test_queue_contract.py`` runs the same tests on both. Differences:
+``tests/integration/test_queue_contract.py`` runs the same tests on both. Differences:
 ``release_leases`` does nothing (other relays may be alive and holding their
 leases: a dead relay's claims come back through ``XAUTOCLAIM`` after the lease
 time instead), and leases are measured in Redis server time, not ``now``:
@@ -52,8 +52,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from purgebridge.errors import SignatureError
-from purgebridge.invalidation import key_of
+from purgebridge.core.errors import SignatureError
+from purgebridge.core.invalidation import key_of
 from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Counter, Enqueued, EventCount, PendingEvent,
                                         QueuedItem, dead_letter, summarise_stats, unique_payloads)
 from purgebridge.store.journal import JournalError

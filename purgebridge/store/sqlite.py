@@ -45,7 +45,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 import uuid
 
-from purgebridge.errors import SignatureError
+from purgebridge.core.errors import SignatureError
 from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Enqueued, EventCount, PendingEvent, QueuedItem,
                                         dead_letter, node_stats, summarise_stats, unique_payloads)
 from purgebridge.store.journal import JournalBusy, JournalEntry, JournalRow, group_rows

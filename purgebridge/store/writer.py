@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable, ContextManager, Generic, List, Optional, TypeVar
 
-from purgebridge.errors import SignatureError
+from purgebridge.core.errors import SignatureError
 from purgebridge.store.journal import JournalBusy, JournalClosed, JournalEntry, JournalError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import requests
 
-from purgebridge.localcluster import free_port
+from purgebridge.testing.cluster import free_port
 from purgebridge.testing.process import stop_process
 
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -9,7 +9,7 @@ vcl 4.1;
 #                                      (exact Host) and obj.http.x-url (regex)
 # Anyone else gets 405 for PURGE/BAN.
 #
-# purgebridge.localcluster.render_vcl() replaces the region between the two
+# purgebridge.testing.cluster.render_vcl() replaces the region between the two
 # marker lines below with the real backend and acl; what is written here is
 # only a placeholder that keeps this file valid on its own.
 

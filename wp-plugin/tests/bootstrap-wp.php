@@ -1,7 +1,7 @@
 <?php
 /**
  * WordPress bootstrap: loads the real test WordPress built by
- * tests/fixtures_wordpress.py (PURGEBRIDGE_WP_ROOT, PURGEBRIDGE_WP_URL), with
+ * tests/fixtures/wordpress.py (PURGEBRIDGE_WP_ROOT, PURGEBRIDGE_WP_URL), with
  * the plugin active. PHPUnit includes this file inside a function, so the
  * globals WordPress expects are declared here first.
  */
@@ -21,7 +21,7 @@ if ( ! $purgebridge_docroot || ! is_file( $purgebridge_docroot . '/wp-load.php' 
 	fwrite( STDERR, "bootstrap-wp.php needs PURGEBRIDGE_WP_ROOT (an installed WordPress) and PURGEBRIDGE_WP_URL\n" );
 	exit( 1 );
 }
-require dirname( dirname( __DIR__ ) ) . '/tests/wordpress/wp-cli-bootstrap.php';
+require dirname( dirname( __DIR__ ) ) . '/tests/fixtures/wordpress-php/wp-cli-bootstrap.php';
 require $purgebridge_docroot . '/wp-load.php';
 if ( ! class_exists( 'Purgebridge_Queue' ) ) {
 	fwrite( STDERR, "purgebridge is not active in $purgebridge_docroot\n" );

@@ -81,6 +81,7 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     app.extensions["purgebridge"] = service
 
     from purgebridge.api.routes import bp
+    import purgebridge.api.cms  # noqa: F401 - Ghost, templates and the PURGE front door, on the same blueprint
 
     app.register_blueprint(bp)
     from purgebridge.api.signed_events import EventFastPath

@@ -104,12 +104,20 @@ refusal_log = RateLimitedLog(log)
 def _refused(exc):
     route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
     service().metrics.event(route, exc.status)
-    refusal_log.info("refused %s %s: %d %s", request.method, request.path, exc.status, exc.message)
+    refusal_log.info("refused %s %s (route %s, sender %s from %s): %d %s", request.method, request.path, route,
+                     sender_kind(request.headers.get("User-Agent", "")), request.remote_addr or "-",
+                     exc.status, exc.message)
     body = {"error": exc.message}
     if exc.field:
         body["field"] = exc.field
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 and route != "wordpress_event" else {}
     return jsonify(body), exc.status, headers
+
+
+def sender_kind(user_agent):
+    """The product a request says it comes from (``Ghost``, ``Strapi``, ``Wagtail-frontendcache``...), for logs."""
+    token = (user_agent or "").split(" ", 1)[0].split("/", 1)[0]
+    return "".join(c for c in token if c.isalnum() or c in "-_.")[:40] or "unknown"
 
 
 # --- shared checks -------------------------------------------------------------
@@ -327,6 +335,12 @@ def webhook():
     """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
     svc = service()
     _bearer(svc.settings.webhook_token, "webhook")
+    from purgebridge.core.cms import known_body_route
+
+    right_route = known_body_route(_json())
+    if right_route:
+        raise Refused(400, f"this is another CMS's own webhook body, which /v1/webhook does not read: "
+                           f"send it to {right_route}")
     req, host = _checked_request(validate_webhook)
     urls, keys, purge_all = list(req.urls), list(req.keys), req.purge_all
     if req.content:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import json
 import os
 
+from purgebridge.core.cms import CMSConfigError, CMSSettings, parse_cms
 from purgebridge.core.errors import ConfigError, InvalidURL
 from purgebridge.core.urls import host_header, split_url
 
@@ -46,6 +47,7 @@ class Site:
     host: str
     secret: str = field(default="", repr=False)
     mapping: dict = field(default_factory=dict, compare=False)
+    cms: CMSSettings = field(default_factory=CMSSettings, compare=False)  # Ghost, templates, PURGE door
 
 
 class Sites:
@@ -81,6 +83,12 @@ class Sites:
 
     def has_any_secret(self):
         return bool(self.secrets())
+
+    def takes_cms_requests(self, settings=None):
+        """A site has Ghost or template settings, or the PURGE front door is open: serve needs no WordPress secret."""
+        if settings is not None and getattr(settings, "purge_allow", ()):
+            return True
+        return any(site.cms.ghost or site.cms.templates for site in self._sites.values())
 
     def secret_for(self, host):
         """The one secret that may sign for ``host``: the site's own if it has one, else the global one.
@@ -142,7 +150,11 @@ def _read_file(path, environ):
         mapping = entry.get("mapping") or {}
         if not isinstance(mapping, dict):
             raise ConfigError("PURGEBRIDGE_SITES_FILE", path, f"{where}.mapping: expected an object")
-        sites.append(Site(host=host, secret=secret, mapping=mapping))
+        try:
+            cms = parse_cms(entry.get("cms"), environ)
+        except CMSConfigError as exc:
+            raise ConfigError("PURGEBRIDGE_SITES_FILE", path, f"{where}.{exc}") from None
+        sites.append(Site(host=host, secret=secret, mapping=mapping, cms=cms))
     return sites
 
 

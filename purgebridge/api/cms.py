@@ -99,7 +99,12 @@ def ghost_webhook(site):
     current = (data.get(kind) or {}).get("current") or (data.get(kind) or {}).get("previous") or {}
     url = current.get("url") if isinstance(current, dict) else None
     scheme = "https" if isinstance(url, str) and url.startswith("https://") else entry.cms.purge.scheme
-    return _enqueue(_url_items(host, targets.paths, scheme), "ghost", site=host, route="ghost_webhook")
+    items = _url_items(host, targets.paths, scheme)
+    try:
+        items += [ban_for(host, regex) for regex in targets.bans]
+    except InvalidURL as exc:
+        raise Refused(400, f"cms.ghost.post_cards: {exc}") from None
+    return _enqueue(items, "ghost", site=host, route="ghost_webhook")
 
 
 # --- id-based CMSes by templates (Strapi, Directus, ...) -------------------------------

@@ -38,6 +38,14 @@ GHOST_DEFAULT_ROUTES = {
 }
 GHOST_SITEMAPS = ("/sitemap.xml", "/sitemap-posts.xml", "/sitemap-pages.xml", "/sitemap-tags.xml",
                   "/sitemap-authors.xml")
+# Ghost's default theme (Casper, and most others) shows the newest posts as cards at the foot of
+# every post page: a change to what such a card shows makes every post page stale. Those pages are
+# the single-segment paths of the default post route; a site with other routes or a theme without
+# cards sets cms.ghost.post_cards to its own regular expression, or to "" for none.
+GHOST_POST_CARDS = r"^/[^/?]+/$"
+GHOST_CARD_FIELDS = frozenset({"title", "slug", "status", "feature_image", "custom_excerpt", "excerpt",
+                               "published_at", "tags", "primary_tag", "authors", "primary_author",
+                               "featured", "visibility", "reading_time"})
 GHOST_REPLAY_WINDOW = 300.0        # seconds either side of X-Ghost-Signature's t
 GHOST_SITE_CHANGED_WINDOW = 10.0   # seconds after a content event during which site.changed is its echo
 
@@ -65,10 +73,11 @@ class Targets:
     keys: Tuple[str, ...] = ()
     whole_site: bool = False
     note: str = ""
+    bans: Tuple[str, ...] = ()     # regular expressions on path + query (BAN with X-Ban-Url)
 
     @property
     def empty(self) -> bool:
-        return not (self.paths or self.keys or self.whole_site)
+        return not (self.paths or self.keys or self.whole_site or self.bans)
 
 
 # --------------------------------------------------------------------------- per-site settings
@@ -80,6 +89,7 @@ class GhostSettings:
     routes: Dict[str, str] = field(default_factory=lambda: dict(GHOST_DEFAULT_ROUTES))
     pagination: int = 2            # extra listing pages: page/2/ .. page/(1+pagination)/
     sitemaps: bool = True
+    post_cards: str = GHOST_POST_CARDS
     site_changed: str = "ban"      # "ban": whole site unless it echoes a content event; "ignore"
     site_changed_window: float = GHOST_SITE_CHANGED_WINDOW
     replay_window: float = GHOST_REPLAY_WINDOW
@@ -166,7 +176,14 @@ def parse_cms(data: Any, environ) -> CMSSettings:
         window = g.get("site_changed_window", GHOST_SITE_CHANGED_WINDOW)
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 600:
             raise CMSConfigError("cms.ghost.site_changed_window", "expected seconds from 0 to 600")
-        ghost = GhostSettings(secret=secret, routes=routes, pagination=pagination,
+        post_cards = g.get("post_cards", GHOST_POST_CARDS)
+        if not isinstance(post_cards, str):
+            raise CMSConfigError("cms.ghost.post_cards", "expected a regular expression, or \"\" for none")
+        try:
+            re.compile(post_cards)
+        except re.error as exc:
+            raise CMSConfigError("cms.ghost.post_cards", f"not a regular expression ({exc})") from None
+        ghost = GhostSettings(secret=secret, routes=routes, pagination=pagination, post_cards=post_cards,
                               sitemaps=bool(g.get("sitemaps", True)), site_changed=site_changed,
                               site_changed_window=float(window))
     if "templates" in data:
@@ -328,6 +345,10 @@ def ghost_targets(body: Any, settings: GhostSettings) -> Targets:
                 paths += _collection(routes["author"].format(slug=slug), settings)
         if settings.sitemaps:
             paths += list(GHOST_SITEMAPS)
+        card_changed = kind == "post" and (not previous or not current or bool(GHOST_CARD_FIELDS & set(previous)))
+        if card_changed and settings.post_cards:
+            bans = (settings.post_cards,)
+            return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))), bans=bans)
     elif kind in ("tag", "author", "user"):
         route = routes["tag" if kind == "tag" else "author"]
         for slug in dict.fromkeys(s for s in (current.get("slug"), previous.get("slug")) if isinstance(s, str) and s):

@@ -102,7 +102,7 @@ def assert_fresh(relay, cluster, host, origin_port, paths, timeout=FRESH_TIMEOUT
         if not problems:
             return
         time.sleep(1.0)
-    assert problems == [], f"stale after {timeout:.0f} s; relay log:\n{relay.log()[-3000:]}"
+    assert not problems, f"stale after {timeout:.0f} s:\n" + "\n".join(problems[:12]) + f"\nrelay log:\n{relay.log()[-1500:]}"
 
 
 def require_or_fail(cms):

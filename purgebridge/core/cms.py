@@ -334,7 +334,8 @@ def ghost_targets(body: Any, settings: GhostSettings) -> Targets:
             paths.append(url_path)
         for slug in {merged.get("slug"), previous.get("slug")}:
             if isinstance(slug, str) and slug:
-                filled = _fill(route, {"slug": slug, **{k: v for k, v in merged.items() if isinstance(v, str)}})
+                fields = {k: v for k, v in merged.items() if isinstance(v, str)}
+                filled = _fill(route, {**fields, "slug": slug})
                 if filled:
                     paths.append(filled)
         if kind == "post":

@@ -23,14 +23,14 @@ import time
 
 from flask import Response, jsonify, request
 
-from purgebridge.api.routes import Refused, _bearer, _body, _enqueue, _json, _nodes, bp, service
+from purgebridge.api.routes import Refused, _bearer, _body, _enqueue, _json, _nodes, _refused, bp, service
 from purgebridge.config.sites import normalise_host
 from purgebridge.core import cms
 from purgebridge.core.errors import InvalidURL
 from purgebridge.core.invalidation import ban_for, keys_for, purge_all_for, purge_for_url
 
 _recent_lock = threading.Lock()
-_recent_content = {}  # host -> monotonic time of the last Ghost content event (site.changed echo detection)
+_recent_content: dict = {}  # host -> monotonic time of the last Ghost content event (site.changed echo detection)
 _KEYS_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -61,7 +61,7 @@ def _nothing(note):
 # --- Ghost -------------------------------------------------------------------------
 
 
-@bp.post("/v1/ghost/<path:site>")
+@bp.post("/v1/ghost/<site>")
 def ghost_webhook(site):
     """A Ghost custom integration's webhook (docs/cms/ghost.md)."""
     body = _body()
@@ -110,7 +110,7 @@ def ghost_webhook(site):
 # --- id-based CMSes by templates (Strapi, Directus, ...) -------------------------------
 
 
-@bp.post("/v1/cms/<path:site>")
+@bp.post("/v1/cms/<site>")
 def cms_webhook(site):
     """Strapi's own webhook body, or a Directus Flow's trigger, mapped by the site's templates."""
     _body()
@@ -163,9 +163,18 @@ def _varnish_answer(status, reason):
     return Response(text, status=f"{status} {reason}", mimetype="text/html")
 
 
-@bp.route("/", defaults={"path": ""}, methods=["PURGE", "BAN"])
-@bp.route("/<path:path>", methods=["PURGE", "BAN"])
-def purge_door(path):
+@bp.before_app_request
+def _purge_methods():
+    """PURGE and BAN on any path go to the front door before routing (no URL rule: GET /nope stays a 404)."""
+    if request.method not in ("PURGE", "BAN"):
+        return None
+    try:
+        return purge_door()
+    except Refused as exc:
+        return _refused(exc)
+
+
+def purge_door():
     """PURGE (a path, or xkey-purge keys) and BAN from an allowed sender, fanned out to every node."""
     svc = service()
     allow = svc.settings.purge_allow

@@ -102,7 +102,8 @@ refusal_log = RateLimitedLog(log)
 
 @bp.errorhandler(Refused)
 def _refused(exc):
-    route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
+    route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else (
+        "purge_door" if request.method in ("PURGE", "BAN") else "unknown")
     service().metrics.event(route, exc.status)
     refusal_log.info("refused %s %s (route %s, sender %s from %s): %d %s", request.method, request.path, route,
                      sender_kind(request.headers.get("User-Agent", "")), request.remote_addr or "-",

@@ -382,16 +382,21 @@ def parse_template_event(body: Any) -> TemplateEvent:
     """
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
-    event = body.get("event") if isinstance(body.get("event"), str) else ""
-    if isinstance(body.get("model"), str) and isinstance(body.get("entry"), dict):
-        return TemplateEvent(event, body["model"], (body["entry"],))
-    if isinstance(body.get("collection"), str):
-        payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
-        keys = body.get("keys") if isinstance(body.get("keys"), list) else []
+    event = body.get("event")
+    event = event if isinstance(event, str) else ""
+    model, entry = body.get("model"), body.get("entry")
+    if isinstance(model, str) and isinstance(entry, dict):
+        return TemplateEvent(event, model, (entry,))
+    collection = body.get("collection")
+    if isinstance(collection, str):
+        payload = body.get("payload")
+        payload = payload if isinstance(payload, dict) else {}
+        keys = body.get("keys")
+        keys = keys if isinstance(keys, list) else []
         if "key" in body and not isinstance(body["key"], (dict, list)):
             keys = [body["key"]]
-        entries = tuple({**payload, "id": k} for k in keys) or (payload,)
-        return TemplateEvent(event, body["collection"], entries)
+        entries: Tuple[dict, ...] = tuple({**payload, "id": k} for k in keys) or (payload,)
+        return TemplateEvent(event, collection, entries)
     raise ValueError('expected a Strapi body ({"model", "entry"}) or a Directus one ({"collection", "keys"})')
 
 

@@ -284,3 +284,15 @@ def test_purge_front_door_answers_like_varnish_and_refuses_clearly(cms_app):
     keys = client.open("/", method="PURGE", headers={"Host": SITE_WAGTAIL, "xkey-purge": "post-1 post-2"},
                        environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert keys.status_code == 200
+
+
+def test_webhook_content_feed_suffix_is_per_site():
+    from purgebridge.core.mapping import MappingOptions, map_content
+
+    ghost = map_content({"collections": ["https://b.test/tag/x/"]}, MappingOptions(collection_feed="rss/"))
+    assert "https://b.test/tag/x/rss/" in ghost.urls and "https://b.test/tag/x/feed/" not in ghost.urls
+    none = map_content({"collections": ["https://b.test/tag/x/"]}, MappingOptions(collection_feed=""))
+    assert not any(u.endswith(("rss/", "feed/")) for u in none.urls)
+    assert "https://b.test/tag/x/feed/" in map_content({"collections": ["https://b.test/tag/x/"]}).urls
+    with pytest.raises(ValueError, match="collection_feed"):
+        MappingOptions(collection_feed="/feed")

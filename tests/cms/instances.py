@@ -673,3 +673,70 @@ def slugify(text: str) -> str:
 
 
 STRAPI_EVENTS = ("entry.create", "entry.update", "entry.delete", "entry.publish", "entry.unpublish")
+
+
+# --------------------------------------------------------------------------- loopback only
+
+
+def _tree(pid: int) -> set:
+    """``pid`` and every process below it (from /proc)."""
+    parents: dict = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo and len(found) < 10_000:
+        p = todo.pop()
+        if p not in found:
+            found.add(p)
+            todo.extend(parents.get(p, []))
+    return found
+
+
+def _address(hex_text: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(hex_text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)
+
+
+def outside_connections(proc: Optional[subprocess.Popen]) -> list:
+    """Sockets of the CMS's process tree whose peer is not loopback (TCP in any state, UDP): should be none."""
+    import ipaddress
+
+    if proc is None or proc.poll() is not None:
+        return []
+    inodes = set()
+    for pid in _tree(proc.pid):
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[9] not in inodes:
+                continue
+            host_hex, port_hex = fields[2].split(":")
+            peer = _address(host_hex)
+            if int(port_hex, 16) == 0 or ipaddress.ip_address(peer).is_loopback or ipaddress.ip_address(peer).is_unspecified:
+                continue
+            found.append(f"{table} {peer}:{int(port_hex, 16)}")
+    return found

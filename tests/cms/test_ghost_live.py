@@ -74,3 +74,4 @@ def test_ghost_publish_edit_slug_tags_unpublish_delete_settings_fresh_on_three_n
     ghost.edit_settings(title="Renamed Ghost site")
     fresh(pages)
     assert "Renamed Ghost site" in ghost.get("/").text
+    assert instances.outside_connections(ghost.proc) == [], "the CMS talks to a non-loopback address"

@@ -76,3 +76,4 @@ def test_strapi_publish_edit_slug_tags_unpublish_delete_fresh_on_three_nodes(str
     strapi.delete_article(doc["documentId"])
     fresh(pages)
     assert quiet["documentId"]
+    assert instances.outside_connections(strapi.proc) == [], "the CMS talks to a non-loopback address"

@@ -62,3 +62,4 @@ def test_wagtail_publish_edit_tags_unpublish_delete_fresh_on_three_nodes(wagtail
     cms.delete_post(post["id"])
     fresh(wagtail_live, pages)
     assert "Hello Wagtail" not in cms.get("/").text
+    assert instances.outside_connections(cms.proc) == [], "the CMS talks to a non-loopback address"

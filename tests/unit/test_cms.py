@@ -296,3 +296,9 @@ def test_webhook_content_feed_suffix_is_per_site():
     assert "https://b.test/tag/x/feed/" in map_content({"collections": ["https://b.test/tag/x/"]}).urls
     with pytest.raises(ValueError, match="collection_feed"):
         MappingOptions(collection_feed="/feed")
+
+
+def test_a_model_listed_without_templates_purges_nothing():
+    settings = cms.parse_cms({"templates": {"token": STRAPI_TOKEN, "models": {"user": {}}}}, {}).templates
+    event = cms.TemplateEvent("entry.update", "user", ({"id": 1, "username": "x"},))
+    assert cms.template_targets(event, settings).empty

@@ -356,6 +356,11 @@ def ghost_targets(body: Any, settings: GhostSettings) -> Targets:
             paths += _collection(route.format(slug=slug), settings)
         if settings.sitemaps:
             paths += list(GHOST_SITEMAPS)
+        if current and previous and {"name", "slug"} & set(previous):
+            # a renamed tag or author is printed on the cards of the home page and of every post page
+            paths += _collection(routes["home"], settings)
+            bans = (settings.post_cards,) if settings.post_cards else ()
+            return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))), bans=bans)
     else:
         return Targets(note=f"{kind} events change no public page")
     return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))))

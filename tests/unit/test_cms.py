@@ -302,3 +302,11 @@ def test_a_model_listed_without_templates_purges_nothing():
     settings = cms.parse_cms({"templates": {"token": STRAPI_TOKEN, "models": {"user": {}}}}, {}).templates
     event = cms.TemplateEvent("entry.update", "user", ({"id": 1, "username": "x"},))
     assert cms.template_targets(event, settings).empty
+
+
+def test_a_renamed_tag_refreshes_its_old_and_new_listing_the_home_page_and_the_post_pages():
+    body = {"tag": {"current": {"slug": "crimson", "name": "Crimson"}, "previous": {"slug": "red", "name": "Red"}}}
+    t = cms.ghost_targets(body, cms.GhostSettings())
+    assert {"/tag/red/", "/tag/crimson/", "/tag/crimson/rss/", "/"} <= set(t.paths) and t.bans
+    added = {"tag": {"current": {"slug": "new"}, "previous": {}}}
+    assert not cms.ghost_targets(added, cms.GhostSettings()).bans

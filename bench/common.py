@@ -19,6 +19,9 @@ DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 def watchdog(seconds):
     """SIGTERM this benchmark after ``seconds``: a bound on the whole run, on top of each loop's own."""
+    # SIGTERM (this timer's, or anyone's) ends the run through SystemExit, so every ``with`` and
+    # ``finally`` stops its varnishd and relays: Python's default action would leave them running.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.daemon = True
     timer.start()
@@ -53,3 +56,11 @@ def write_section(name, text):
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(current)
+
+
+def load():
+    """The machine's load average (1, 5, 15 min) as text: the caveat every figure of a shared machine needs."""
+    try:
+        return "/".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"

@@ -39,7 +39,8 @@ import requests  # noqa: E402
 
 from common import machine, write_section  # noqa: E402
 from purgebridge.config.settings import load_settings  # noqa: E402
-from purgebridge.delivery.fanout import fan_out, purge_for_url  # noqa: E402
+from purgebridge.core.invalidation import purge_for_url  # noqa: E402
+from purgebridge.delivery.fanout import fan_out  # noqa: E402
 from purgebridge.testing.cluster import start_cluster  # noqa: E402
 
 HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from common import machine, watchdog, write_section  # noqa: E402
 from fixtures.redis_server import start_redis  # noqa: E402
-from purgebridge.delivery.fanout import purge_for_url  # noqa: E402
+from purgebridge.core.invalidation import purge_for_url  # noqa: E402
 from purgebridge.testing.cluster import start_cluster  # noqa: E402
 from purgebridge.store.redis import RedisQueue  # noqa: E402
 from relay import HOSTS, Relay, bench_latency, envelope, flood, percentile, post_change  # noqa: E402

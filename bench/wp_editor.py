@@ -59,7 +59,7 @@ from purgebridge.testing import RelayProcess  # noqa: E402
 SAVE_LOOP = """
 wp_set_current_user(1);
 global $wpdb;
-$active = class_exists('Purgebridge_Collector') && is_plugin_active('purgebridge/purgebridge.php');
+$active = class_exists('Purgebridge_Change_Buffer') && is_plugin_active('purgebridge/purgebridge.php');
 $reset = function () use ($active, $wpdb) {
     if ($active) {
         $wpdb->query('TRUNCATE TABLE ' . Purgebridge_Queue::table());
@@ -89,10 +89,10 @@ for ($i = -%(warmup)d; $i < %(saves)d; $i++) {
     wp_update_post(array('ID' => $id, 'post_content' => 'bench ' . $i . ' ' . microtime(true)));
     $t1 = $t2 = microtime(true);
     if ($active) {
-        // What Purgebridge_Collector::flush() does at shutdown, split where
+        // What Purgebridge_Change_Buffer::flush() does at shutdown, split where
         // fastcgi_finish_request() would release the editor.
-        $changes = Purgebridge_Collector::changes();
-        Purgebridge_Collector::reset();
+        $changes = Purgebridge_Plugin::buffer()->changes();
+        Purgebridge_Plugin::buffer()->clear();
         $bodies = Purgebridge_Event_Builder::bodies(home_url('/'), $changes, time());
         $t1 = microtime(true);
         foreach ($bodies as $body) {

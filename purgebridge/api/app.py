@@ -1,54 +1,36 @@
-"""The Flask application factory for the relay service.
+"""The Flask application factory of the api process.
 
 ``create_app`` wires the pieces once per app -- settings, allowed sites, the
-queue, metrics and (optionally) the worker -- and keeps them on
-``app.extensions["purgebridge"]`` so routes never reach for globals. Tests
-build as many apps as they like, each with its own queue file and metrics
-registry.
+queue, metrics and the worker's status view -- into a :class:`Service` kept
+on ``app.extensions["purgebridge"]``, so routes never reach for globals.
+Tests build as many apps as they like, each with its own queue file and
+metrics registry. What granian serves is the app behind
+``intake.RSGIAdapter.for_app``.
 """
 
-from dataclasses import dataclass, field
 import logging
-import time
+from typing import Any, Mapping, Optional
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from purgebridge.config.settings import load_settings
-from purgebridge.telemetry.metrics import Metrics
-from purgebridge.store import open_queue
+from purgebridge.api.service import Service
+from purgebridge.api.signed_events import SignedEvents
+from purgebridge.api.testing import RSGITestClient
+from purgebridge.config.settings import Settings, load_settings
 from purgebridge.config.sites import load_sites
+from purgebridge.store import Store, open_queue
+from purgebridge.telemetry.metrics import Metrics
+from purgebridge.worker.status import WorkerView
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
 
 
-@dataclass
-class Service:
-    """Everything the routes need; one per app."""
-
-    settings: object
-    sites: object
-    queue: object
-    metrics: object
-    worker: object = None
-    options: dict = field(default_factory=dict)  # host -> mapping.MappingOptions
-    started_at: float = field(default_factory=time.time)
-    owns_queue: bool = False
-
-    def mapping_options(self, host):
-        if host not in self.options:
-            self.options[host] = self.sites.mapping_options(host, self.settings)
-        return self.options[host]
-
-    def close(self):
-        """Close the queue (if this app opened it)."""
-        if self.owns_queue:
-            self.queue.close()
-
-
-def create_app(overrides=None, *, settings=None, environ=None, queue=None, worker=None):
+def create_app(overrides: Optional[Mapping[str, str]] = None, *, settings: Optional[Settings] = None,
+               environ: Optional[Mapping[str, str]] = None, queue: Optional[Store] = None,
+               worker: Optional[WorkerView] = None) -> Flask:
     """Build the relay's Flask app.
 
     ``overrides`` maps variable names to values, as CLI flags do
@@ -59,6 +41,8 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
     :class:`~purgebridge.worker.status.WorkerView` (as ``purgebridge serve``
     runs it): status and metrics then come from its snapshots. Without it the
     app journals events and nothing expands them (tests expand by hand).
+    In-process tests get :class:`~purgebridge.api.testing.RSGITestClient`
+    from ``app.test_client()``.
     Raises ``ConfigError`` for bad settings.
     """
     if settings is None:
@@ -73,26 +57,22 @@ def create_app(overrides=None, *, settings=None, environ=None, queue=None, worke
         service.mapping_options(site.host)
 
     app = Flask("purgebridge")
-    app.config["PURGEBRIDGE_MAX_BODY"] = MAX_BODY
-    # One byte more than allowed: for a chunked body (no Content-Length) werkzeug stops reading at
-    # this limit without an error, so a body of MAX_BODY + 1 bytes is how "too large" shows.
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY + 1
+    app.config["PURGEBRIDGE_MAX_BODY"] = MAX_BODY  # enforced where bodies are read: intake.RSGIAdapter
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["purgebridge"] = service
+    app.extensions["purgebridge.events"] = SignedEvents(service)  # answered on the loop by intake.RSGIAdapter
+    app.test_client_class = RSGITestClient  # in-process tests go through the adapter, as ``serve`` does
 
     from purgebridge.api.routes import bp
     import purgebridge.api.cms  # noqa: F401 - Ghost, templates and the PURGE front door, on the same blueprint
 
     app.register_blueprint(bp)
-    from purgebridge.api.signed_events import EventFastPath
-
-    events = EventFastPath(app.wsgi_app, service, MAX_BODY)  # the signed-event route without Flask's overhead
-    app.wsgi_app = app.extensions["purgebridge.events"] = events  # WSGI, and for RSGI ``rsgi.RSGIAdapter``
 
     @app.errorhandler(HTTPException)
-    def http_error(exc):  # JSON for every error, including 404/405/413 raised by Flask itself
+    def http_error(exc: HTTPException) -> Any:  # JSON for every error, including 404/405/413 raised by Flask itself
         return jsonify({"error": exc.description or exc.name, "status": exc.code}), exc.code
 
     log.info("relay app ready: %d site(s), %d node(s), queue %s",
              len(sites), len(settings.nodes), queue.path)
     return app
+

@@ -23,11 +23,17 @@ import time
 
 from flask import Response, jsonify, request
 
-from purgebridge.api.routes import Refused, _bearer, _body, _enqueue, _json, _nodes, _refused, bp, service
+from purgebridge.api.refusals import Refused
+from purgebridge.api.routes import _bearer, _enqueue, _json, _nodes, _refused, bp, service
 from purgebridge.config.sites import normalise_host
 from purgebridge.core import cms
 from purgebridge.core.errors import InvalidURL
 from purgebridge.core.invalidation import ban_for, keys_for, purge_all_for, purge_for_url
+
+def _body():
+    """The raw body; its size limit and read deadline are the intake's (``api.intake``), before any route."""
+    return request.get_data(cache=True)
+
 
 _recent_lock = threading.Lock()
 _recent_content: dict = {}  # host -> monotonic time of the last Ghost content event (site.changed echo detection)

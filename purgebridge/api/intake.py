@@ -14,9 +14,11 @@ all: granian's Rust side holds them (``header_read_timeout`` in
 ``server.py`` closes the slow ones).
 
 Signed events (``POST /v1/events/wordpress``, the hot path) do not go to
-the thread pool: ``events`` (``fastpath.EventFastPath.answer``) checks them
-on the loop and awaits the journal's commit there, so an event costs no
-request thread and two thread hand-offs fewer (docs/operations.md).
+the thread pool: ``events`` (``signed_events.SignedEvents.answer``) checks
+them on the loop and awaits the journal's commit there, so an event costs no
+request thread and two thread hand-offs fewer (docs/operations.md). This is
+the one place request bodies are read and held to ``max_body``: neither the
+signed-event route nor the Flask routes read or measure a body again.
 
 Concurrency in three sentences: the event loop thread waits for bodies,
 checks signed events and awaits their journal commit, and hands every other
@@ -56,12 +58,20 @@ class RSGIAdapter:
     def __init__(self, app: Callable, threads: int, max_body: int, body_deadline: float = BODY_DEADLINE,
                  per_client: int = PER_CLIENT, events: Optional[Any] = None) -> None:
         self.app = app
-        self.events = events  # EventFastPath: signed events answered on the loop; None sends them to ``app``
+        self.events = events  # SignedEvents: answered on the loop; None sends them to ``app``
         self.max_body = max_body
         self.body_deadline = body_deadline
         self.per_client = per_client
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="purgebridge-http")
         self.reading: Dict[str, int] = {}  # client address -> bodies being read (event loop thread only)
+
+    @classmethod
+    def for_app(cls, app: Any, threads: int) -> "RSGIAdapter":
+        """What granian serves, and what the in-process test client drives (``purgebridge.api.testing``): the
+        app built by ``create_app``, its body limit, the body deadline of its settings, its signed-event route."""
+        return cls(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
+                   body_deadline=app.extensions["purgebridge"].settings.body_timeout,
+                   events=app.extensions["purgebridge.events"])
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":

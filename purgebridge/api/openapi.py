@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document served at ``/openapi.json``.
 
 The request-body schemas are not written here: they are generated from the
-msgspec models in ``validation`` that also check every request, so the
+msgspec models in ``core.events`` that also check every request, so the
 document cannot drift from what the routes accept. Paths, statuses and
 security are kept as Python data next to the routes (tests/unit/test_routes.py
 checks paths and methods against the Flask url map; tests/unit/test_fuzz.py
@@ -9,6 +9,7 @@ fuzzes every route from this document with schemathesis).
 """
 
 import copy
+from typing import Any, Dict, List, Optional
 
 import msgspec
 
@@ -31,19 +32,19 @@ _ACCEPTED = {"type": "object", "required": ["event_id", "queued"], "properties":
                "purges already waiting"},
 }}
 
-def _error(description):
+def _error(description: str) -> Dict[str, Any]:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def _ok(description, schema=None):
-    body = {"description": description}
+def _ok(description: str, schema: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"description": description}
     if schema is not None:
         body["content"] = {"application/json": {"schema": schema}}
     return body
 
 
-_BEARER = [{"bearer": []}]
+_BEARER: List[Dict[str, List[str]]] = [{"bearer": []}]
 
 _SPEC = {
     "openapi": "3.1.0",
@@ -145,6 +146,6 @@ _SPEC = {
 }
 
 
-def spec():
+def spec() -> Dict[str, Any]:
     """A copy of the document (callers may not change the shared one)."""
     return copy.deepcopy(_SPEC)

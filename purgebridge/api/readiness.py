@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Sequence
 
+from purgebridge.core.nodes import Node
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 class Reachability:
     """The last TCP-connect result per node, kept fresh by a background thread while someone asks."""
 
-    nodes: Sequence  # purgebridge.core.nodes.Node: .name, .host, .port
+    nodes: Sequence[Node]
     timeout: float = 1.0  # seconds per connect attempt
     interval: float = 5.0  # seconds between rounds
     idle_stop: float = 120.0  # the thread ends this long after the last ask
@@ -52,7 +54,7 @@ class Reachability:
                     return
             time.sleep(self.interval)
 
-    def _connects(self, node) -> bool:
+    def _connects(self, node: Node) -> bool:
         try:
             with socket.create_connection((node.host, node.port), timeout=self.timeout):
                 return True

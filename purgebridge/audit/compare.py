@@ -1,6 +1,6 @@
 """Is the cache fresh? Compare what every Varnish node serves with what the origin serves now.
 
-``purgebridge audit`` and the relay's continuous sampler (``auditwatch``) both
+``purgebridge audit`` and the relay's continuous sampler (``audit.watch``) both
 use this module. For each URL:
 
 1. every node is asked for it (``GET`` with the site's ``Host`` and the scheme
@@ -42,19 +42,20 @@ import logging
 import re
 import threading
 import time
-from typing import Optional
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import requests
 
+from purgebridge.config.settings import Settings
 from purgebridge.core.errors import ConfigError, InvalidURL
-from purgebridge.delivery.fanout import fan_out, purge_for_url
-from purgebridge.core.nodes import parse_node
+from purgebridge.core.invalidation import purge_for_url
+from purgebridge.delivery.fanout import fan_out
+from purgebridge.core.nodes import Node, parse_node
 from purgebridge.core.urls import split_url
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "purgebridge-audit"
-DEFAULT_MAX_URLS = 1000
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 32
 MAX_BODY = 8 * 1024 * 1024       # bytes read of one answer; a page larger than this is compared on its start
@@ -77,7 +78,7 @@ class State(str, Enum):
 
 
 @dataclass(frozen=True)
-class Origin:
+class OriginAddress:
     """Where pages are fetched bypassing every cache."""
 
     host: str
@@ -88,19 +89,19 @@ class Origin:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def resolve_origin(settings):
+def resolve_origin(settings: Settings) -> OriginAddress:
     """PURGEBRIDGE_ORIGIN, else the first backend of PURGEBRIDGE_VCL; ConfigError naming the variable."""
     if settings.origin:
         try:
             node = parse_node(settings.origin, default_port=80)
         except ValueError as exc:
             raise ConfigError("PURGEBRIDGE_ORIGIN", settings.origin, f"expected host:port ({exc})") from None
-        return Origin(node.host, node.port)
+        return OriginAddress(node.host, node.port)
     if settings.vcl:
         from purgebridge.config.vcl_acl import origin_from_vcl
 
         host, port = origin_from_vcl(settings.vcl)
-        return Origin(host, port)
+        return OriginAddress(host, port)
     raise ConfigError("PURGEBRIDGE_ORIGIN", "", "audit needs the origin to compare with: set PURGEBRIDGE_ORIGIN "
                       "(host:port of the web server behind Varnish) or PURGEBRIDGE_VCL (its first backend)")
 
@@ -137,7 +138,7 @@ BUILTIN_PATTERNS = (
 )
 
 
-def load_patterns(path="", extra=()):
+def load_patterns(path: str = "", extra: Iterable[str] = ()) -> Tuple["Pattern", ...]:
     """The built-in patterns plus one per line of ``path`` (``#`` comments) and ``extra``.
 
     A site pattern's matches become ``<ignored>``. Raises ConfigError naming
@@ -346,8 +347,10 @@ class AuditReport:
 class Auditor:
     """Checks URLs against every node and the origin, at most ``rate`` URLs a second."""
 
-    def __init__(self, settings, origin, patterns=BUILTIN_PATTERNS, rate=None, concurrency=DEFAULT_CONCURRENCY,
-                 nodes=None, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, settings: Settings, origin: OriginAddress, patterns: Sequence[Pattern] = BUILTIN_PATTERNS,
+                 rate: Optional[float] = None, concurrency: int = DEFAULT_CONCURRENCY,
+                 nodes: Optional[Iterable[Node]] = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.nodes = tuple(settings.nodes if nodes is None else nodes)
         self.origin = origin
@@ -386,7 +389,7 @@ class Auditor:
         a, b = normalise(origin_page.text, self.patterns), normalise(node_page.text, self.patterns)
         return None if a == b else first_difference(a, b)
 
-    def check_url(self, url, nodes=None):
+    def check_url(self, url: str, nodes: Optional[Sequence[Node]] = None) -> List["Check"]:
         """One verdict per node for ``url`` (paced: takes one start slot)."""
         nodes = self.nodes if nodes is None else nodes
         self._wait_for_slot()
@@ -445,8 +448,6 @@ class Auditor:
                 verdicts[node] = Check(url, node.name, State.STALE, page.age, differences[0])
         return verdicts
 
-        return [verdicts[node] for node in nodes]
-
     # -- many URLs
 
     def run(self, urls, progress=None, report=None):
@@ -501,7 +502,8 @@ def _locs(text):
     return [html.unescape(loc) for loc in _LOC.findall(text)]
 
 
-def discover(auditor, site, pagination=3, sitemap_only=False):
+def discover(auditor: Auditor, site: str, pagination: int = 3,
+             sitemap_only: bool = False) -> Tuple[List[str], List[str]]:
     """Every URL of a site worth checking, read from the origin: ``(urls, notes)``.
 
     The sitemap (WordPress core's /wp-sitemap.xml and the sitemaps it lists)

@@ -2,9 +2,9 @@
 
 Opt-in with PURGEBRIDGE_AUDIT_SAMPLE (URLs per minute per site; 0 = off).
 One daemon thread, started once where the relay starts its background work
-(``server._load_app``), walks each site's URL list (``audit.discover``: the
+(``server._load_app``), walks each site's URL list (``audit.compare.discover``: the
 listing pages first, then the sitemap; read again after every full pass) and
-checks one URL at a time with ``audit.Auditor``, waiting between checks so a
+checks one URL at a time with ``audit.compare.Auditor``, waiting between checks so a
 site gets its share of the minute. Its only outputs are metrics on the app's
 registry and one log line per stale copy:
 
@@ -19,17 +19,19 @@ it is forgotten, so a new staleness is logged again.
 
 import logging
 import threading
+from typing import Dict, Iterable, List, Optional, Tuple
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from purgebridge.audit import compare as audit
+from purgebridge.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PASS_PAUSE = 5.0  # seconds between a site's passes when its list was short
 
 
-def check_settings(settings):
+def check_settings(settings: Settings) -> None:
     """Before the relay binds anything: with the sampler on, the origin must be known (ConfigError otherwise)."""
     if settings.audit_sample:
         audit.resolve_origin(settings)
@@ -37,7 +39,8 @@ def check_settings(settings):
 
 
 class ContinuousAudit:
-    def __init__(self, settings, hosts, registry, auditor=None):
+    def __init__(self, settings: Settings, hosts: Iterable[str], registry: CollectorRegistry,
+                 auditor: Optional[audit.Auditor] = None) -> None:
         self.settings = settings
         self.hosts = list(hosts)
         self.auditor = auditor or audit.Auditor(settings, audit.resolve_origin(settings),
@@ -55,24 +58,24 @@ class ContinuousAudit:
         for node in self.auditor.nodes:  # every node's series exists from the start, at 0
             self.stale.labels(node=node.name)
             self.errors.labels(node=node.name)
-        self.known_stale = {}  # (node, url) -> age
-        self.lists = {host: [] for host in self.hosts}
+        self.known_stale: Dict[Tuple[str, str], float] = {}  # (node, url) -> age
+        self.lists: Dict[str, List[str]] = {host: [] for host in self.hosts}
         self.stop_event = threading.Event()
-        self.thread = None
+        self.thread: Optional[threading.Thread] = None
 
-    def start(self):
+    def start(self) -> "ContinuousAudit":
         self.thread = threading.Thread(target=self._run, name="audit-sampler", daemon=True)
         self.thread.start()
         log.info("continuous audit on: %d URL(s) a minute per site, %d site(s), origin %s",
                  self.settings.audit_sample, len(self.hosts), self.auditor.origin.netloc)
         return self
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def _run(self):
+    def _run(self) -> None:
         interval = 60.0 / (self.settings.audit_sample * max(1, len(self.hosts)))
         while not self.stop_event.is_set():
             for host in self.hosts:
@@ -85,7 +88,7 @@ class ContinuousAudit:
                 if self.stop_event.wait(interval):
                     return
 
-    def _next_url(self, host):
+    def _next_url(self, host: str) -> Optional[str]:
         """The next URL of ``host``'s list, reading the list again (from the origin) after a full pass."""
         if not self.lists[host]:
             try:
@@ -101,7 +104,7 @@ class ContinuousAudit:
             self.lists[host] = list(reversed(urls))
         return self.lists[host].pop()
 
-    def record(self, checks):
+    def record(self, checks: Iterable[audit.Check]) -> None:
         """Count one URL's verdicts, log new stale copies once, and keep the stalest age current."""
         self.checked.inc()
         for check in checks:
@@ -119,7 +122,8 @@ class ContinuousAudit:
         self.stalest.set(max(self.known_stale.values(), default=0))
 
 
-def start_continuous_audit(settings, hosts, registry):
+def start_continuous_audit(settings: Settings, hosts: Iterable[str],
+                           registry: CollectorRegistry) -> Optional[ContinuousAudit]:
     """The relay's hook: start the sampler when PURGEBRIDGE_AUDIT_SAMPLE is set; returns it (or None)."""
     if not settings.audit_sample:
         return None

@@ -12,6 +12,7 @@ place (config.py), not here.
 """
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -21,9 +22,11 @@ import sys
 import click
 
 from purgebridge import __version__
-from purgebridge.config.settings import load_settings, redact_location, select_group
+from purgebridge.config.settings import load_settings, select_group
+from purgebridge.store.contract import redact_location
 from purgebridge.core.errors import ConfigError, InvalidURL, PurgebridgeError
-from purgebridge.delivery.fanout import fan_out, keys_for, ban_for, purge_all_for, purge_for_url
+from purgebridge.core.invalidation import ban_for, keys_for, purge_all_for, purge_for_url
+from purgebridge.delivery.fanout import fan_out
 from purgebridge.core.urls import split_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -32,6 +35,14 @@ PROGRESS_MIN_ITEMS = 200
 
 def _settings(ctx, require_nodes=True, extra=None):
     """Resolve settings once per invocation; config errors exit 2 with one line."""
+    try:
+        return _resolve_settings(ctx, require_nodes, extra)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+
+
+def _resolve_settings(ctx, require_nodes=True, extra=None):
+    """Settings from the flags, the env file and the environment; raises ConfigError (``serve`` reloads with it)."""
     opts = ctx.find_root().obj
     overrides = dict(extra or {})
     overrides.update({
@@ -41,13 +52,10 @@ def _settings(ctx, require_nodes=True, extra=None):
         "PURGEBRIDGE_TIMEOUT": opts["timeout"],
         "PURGEBRIDGE_RETRIES": opts["retries"],
     })
-    try:
-        settings = load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
-        if opts["group"]:
-            settings = settings.replace(nodes=select_group(settings.nodes, opts["group"]))
-        return settings
-    except ConfigError as exc:
-        fail_usage(str(exc))
+    settings = load_settings(overrides, dotenv_path=opts["env_file"], require_nodes=require_nodes)
+    if opts["group"]:
+        settings = settings.replace(nodes=select_group(settings.nodes, opts["group"]))
+    return settings
 
 
 def fail_usage(message):
@@ -144,7 +152,7 @@ def purge(ctx, urls, purge_all, host, keys, soft, as_json):
 
     \b
     purgebridge purge https://example.test/ https://example.test/feed/
-    purgebridge sitemap-urls | purgebridge purge -
+    purgebridge sitemap-urls example.test | purgebridge purge -
     purgebridge purge --all --host example.test
     purgebridge purge --key post-42 --key front --host example.test
     """
@@ -196,7 +204,7 @@ def nodes(ctx, as_json):
     nothing carries: 501 (or 405) means its VCL has no key purges, and the
     relay purges its pages by URL only. Exit 1 if any node is down or refuses.
     """
-    from purgebridge.delivery.fanout import key_support, keys_for
+    from purgebridge.delivery.fanout import key_support
 
     settings = _settings(ctx)
     probe = purge_for_url("http://purgebridge.invalid/.purgebridge-ping", settings.proto_header)
@@ -228,21 +236,29 @@ def nodes(ctx, as_json):
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (PURGEBRIDGE_LISTEN, default 127.0.0.1:8787).")
 @click.option("--queue", "queue_path", metavar="PATH", help="Queue: SQLite file or redis://host:port/db (PURGEBRIDGE_QUEUE).")
 @click.option("--insecure", is_flag=True, help="Start without a secret (local play only; events are then refused).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Check the configuration as serve and its reload do, print one line and exit (0 ok, 2 not).")
 @click.pass_context
-def serve(ctx, listen, queue_path, insecure):
+def serve(ctx, listen, queue_path, insecure, check_only):
     """Run the relay: the HTTP API on granian and the purge worker, as two supervised processes.
 
     Accepts signed WordPress events, webhooks and admin purges, queues every
     (node, URL) durably and purges it on every node. SIGTERM finishes the
-    requests and purges in flight and keeps the rest queued. See
+    requests and purges in flight and keeps the rest queued. SIGHUP reads the
+    settings again (sites, nodes, tokens, secrets...) and replaces both
+    processes; the address and the queue change only with a restart. See
     docs/operations.md.
     """
-    from purgebridge.service.server import serve as run_server
+    from purgebridge.service.server import check_config, serve as run_server
 
-    settings = _settings(ctx, require_nodes=True, extra={"PURGEBRIDGE_LISTEN": listen,
-                                                          "PURGEBRIDGE_QUEUE": queue_path})
+    extra = {"PURGEBRIDGE_LISTEN": listen, "PURGEBRIDGE_QUEUE": queue_path}
+    settings = _settings(ctx, require_nodes=True, extra=extra)
     try:
-        run_server(settings, insecure=insecure)
+        if check_only:
+            click.echo(check_config(settings, insecure=insecure))
+            return
+        # SIGHUP reads the same sources again: --env-file (or ./.env), the environment, the flags.
+        run_server(settings, insecure=insecure, load=functools.partial(_resolve_settings, ctx, True, extra))
     except ConfigError as exc:
         fail_usage(str(exc))
 
@@ -357,6 +373,42 @@ def status(ctx, base_url, as_json):
     sys.exit(EXIT_FAILED if down or data.get("queue_writable") is False else EXIT_OK)
 
 
+@cli.command("sitemap-urls")
+@click.argument("site")
+@click.option("--sitemap", metavar="URL", help="Start from this sitemap or sitemap index (default: the site's "
+                                               "wp-sitemap.xml, else sitemap_index.xml, else sitemap.xml).")
+@click.option("--max-urls", type=click.IntRange(1, 10000000), default=100000, show_default=True,
+              help="Print at most this many URLs.")
+@click.option("--any-host", is_flag=True, help="Also print URLs on other hosts than the site's.")
+@click.option("--http-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+              help="Seconds to wait for each sitemap.")
+def sitemap_urls(site, sitemap, max_urls, any_host, http_timeout):
+    """Print the URLs a site's sitemaps list, one a line: for 'purge -' and 'audit -'.
+
+    SITE is a host (https), a home URL or a sitemap's URL. Sitemap indexes
+    (WordPress's wp-sitemap.xml, SEO plugins' sitemap_index.xml) are followed.
+
+    \b
+    purgebridge sitemap-urls blog.example.test | purgebridge purge -
+    purgebridge sitemap-urls http://127.0.0.1:8080/ | purgebridge audit -
+
+    Exit 0 every sitemap read, 1 some could not be (what was found is still printed), 2 usage error.
+    """
+    from purgebridge.audit.sitemaps import read_sitemaps
+
+    try:
+        found = read_sitemaps(site, sitemap=sitemap, max_urls=max_urls, timeout=http_timeout, any_host=any_host)
+    except InvalidURL as exc:
+        fail_usage(str(exc))
+    for url in found.urls:
+        click.echo(url)
+    for line in found.errors + found.notes:
+        click.echo(f"sitemap-urls: {line}", err=True)
+    if found.truncated:
+        click.echo(f"sitemap-urls: stopped at --max-urls {max_urls}", err=True)
+    sys.exit(EXIT_FAILED if found.errors or not found.urls else EXIT_OK)
+
+
 @cli.command()
 @click.argument("urls", nargs=-1)
 @click.option("--site", metavar="HOST|URL", help="Check this site: its sitemap plus the listing pages (bare host = https).")
@@ -377,7 +429,7 @@ def audit(ctx, urls, site, sitemap_only, fix, as_json, concurrency, max_urls, ra
     \b
     purgebridge audit https://example.test/ https://example.test/feed/
     purgebridge audit --site example.test --fix
-    purgebridge sitemap-urls | purgebridge audit -
+    purgebridge sitemap-urls example.test | purgebridge audit -
 
     Exit 0 everything fresh (or not cached), 1 something stale or failed, 2 usage or configuration error.
     See docs/audit.md.

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field, replace
 import json
 import os
 import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from dotenv import dotenv_values, find_dotenv
 
 from purgebridge.core.errors import ConfigError
 from purgebridge.core.nodes import Node, parse_node
+
+Parser = Callable[[str, str], Any]  # (variable name, raw text) -> value, or ConfigError naming the variable
 
 
 _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -30,7 +33,7 @@ _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SECONDS = 1e8  # about three years: larger "seconds" are a typo, and inf overflows socket timeouts
 
 
-def _positive_float(name, raw):
+def _positive_float(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -40,9 +43,10 @@ def _positive_float(name, raw):
     return value
 
 
-def _float_range(lo, hi, what):
+def _float_range(lo: float, hi: float, what: str) -> Parser:
     """A parser for a number from ``lo`` to ``hi``; ``what`` names it in the error ("a number of seconds")."""
-    def parse(name, raw):
+    def parse(name: str, raw: str) -> float:
+        value: Optional[float]
         try:
             value = float(raw)
         except ValueError:
@@ -53,8 +57,8 @@ def _float_range(lo, hi, what):
     return parse
 
 
-def _int_range(lo, hi):
-    def parse(name, raw):
+def _int_range(lo: int, hi: int) -> Parser:
+    def parse(name: str, raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
@@ -65,11 +69,11 @@ def _int_range(lo, hi):
     return parse
 
 
-def _string(name, raw):
+def _string(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _bool(name, raw):
+def _bool(name: str, raw: str) -> bool:
     low = raw.strip().lower()
     if low in ("1", "true", "yes", "on"):
         return True
@@ -78,7 +82,7 @@ def _bool(name, raw):
     raise ConfigError(name, raw, "expected true/false (1/0, yes/no, on/off)")
 
 
-def _listen(name, raw):
+def _listen(name: str, raw: str) -> Tuple[str, int]:
     try:
         node = parse_node(raw, default_port=8787)
     except ValueError as exc:
@@ -86,13 +90,13 @@ def _listen(name, raw):
     return node.host, node.port
 
 
-def _csv(name, raw):
+def _csv(name: str, raw: str) -> Tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 # name -> (settings attribute, parser, default as text, one-line description).
 # docs/configuration.md documents the same table; keep them in step.
-VARIABLES = {
+VARIABLES: Dict[str, Tuple[str, Parser, str, str]] = {
     "PURGEBRIDGE_NODES": ("nodes_text", _string, "", "comma-separated Varnish nodes: host:port, http://host:port, [v6]:port"),
     "PURGEBRIDGE_VCL": ("vcl", _string, "", "VCL file whose acl block lists the nodes"),
     "PURGEBRIDGE_NODES_FILE": ("nodes_file", _string, "", "JSON file of node groups, e.g. per data centre: {\"groups\": {\"fra\": [\"host:port\", ...]}}"),
@@ -121,7 +125,7 @@ VARIABLES = {
     "PURGEBRIDGE_INSECURE": ("insecure", _bool, "false", "allow serve without a secret (local play only)"),
     "PURGEBRIDGE_LOG_FORMAT": ("log_format", _string, "json", "json or text"),
     "PURGEBRIDGE_PAGINATION": ("pagination", _int_range(0, 50), "3", "how many archive pages (/page/N/) to purge"),
-    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two batches to one node; what arrives meanwhile merges (a page updated 100 times in a burst is purged once per gap); an event after a quiet gap goes out at once; 0 = send as soon as the last batch is confirmed"),
+    "PURGEBRIDGE_BATCH_GAP": ("batch_gap", _float_range(0, 1, "a number of seconds"), "0.015", "shortest time between two purges of one URL to one node: a URL not purged within it goes at once, a hot one waits (merging every update) and goes once the window has passed, so a trailing purge always follows its last update; 0 = send every update"),
     # Cache audit (purgebridge audit, and the relay's continuous sampler; docs/audit.md)
     "PURGEBRIDGE_ORIGIN": ("origin", _string, "", "the origin (host:port) audit fetches pages from, bypassing every cache; empty = the first backend of PURGEBRIDGE_VCL"),
     "PURGEBRIDGE_AUDIT_RATE": ("audit_rate", _float_range(0.1, 1000, "a number of URLs per second"), "10", "URLs audit checks per second at most (each one origin request plus one per node)"),
@@ -136,7 +140,7 @@ SECRET_VARIABLES = frozenset({"PURGEBRIDGE_SECRET", "PURGEBRIDGE_WEBHOOK_TOKEN",
 class Settings:
     """The resolved configuration. Build it with :func:`load_settings`."""
 
-    nodes: tuple = ()
+    nodes: Tuple[Node, ...] = ()
     nodes_text: str = ""
     nodes_file: str = ""
     vcl: str = ""
@@ -149,13 +153,13 @@ class Settings:
     pipeline: int = 64
     connections: int = 2
     proto_header: str = "X-Forwarded-Proto"
-    listen: tuple = ("127.0.0.1", 8787)
+    listen: Tuple[str, int] = ("127.0.0.1", 8787)
     secret: str = field(default="", repr=False)
-    sites: tuple = ()
+    sites: Tuple[str, ...] = ()
     sites_file: str = ""
     webhook_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
-    purge_allow: tuple = ()
+    purge_allow: Tuple[str, ...] = ()
     webhook_purge_all: bool = False
     body_timeout: float = 10.0
     queue: str = "purgebridge-queue.sqlite3"
@@ -169,13 +173,13 @@ class Settings:
     audit_rate: float = 10.0
     audit_ignore_file: str = ""
     audit_sample: int = 0
-    sources: dict = field(default_factory=dict, compare=False, repr=False)
+    sources: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # variable -> where it came from
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
 
-def _raw_values(environ, dotenv_path):
+def _raw_values(environ: Mapping[str, str], dotenv_path: Optional[str]) -> Dict[str, Tuple[str, str]]:
     """Merge defaults, .env and environment: name -> (text, source)."""
     values = {name: (spec[2], "default") for name, spec in VARIABLES.items()}
     path = dotenv_path if dotenv_path is not None else find_dotenv(usecwd=True)
@@ -189,7 +193,7 @@ def _raw_values(environ, dotenv_path):
     return values
 
 
-def nodes_from_file(path, node_port):
+def nodes_from_file(path: str, node_port: int) -> List[Node]:
     """Nodes of a groups file: ``{"groups": {"fra": ["127.0.0.11:6081", ...], ...}}``."""
     name = "PURGEBRIDGE_NODES_FILE"
     try:
@@ -202,7 +206,7 @@ def nodes_from_file(path, node_port):
     groups = data.get("groups") if isinstance(data, dict) else None
     if not isinstance(groups, dict) or not groups:
         raise ConfigError(name, path, 'expected {"groups": {"NAME": ["host:port", ...]}}')
-    found = []
+    found: List[Node] = []
     for group, entries in groups.items():
         if not _GROUP.match(group):
             raise ConfigError(name, path, f"group name {group!r}: use letters, digits, '-' and '_'")
@@ -217,13 +221,13 @@ def nodes_from_file(path, node_port):
     return found
 
 
-def resolve_nodes(nodes_text, vcl, acl, node_port, nodes_file=""):
+def resolve_nodes(nodes_text: str, vcl: str, acl: str, node_port: int, nodes_file: str = "") -> Tuple[Node, ...]:
     """Union of PURGEBRIDGE_NODES, the VCL acl and the groups file, in order, duplicates removed.
 
     A node listed twice keeps the first position and takes the group the
     groups file gives it.
     """
-    found = []
+    found: List[Node] = []
     for entry in (nodes_text or "").split(","):
         if not entry.strip():
             continue
@@ -239,14 +243,14 @@ def resolve_nodes(nodes_text, vcl, acl, node_port, nodes_file=""):
         found.extend(nodes_from_vcl(vcl, acl_name=acl, port=node_port))
     if nodes_file:
         found.extend(nodes_from_file(nodes_file, node_port))
-    unique = {}
+    unique: Dict[Node, Node] = {}
     for node in found:
         if node not in unique or (node.group and not unique[node].group):
             unique[node] = node
     return tuple(unique.values())
 
 
-def select_group(nodes, group):
+def select_group(nodes: Iterable[Node], group: str) -> Tuple[Node, ...]:
     """The nodes of one group; ConfigError naming the known groups if none match."""
     chosen = tuple(n for n in nodes if n.group == group)
     if not chosen:
@@ -255,7 +259,8 @@ def select_group(nodes, group):
     return chosen
 
 
-def load_settings(overrides=None, environ=None, dotenv_path=None, require_nodes=False):
+def load_settings(overrides: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None,
+                  dotenv_path: Optional[str] = None, require_nodes: bool = False) -> Settings:
     """Build :class:`Settings` from every source in precedence order.
 
     ``overrides`` maps variable names (``PURGEBRIDGE_TIMEOUT``) to text values,
@@ -269,7 +274,8 @@ def load_settings(overrides=None, environ=None, dotenv_path=None, require_nodes=
             raise KeyError(f"unknown setting {name}")
         if value is not None:
             raw[name] = (str(value), "command line")
-    kwargs, sources = {}, {}
+    kwargs: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
     for name, (attr, parser, _default, _doc) in VARIABLES.items():
         text, source = raw[name]
         kwargs[attr] = parser(name, text)
@@ -288,9 +294,9 @@ def load_settings(overrides=None, environ=None, dotenv_path=None, require_nodes=
     return Settings(sources=sources, **kwargs)
 
 
-def describe(settings):
+def describe(settings: Settings) -> Dict[str, Any]:
     """Settings as a dict fit for logs and `--json`: secrets shown only as set/unset."""
-    out = {}
+    out: Dict[str, Any] = {}
     for name, (attr, *_rest) in VARIABLES.items():
         value = getattr(settings, attr)
         out[name] = ("(set)" if value else "(unset)") if name in SECRET_VARIABLES else value
@@ -301,7 +307,7 @@ def describe(settings):
 MIN_SECRET_LENGTH = 16  # characters: 16 random characters are beyond guessing; "change-me" is not
 
 
-def check_credentials(settings, sites):
+def check_credentials(settings: Settings, sites: Iterable[Any]) -> None:
     """Refuse weak credentials before serving: too short, or one value used for two purposes.
 
     The secret signs events for every site that has none of its own, the
@@ -319,7 +325,7 @@ def check_credentials(settings, sites):
             named.append((f"PURGEBRIDGE_SITES_FILE (cms.ghost.secret of {site.host})", cms.ghost.secret))
         if cms is not None and cms.templates is not None:
             named.append((f"PURGEBRIDGE_SITES_FILE (cms.templates.token of {site.host})", cms.templates.token))
-    first_use = {}
+    first_use: Dict[str, str] = {}
     for name, value in named:
         if not value:
             continue
@@ -331,7 +337,3 @@ def check_credentials(settings, sites):
                                                 "differ, so the holder of one cannot act as another")
         first_use.setdefault(value, name)
 
-
-def redact_location(location):
-    """A queue location fit for a message or log: the password of ``redis://user:pass@host`` replaced."""
-    return re.sub(r"//[^/@]*@", "//***@", str(location))

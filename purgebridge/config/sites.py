@@ -24,15 +24,18 @@ only when it is not the scheme's default. Anything not listed is refused.
 from dataclasses import dataclass, field
 import json
 import os
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from purgebridge.core.cms import CMSConfigError, CMSSettings, parse_cms
+from purgebridge.config.settings import Settings
 from purgebridge.core.errors import ConfigError, InvalidURL
+from purgebridge.core.mapping import MappingOptions
 from purgebridge.core.urls import host_header, split_url
 
 GLOBAL = "*"  # name of the shared secret in :meth:`Sites.secrets`
 
 
-def normalise_host(text):
+def normalise_host(text: str) -> str:
     """``Blog.Example.Test`` / ``https://blog.example.test/`` -> ``blog.example.test``."""
     text = text.strip()
     if "://" in text:
@@ -44,68 +47,68 @@ def normalise_host(text):
 
 @dataclass(frozen=True)
 class Site:
+    """One tenant: a host this relay may purge, its own secret (if any) and its mapping options."""
+
     host: str
     secret: str = field(default="", repr=False)
-    mapping: dict = field(default_factory=dict, compare=False)
+    mapping: Dict[str, Any] = field(default_factory=dict, compare=False)  # MappingOptions overrides
     cms: CMSSettings = field(default_factory=CMSSettings, compare=False)  # Ghost, templates, PURGE door
 
 
 class Sites:
     """The allowed sites; built once per app by :func:`load_sites`."""
 
-    def __init__(self, sites, global_secret=""):
+    def __init__(self, sites: Iterable[Site], global_secret: str = "") -> None:
         self._sites = {site.host: site for site in sites}
         self.global_secret = global_secret
 
-    def __contains__(self, host):
+    def __contains__(self, host: object) -> bool:
         return host in self._sites
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Site]:
         return iter(self._sites.values())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._sites)
 
-    def get(self, host):
+    def get(self, host: str) -> Optional[Site]:
         return self._sites.get(host)
 
     @property
-    def hosts(self):
+    def hosts(self) -> List[str]:
         return sorted(self._sites)
 
-    def secrets(self):
+    def secrets(self) -> Dict[str, str]:
         """name -> secret for signature checks: ``"*"`` plus one per site that has its own."""
-        found = {GLOBAL: self.global_secret} if self.global_secret else {}
+        found: Dict[str, str] = {GLOBAL: self.global_secret} if self.global_secret else {}
         for site in self._sites.values():
             if site.secret:
                 found[site.host] = site.secret
         return found
 
-    def has_any_secret(self):
+    def has_any_secret(self) -> bool:
         return bool(self.secrets())
 
-    def takes_cms_requests(self, settings=None):
+    def takes_cms_requests(self, settings: Optional[Settings] = None) -> bool:
         """A site has Ghost or template settings, or the PURGE front door is open: serve needs no WordPress secret."""
-        if settings is not None and getattr(settings, "purge_allow", ()):
+        if settings is not None and settings.purge_allow:
             return True
         return any(site.cms.ghost or site.cms.templates for site in self._sites.values())
 
-    def secret_for(self, host):
+    def secret_for(self, host: Optional[str]) -> str:
         """The one secret that may sign for ``host``: the site's own if it has one, else the global one.
 
         A site with its own secret accepts only that secret (tenants stay
         apart); an unlisted host gets the global secret, so a request signed
         with it is authenticated and then refused with 403 as unlisted.
         """
-        site = self._sites.get(host)
+        site = self._sites.get(host) if host is not None else None
         return site.secret if site is not None and site.secret else self.global_secret
 
-    def mapping_options(self, host, settings):
+    def mapping_options(self, host: str, settings: Settings) -> MappingOptions:
         """Build ``mapping.MappingOptions`` for ``host`` (global pagination, then the file's overrides)."""
-        from purgebridge.core.mapping import MappingOptions
-
         site = self._sites.get(host)
-        values = {"pagination": settings.pagination}
+        values: Dict[str, Any] = {"pagination": settings.pagination}
         values.update(site.mapping if site else {})
         known = getattr(MappingOptions, "__dataclass_fields__", None)
         if known is not None:
@@ -119,7 +122,7 @@ class Sites:
             raise ConfigError("PURGEBRIDGE_SITES_FILE", settings.sites_file, f"site {host}: {exc}") from None
 
 
-def _read_file(path, environ):
+def _read_file(path: str, environ: Mapping[str, str]) -> List[Site]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -130,7 +133,7 @@ def _read_file(path, environ):
     entries = data.get("sites") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ConfigError("PURGEBRIDGE_SITES_FILE", path, 'expected {"sites": [...]}')
-    sites = []
+    sites: List[Site] = []
     for index, entry in enumerate(entries):
         where = f"sites[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("host"), str):
@@ -158,10 +161,10 @@ def _read_file(path, environ):
     return sites
 
 
-def load_sites(settings, environ=None):
+def load_sites(settings: Settings, environ: Optional[Mapping[str, str]] = None) -> Sites:
     """Merge ``settings.sites`` and ``settings.sites_file`` into :class:`Sites`."""
     environ = os.environ if environ is None else environ
-    sites = []
+    sites: List[Site] = []
     for text in settings.sites:
         try:
             sites.append(Site(host=normalise_host(text)))

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import ipaddress
 import logging
 import re
-from typing import Optional
+from os import PathLike
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from purgebridge.core.errors import VCLParseError
 from purgebridge.core.nodes import Node, valid_host
@@ -56,9 +57,9 @@ class Include:
 class ParsedVCL:
     """What :func:`parse_vcl` found: acls in file order, and includes."""
 
-    acls: dict
-    acl_lines: dict
-    includes: list
+    acls: Dict[str, List[Entry]]
+    acl_lines: Dict[str, int]  # acl name -> line of its definition
+    includes: List[Include]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _NUMBER = re.compile(r"[0-9]+")
 
 
-def _tokenize(text, path):
+def _tokenize(text: str, path: str) -> List[_Token]:
     """Turn VCL text into tokens, dropping comments and inline C.
 
     Only what the acl parser needs is distinguished: words, numbers (as
@@ -136,13 +137,13 @@ def _tokenize(text, path):
     return tokens
 
 
-def _parse_entries(tokens, pos, path, acl_line):
+def _parse_entries(tokens: Sequence[_Token], pos: int, path: str, acl_line: int) -> Tuple[List[Entry], int]:
     """Parse acl entries from ``tokens[pos]`` (just after ``{``) up to ``}``.
 
     Grammar (generous): ``[!] [(] "value" [)] [/ mask] [)] ;``
     Returns ``(entries, position after the closing brace)``.
     """
-    entries = []
+    entries: List[Entry] = []
     n = len(tokens)
     while True:
         if pos >= n:
@@ -182,7 +183,7 @@ def _parse_entries(tokens, pos, path, acl_line):
         entries.append(Entry(value=value_tok.text.strip(), line=value_tok.line, negated=negated, mask=mask))
 
 
-def parse_vcl(text, path="<vcl>"):
+def parse_vcl(text: str, path: str = "<vcl>") -> ParsedVCL:
     """Find every top-level ``acl`` block and ``include`` in VCL ``text``.
 
     Pure: no file access, no logging. Raises :class:`VCLParseError` for
@@ -190,7 +191,9 @@ def parse_vcl(text, path="<vcl>"):
     blocks, malformed entries, an acl defined twice).
     """
     tokens = _tokenize(text, path)
-    acls, acl_lines, includes = {}, {}, []
+    acls: Dict[str, List[Entry]] = {}
+    acl_lines: Dict[str, int] = {}
+    includes: List[Include] = []
     depth, pos, n = 0, 0, len(tokens)
     while pos < n:
         tok = tokens[pos]
@@ -229,24 +232,24 @@ def parse_vcl(text, path="<vcl>"):
     return ParsedVCL(acls=acls, acl_lines=acl_lines, includes=includes)
 
 
-def parse_acls(text, path="<vcl>"):
+def parse_acls(text: str, path: str = "<vcl>") -> Dict[str, List[Entry]]:
     """``{acl name: [Entry, ...]}`` for every acl in ``text``, in file order."""
     return parse_vcl(text, path).acls
 
 
-def _host_length(value):
+def _host_length(value: str) -> Optional[int]:
     try:
         return ipaddress.ip_address(value).max_prefixlen
     except ValueError:
         return None
 
 
-def entries_to_nodes(entries, port, path="<vcl>"):
+def entries_to_nodes(entries: Sequence[Entry], port: int, path: str = "<vcl>") -> List[Node]:
     """Turn acl entries into nodes: skip negated ones, refuse networks.
 
     Duplicates are removed, first occurrence wins, order is kept.
     """
-    nodes = []
+    nodes: List[Node] = []
     for entry in entries:
         if entry.negated:
             continue
@@ -270,7 +273,7 @@ def entries_to_nodes(entries, port, path="<vcl>"):
     return nodes
 
 
-def nodes_from_vcl(path, acl_name="purge", port=6081):
+def nodes_from_vcl(path: Union[str, "PathLike[str]"], acl_name: str = "purge", port: int = 6081) -> List[Node]:
     """The nodes listed in acl ``acl_name`` of the VCL file at ``path``.
 
     Raises :class:`VCLParseError` (naming file and line) for unreadable
@@ -297,7 +300,7 @@ def nodes_from_vcl(path, acl_name="purge", port=6081):
     return nodes
 
 
-def origin_from_vcl(path):
+def origin_from_vcl(path: Union[str, "PathLike[str]"]) -> Tuple[str, int]:
     """``(host, port)`` of the first ``backend`` in the VCL at ``path``: the one Varnish uses by default.
 
     ``purgebridge audit`` fetches pages from it directly, bypassing every
@@ -313,7 +316,8 @@ def origin_from_vcl(path):
     for pos, tok in enumerate(tokens):
         if tok.kind == "word" and tok.text == "backend" and pos + 2 < len(tokens) \
                 and tokens[pos + 2].text == "{":
-            fields, i = {}, pos + 3
+            fields: Dict[str, str] = {}
+            i = pos + 3
             while i + 3 < len(tokens) and tokens[i].text != "}":
                 # ".host" is two tokens ('.', 'host'); stepping one token at a time finds 'host' '=' value.
                 name = tokens[i].text

@@ -26,19 +26,25 @@ purge); the limits in docs/security.md.
 
 from dataclasses import dataclass
 import re
-from typing import Annotated, ClassVar, Dict, List, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
 import msgspec
 from msgspec import Meta
 
 from purgebridge.core.errors import InvalidEvent, InvalidURL
-from purgebridge.core.urls import MAX_URL_LENGTH, check_ban_regex, host_header, split_url
+from purgebridge.core.invalidation import KEY_PATTERN, KEY_RULE
+from purgebridge.core.urls import MAX_BAN_LENGTH, MAX_URL_LENGTH, check_ban_regex, host_header, split_url
+
+__all__ = ["MAX_CHANGES", "MAX_ITEMS", "MAX_TEXT", "MAX_ID", "MAX_KEEP_PATHS", "ACTIONS", "BODIES", "Event",
+           "PostChange", "CommentChange", "TermChange", "SiteChange", "UrlsChange", "Change", "Post", "Term",
+           "Author", "Webhook", "Purge", "Content", "PurgeRequest", "parse_json", "validate_wordpress_event",
+           "validate_webhook", "validate_purge"]
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_CHANGES = 500
 MAX_ITEMS = 10_000  # urls or keys in one webhook / purge request
-MAX_KEY_LENGTH = 200  # same limit as fanout.keys_for
 MAX_TEXT = 200  # free text such as a change's reason
-MAX_BAN_LENGTH = 4096  # the ban regex travels in one header; Varnish's header line limit is 8 KiB
 MAX_ID = 2 ** 63 - 1  # WordPress ids are unsigned BIGINT; anything larger is not an id
 
 ACTIONS = {
@@ -50,7 +56,6 @@ ACTIONS = {
 }
 
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_KEY_PATTERN = r"^[A-Za-z0-9._:/-]{1,200}$"
 # A WordPress post type, taxonomy or post status (sanitize_key: a-z 0-9 _ -), case kept for other CMSs.
 _SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # A REST base becomes /wp-json/wp/v2/<rest_base>/<id>: segments of unreserved characters.
@@ -66,7 +71,7 @@ MAX_KEEP_PATHS = 1000
 _PATTERN_TEXT = {
     _SITE_PATH_PATTERN: "expected a site path such as /blog2/ (A-Z a-z 0-9 . _ ~ % - between slashes)",
     _DATE_PATTERN: "expected YYYY-MM-DD",
-    _KEY_PATTERN: f"expected 1-{MAX_KEY_LENGTH} characters from A-Z a-z 0-9 . _ : / -",
+    KEY_PATTERN: f"expected {KEY_RULE}",
     _SLUG_PATTERN: "expected 1-64 characters from A-Z a-z 0-9 _ -",
     _REST_BASE_PATTERN: "expected path segments of A-Z a-z 0-9 . _ ~ - separated by /",
 }
@@ -74,7 +79,7 @@ _PATTERN_TEXT = {
 Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
 Url = Annotated[str, Meta(max_length=MAX_URL_LENGTH, extra_json_schema={
     "format": "uri", "description": "absolute http(s) URL; at most 7 KiB once percent-encoded"})]
-Key = Annotated[str, Meta(pattern=_KEY_PATTERN)]
+Key = Annotated[str, Meta(pattern=KEY_PATTERN)]
 Slug = Annotated[str, Meta(pattern=_SLUG_PATTERN)]
 RestBase = Annotated[str, Meta(pattern=_REST_BASE_PATTERN, max_length=100)]
 Date = Annotated[str, Meta(pattern=_DATE_PATTERN, extra_json_schema={"format": "date"})]
@@ -143,37 +148,42 @@ class Post(_Body):
     _urls: ClassVar[Tuple[str, ...]] = ("url_old", "url_new", "type_archive_url")
 
 
-def _action_type(kind: str):
-    """The action field: a string documented as an enum, checked with a message naming the kind."""
-    return Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS[kind])})]
+# The action fields: strings documented as enums, checked with a message naming the kind (``_Change``).
+PostAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["post"])})]
+CommentAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["comment"])})]
+TermAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["term"])})]
+SiteAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["site"])})]
+UrlsAction = Annotated[str, Meta(extra_json_schema={"enum": list(ACTIONS["urls"])})]
 
 
 class _Change(_Body, tag_field="kind"):
+    action: str
+
     def __post_init__(self) -> None:
-        kind = type(self).__struct_config__.tag
+        kind = str(type(self).__struct_config__.tag)
         if self.action not in ACTIONS[kind]:
             raise ValueError(f"@action: for kind {kind} expected one of {', '.join(sorted(ACTIONS[kind]))}")
         super().__post_init__()
 
 
 class PostChange(_Change, tag="post"):
-    action: _action_type("post")
+    action: PostAction
     post: Post
 
 
 class CommentChange(_Change, tag="comment"):
-    action: _action_type("comment")
+    action: CommentAction
     post: Post
     comment_id: Id
 
 
 class TermChange(_Change, tag="term"):
-    action: _action_type("term")
+    action: TermAction
     term: Term
 
 
 class SiteChange(_Change, tag="site"):
-    action: _action_type("site")
+    action: SiteAction
     reason: Optional[Text] = None
     # Multisite: the other sites' paths inside this site's, which a purge_all leaves cached.
     keep_paths: Optional[Annotated[List[SitePath], Meta(max_length=MAX_KEEP_PATHS)]] = None
@@ -185,7 +195,7 @@ class UrlsChange(_Change, tag="urls"):
     pages and feed (an author's old archive), ``keys`` (``purgebridge_purge_keys``). Every URL
     must be on the event's own site (checked by :class:`Event`)."""
 
-    action: _action_type("urls")
+    action: UrlsAction
     urls: Annotated[UrlList, Meta(description="absolute URLs on the event's site (its host, under its home path)")] = []
     archives: Annotated[UrlList, Meta(description="archive URLs on the event's site, purged with their pages and feed")] = []
     keys: KeyList = []
@@ -298,7 +308,7 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _TYPE_NAMES = {"int": "integer", "str": "string", "bool": "true or false", "array": "array", "object": "object"}
 
 
-def parse_json(body: Union[bytes, str]) -> dict:
+def parse_json(body: Union[bytes, str]) -> Dict[str, Any]:
     """Decode a UTF-8 JSON object; anything else is a 400 on the field ``body``.
 
     msgspec's decoder refuses invalid UTF-8, lone surrogates and numbers that
@@ -326,6 +336,7 @@ def parse_json(body: Union[bytes, str]) -> dict:
 
 def _split(text: str) -> Tuple[str, str]:
     match = _AT.match(text)
+    assert match is not None  # every part of the pattern is optional
     return (match.group("path") or "").lstrip("."), match.group("message")
 
 
@@ -362,7 +373,7 @@ def _readable(path: str, message: str) -> Tuple[str, str]:
     return path, message[:1].lower() + message[1:]
 
 
-def _convert(data: dict, model: type) -> msgspec.Struct:
+def _convert(data: Dict[str, Any], model: Type[S]) -> S:
     if not isinstance(data, dict):
         raise InvalidEvent("body", "expected a JSON object")
     try:
@@ -371,25 +382,7 @@ def _convert(data: dict, model: type) -> msgspec.Struct:
         raise InvalidEvent(*_readable(*_split(str(exc)))) from None
 
 
-def check_url(value: object, field: str) -> str:
-    """An absolute http(s) URL fit to purge; returns it unchanged or raises InvalidEvent."""
-    if not isinstance(value, str):
-        raise InvalidEvent(field, "expected string")
-    try:
-        split_url(value)
-    except InvalidURL as exc:
-        raise InvalidEvent(field, f"invalid URL: {exc.reason}") from None
-    return value
-
-
-def check_key(value: object, field: str) -> str:
-    """A surrogate key: a short token without separators (xkey splits on spaces and commas)."""
-    if not isinstance(value, str) or not re.match(_KEY_PATTERN, value) or value.endswith("\n"):
-        raise InvalidEvent(field, _PATTERN_TEXT[_KEY_PATTERN])
-    return value
-
-
-def validate_wordpress_event(data: dict) -> dict:
+def validate_wordpress_event(data: Dict[str, Any]) -> Dict[str, Any]:
     """Check a decoded batch (docs/events.md, schema 1) against :class:`Event`; returns it unchanged."""
     _convert(data, Event)
     return data
@@ -402,14 +395,14 @@ class PurgeRequest:
     site: Optional[str] = None  # site URL or host; needed for keys, ban and purge_all
     urls: Tuple[str, ...] = ()
     keys: Tuple[str, ...] = ()
-    content: Optional[Dict[str, object]] = None  # webhook only: {"url", "old_url", "collections", "keys"}
+    content: Optional[Dict[str, Any]] = None  # webhook only: {"url", "old_url", "collections", "keys"}
     purge_all: bool = False
     ban: Optional[str] = None  # admin only: a regex on req.url
     soft: bool = False  # key purges: xkey softpurge instead of purge
     wait: bool = False  # admin only: fan out now and answer with the report
 
 
-def validate_webhook(data: dict) -> PurgeRequest:
+def validate_webhook(data: Dict[str, Any]) -> PurgeRequest:
     """``{"site", "urls", "keys", "content", "purge_all", "soft"}`` -> :class:`PurgeRequest`."""
     body = _convert(data, Webhook)
     request = PurgeRequest(site=body.site, urls=tuple(body.urls), keys=tuple(body.keys),
@@ -419,7 +412,7 @@ def validate_webhook(data: dict) -> PurgeRequest:
     return request
 
 
-def validate_purge(data: dict) -> PurgeRequest:
+def validate_purge(data: Dict[str, Any]) -> PurgeRequest:
     """``{"site", "urls", "keys", "ban", "purge_all", "soft", "wait"}`` -> :class:`PurgeRequest`."""
     body = _convert(data, Purge)
     request = PurgeRequest(site=body.site, urls=tuple(body.urls), keys=tuple(body.keys), ban=body.ban,

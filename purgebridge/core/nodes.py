@@ -4,6 +4,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 import ipaddress
 import re
+from typing import Union
+
+__all__ = ["Node", "parse_node", "valid_host"]
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
@@ -21,21 +24,21 @@ class Node:
     group: str = field(default="", compare=False)
 
     @property
-    def netloc(self):
+    def netloc(self) -> str:
         """``host:port`` with IPv6 literals in brackets, as HTTP wants it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.netloc
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.netloc
 
 
 @lru_cache(maxsize=4096)
-def valid_host(host):
+def valid_host(host: str) -> bool:
     """True for an IP literal (v4 or v6, no brackets) or a DNS hostname."""
     try:
         ipaddress.ip_address(host)
@@ -44,7 +47,7 @@ def valid_host(host):
         return bool(_HOSTNAME.match(host))
 
 
-def parse_node(text, default_port):
+def parse_node(text: str, default_port: Union[int, str]) -> Node:
     """Parse ``host``, ``host:port``, ``[v6]:port`` or ``http://host:port``.
 
     Raises ``ValueError`` with a message fit to follow the variable name.
@@ -56,7 +59,7 @@ def parse_node(text, default_port):
         raise ValueError(f"node {text!r}: only http:// nodes are supported (Varnish speaks plain HTTP)")
     if not raw:
         raise ValueError("empty node entry")
-    port = default_port
+    port: Union[int, str] = default_port
     if raw.startswith("["):
         end = raw.find("]")
         if end < 0:
@@ -73,13 +76,13 @@ def parse_node(text, default_port):
     else:
         host = raw
     try:
-        port = int(port)
+        number = int(port)
     except (TypeError, ValueError):
         raise ValueError(f"node {text!r}: port must be a number") from None
-    if not 0 < port < 65536:
+    if not 0 < number < 65536:
         raise ValueError(f"node {text!r}: port must be 1-65535")
     if not valid_host(host):
         raise ValueError(f"node {text!r}: {host!r} is not an IP address or hostname")
     if ":" in host:
         host = str(ipaddress.ip_address(host))
-    return Node(host=host, port=port)
+    return Node(host=host, port=number)

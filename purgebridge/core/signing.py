@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
+
+__all__ = ["PREFIX", "WINDOW", "MAX_AGE", "MAX_AHEAD", "sign", "check_headers", "verify"]
 
 from purgebridge.core.errors import SignatureError
 
@@ -30,11 +32,11 @@ _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
 
 
-def _bytes(value):
+def _bytes(value: Union[str, bytes]) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
 
-def sign(secret: str, timestamp, body) -> str:
+def sign(secret: str, timestamp: Union[int, str], body: Union[str, bytes]) -> str:
     """Return the header value ``sha256=<hex>`` for ``body`` sent at ``timestamp``."""
     message = _bytes(str(timestamp)) + b"." + _bytes(body)
     return PREFIX + hmac.new(_bytes(secret), message, hashlib.sha256).hexdigest()
@@ -65,7 +67,7 @@ def check_headers(timestamp: str, signature: str, now: Optional[float] = None) -
     return timestamp, signature
 
 
-def verify(secret: str, timestamp: str, signature: str, body, now: Optional[float] = None) -> None:
+def verify(secret: str, timestamp: str, signature: str, body: Union[str, bytes], now: Optional[float] = None) -> None:
     """Check a request's signature against the one secret of the site it claims.
 
     One HMAC per request, whatever the number of configured secrets: the

@@ -8,10 +8,14 @@ spaces, control characters) is refused here, before any byte is sent.
 
 from functools import lru_cache
 import re
+from typing import Tuple
 from urllib.parse import quote, urlsplit
 
 from purgebridge.core.errors import InvalidURL
 from purgebridge.core.nodes import valid_host
+
+__all__ = ["DEFAULT_PORTS", "MAX_TARGET_BYTES", "MAX_URL_LENGTH", "MAX_BAN_LENGTH", "split_url", "host_header",
+           "check_ban_regex", "site_of"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Varnish reads a request line or header line of at most http_req_hdr_len (8 KiB by default) and
@@ -31,7 +35,7 @@ _UNSAFE = re.compile("[\x00-\x20\x7f-\x9f\ud800-\udfff]")
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\[\]:/?#@\\]+))(?::(?P<port>[0-9]{1,5}))?$")
 
 
-def _check_characters(url):
+def _check_characters(url: str) -> None:
     if "\r" in url or "\n" in url:
         raise InvalidURL(url, "contains CR or LF")
     if _UNSAFE.search(url):
@@ -39,7 +43,7 @@ def _check_characters(url):
 
 
 @lru_cache(maxsize=16384)
-def split_url(url):
+def split_url(url: str) -> Tuple[str, str, str]:
     """Return ``(scheme, host_header, target)`` for an absolute http(s) URL.
 
     ``host_header`` carries the port only when it is not the scheme's default
@@ -68,7 +72,7 @@ def split_url(url):
 _PLAIN_URL = re.compile(r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(/[A-Za-z0-9/%:@!$&'()*+,;=._~-]*)?")
 
 
-def _split_general(url):
+def _split_general(url: str) -> Tuple[str, str, str]:
     """``split_url`` for any URL: urlsplit, IDNA, ports, percent-encoding."""
     _check_characters(url)
     try:
@@ -98,7 +102,7 @@ def _split_general(url):
     return scheme, host_header, target
 
 
-def _ascii_host(url, host):
+def _ascii_host(url: str, host: str) -> str:
     """The host as sent in ``Host``: IDNA for an international name; InvalidURL when it has none."""
     try:
         host.encode("ascii")
@@ -111,7 +115,7 @@ def _ascii_host(url, host):
         raise InvalidURL(url, f"host {host!r} is not a valid international domain name ({exc})") from None
 
 
-def host_header(text):
+def host_header(text: str) -> str:
     """``host`` or ``host:port`` (or ``[v6]:port``) -> the ``Host`` value, lower case; nothing else.
 
     Strict on purpose: ``evil/..`` or ``a.test/x?y`` is refused, not cut down
@@ -130,7 +134,7 @@ def host_header(text):
                      f"{':' + match.group('port') if match.group('port') else ''}/")[1]
 
 
-def check_ban_regex(regex):
+def check_ban_regex(regex: str) -> str:
     """A ban expression Varnish accepts in ``X-Ban-Url``: printable ASCII, bounded, a valid regex.
 
     Varnish's regex engine is PCRE2; Python's ``re`` accepts nearly the same
@@ -150,13 +154,6 @@ def check_ban_regex(regex):
     return regex
 
 
-def check_header_value(name, value):
-    """Refuse header values that could break the request framing."""
-    if any(c in value for c in "\r\n\0"):
-        raise InvalidURL(value, f"{name} value contains CR, LF or NUL")
-    return value
-
-
-def site_of(url):
+def site_of(url: str) -> str:
     """``host[:port]`` of a URL, as used for the relay's allowed-sites check."""
     return split_url(url)[1]

@@ -35,8 +35,7 @@ import time
 
 from purgebridge.core.backoff import backoff_delay
 from purgebridge.core.errors import ProtocolError
-from purgebridge.core.invalidation import (  # noqa: F401 - the model, used through fanout by callers
-    Invalidation, ban_for, keys_for, purge_all_for, purge_for_url)
+from purgebridge.core.invalidation import Invalidation
 from purgebridge.delivery.transport import Connection, exchange_all
 
 log = logging.getLogger(__name__)

@@ -6,37 +6,29 @@ side is Rust and which enters Python only to call the app. waitress's own
 per-request Python was the ceiling of accepted events per second (see
 docs/benchmarks.md), so the server is granian's, not ours.
 
-Processes (docs/operations.md, "Process model"): the process you start is
-granian's supervisor. It binds the socket and forks ONE API process, which
-validates, journals durably and answers 202 (the Flask app and the journal
-writer); and, through :class:`~purgebridge.worker.process.WorkerSupervisor`,
-ONE purge worker process, which expands, coalesces and sends. Each has its
-own interpreter and GIL, so the operating system schedules accepting and
-purging. The API process wakes the worker through the queue (``wakeup``:
-a datagram per commit for SQLite, pub/sub for Redis) and sees its state in
-a status file. Either child is started again when it dies (it expands what
-the journal holds and re-sends what was leased); both die with the
-supervisor (``PR_SET_PDEATHSIG``): a SIGKILL of ``purgebridge serve`` still
-kills the whole relay, as a crash would, and no orphan keeps the port or
-the queue.
-
-Shutdown (SIGTERM or SIGINT to the supervisor, or to the whole group as
-systemd does): granian stops accepting and lets the API process answer the
-requests in flight (each 202 was committed before it was sent); then the
-worker process finishes the batches in flight and whatever was not sent
-stays in the journal or the queue for the next start.
+The processes -- this supervisor, ONE api process (:func:`_load_app`, called
+by granian in it) and ONE purge worker process
+(:class:`~purgebridge.worker.process.WorkerSupervisor`) -- what each does, how
+they restart and how they stop are described once, in docs/operations.md
+("Process model", "Stopping", "Reload"); the folders in docs/architecture.md.
 """
 
+from dataclasses import dataclass
+import errno
 import functools
 import logging
+import os
+import socket
 import sys
+from typing import Any, Callable, Optional
 
 from purgebridge.config.settings import check_credentials
+from purgebridge.store.contract import redact_location
 from purgebridge.core.errors import ConfigError, PurgebridgeError
 
 log = logging.getLogger(__name__)
 
-THREADS = 8            # Python threads the API runs on (requests block on the journal's commit)
+THREADS = 8            # Python threads for the Flask routes (signed events are answered on the event loop)
 HEADER_DEADLINE = 10.0  # seconds for a client to send its request headers (granian closes slower ones)
 
 
@@ -75,7 +67,84 @@ def check_queue(settings):
                           f"cannot open the queue file ({type(exc).__name__}: {exc})") from None
 
 
-def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
+def check_address_free(settings):
+    """Refuse an address another relay (or any program) already listens on, before granian binds it.
+
+    granian binds with SO_REUSEPORT, so a second ``serve`` on the same address
+    used to start and silently take half of the connections into another
+    configuration and another queue. A plain bind (SO_REUSEADDR only, as every
+    server sets) fails while anything listens there, and succeeds beside
+    connections left in TIME_WAIT by a relay that just stopped.
+    """
+    host, port = settings.listen
+    family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        text = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError("PURGEBRIDGE_LISTEN", text,
+                              "address already in use: another relay or program listens there "
+                              "(stop it, or listen elsewhere)") from None
+        raise ConfigError("PURGEBRIDGE_LISTEN", text, f"cannot listen there ({exc.strerror})") from None
+    finally:
+        probe.close()
+
+
+@dataclass
+class ServeConfig:
+    """What the API process is built from; replaced in place by a reload, pickled into each new API process."""
+
+    settings: Any
+    secrets: list
+
+
+def _checked(settings, insecure):
+    """The sites of ``settings`` and the secrets to mask, or ConfigError: the checks ``serve`` runs at start."""
+    from purgebridge.audit.watch import check_settings as check_audit_settings
+    from purgebridge.config.sites import load_sites
+    from purgebridge.telemetry.logs import secrets_of
+
+    sites = load_sites(settings)
+    check_can_serve(settings, sites, insecure)
+    check_audit_settings(settings)
+    return sites, secrets_of(settings, sites)
+
+
+def reload_config(config, supervisor, load, insecure=False):
+    """SIGHUP: read the settings again and restart the worker with them; granian then replaces the API process.
+
+    Returns True when the new settings were taken. A new configuration that
+    would not start is refused with one log line naming the variable, and the
+    running one stays in force (the API process is still replaced, with it).
+    """
+    from purgebridge.telemetry.logs import setup_logging
+
+    old = config.settings
+    try:
+        new = load()
+        for name, attr in (("PURGEBRIDGE_LISTEN", "listen"), ("PURGEBRIDGE_QUEUE", "queue")):
+            if getattr(new, attr) != getattr(old, attr):
+                log.warning("reload: %s changed; it takes effect at the next restart (still %s)",
+                            name, getattr(old, attr) if attr == "listen" else redact_location(old.queue))
+                new = new.replace(**{attr: getattr(old, attr)})
+        sites, secrets = _checked(new, insecure)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays: %s", exc)
+        return False
+    except Exception as exc:  # noqa: BLE001 - a file read half-written: the relay must keep running
+        log.error("reload refused, the running configuration stays: %s: %s", type(exc).__name__, exc)
+        return False
+    config.settings, config.secrets = new, secrets
+    setup_logging(new.log_format, secrets=secrets)
+    supervisor.restart(new, secrets)
+    log.info("reload: %d site(s), %d node(s); replacing the API and worker processes", len(sites), len(new.nodes))
+    return True
+
+
+def _load_app(config, listen_text, status_path, threads=THREADS):
     """In the API process: open the queue and build the app; the worker runs in its own process. Called by granian.
 
     The Flask app is served through :class:`~purgebridge.api.intake.RSGIAdapter`:
@@ -90,6 +159,7 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     from purgebridge.worker.process import die_with_parent
     from purgebridge.worker.status import WorkerView
 
+    settings, secrets = config.settings, config.secrets
     die_with_parent("API process")
     setup_logging(settings.log_format, secrets=secrets)  # granian configured logging its own way
     queue = open_queue(settings)
@@ -99,27 +169,42 @@ def _load_app(settings, secrets, listen_text, status_path, threads=THREADS):
     start_continuous_audit(settings, service.sites.hosts, service.metrics.registry)
     log.info("purgebridge relay listening on http://%s (%d site(s), %d node(s), queue %s)",
              listen_text, len(service.sites), len(settings.nodes), queue.path)
-    return RSGIAdapter(app, threads=threads, max_body=app.config["PURGEBRIDGE_MAX_BODY"],
-                       body_deadline=settings.body_timeout, events=app.extensions["purgebridge.events"])
+    return RSGIAdapter.for_app(app, threads)
 
 
-def serve(settings, insecure=False, threads=THREADS):
-    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured."""
+def check_config(settings, insecure=False):
+    """``serve --check``: every check ``serve`` and its reload run, without binding (``ExecReload`` runs it first).
+
+    Returns a one-line summary; raises ConfigError naming the variable.
+    """
+    from purgebridge.store import is_redis
+
+    sites, _secrets = _checked(settings, insecure)
+    summary = f"configuration ok: {len(sites)} site(s), {len(settings.nodes)} node(s)"
+    if not is_redis(settings.queue) and not os.path.exists(settings.queue):
+        # Not created here: run as root before the first start, it would be root's file, not the service user's.
+        return f"{summary}; the queue {settings.queue} does not exist yet (serve creates it)"
+    check_queue(settings)
+    return summary
+
+
+def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[], Any]] = None):
+    """Run the relay until SIGTERM/SIGINT. Raises ConfigError before binding anything if misconfigured.
+
+    ``load`` reads the settings again for a reload (SIGHUP); without it a
+    reload replaces the processes with the settings they had.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import MPServer
 
-    from purgebridge.telemetry.logs import secrets_of, setup_logging
-    from purgebridge.config.sites import load_sites
+    from purgebridge.telemetry.logs import setup_logging
     from purgebridge.worker.process import WorkerSupervisor
 
-    sites = load_sites(settings)
-    check_can_serve(settings, sites, insecure)
+    sites, secrets = _checked(settings, insecure)
     check_queue(settings)
-    from purgebridge.audit.watch import check_settings as check_audit_settings
-    check_audit_settings(settings)
-    secrets = secrets_of(settings, sites)
+    check_address_free(settings)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():
         log.warning("serving without a WordPress secret: every WordPress event will be refused with 401; "
@@ -127,6 +212,7 @@ def serve(settings, insecure=False, threads=THREADS):
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     supervisor = WorkerSupervisor(settings, secrets)
+    config = ServeConfig(settings, secrets)
     server = MPServer(
         "purgebridge.api.app:create_app",  # a name for the process title; the app comes from _load_app
         address=host, port=port, interface=Interfaces.RSGI, workers=1, blocking_threads=1,
@@ -138,8 +224,8 @@ def serve(settings, insecure=False, threads=THREADS):
     )
     server.on_startup(supervisor.start)
     server.on_shutdown(supervisor.stop)
-    server.serve(target_loader=functools.partial(_load_app, settings, secrets, listen_text, supervisor.status_path,
-                                                 threads),
+    server.on_reload(functools.partial(reload_config, config, supervisor, load or (lambda: config.settings), insecure))
+    server.serve(target_loader=functools.partial(_load_app, config, listen_text, supervisor.status_path, threads),
                  wrap_loader=False)
 
 

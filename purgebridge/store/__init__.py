@@ -16,9 +16,9 @@ to install. Nothing in this package imports the HTTP API or the fan-out.
 from typing import Any
 
 from purgebridge.core.errors import ConfigError
-from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, Store
+from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, QueueSettings, Store
 
-__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "Store", "is_redis", "open_queue"]
+__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -28,7 +28,7 @@ def is_redis(location: str) -> bool:
     return str(location).lower().startswith(REDIS_SCHEMES)
 
 
-def open_queue(settings: Any, **kwargs: Any) -> Store:
+def open_queue(settings: QueueSettings, **kwargs: Any) -> Store:
     """The queue ``settings.queue`` names: a SQLite ``Queue`` or a ``RedisQueue``."""
     if is_redis(settings.queue):
         try:

@@ -4,7 +4,7 @@
 and the CLI are written against it, and ``tests/integration/test_queue_contract.py``
 runs the same tests on both backends. Records crossing it are small frozen
 dataclasses (``Enqueued``, ``Claim``) and typed tuples
-(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``Counter``); the dicts
+(``QueuedItem``, ``EventCount``, ``PendingEvent``, ``CounterRow``); the dicts
 of ``stats()`` and ``dead_letters()`` are built by one function each
 (``summarise_stats``, ``dead_letter``), and what both backends hold and do
 alike (retry settings, ``backoff_delay``, ``from_settings``, wake-ups) is
@@ -27,7 +27,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (group commit), and only then does append return. A signature seen
         inside the window, or twice in one group, raises
         SignatureError(replay=True) and stores nothing of that event;
-        JournalError (busy, closed, not writable) stores nothing either.
+        QueueError (busy, closed, not writable) stores nothing either.
     pending_events(limit) -> [(event_id, source, site, body, received_at)]
         Unexpanded events this queue object has not handed out yet, oldest
         first (so the expander never reads an event twice while it is being
@@ -49,7 +49,6 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
         (or merged) as ready rows, so the queued path retries them with
         backoff and dead-letters what the node refuses.
     journal_pending() -> int               accepted events not yet expanded
-    seen_signature(signature) -> bool      cheap pre-check before parsing a body
     claim(node, limit, lease) -> [Claim]   ready rows whose next_at is due, or
         leased rows whose lease ran out (a crashed worker's claims come back)
     ack(claims, outcome)      delivered: rows removed, totals counted
@@ -71,6 +70,7 @@ Contract (what another backend, e.g. Redis Streams, has to provide)::
 from dataclasses import dataclass
 import json
 import random
+import re
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple, Type, TypeVar
 
@@ -82,7 +82,7 @@ REPLAY_WINDOW = 300  # seconds a signature stays in the replay cache
 QueuedItem = Tuple[str, str, float, float]           # (key, payload JSON, first_at, last_at): a delivery to store
 EventCount = Tuple[str, int]                          # (event_id, invalidations it mapped to on its own)
 PendingEvent = Tuple[str, str, str, bytes, float]     # (event_id, source, site, body, received_at)
-Counter = Tuple[str, str, int]                        # (name, node or "" for totals only, value)
+CounterRow = Tuple[str, str, int]                        # (name, node or "" for totals only, value)
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,29 @@ class Claim:
     id: int
     node: str
     key: str
-    item: dict
+    item: Dict[str, Any]
     attempts: int    # including this one
     first_at: float  # oldest enqueue merged into this row (latency is measured from it)
     lease: str
 
 
 B = TypeVar("B", bound="Backend")
+
+
+class QueueSettings(Protocol):
+    """What opening a queue reads of ``config.settings.Settings`` (the store may not import config)."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def backoff(self) -> float: ...
+
+    @property
+    def backoff_max(self) -> float: ...
+
+    @property
+    def max_age(self) -> float: ...
 
 
 class Backend(Wakeups):
@@ -124,15 +140,22 @@ class Backend(Wakeups):
         self.rng = rng
 
     @classmethod
-    def from_settings(cls: Type[B], settings: Any, **kwargs: Any) -> B:
+    def from_settings(cls: Type[B], settings: "QueueSettings", **kwargs: Any) -> B:
         """The queue ``settings.queue`` names, with the retry settings (``store.open_queue`` picks the class)."""
         backend: Any = cls  # a subclass's constructor takes its location first (a path, a URL)
-        return backend(settings.queue, backoff=settings.backoff,
-                       backoff_max=max(settings.backoff_max, settings.backoff), max_age=settings.max_age, **kwargs)
+        queue: B = backend(settings.queue, backoff=settings.backoff,
+                           backoff_max=max(settings.backoff_max, settings.backoff), max_age=settings.max_age,
+                           **kwargs)
+        return queue
 
     def backoff_delay(self, attempts: int) -> float:
         """Seconds before try ``attempts + 1``: doubling, capped, with "equal jitter" (half fixed, half random)."""
         return backoff_delay(max(1, attempts), self.backoff, self.backoff_max, self.rng)
+
+
+def payload(item: Any) -> str:
+    """An invalidation (``.to_dict()``) as both backends store it: compact JSON."""
+    return json.dumps(item.to_dict(), separators=(",", ":"))
 
 
 def unique_payloads(items: Iterable[Any]) -> List[Tuple[str, str]]:
@@ -140,7 +163,7 @@ def unique_payloads(items: Iterable[Any]) -> List[Tuple[str, str]]:
     unique: Dict[str, Any] = {}
     for item in items:
         unique.setdefault(item.key, item)
-    return [(key, json.dumps(item.to_dict(), separators=(",", ":"))) for key, item in unique.items()]
+    return [(key, payload(item)) for key, item in unique.items()]
 
 
 def node_stats() -> Dict[str, Any]:
@@ -148,14 +171,14 @@ def node_stats() -> Dict[str, Any]:
     return {"pending": 0, "in_flight": 0, "dead": 0, "oldest_pending_age": None}
 
 
-def dead_letter(row_id: int, node: str, item: dict, first_at: float, dead_at: float, attempts: int,
+def dead_letter(row_id: int, node: str, item: Dict[str, Any], first_at: float, dead_at: float, attempts: int,
                 reason: str) -> Dict[str, Any]:
     """One entry of ``dead_letters()`` (JSON for the API and the CLI), the same from every backend."""
     return {"id": row_id, "node": node, "item": item, "first_at": first_at, "dead_at": dead_at,
             "attempts": attempts, "reason": reason}
 
 
-def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[Counter], journal_pending: int,
+def summarise_stats(nodes: Dict[str, Dict[str, Any]], counters: Iterable[CounterRow], journal_pending: int,
                     journal_age: Optional[float]) -> Dict[str, Any]:
     """The ``stats()`` dict every backend returns, from what it counted.
 
@@ -204,14 +227,12 @@ class Store(Protocol):
     def store_expansion(self, nodes: Sequence[str], events: List[EventCount], items: List[QueuedItem],
                         failed: int = 0, now: Optional[float] = None) -> Enqueued: ...
 
-    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[CounterRow] = (), failed: int = 0,
                          now: Optional[float] = None) -> int: ...
 
     def requeue(self, node: str, items: List[QueuedItem], now: Optional[float] = None) -> None: ...
 
     def journal_pending(self) -> int: ...
-
-    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool: ...
 
     def claim(self, node: str, limit: int = 256, lease: float = 30.0, now: Optional[float] = None) -> List[Claim]: ...
 
@@ -255,4 +276,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-StoreFactory = Callable[..., Store]
+def redact_location(location: object) -> str:
+    """A queue location fit for a message, a log line or ``/v1/status``: the credentials of
+    ``redis://user:pass@host`` replaced by ``***`` (the one place that hides them)."""
+    return re.sub(r"//[^/@]*@", "//***@", str(location))

@@ -24,21 +24,7 @@ import time
 from typing import Iterable, List, Optional, Set, Tuple
 import uuid
 
-from purgebridge.core.errors import PurgebridgeError
-
 JournalRow = Tuple[str, str, str, float, bytes, Optional[str]]  # id, source, site, received_at, body, signature
-
-
-class JournalError(PurgebridgeError):
-    """The event was not stored (answered 503): the journal is busy, closed or not writable."""
-
-
-class JournalBusy(JournalError):
-    pass
-
-
-class JournalClosed(JournalError):
-    pass
 
 
 @dataclass(slots=True)

@@ -48,21 +48,18 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from purgebridge.core.errors import SignatureError
+from purgebridge.core.errors import QueueClosed, QueueError, SignatureError
 from purgebridge.core.invalidation import key_of
-from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Counter, Enqueued, EventCount, PendingEvent,
+from purgebridge.store.contract import (REPLAY_WINDOW, redact_location, Backend, Claim, CounterRow, Enqueued, EventCount, PendingEvent,
                                         QueuedItem, dead_letter, summarise_stats, unique_payloads)
-from purgebridge.store.journal import JournalError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "purgebridge:"
 EVENTS_GROUP = "expanders"
-WORKERS_GROUP = "workers"
 SOCKET_TIMEOUT = 5.0
 LUA = Path(__file__).with_name("lua")  # one script per change of state, each prefixed with lib.lua
 
@@ -81,15 +78,6 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _redacted(url):
-    """The URL without its password, for logs and ``queue.path``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class RedisQueue(Backend):
     """Redis Streams implementation of the queue contract (``purgebridge.store.contract``)."""
 
@@ -99,7 +87,7 @@ class RedisQueue(Backend):
                  lease: float = 30.0, socket_timeout: float = SOCKET_TIMEOUT, consumer: Optional[str] = None) -> None:
         super().__init__(backoff, backoff_max, max_age, replay_window, clock, rng)
         self.url = url
-        self.path = _redacted(url)  # what logs and /v1/status show as the queue's location
+        self.path = redact_location(url)  # what logs and /v1/status show as the queue's location
         self.prefix = prefix
         self._rewound = False
         self.journal_idle = journal_idle  # an event read but not expanded this long is taken over
@@ -130,7 +118,7 @@ class RedisQueue(Backend):
 
     def _run(self, name, *args):
         if self._closed:
-            raise RuntimeError("queue is closed")
+            raise QueueClosed("queue is closed")
         return self._scripts[name](args=[self.prefix, *args])
 
     def close(self) -> None:
@@ -175,9 +163,6 @@ class RedisQueue(Backend):
 
     # --- accepting -----------------------------------------------------------------
 
-    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool:
-        return bool(self.redis.exists(self._key("sig", signature)))
-
     def append(self, source: str, site: str, body: bytes, signature: Optional[str] = None,
                now: Optional[float] = None) -> str:
         """Journal one validated event (replay check in the same script); returns its stream id."""
@@ -187,7 +172,7 @@ class RedisQueue(Backend):
                                  repr(now))
         except redis.RedisError as exc:
             log.error("redis queue: journal append failed: %s", exc)
-            raise JournalError(f"queue not writable: {type(exc).__name__}") from None
+            raise QueueError(f"queue not writable: {type(exc).__name__}") from None
         if event_id is None:
             raise SignatureError("signature already used (replay)", replay=True)
         self._journal_changed.fire()
@@ -252,7 +237,7 @@ class RedisQueue(Backend):
         """Hand out this consumer's read-but-unexpanded events again (after an expansion that failed)."""
         self._rewound = True
 
-    def finish_expansion(self, events: List[EventCount], counters: Iterable[Counter] = (), failed: int = 0,
+    def finish_expansion(self, events: List[EventCount], counters: Iterable[CounterRow] = (), failed: int = 0,
                          now: Optional[float] = None) -> int:
         """Events the worker delivered directly: XACK + XDEL them (one MULTI), then add the counters."""
         if not events:

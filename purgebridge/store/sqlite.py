@@ -45,14 +45,14 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 import uuid
 
-from purgebridge.core.errors import SignatureError
+from purgebridge.core.errors import QueueBusy, QueueClosed, QueueError, QueueFileGone, SignatureError
 from purgebridge.store.contract import (REPLAY_WINDOW, Backend, Claim, Enqueued, EventCount, PendingEvent, QueuedItem,
                                         dead_letter, node_stats, summarise_stats, unique_payloads)
-from purgebridge.store.journal import JournalBusy, JournalEntry, JournalRow, group_rows
+from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
 from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
-from purgebridge.store.writer import QueueBusy, QueueClosed, Writer
+from purgebridge.store.writer import Writer
 
-__all__ = ["Queue", "QueueBusy", "QueueClosed", "QueueFileGone"]
+__all__ = ["Queue"]
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +152,6 @@ def _chunks(rows: List[T], size: int = _CHUNK) -> Iterator[List[T]]:
 
 def _flat(rows: Iterable[Sequence[Any]]) -> List[Any]:
     return [value for row in rows for value in row]
-
-
-class QueueFileGone(RuntimeError):
-    """The queue file's path no longer names the file the queue opened (deleted or replaced)."""
 
 
 class Queue(Backend):
@@ -310,11 +306,6 @@ class Queue(Backend):
 
     # --- writes ------------------------------------------------------------------
 
-    def seen_signature(self, signature: str, now: Optional[float] = None) -> bool:
-        now = self.clock() if now is None else now
-        row = self._db().execute("SELECT seen_at FROM signatures WHERE signature = ?", (signature,)).fetchone()
-        return row is not None and row[0] >= now - self.replay_window
-
     def enqueue(self, nodes: Sequence[str], items: Iterable[Any], source: str, signature: Optional[str] = None,
                 site: str = "", now: Optional[float] = None) -> Enqueued:
         """Store one accepted event; see the module docstring. ``items`` have ``.key`` and ``.to_dict()``."""
@@ -362,8 +353,8 @@ class Queue(Backend):
         return self.writer.submit_append(entry, on_done)
 
     def withdraw_append(self, job: Any) -> bool:
-        """``append_wait`` passed: take the job back if no group has taken it (it becomes JournalBusy)."""
-        return self.writer.withdraw(job, JournalBusy(f"queue busy: not written within {self.append_wait:g} s"))
+        """``append_wait`` passed: take the job back if no group has taken it (it becomes QueueBusy)."""
+        return self.writer.withdraw(job, QueueBusy(f"queue busy: not written within {self.append_wait:g} s"))
 
     def write_journal(self, db: sqlite3.Connection, entries: List[JournalEntry],
                       now: Optional[float] = None) -> List[bool]:
@@ -741,6 +732,6 @@ class Queue(Backend):
             # rewrites page 1: a real write to the WAL
             self._write(lambda db: db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))
             return True
-        except (sqlite3.Error, RuntimeError) as exc:
+        except (sqlite3.Error, QueueError) as exc:
             log.error("queue %s is not writable: %s", self.path, exc)
             return False

@@ -34,7 +34,8 @@ import time
 from typing import Any, Callable, ContextManager, Generic, List, Optional, TypeVar
 
 from purgebridge.core.errors import SignatureError
-from purgebridge.store.journal import JournalBusy, JournalClosed, JournalEntry, JournalError
+from purgebridge.core.errors import QueueBusy, QueueClosed, QueueError
+from purgebridge.store.journal import JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,6 @@ T = TypeVar("T")
 
 PENDING, TAKEN, DONE, WITHDRAWN = "pending", "taken", "done", "withdrawn"
 MAX_GROUP = 500  # appends in one group: one INSERT statement (sqlite._CHUNK)
-
-
-class QueueBusy(sqlite3.OperationalError):
-    """A write was not started within its wait (another writer held the queue); nothing of it was written."""
-
-
-class QueueClosed(RuntimeError):
-    """The queue is closed (the process is shutting down): nothing more is written."""
 
 
 @dataclass(eq=False, slots=True)
@@ -122,13 +115,13 @@ class Writer:
     def append(self, entry: JournalEntry, wait: float) -> None:
         """Block until ``entry`` is durably journaled (grouped with the appends waiting beside it).
 
-        Raises SignatureError(replay=True) for a replay, JournalBusy when not
-        written within ``wait`` seconds, JournalClosed after close,
-        JournalError when the transaction failed. Nothing is stored then.
+        Raises SignatureError(replay=True) for a replay, QueueBusy when not
+        written within ``wait`` seconds, QueueClosed after close,
+        QueueError when the transaction failed. Nothing is stored then.
         """
         job: _Job[None] = _Job(entry=entry)
-        self._submit(self._appends, job, JournalClosed("the relay is shutting down"))
-        self._settle(job, wait, JournalBusy(f"queue busy: not written within {wait:g} s"))
+        self._submit(self._appends, job, QueueClosed("the relay is shutting down"))
+        self._settle(job, wait, QueueBusy(f"queue busy: not written within {wait:g} s"))
 
     def submit_append(self, entry: JournalEntry, on_done: Callable[[_Job], None]) -> _Job:
         """Hand ``entry`` to the next group without waiting (the relay's event loop); returns its job.
@@ -136,10 +129,10 @@ class Writer:
         ``on_done(job)`` runs on the writer thread once the job is settled:
         ``job.error`` None means stored, else it holds what :meth:`append`
         would raise. The caller withdraws it with :meth:`withdraw` when its
-        wait passes. Raises JournalClosed after close.
+        wait passes. Raises QueueClosed after close.
         """
         job: _Job[None] = _Job(entry=entry, on_done=on_done)
-        self._submit(self._appends, job, JournalClosed("the relay is shutting down"))
+        self._submit(self._appends, job, QueueClosed("the relay is shutting down"))
         return job
 
     def withdraw(self, job: _Job, busy: BaseException) -> bool:
@@ -262,7 +255,7 @@ class Writer:
             log.error("journal write of %d event(s) failed: %s", len(group), exc)
             self._rollback()
             for job in group:
-                job.error = JournalError(f"queue not writable: {type(exc).__name__}")
+                job.error = QueueError(f"queue not writable: {type(exc).__name__}")
         else:
             if any(stored):
                 self.commits += 1

@@ -14,6 +14,9 @@ import datetime
 import json
 import logging
 import sys
+from typing import Any, Dict, Iterable, List, Optional, Protocol, TextIO
+
+__all__ = ["RedactSecrets", "JSONFormatter", "setup_logging", "secrets_of"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -21,17 +24,17 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 class RedactSecrets(logging.Filter):
     """Replace every configured secret value in a record with ``***``."""
 
-    def __init__(self, secrets):
+    def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         # Longest first so a secret that contains another is replaced whole.
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def _clean(self, text):
+    def _clean(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
         message = self._clean(record.getMessage())
@@ -48,8 +51,8 @@ class RedactSecrets(logging.Filter):
 class JSONFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", ...extra fields, "exc"}`` on one line."""
 
-    def format(self, record):
-        entry = {
+    def format(self, record: logging.LogRecord) -> str:
+        entry: Dict[str, Any] = {
             "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -65,7 +68,8 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(fmt="json", level=logging.INFO, secrets=(), stream=None):
+def setup_logging(fmt: str = "json", level: int = logging.INFO, secrets: Iterable[str] = (),
+                  stream: Optional[TextIO] = None) -> logging.Handler:
     """Configure the root logger for the service; returns the handler (tests remove it).
 
     The service owns logging: handlers put there before (the CLI's plain
@@ -80,13 +84,31 @@ def setup_logging(fmt="json", level=logging.INFO, secrets=(), stream=None):
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    handler._purgebridge = True
+    setattr(handler, "_purgebridge", True)  # marks the service's own handler
     root.addHandler(handler)
     root.setLevel(level)
     return handler
 
 
-def secrets_of(settings, sites=None):
+class _Credentials(Protocol):
+    """What :func:`secrets_of` reads of ``config.settings.Settings`` (telemetry may not import config)."""
+
+    @property
+    def secret(self) -> str: ...
+
+    @property
+    def webhook_token(self) -> str: ...
+
+    @property
+    def admin_token(self) -> str: ...
+
+
+class _Tenant(Protocol):
+    @property
+    def secret(self) -> str: ...
+
+
+def secrets_of(settings: _Credentials, sites: Optional[Iterable[_Tenant]] = None) -> List[str]:
     """Every secret value the service knows: the global ones and each site's."""
     found = [settings.secret, settings.webhook_token, settings.admin_token]
     if sites is not None:

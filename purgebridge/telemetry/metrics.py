@@ -16,20 +16,26 @@ shows one set of counters whichever process sent the purges.
 
 from bisect import bisect_left
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
+class _Stats(Protocol):
+    """What the queue collector reads of a ``store.Store`` (telemetry may not import the store)."""
+
+    def stats(self) -> Dict[str, Any]: ...
+
+
 class _QueueCollector:
-    def __init__(self, queue):
+    def __init__(self, queue: _Stats) -> None:
         self.queue = queue
 
-    def collect(self):
+    def collect(self) -> List[Metric]:
         up = GaugeMetricFamily("purgebridge_queue_up", "1 when the queue (SQLite file or Redis) answers")
         try:
             stats = self.queue.stats()
@@ -65,7 +71,7 @@ class _PurgeCollector:
     def __init__(self, metrics: "Metrics") -> None:
         self.metrics = metrics
 
-    def collect(self) -> list:
+    def collect(self) -> List[Metric]:
         own = self.metrics.export()
         snapshot = self.metrics.worker() if self.metrics.worker is not None else None
         exports = [own]
@@ -73,7 +79,7 @@ class _PurgeCollector:
             exports.append(snapshot["metrics"])
         purges = CounterMetricFamily("purgebridge_purges", "Purge requests sent, by node and outcome",
                                      labels=["node", "outcome"])
-        totals: dict = {}
+        totals: Dict[Tuple[str, str], int] = {}
         for export in exports:
             for node, outcome, count in export["purges"]:
                 totals[(node, outcome)] = totals.get((node, outcome), 0) + count
@@ -113,16 +119,17 @@ class Metrics:
 
     ``worker``: a callable returning the worker process's status snapshot
     (``worker.status.WorkerView.snapshot``), whose ``metrics`` are added to
-    this process's own; None when the worker runs in this process.
+    this process's own; None when no worker reports to this app (tests).
     """
 
-    def __init__(self, queue=None, worker: Optional[Callable[[], Optional[dict]]] = None) -> None:
+    def __init__(self, queue: Optional[_Stats] = None,
+                 worker: Optional[Callable[[], Optional[Dict[str, Any]]]] = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter("purgebridge_events", "Requests to the event, webhook and purge routes by result",
                               ["route", "result"], registry=self.registry)
         self.worker = worker
         self._lock = threading.Lock()
-        self._purges: dict = {}                               # (node, outcome) -> count
+        self._purges: Dict[Tuple[str, str], int] = {}         # (node, outcome) -> count
         self._latency = [0] * (len(LATENCY_BUCKETS) + 1)      # per bucket, not cumulative; last is +Inf
         self._latency_sum = 0.0
         self.registry.register(_PurgeCollector(self))
@@ -142,7 +149,7 @@ class Metrics:
             self._latency[index] += 1
             self._latency_sum += seconds
 
-    def export(self) -> dict:
+    def export(self) -> Dict[str, Any]:
         """This process's purge counts and latency histogram as plain JSON-able data."""
         with self._lock:
             return {"purges": [[node, outcome, count] for (node, outcome), count in self._purges.items()],

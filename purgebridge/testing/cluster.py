@@ -36,7 +36,9 @@ from purgebridge.core.nodes import Node
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+# The VCL files are package data (a copy of the checkout's vcl/, kept equal by release/sync-vcl.sh and
+# tests/unit/test_package_data.py), so the demo and the cluster work from an installed wheel.
+VCL_DIR = Path(__file__).resolve().parent.parent / "vcl"
 SITE_BEGIN = "# >>> purgebridge site: backend and acl"
 SITE_END = "# <<< purgebridge site"
 DEFAULT_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
@@ -244,11 +246,11 @@ def has_site_markers(vcl_path):
 
 
 def default_vcl_path():
-    """vcl/wordpress.vcl when it exists with the site markers, else the test VCL."""
-    production = REPO_ROOT / "vcl" / "wordpress.vcl"
+    """The packaged wordpress.vcl when it has the site markers, else the packaged test VCL (no xkey needed)."""
+    production = VCL_DIR / "wordpress.vcl"
     if has_site_markers(production):
         return production
-    return REPO_ROOT / "tests" / "vcl" / "relay-test.vcl"
+    return VCL_DIR / "relay-test.vcl"
 
 
 # --------------------------------------------------------------------------- varnishd

@@ -138,7 +138,8 @@ def run_demo(echo, keep_running=False, relay=False, vcl=None):
     ``vcl`` defaults to :func:`purgebridge.testing.cluster.default_vcl_path`.
     """
     from purgebridge.config.settings import load_settings
-    from purgebridge.delivery.fanout import fan_out, purge_for_url
+    from purgebridge.core.invalidation import purge_for_url
+    from purgebridge.delivery.fanout import fan_out
 
     if not localcluster.find_varnishd():
         echo("error: " + localcluster.varnishd_missing_message())

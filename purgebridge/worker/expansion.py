@@ -19,7 +19,7 @@ import logging
 
 from purgebridge.core import invalidation
 from purgebridge.core.mapping import map_batch
-from purgebridge.store.journal import JournalBusy, JournalClosed, JournalError  # noqa: F401 - the API's names
+from purgebridge.store.contract import payload
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,6 @@ class Expansion:
 
     def rows(self):
         return [(key, payload(item), first_at, last_at) for key, (item, first_at, last_at) in self.items.items()]
-
-
-def payload(item):
-    """An invalidation as the queue stores it (only written when it must wait: most never are)."""
-    return json.dumps(item.to_dict(), separators=(",", ":"))
 
 
 def gather(queue, options_for, proto_header="X-Forwarded-Proto", limit=EXPAND_BATCH):

@@ -9,14 +9,12 @@ API process its state through ``worker.status`` (docs/architecture.md).
 
 import ctypes
 import functools
-import json
 import logging
 import multiprocessing
 import os
 import signal
 import tempfile
 import threading
-import time
 from typing import Any, Optional
 
 from purgebridge.worker.status import STATUS_FILE, STATUS_INTERVAL, write_status
@@ -85,6 +83,7 @@ class WorkerSupervisor:
         self.process: Optional[multiprocessing.process.BaseProcess] = None
         self.starts = 0
         self._stopping = threading.Event()
+        self._restarting = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
@@ -103,9 +102,25 @@ class WorkerSupervisor:
             process.join()
             if self._stopping.is_set():
                 return
+            if self._restarting.is_set():  # asked for by restart(): no error, no delay
+                self._restarting.clear()
+                continue
             log.error("purge worker process %d exited with %s; starting a new one in %.0f s",
                       process.pid, process.exitcode, RESPAWN_DELAY)
             self._stopping.wait(RESPAWN_DELAY)
+
+    def restart(self, settings: Any, secrets: list) -> None:
+        """Stop the worker process in order (SIGTERM) and start one with ``settings`` (``serve``'s reload).
+
+        The orderly stop finishes the batches in flight and leaves the rest in the
+        journal and the queue, which the new process expands and sends: nothing is lost.
+        """
+        self.settings, self.secrets = settings, secrets
+        process = self.process
+        if process is None or not process.is_alive():
+            return  # the loop starts the next one with the new settings anyway
+        self._restarting.set()
+        process.terminate()
 
     def stop(self) -> None:
         """SIGTERM the worker process and wait for its orderly stop; SIGKILL if it takes too long."""

@@ -219,7 +219,7 @@ def test_a_full_disk_shows_in_readiness_and_status_and_nothing_is_resent(tmp_pat
 def test_a_node_answering_500_is_backed_off_and_not_up_then_recovers_clean(tmp_path):
     from fixtures.faults import FaultServer
     from purgebridge.config.settings import load_settings
-    from purgebridge.delivery.fanout import purge_for_url
+    from purgebridge.core.invalidation import purge_for_url
     from purgebridge.core.nodes import Node
     from purgebridge.store.sqlite import Queue
     from purgebridge.worker.worker import Worker

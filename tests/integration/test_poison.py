@@ -13,7 +13,7 @@ import time
 import pytest
 
 from purgebridge.config.settings import load_settings
-from purgebridge.delivery.fanout import Invalidation, purge_for_url
+from purgebridge.core.invalidation import Invalidation, purge_for_url
 from purgebridge.store.sqlite import Queue
 from purgebridge.worker.worker import Worker
 

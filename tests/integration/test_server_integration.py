@@ -261,12 +261,12 @@ def test_sigterm_finishes_and_keeps_the_rest_queued(cluster, site, relay_factory
 
 
 def test_burst_of_1000_events_coalesces_and_leaves_nothing_stale(cluster, site, relay_factory, origin):
-    """What a node receives while its last batch is on the wire, and for PURGEBRIDGE_BATCH_GAP after, merges.
+    """A URL purged on a node within PURGEBRIDGE_BATCH_GAP waits out that window, merging every update meanwhile.
 
     How much that saves depends on how fast this client sends (a few hundred
     events a second, depending on the machine's load), so the test checks
     the rule itself: each distinct purge reaches a node at most once per
-    batch, and batches to a node are at least the gap (50 ms here) apart --
+    window (50 ms here), plus the first and the trailing one --
     never more PURGEs than (burst seconds / gap + 2) x distinct purges x nodes.
     The default's ratio at the benchmark's burst rate is in docs/benchmarks.md.
     """

@@ -1,6 +1,6 @@
 """purgebridge.audit.compare without WordPress: normalisation, differences, settings, pacing, usage errors.
 
-The end-to-end proof (real WordPress, three varnishd) is tests/fixtures/wordpress-php/test_audit_wp.py.
+The end-to-end proof (real WordPress, three varnishd) is tests/wordpress/test_audit_wp.py.
 """
 
 import os
@@ -93,7 +93,7 @@ def test_origin_comes_from_the_setting_or_the_vcl_backend():
     vcl = str(REPO / "vcl" / "wordpress.vcl")
     assert origin_from_vcl(vcl) == ("127.0.0.1", 8080)
     assert audit.resolve_origin(load_settings({"PURGEBRIDGE_VCL": vcl}, environ={}, dotenv_path="")) \
-        == audit.Origin("127.0.0.1", 8080)
+        == audit.OriginAddress("127.0.0.1", 8080)
     assert audit.resolve_origin(load_settings({"PURGEBRIDGE_ORIGIN": "10.0.0.5:8081"}, environ={},
                                               dotenv_path="")).netloc == "10.0.0.5:8081"
     with pytest.raises(ConfigError, match="PURGEBRIDGE_ORIGIN"):

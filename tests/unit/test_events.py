@@ -4,12 +4,13 @@ import copy
 import json
 from pathlib import Path
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 import pytest
 
-from purgebridge.core.errors import InvalidEvent
-from purgebridge.core.events import (check_key, check_url, parse_json, validate_purge, validate_webhook,
-                                    validate_wordpress_event)
+from purgebridge.core.errors import InvalidEvent, InvalidURL
+from purgebridge.core.events import parse_json, validate_purge, validate_webhook, validate_wordpress_event
+from purgebridge.core.invalidation import is_surrogate_key, keys_for
+from purgebridge.core.mapping import map_content
 
 VECTOR_BODY = json.loads(json.loads((Path(__file__).resolve().parents[1] / "vectors" / "signing.json").read_text())["body"])
 
@@ -109,25 +110,32 @@ def test_webhook_and_purge_bodies():
 def test_urls_with_whitespace_or_controls_are_refused(path, bad, tail):
     url = "https://blog.example.test/" + path + bad + tail
     with pytest.raises(InvalidEvent) as info:
-        check_url(url, "urls[0]")
-    assert info.value.field == "urls[0]"
+        validate_webhook({"urls": ["https://blog.example.test/", url]})
+    assert info.value.field == "urls[1]"
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-._~/%", max_size=60),
        st.text(alphabet="abc=&0123456789", max_size=20))
 def test_ordinary_urls_pass(path, query):
     url = "https://blog.example.test/" + path + ("?" + query if query else "")
-    assert check_url(url, "urls[0]") == url
+    assert validate_webhook({"urls": [url]}).urls == (url,)
 
 
-@given(st.text(max_size=30))
-def test_keys(key):
+@given(st.one_of(st.text(max_size=30), st.text(alphabet="ab:-", min_size=1, max_size=5).map(lambda k: k + "\n"),
+                 st.text(alphabet="abc", min_size=199, max_size=202)))
+@example("key\n")  # Python's ``$`` matches before a final newline: the newline would end the xkey header
+def test_one_key_rule_for_the_models_the_mapping_and_the_requests(key):
     ok = bool(key) and len(key) <= 200 and all(c.isascii() and (c.isalnum() or c in "._:/-") for c in key)
+    assert is_surrogate_key(key) is ok
+    content = map_content({"keys": [key]}).keys
     if ok:
-        assert check_key(key, "keys[0]") == key
+        assert validate_webhook({"site": "a.test", "keys": [key]}).keys == (key,)
+        assert content == (key,) and keys_for("a.test", [key])
     else:
-        with pytest.raises(InvalidEvent):
-            check_key(key, "keys[0]")
+        assert field_of(validate_webhook, {"site": "a.test", "keys": [key]})[0] == "keys[0]"
+        assert content == ()
+        with pytest.raises(InvalidURL):
+            keys_for("a.test", [key])
 
 
 def test_site_ping_is_a_valid_change():

@@ -13,7 +13,7 @@ from purgebridge.api.app import create_app
 from purgebridge.config.settings import load_settings
 from purgebridge.core.errors import SignatureError
 from purgebridge.delivery.fanout import Outcome, Result
-from purgebridge.worker.expansion import JournalBusy, JournalClosed
+from purgebridge.core.errors import QueueBusy, QueueClosed, QueueError
 from purgebridge.core.mapping import MappingOptions
 from purgebridge.store.sqlite import Queue
 from purgebridge.worker.worker import Worker
@@ -163,7 +163,7 @@ def test_append_not_written_in_time_is_withdrawn_and_503(tmp_path):
 def test_busy_is_raised_by_the_journal(queue):
     queue.append_wait = 0.1
     with writer_held(queue):
-        with pytest.raises(JournalBusy):
+        with pytest.raises(QueueBusy):
             queue.append("wordpress", HOST, body_for(1), signature_of(1))
 
 
@@ -177,7 +177,7 @@ def test_close_writes_what_is_waiting_then_refuses(queue):
         closer = threading.Thread(target=queue.writer.close)
         closer.start()
         time.sleep(0.05)
-        with pytest.raises(JournalClosed):
+        with pytest.raises(QueueClosed):
             queue.append("wordpress", HOST, body_for(2), signature_of(2))
     closer.join(10)
     thread.join(10)
@@ -189,7 +189,7 @@ def test_write_failure_answers_every_request_and_stores_nothing(queue):
         raise sqlite3.OperationalError("disk I/O error")
 
     queue.writer._write_group = broken
-    with pytest.raises(journal.JournalError):
+    with pytest.raises(QueueError):
         queue.append("wordpress", HOST, body_for(1), signature_of(1))
     assert events_rows(queue) == 0
 

@@ -131,7 +131,7 @@ def test_the_openapi_document_has_the_ping_action_and_requires_post_id(client):
 
 def test_refusals_are_logged_at_a_bounded_rate(app, client, caplog, monkeypatch):
     """Item 5: a flood of bad requests does not flood the log (33,000 lines in 30 s before)."""
-    from purgebridge.api.routes import refusal_log
+    from purgebridge.api.refusals import refusal_log
 
     now = [1000.0]
     monkeypatch.setattr(refusal_log, "clock", lambda: now[0])
@@ -263,6 +263,6 @@ def test_readyz_never_waits_for_a_node_on_the_request_thread(tmp_path, blackhole
 @pytest.mark.parametrize("url", ["http://Blog.Example.Test./x", "http://blog.example.test.:80/x",
                                  "http://blog.example.test/x"])
 def test_relay_purges_use_the_normalised_host(url):
-    from purgebridge.delivery.fanout import purge_for_url
+    from purgebridge.core.invalidation import purge_for_url
 
     assert purge_for_url(url).host == "blog.example.test"

@@ -13,7 +13,7 @@ import pytest
 
 from purgebridge.core.errors import InvalidEvent
 from purgebridge.core.mapping import (
-    RULES, Invalidations, Key, MappingOptions, Rule, date_archive_rule, map_batch,
+    RULES, Invalidations, SurrogateKey, MappingOptions, Rule, date_archive_rule, map_batch,
     map_change, map_content, rule_names, with_rules,
 )
 
@@ -539,7 +539,7 @@ def test_every_url_is_on_the_site_and_safe_to_send(home, change, options):
     assert list(result.urls) == sorted(set(result.urls))
     assert list(result.keys) == sorted(set(result.keys))
     assert options.keys or result.keys == ()
-    assert all(isinstance(k, str) and not isinstance(k, Key) for k in result.keys)
+    assert all(isinstance(k, str) and not isinstance(k, SurrogateKey) for k in result.keys)
 
 
 @settings(max_examples=150, deadline=None)

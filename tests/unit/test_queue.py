@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from purgebridge.core.errors import SignatureError
-from purgebridge.delivery.fanout import purge_for_url
+from purgebridge.core.invalidation import purge_for_url
 from purgebridge.store.sqlite import Queue
+from purgebridge.store.contract import redact_location
 
 T0 = 1_800_000_000.0
 
@@ -145,14 +146,13 @@ def test_max_age_keeps_last_error_in_reason(queue):
 
 def test_replay_cache_is_in_the_same_transaction(queue):
     queue.enqueue(["a"], [url("/x/")], "wordpress", signature="sha256=ab", now=T0)
-    assert queue.seen_signature("sha256=ab", now=T0 + 10)
     with pytest.raises(SignatureError) as info:
         queue.enqueue(["a"], [url("/y/")], "wordpress", signature="sha256=ab", now=T0 + 10)
     assert info.value.replay
     stats = queue.stats()
     assert stats["depth"] == 1 and stats["totals"]["events"] == 1   # the refused one left nothing
-    assert not queue.seen_signature("sha256=ab", now=T0 + 301)
-    queue.expire(now=T0 + 700)
+    queue.enqueue(["a"], [url("/z/")], "wordpress", signature="sha256=ab", now=T0 + 301)  # the window has passed
+    queue.expire(now=T0 + 1001)
     assert queue._db().execute("SELECT COUNT(*) FROM signatures").fetchone()[0] == 0
 
 
@@ -163,7 +163,8 @@ def test_restart_durability(qpath):
     assert len(leased) == 2
     q.close()  # as if the process died right after claiming
     q2 = Queue(qpath)
-    assert q2.seen_signature("sha256=cd", now=T0 + 1)
+    with pytest.raises(SignatureError):  # the replay cache survived the restart
+        q2.enqueue(["b"], [url("/z/")], "wordpress", signature="sha256=cd", now=T0 + 1)
     assert len(q2.claim("b", now=T0 + 1)) == 2
     assert q2.claim("a", now=T0 + 1) == []            # still leased
     assert len(q2.claim("a", now=T0 + 31)) == 2       # lease ran out: they come back
@@ -232,3 +233,13 @@ def test_rows_backing_off_expire_too(qpath):
     assert q.expire(now=T0 + 3599) == {}
     assert q.expire(now=T0 + 3601) == {"a": 1}
     q.close()
+
+
+@pytest.mark.parametrize("location,shown", [
+    ("redis://:s3cret@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+    ("rediss://user:s3cret@127.0.0.1/2", "rediss://***@127.0.0.1/2"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("/var/lib/purgebridge/queue.sqlite3", "/var/lib/purgebridge/queue.sqlite3"),
+])
+def test_a_queue_location_is_shown_without_its_credentials(location, shown):
+    assert redact_location(location) == shown

@@ -87,3 +87,4 @@ def test_plain_url_shortcut_agrees_with_urlsplit_and_quote(scheme, host, path):
     """The shortcut for plain URLs (no urlsplit, no quote) gives what the general path gives, errors included."""
     url = f"{scheme}://{host}/{path}"
     assert _split_or_error(url) == _general_or_error(url)
+

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from purgebridge.config.settings import load_settings
-from purgebridge.delivery.fanout import Outcome, Result, purge_for_url
+from purgebridge.core.invalidation import purge_for_url
+from purgebridge.delivery.fanout import Outcome, Result
 from purgebridge.telemetry.metrics import Metrics
 from purgebridge.store.sqlite import Queue
 from purgebridge.testing import FakeClock
@@ -247,27 +248,138 @@ def test_isolated_events_and_a_steady_stream_are_never_held_back(queue):
     assert sorted(waits)[-2] < 0.1, waits   # no batch held back for a rate (it was up to 0.5 s)
 
 
-def test_batch_gap_and_backoff_follow_the_clock_not_the_wall():
-    """With a fake clock: batches to a node at least the gap apart, the first at once; a silent node waits its backoff."""
+def test_backoff_follows_the_clock_not_the_wall():
+    """With a fake clock: a silent node is down for its (jittered) backoff, then tried again."""
     settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_BACKOFF="1", PURGEBRIDGE_BACKOFF_MAX="1")
     clock = FakeClock()
     answers = {"/up/": (Outcome.PURGED, 200, "HTTP 200 OK"), "/down/": (Outcome.FAILED, None, "connection refused")}
     fake = FakeDeliver(lambda node, item: answers[item.target])
-    worker = Worker(None, settings, deliver=fake, clock=clock, gap=0.015)
+    worker = Worker(None, settings, deliver=fake, clock=clock)
     sender = worker.senders["127.0.0.1:9001"]
-    assert sender.pause(worker.config.gap) == 0                 # quiet so far: the first batch goes at once
     sender.send([url("/up/")])
-    assert sender.pause(worker.config.gap) == pytest.approx(0.015)
-    clock.advance(0.010)
-    assert sender.pause(worker.config.gap) == pytest.approx(0.005)
-    clock.advance(0.010)
-    assert sender.pause(worker.config.gap) == 0
+    assert not sender.is_down() and worker.states["127.0.0.1:9001"].up is True
     sender.send([url("/down/")])                                  # no answer: down for 0.5-1 s (jittered backoff)
     assert sender.is_down() and worker.states["127.0.0.1:9001"].up is False
     clock.advance(0.49)
     assert sender.is_down()
     clock.advance(0.52)
     assert not sender.is_down()
+
+
+def test_a_hot_url_is_sent_once_per_window_and_once_more_after_its_last_update(queue):
+    """Coalescing per (node, URL), driven through the node's direct path with a fake clock."""
+    from fixtures.app import event_body, post_change
+
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
+    clock = FakeClock()
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake, clock=clock, window=0.05)
+    node = settings.nodes[0]
+
+    def update(post):
+        queue.append("wordpress", "blog.example.test", json.dumps(event_body([post_change(post)])).encode(), None)
+        assert worker.dispatch() == 1
+
+    def sent_now():  # the URL paths purged by this step (key purges left out)
+        before = len(fake.calls)
+        worker.send_direct(node)
+        return [t for _name, targets in fake.calls[before:] for t in targets if t.startswith("/") and t != "/"
+                or t == "/" and front_page_purges.pop(0)]
+
+    front_page_purges: list = []
+    real_call = fake.__call__
+
+    def recording(node, items, settings, **kwargs):
+        front_page_purges.extend(item.method == "PURGE" for item in items if item.target == "/")
+        return real_call(node, items, settings, **kwargs)
+
+    worker.deliver = recording
+
+    update(7)
+    first = sent_now()
+    assert "/" in first and "/2026/11/26/post-7/" in first       # not purged recently: at once
+    clock.advance(0.01)
+    update(8)                                                      # shares the front page with post 7
+    second = sent_now()
+    assert "/2026/11/26/post-8/" in second and "/" not in second    # its own URL at once, the hot one held
+    assert queue.journal_pending() == 1                             # post 8's event waits for its held URLs
+    for _ in range(5):                                              # more updates within the window: merged
+        clock.advance(0.005)
+        update(8)
+        assert "/" not in sent_now()
+    clock.advance(0.03)                                             # a window after "/" and post 8 last left
+    trailing = sent_now()
+    assert trailing.count("/") == 1 and trailing.count("/2026/11/26/post-8/") == 1                                # the trailing purge, once for all updates
+    assert queue.journal_pending() == 0                             # every event is out of the node's hands
+    assert sent_now() == []                                         # nothing left over
+    clock.advance(0.2)
+    update(9)                                                       # quiet again: at once
+    assert "/" in sent_now()
+
+
+def test_stop_sends_the_urls_held_for_their_window(queue):
+    """A graceful stop does not leave hot URLs for the next start: they go, and their events are marked."""
+    from fixtures.app import event_body, post_change
+
+    settings = make_settings()
+    fake = FakeDeliver()
+    worker = Worker(queue, settings, deliver=fake, poll=0.05, window=30.0).start()
+    body = json.dumps(event_body([post_change(7)])).encode()
+    try:
+        queue.append("wordpress", "blog.example.test", body, None)
+        assert wait_until(lambda: all(fake.sent(n.name).count("/2026/11/26/post-7/") == 1 for n in settings.nodes))
+        queue.append("wordpress", "blog.example.test", body, None)   # the same post again: held for 30 s
+        assert wait_until(lambda: all(entry["inbox"] > 0 for entry in worker.node_status()))
+    finally:
+        assert worker.stop(timeout=5)
+    for node in settings.nodes:
+        assert fake.sent(node.name).count("/2026/11/26/post-7/") == 2, fake.calls
+    assert queue.journal_pending() == 0
+
+
+def test_a_window_of_zero_sends_every_update():
+    from purgebridge.worker.inbox import Inbox
+
+    inbox = Inbox(0.0)
+    item = url("/x/")
+    for n in range(3):
+        inbox.put(n + 1, {item.key: (item, 1.0, 1.0)})
+        taken = inbox.take(10.0)
+        assert list(taken.items) == [item.key] and taken.covered == n + 1 and taken.due is None
+
+
+def test_a_held_url_holds_the_batches_it_carries_and_no_later_one():
+    """The inbox says which batches are out of its hands: a held URL keeps its oldest batch open."""
+    from purgebridge.worker.inbox import Inbox
+
+    inbox = Inbox(0.1)
+    hot, cold, other = url("/hot/"), url("/cold/"), url("/other/")
+    inbox.put(1, {hot.key: (hot, 1.0, 1.0)})
+    assert inbox.take(100.0).covered == 1
+    inbox.put(2, {hot.key: (hot, 2.0, 2.0), cold.key: (cold, 2.0, 2.0)})
+    inbox.put(3, {hot.key: (hot, 3.0, 3.0)})
+    taken = inbox.take(100.03)
+    assert list(taken.items) == [cold.key] and taken.covered == 1 and taken.due == pytest.approx(0.07)
+    assert inbox.oldest == 2.0 and len(inbox) == 1
+    inbox.put(4, {other.key: (other, 4.0, 4.0)})
+    assert list(inbox.take(100.05).items) == [other.key]
+    taken = inbox.take(100.1)
+    assert list(taken.items) == [hot.key] and taken.items[hot.key][1:] == (2.0, 3.0) and taken.covered == 4
+    assert taken.due is None and inbox.oldest is None
+
+
+def test_purges_put_back_after_a_failed_requeue_keep_their_batch_open():
+    """A batch whose purges could not even be queued is not reported out of the inbox while they wait."""
+    from purgebridge.worker.inbox import Inbox
+
+    inbox = Inbox(0.1)
+    a, b = url("/a/"), url("/b/")
+    inbox.put(1, {a.key: (a, 1.0, 1.0)})
+    taken = inbox.take(100.0)
+    inbox.put(2, {b.key: (b, 2.0, 2.0)})                # the expander goes on meanwhile
+    inbox.restore(taken.items, seq=1)                  # requeueing /a/ failed: back in, still batch 1's
+    taken = inbox.take(100.01)                         # /b/ goes, /a/ is hot (left at 100.0)
+    assert list(taken.items) == [b.key] and taken.covered == 0
 
 
 def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
@@ -288,7 +400,7 @@ def test_a_down_node_is_tried_once_per_backoff_not_once_per_due_batch(queue):
 
 def test_a_node_answering_purgekeys_501_is_remembered_and_its_key_purges_skipped(queue):
     """Queued path: the 501 settles the key purge as skipped (no retry, no dead letter); later ones are not sent."""
-    from purgebridge.delivery.fanout import keys_for
+    from purgebridge.core.invalidation import keys_for
 
     settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001")
     node = settings.nodes[0]
@@ -356,7 +468,7 @@ def test_a_failing_mark_is_retried_alone_never_the_purges(queue, monkeypatch, ca
     body = json.dumps(event_body([post_change(7)]))
     worker = Worker(queue, settings, deliver=fake, poll=0.05).start()
     try:
-        with caplog.at_level(logging.ERROR, logger="purgebridge.worker.worker"):
+        with caplog.at_level(logging.ERROR, logger="purgebridge.worker.recorder"):
             queue.append("wordpress", "blog.example.test", body.encode(), None)
             assert wait_until(lambda: failures["left"] == 0 and queue.stats()["journal_pending"] == 0)
         for node in settings.nodes:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from purgebridge.store.sqlite import QueueBusy, QueueClosed
+from purgebridge.core.errors import QueueBusy, QueueClosed, QueueError
 from fixtures.queue import (HOST, body_for, in_threads, lock_held_by_another_process,
                             signature_of, writer_held)
 
@@ -135,8 +135,8 @@ def test_a_write_from_inside_a_write_is_refused_not_deadlocked(queue):
         queue._write(lambda db: queue._write(lambda inner: None))
 
 
-def test_queue_busy_is_a_sqlite_error_so_readiness_reports_it(queue):
-    assert issubclass(QueueBusy, sqlite3.OperationalError)
+def test_queue_busy_is_a_queue_error_so_readiness_reports_it(queue):
+    assert issubclass(QueueBusy, QueueError)
     queue.write_wait = 0.1
     with lock_held_by_another_process(queue):
         assert not queue.writable()

@@ -161,7 +161,7 @@ def test_unusable_configuration_is_a_standing_notice_and_nothing_is_sent(wordpre
         assert health["status"] == "critical" and "allow-list" in health["description"]
     finally:
         php(site, "delete_option('purgebridge_test_relay_hosts'); Purgebridge_Operations::flush_queue(); "
-                  "Purgebridge_Dispatcher::mark_up(); return true;")
+                  "Purgebridge_Relay_State::mark_up(); return true;")
 
 
 def test_relay_url_setting_refuses_unsafe_urls(wordpress_site, relay):

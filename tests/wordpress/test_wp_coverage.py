@@ -2,7 +2,7 @@
 
 Real WordPress (Debian's 6.1, block theme twentytwentythree) with the plugin,
 the real relay, three real varnishd with vcl/wordpress.vcl -- the set-up of
-tests/fixtures/wordpress-php/test_wp_e2e.py, whose module-scoped fixtures this module reuses with its
+tests/wordpress/test_wp_e2e.py, whose module-scoped fixtures this module reuses with its
 own WordPress. Editors' tools are used as they use them: the block editor's
 REST calls with an application password, Quick Edit through admin-ajax.php
 with a login cookie and the page's nonce, Bulk Edit and bulk trash through
@@ -449,7 +449,7 @@ def test_large_change_set_is_one_site_purge(wordpress_site, wp_cluster, relay, e
             for ($i = 0; $i < 21; $i++) {
                 wp_insert_post(array('post_title' => "Imported $i", 'post_status' => 'publish', 'post_content' => 'i'));
             }
-            return Purgebridge_Collector::pending();
+            return Purgebridge_Plugin::buffer()->pending();
         """)
         assert result == 0, "over the threshold nothing more is kept one by one"
     site_wide_purge(wp_cluster, site, relay, blog, update_many)
@@ -476,10 +476,10 @@ def test_long_cli_process_flushes_periodically(wordpress_site, wp_cluster, relay
     pending = php(site, """
         add_filter('purgebridge_flush_interval', function () { return 1; });
         wp_update_post(array('ID' => %d, 'post_content' => 'cli one'));
-        $first = Purgebridge_Collector::pending();
+        $first = Purgebridge_Plugin::buffer()->pending();
         sleep(1);
         wp_update_post(array('ID' => %d, 'post_content' => 'cli two'));
-        return array($first, Purgebridge_Collector::pending());
+        return array($first, Purgebridge_Plugin::buffer()->pending());
     """ % (blog["alpha"], blog["delta"]))
     assert pending == [1, 1], "the first post was sent when the second came after the interval"
     relay.drained()
@@ -504,7 +504,7 @@ def test_public_api_purges_urls_posts_and_keys(wordpress_site, wp_cluster, relay
 def xkey_on(wordpress_site, relay):
     # Pages cached before carry no keys: start from an empty cache, as a site
     # owner does when switching keys on.
-    php(wordpress_site, "update_option('purgebridge_xkey', 1); Purgebridge_Collector::site('xkey on'); return true;")
+    php(wordpress_site, "update_option('purgebridge_xkey', 1); Purgebridge_Plugin::buffer()->site('xkey on'); return true;")
     relay.drained()
     try:
         yield

@@ -352,7 +352,7 @@ def test_blackholed_relay_costs_one_short_timeout_then_cron_delivers(wordpress_s
     save = """
         $t = microtime(true);
         wp_update_post(array('ID' => %d, 'post_content' => %s));
-        $results = Purgebridge_Collector::flush(false);
+        $results = Purgebridge_Plugin::buffer()->flush(false);
         return array('ms' => (microtime(true) - $t) * 1000, 'results' => $results,
                      'down' => (int) get_option('purgebridge_relay_down_until') - time(),
                      'failures' => (int) get_option('purgebridge_relay_failures'),

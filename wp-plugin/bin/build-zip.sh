@@ -2,12 +2,17 @@
 # Builds an installable purgebridge.zip: one top-level folder "purgebridge/"
 # (what Plugins → Add New → Upload and `wp plugin install <zip>` expect) with
 # the plugin's files and a translation template freshly generated from its
-# sources. The working tree is not modified.
+# sources. Nothing is written into the checkout: the plugin is staged in a temporary directory and the
+# zip goes where OUTPUT says (release/build.sh: dist/purgebridge-<version>.zip, next to the relay's wheel).
 #
-#   bash wp-plugin/bin/build-zip.sh [OUTPUT]    # default: dist/purgebridge.zip
+#   bash wp-plugin/bin/build-zip.sh OUTPUT.zip
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-out="$(realpath -m "${1:-$repo/dist/purgebridge.zip}")"
+if [ $# -ne 1 ] || [ "${1%.zip}" = "$1" ]; then
+  echo "usage: bash wp-plugin/bin/build-zip.sh OUTPUT.zip   (or bash release/build.sh for the whole release)" >&2
+  exit 2
+fi
+out="$(realpath -m "$1")"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 

@@ -39,27 +39,8 @@ if ( defined( 'PURGEBRIDGE_FILE' ) ) {
 define( 'PURGEBRIDGE_VERSION', '0.1.0' );
 define( 'PURGEBRIDGE_FILE', __FILE__ );
 
-require_once __DIR__ . '/includes/class-purgebridge-signer.php';
-require_once __DIR__ . '/includes/class-purgebridge-policy.php';
-require_once __DIR__ . '/includes/class-purgebridge-settings.php';
-require_once __DIR__ . '/includes/class-purgebridge-snapshot.php';
-require_once __DIR__ . '/includes/class-purgebridge-event-builder.php';
-require_once __DIR__ . '/includes/class-purgebridge-http.php';
-require_once __DIR__ . '/includes/class-purgebridge-client.php';
-require_once __DIR__ . '/includes/class-purgebridge-queue.php';
-require_once __DIR__ . '/includes/class-purgebridge-dispatcher.php';
-require_once __DIR__ . '/includes/class-purgebridge-recovery.php';
-require_once __DIR__ . '/includes/class-purgebridge-collector.php';
-require_once __DIR__ . '/includes/class-purgebridge-probe.php';
-require_once __DIR__ . '/includes/class-purgebridge-frontend.php';
-require_once __DIR__ . '/includes/class-purgebridge-answer.php';
-require_once __DIR__ . '/includes/class-purgebridge-operations.php';
-require_once __DIR__ . '/includes/class-purgebridge-notices.php';
-require_once __DIR__ . '/includes/class-purgebridge-site-health.php';
-require_once __DIR__ . '/includes/class-purgebridge-cli.php';
-require_once __DIR__ . '/includes/class-purgebridge-admin.php';
-require_once __DIR__ . '/includes/class-purgebridge-network.php';
-require_once __DIR__ . '/includes/class-purgebridge-plugin.php';
+require_once __DIR__ . '/includes/class-purgebridge-autoloader.php';
+Purgebridge_Autoloader::register();
 
 register_activation_hook( __FILE__, array( 'Purgebridge_Plugin', 'activate' ) );
 register_deactivation_hook( __FILE__, array( 'Purgebridge_Plugin', 'deactivate' ) );

@@ -9,9 +9,8 @@
 
 defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
 
-require_once __DIR__ . '/includes/class-purgebridge-settings.php';
-require_once __DIR__ . '/includes/class-purgebridge-queue.php';
-require_once __DIR__ . '/includes/class-purgebridge-network.php';
+require_once __DIR__ . '/includes/class-purgebridge-autoloader.php';
+Purgebridge_Autoloader::register();
 
 /**
  * Removes the plugin's data from the current site.

@@ -125,11 +125,9 @@ function get_ancestors( $id, $taxonomy ) {
 	return $chain;
 }
 
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-signer.php';
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-policy.php';
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-http.php';
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-snapshot.php';
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-event-builder.php';
-require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-recovery.php';
+// The pure classes (signer, outcome, HTTP, snapshots, event builder,
+// recovery rules, ...) load on first use, as in the plugin.
+require dirname( __DIR__ ) . '/purgebridge/includes/class-purgebridge-autoloader.php';
+Purgebridge_Autoloader::register();
 
 purgebridge_fake_reset();

@@ -5,15 +5,16 @@
  * - Network activation sets up every site (queue table, options, cron), and a
  *   site created later is set up on `wp_initialize_site`; a deleted site's
  *   queue table is dropped with its other tables.
- * - Changes are attributed to the site they happened on: the collector
- *   keys every record by the blog current at the hook (so `switch_to_blog()`
+ * - Changes are attributed to the site they happened on: the change buffer
+ *   (Purgebridge_Change_Buffer) keys every record by the blog current at the hook (so `switch_to_blog()`
  *   edits stay with their site), builds each record switched to that blog,
  *   and sends each site's changes in batches of their own, with that site's
  *   home URL, at shutdown. That is the only mechanism; nothing here follows
  *   `switch_blog`.
  * - The relay URL and secret are network-wide (site options) and only a
  *   network admin (`manage_network_options`) sets them, on Network Admin →
- *   Settings → Purgebridge. A sub-site admin cannot repoint the relay:
+ *   Settings → Purgebridge (Purgebridge_Network_Page, saved by
+ *   Purgebridge_Admin_Settings::save_network()). A sub-site admin cannot repoint the relay:
  *   Purgebridge_Settings reads only the network value on multisite.
  * - A site purge of a site that contains other sites' paths (the main site
  *   `/` of a subdirectory network) tells the relay which paths to keep, so
@@ -29,8 +30,6 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Purgebridge_Network {
 
-	const PAGE = 'purgebridge-network';
-
 	/** Most neighbour paths sent with a site purge (the relay accepts up to 1000). */
 	const MAX_KEEP_PATHS = 500;
 
@@ -44,8 +43,6 @@ final class Purgebridge_Network {
 		add_action( 'wp_initialize_site', array( __CLASS__, 'site_created' ), 20, 1 );
 		add_filter( 'wpmu_drop_tables', array( __CLASS__, 'drop_tables' ), 10, 2 );
 		add_filter( 'purgebridge_site_purge', array( __CLASS__, 'keep_neighbours' ) );
-		add_action( 'network_admin_menu', array( __CLASS__, 'menu' ) );
-		add_action( 'network_admin_edit_' . self::PAGE, array( __CLASS__, 'save' ) );
 	}
 
 	/**
@@ -152,59 +149,5 @@ final class Purgebridge_Network {
 			$change['keep_paths'] = $keep;
 		}
 		return $change;
-	}
-
-	/**
-	 * Network Admin → Settings → Purgebridge.
-	 */
-	public static function menu() {
-		add_submenu_page( 'settings.php', __( 'Purgebridge', 'purgebridge' ), __( 'Purgebridge', 'purgebridge' ), 'manage_network_options', self::PAGE, array( __CLASS__, 'render' ) );
-	}
-
-	/**
-	 * The network settings page: relay URL and secret for every site.
-	 */
-	public static function render() {
-		if ( ! current_user_can( 'manage_network_options' ) ) {
-			return;
-		}
-		echo '<div class="wrap"><h1>' . esc_html__( 'Purgebridge (network)', 'purgebridge' ) . '</h1>';
-		if ( isset( $_GET['updated'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
-			echo '<div class="notice notice-success"><p>' . esc_html__( 'Network settings saved.', 'purgebridge' ) . '</p></div>';
-		}
-		echo '<p>' . esc_html__( 'Every site of this network sends its changes to this relay, signed with this secret. Site administrators see these settings but cannot change them.', 'purgebridge' ) . '</p>';
-		echo '<form method="post" action="' . esc_url( network_admin_url( 'edit.php?action=' . self::PAGE ) ) . '">';
-		wp_nonce_field( self::PAGE );
-		echo '<table class="form-table" role="presentation"><tr><th scope="row"><label for="purgebridge_relay_url">' . esc_html__( 'Relay URL', 'purgebridge' ) . '</label></th><td>';
-		Purgebridge_Admin::field_url();
-		echo '</td></tr><tr><th scope="row"><label for="purgebridge_secret">' . esc_html__( 'Secret', 'purgebridge' ) . '</label></th><td>';
-		Purgebridge_Admin::field_secret();
-		echo '</td></tr></table>';
-		submit_button();
-		echo '</form></div>';
-	}
-
-	/**
-	 * Saves the network settings (network_admin_edit_ action).
-	 */
-	public static function save() {
-		check_admin_referer( self::PAGE );
-		if ( ! current_user_can( 'manage_network_options' ) ) {
-			wp_die( esc_html__( 'Only a network administrator may change the relay.', 'purgebridge' ), 403 );
-		}
-		// phpcs:disable WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- sanitize_option() runs the setting's own sanitizer.
-		if ( ! Purgebridge_Settings::url_locked() && isset( $_POST['purgebridge_relay_url'] ) ) {
-			$url = sanitize_option( 'purgebridge_relay_url', wp_unslash( $_POST['purgebridge_relay_url'] ) );
-			update_site_option( 'purgebridge_relay_url', $url );
-		}
-		if ( ! Purgebridge_Settings::secret_locked() && isset( $_POST['purgebridge_secret'] ) ) {
-			$secret = trim( (string) wp_unslash( $_POST['purgebridge_secret'] ) );
-			if ( '' !== $secret ) {
-				update_site_option( 'purgebridge_secret', $secret );
-			}
-		}
-		// phpcs:enable
-		wp_safe_redirect( add_query_arg( array( 'page' => self::PAGE, 'updated' => 1 ), network_admin_url( 'settings.php' ) ) );
-		exit;
 	}
 }

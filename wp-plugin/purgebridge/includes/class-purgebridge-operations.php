@@ -40,14 +40,14 @@ final class Purgebridge_Operations {
 		if ( ! $checked['urls'] && ! $keys ) {
 			return self::outcome( false, __( 'Give at least one URL of this site.', 'purgebridge' ) );
 		}
-		$change = array(
+		$change         = array(
 			'kind'   => 'urls',
 			'action' => 'purge',
 			'reason' => (string) $reason,
 			'urls'   => $checked['urls'],
 			'keys'   => $keys,
 		);
-		$result = self::send( array( $change ) );
+		$result         = self::send( array( $change ) );
 		$result['urls'] = $checked['urls'];
 		if ( $result['ok'] && 1 === count( $checked['urls'] ) ) {
 			/* translators: 1: the URL, 2: the relay's answer */
@@ -204,8 +204,8 @@ final class Purgebridge_Operations {
 	 * @return array
 	 */
 	public static function status() {
-		$last  = get_option( 'purgebridge_last_delivery', array() );
-		$error = get_option( 'purgebridge_last_error', array() );
+		$last  = Purgebridge_Relay_State::last_delivery();
+		$error = Purgebridge_Relay_State::last_error();
 		$check = get_option( 'purgebridge_last_check', array() );
 		$full  = get_option( 'purgebridge_queue_overflow', array() );
 		return array(
@@ -213,10 +213,10 @@ final class Purgebridge_Operations {
 			'problem'       => self::configuration_problem(),
 			'relay_url'     => Purgebridge_Settings::configured_relay_url(),
 			'last_check'    => is_array( $check ) && isset( $check['time'] ) ? $check : null,
-			'last_delivery' => is_array( $last ) && isset( $last['time'] ) ? $last : null,
-			'last_refusal'  => is_array( $error ) && isset( $error['time'] ) ? $error : null,
-			'down_until'    => (int) get_option( 'purgebridge_relay_down_until', 0 ),
-			'failures'      => (int) get_option( 'purgebridge_relay_failures', 0 ),
+			'last_delivery' => isset( $last['time'] ) ? $last : null,
+			'last_refusal'  => isset( $error['time'] ) ? $error : null,
+			'down_until'    => Purgebridge_Relay_State::down_until(),
+			'failures'      => Purgebridge_Relay_State::failures(),
 			'queue'         => self::queue_state(),
 			'queue_max'     => Purgebridge_Settings::queue_max(),
 			'overflow'      => is_array( $full ) && isset( $full['since'] ) ? $full : null,
@@ -247,7 +247,7 @@ final class Purgebridge_Operations {
 	public static function queue_list( $limit = 100 ) {
 		global $wpdb;
 		$table = Purgebridge_Queue::table();
-		$rows  = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, state, created_at, next_attempt, attempts, changes, last_status, last_error FROM {$table} ORDER BY id LIMIT %d", (int) $limit ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+		$rows  = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, state, created_at, next_attempt, attempts, changes, last_status, last_error FROM {$table} ORDER BY id LIMIT %d", (int) $limit ) );
 		$list  = array();
 		foreach ( $rows as $row ) {
 			$list[] = array(
@@ -259,7 +259,7 @@ final class Purgebridge_Operations {
 				'changes'     => (int) $row->changes,
 				'last_answer' => Purgebridge_Answer::describe(
 					array(
-						'outcome' => Purgebridge_Policy::classify( (int) $row->last_status ),
+						'outcome' => Purgebridge_Outcome::classify( (int) $row->last_status ),
 						'status'  => (int) $row->last_status,
 						'message' => (string) $row->last_error,
 					)
@@ -275,7 +275,7 @@ final class Purgebridge_Operations {
 	 * @return array{ok:bool,message:string,sent:int,failed:int,refused:int,revived:int}
 	 */
 	public static function retry_queue() {
-		Purgebridge_Dispatcher::mark_up();
+		Purgebridge_Relay_State::mark_up();
 		$revived = Purgebridge_Queue::revive();
 		$stats   = Purgebridge_Dispatcher::drain( true );
 		$left    = self::queue_state();
@@ -308,12 +308,12 @@ final class Purgebridge_Operations {
 		global $wpdb;
 		$table   = Purgebridge_Queue::table();
 		$deleted = $refused_only
-			? $wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE state = %s", Purgebridge_Queue::DEAD ) ) // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
-			: $wpdb->query( "DELETE FROM {$table}" ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+			? $wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE state = %s", Purgebridge_Queue::DEAD ) )
+			: $wpdb->query( "DELETE FROM {$table}" );
 		if ( ! $refused_only ) {
 			delete_option( 'purgebridge_queue_overflow' );
 		}
-		delete_option( 'purgebridge_last_error' );
+		Purgebridge_Relay_State::forget_error();
 		return (int) $deleted;
 	}
 
@@ -379,7 +379,7 @@ final class Purgebridge_Operations {
 			$queued = $queued || ! empty( $result['queued'] );
 			$line   = Purgebridge_Answer::describe( $result );
 			if ( ! empty( $result['queued'] ) ) {
-				$line .= ' ' . ( Purgebridge_Policy::PERMANENT === $result['outcome']
+				$line .= ' ' . ( Purgebridge_Outcome::PERMANENT === $result['outcome']
 					? __( 'Kept as refused in the retry queue.', 'purgebridge' )
 					: __( 'It waits in the retry queue and is sent again automatically.', 'purgebridge' ) );
 			}

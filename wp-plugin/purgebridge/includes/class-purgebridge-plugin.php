@@ -16,23 +16,62 @@ final class Purgebridge_Plugin {
 	const CRON_INTERVAL = 'purgebridge_minute';
 
 	/**
+	 * The request's change buffer, once boot() ran.
+	 *
+	 * @var Purgebridge_Change_Buffer|null
+	 */
+	private static $buffer = null;
+
+	/**
 	 * Registers every hook. Called once when the plugin file loads.
 	 */
 	public static function boot() {
 		add_action( 'plugins_loaded', array( 'Purgebridge_Probe', 'maybe_handle' ), 0 );
 		add_action( 'plugins_loaded', array( __CLASS__, 'maybe_upgrade' ) );
 		add_action( 'init', array( __CLASS__, 'load_textdomain' ) );
-		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
+		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) );
 		add_action( self::CRON_HOOK, array( __CLASS__, 'drain' ) );
 		add_action( 'purgebridge_drain_soon', array( __CLASS__, 'drain' ) );
-		Purgebridge_Collector::register();
+		self::$buffer = self::collectors( new Purgebridge_Change_Buffer() );
+		Purgebridge_Dispatcher::register();
 		Purgebridge_Frontend::register();
 		Purgebridge_Admin::register();
-		Purgebridge_Recovery::register();
+		Purgebridge_Admin_Settings::register();
+		Purgebridge_Admin_Actions::register();
+		Purgebridge_Admin_Bar::register();
+		Purgebridge_Network_Page::register();
 		Purgebridge_Notices::register();
 		Purgebridge_Site_Health::register();
 		Purgebridge_CLI::register();
 		Purgebridge_Network::register();
+	}
+
+	/**
+	 * Adds the collectors, one per kind of object, to a change buffer (their
+	 * changes are built in this order).
+	 *
+	 * @param Purgebridge_Change_Buffer $buffer Change buffer.
+	 * @return Purgebridge_Change_Buffer The buffer.
+	 */
+	public static function collectors( Purgebridge_Change_Buffer $buffer ) {
+		$posts = $buffer->add( new Purgebridge_Posts_Collector( $buffer ) );
+		$buffer->add( new Purgebridge_Comments_Collector( $buffer ) );
+		$buffer->add( new Purgebridge_Terms_Collector( $buffer, $posts ) );
+		$buffer->add( new Purgebridge_Users_Collector( $buffer, $posts ) );
+		$buffer->add( new Purgebridge_Site_Collector( $buffer ) );
+		$buffer->add( new Purgebridge_Site_Editor_Collector( $buffer ) );
+		$buffer->add( new Purgebridge_Import_Collector( $buffer ) );
+		$buffer->add( new Purgebridge_Purge_Api_Collector( $buffer, $posts ) );
+		return $buffer;
+	}
+
+	/**
+	 * The request's change buffer (what the collectors recorded so far).
+	 *
+	 * @return Purgebridge_Change_Buffer
+	 */
+	public static function buffer() {
+		return self::$buffer;
 	}
 
 	/**
@@ -111,10 +150,11 @@ final class Purgebridge_Plugin {
 		add_option( 'purgebridge_probe_level2', 10 );
 		add_option( 'purgebridge_probe_level3', 20 );
 		add_option( 'purgebridge_queue_max', 1000 );
-		add_option( 'purgebridge_relay_down_until', 0 );
-		add_option( 'purgebridge_relay_failures', 0 );
+		foreach ( Purgebridge_Relay_State::defaults() as $option => $default ) {
+			add_option( $option, $default );
+		}
 		add_option( 'purgebridge_queue_waiting', 0 );
-		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected
+		add_filter( 'cron_schedules', array( __CLASS__, 'cron_schedules' ) );
 		if ( ! wp_next_scheduled( self::CRON_HOOK ) ) {
 			wp_schedule_event( time() + 60, self::CRON_INTERVAL, self::CRON_HOOK );
 		}
@@ -138,4 +178,3 @@ final class Purgebridge_Plugin {
 		wp_clear_scheduled_hook( 'purgebridge_drain_soon' );
 	}
 }
-

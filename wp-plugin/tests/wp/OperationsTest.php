@@ -51,7 +51,7 @@ final class OperationsTest extends TestCase {
 	protected function tearDown(): void {
 		remove_filter( 'pre_http_request', $this->filter, 5 );
 		Purgebridge_Operations::flush_queue();
-		Purgebridge_Dispatcher::mark_up();
+		Purgebridge_Relay_State::mark_up();
 	}
 
 	public function test_an_answer_that_is_not_the_relays_is_never_shown() {
@@ -66,7 +66,7 @@ final class OperationsTest extends TestCase {
 		foreach ( array( 200, 400, 403, 500, 503 ) as $status ) {
 			$text = Purgebridge_Answer::describe(
 				array(
-					'outcome' => Purgebridge_Policy::classify( $status ),
+					'outcome' => Purgebridge_Outcome::classify( $status ),
 					'status'  => $status,
 					'message' => $secret,
 				)
@@ -79,7 +79,7 @@ final class OperationsTest extends TestCase {
 		$describe = function ( $status, $body ) {
 			return Purgebridge_Answer::describe(
 				array(
-					'outcome' => Purgebridge_Policy::classify( $status ),
+					'outcome' => Purgebridge_Outcome::classify( $status ),
 					'status'  => $status,
 					'message' => $body,
 				)

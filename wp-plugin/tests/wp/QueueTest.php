@@ -97,7 +97,7 @@ final class QueueTest extends TestCase {
 	public function test_delivered_batch_is_signed_and_not_queued() {
 		$body   = self::body();
 		$result = Purgebridge_Dispatcher::deliver( $body );
-		$this->assertSame( Purgebridge_Policy::DELIVERED, $result['outcome'] );
+		$this->assertSame( Purgebridge_Outcome::DELIVERED, $result['outcome'] );
 		$this->assertFalse( $result['queued'] );
 		$this->assertCount( 0, self::rows() );
 		$this->assertCount( 1, $this->sent );
@@ -111,7 +111,7 @@ final class QueueTest extends TestCase {
 	public function test_refused_connection_queues_and_marks_relay_down_for_one_probe_interval() {
 		$this->answers = array( 'refused' );
 		$result        = Purgebridge_Dispatcher::deliver( self::body() );
-		$this->assertSame( Purgebridge_Policy::RETRY, $result['outcome'] );
+		$this->assertSame( Purgebridge_Outcome::RETRY, $result['outcome'] );
 		$this->assertTrue( $result['queued'] );
 		$rows = self::rows();
 		$this->assertCount( 1, $rows );
@@ -284,7 +284,7 @@ final class QueueTest extends TestCase {
 		$state = Purgebridge_Recovery::state();
 		$this->assertSame( 0, $state['pending'] );
 		$this->assertSame( 0, $state['next_try'] );
-		$this->assertStringContainsString( 'No changes wait to be sent.', Purgebridge_Recovery::describe( $state ) );
+		$this->assertStringContainsString( 'No changes wait to be sent.', Purgebridge_Answer::describe_queue( $state ) );
 		$this->answers = array( 'refused' );
 		Purgebridge_Dispatcher::deliver( self::body( 'a' ) );
 		Purgebridge_Dispatcher::deliver( Purgebridge_Event_Builder::encode( home_url( '/' ), array( Purgebridge_Event_Builder::purge_all( 'b' ), Purgebridge_Event_Builder::purge_all( 'c' ) ), time() ) );
@@ -297,14 +297,14 @@ final class QueueTest extends TestCase {
 		$this->assertGreaterThanOrEqual( 600, $state['oldest_age'] );
 		$this->assertSame( (int) get_option( 'purgebridge_relay_down_until' ), $state['next_try'] );
 		$this->assertStringContainsString( 'refused', $state['last_error'] );
-		$words = Purgebridge_Recovery::describe( $state );
+		$words = Purgebridge_Answer::describe_queue( $state );
 		$this->assertStringContainsString( '3 changes (2 batches) wait', $words );
 		$this->assertStringContainsString( '10 mins ago', $words );
 		$this->assertStringContainsString( 'Next try at', $words );
 		Purgebridge_Dispatcher::drain( true );
 		$state = Purgebridge_Recovery::state();
 		$this->assertSame( 0, $state['pending'] );
-		$this->assertStringContainsString( 'went out in 1 request(s)', Purgebridge_Recovery::describe( $state ) );
+		$this->assertStringContainsString( 'went out in 1 request(s)', Purgebridge_Answer::describe_queue( $state ) );
 	}
 
 	public function test_heartbeat_starts_a_run_after_the_response_only_when_changes_wait() {
@@ -314,14 +314,14 @@ final class QueueTest extends TestCase {
 			update_option( 'purgebridge_relay_down_until', time() + 30 );
 			update_option( 'purgebridge_relay_failures', 1 );
 			Purgebridge_Dispatcher::deliver( self::body() );
-			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Recovery', 'after_response' ) ), 'a save queued while the relay is down retries after the response' );
+			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Dispatcher', 'after_response' ) ), 'a save queued while the relay is down retries after the response' );
 			self::forget_after_response();
 			$response = apply_filters( 'heartbeat_send', array(), 'dashboard' );
 			$this->assertSame( array( 'waiting' => true ), $response['purgebridge'] );
-			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Recovery', 'after_response' ) ) );
+			$this->assertSame( 1000, has_action( 'shutdown', array( 'Purgebridge_Dispatcher', 'after_response' ) ) );
 			$this->health = array( 'refused' );
 			update_option( 'purgebridge_last_probe', time() - Purgebridge_Recovery::PROBE_GAP );
-			Purgebridge_Recovery::after_response();
+			Purgebridge_Dispatcher::after_response();
 			$this->assertSame( 1, $this->probes, 'the run after the Heartbeat response probed' );
 			$this->assertCount( 0, $this->sent );
 		} finally {
@@ -331,8 +331,8 @@ final class QueueTest extends TestCase {
 
 	/** Drops a retry run a test asked for at shutdown: the suite's process must not reach the network. */
 	private static function forget_after_response() {
-		remove_action( 'shutdown', array( 'Purgebridge_Recovery', 'after_response' ), 1000 );
-		$after = new ReflectionProperty( 'Purgebridge_Recovery', 'after_response' );
+		remove_action( 'shutdown', array( 'Purgebridge_Dispatcher', 'after_response' ), 1000 );
+		$after = new ReflectionProperty( 'Purgebridge_Dispatcher', 'after_response' );
 		$after->setAccessible( true );
 		$after->setValue( null, null );
 	}
@@ -385,7 +385,7 @@ final class QueueTest extends TestCase {
 		Purgebridge_Dispatcher::deliver( self::body(), false );
 		require_once ABSPATH . 'wp-admin/includes/admin.php';
 		wp_set_current_user( 1 );
-		Purgebridge_Admin::settings();
+		Purgebridge_Admin_Settings::settings();
 		ob_start();
 		Purgebridge_Admin::render();
 		$html = ob_get_clean();
@@ -430,7 +430,7 @@ final class QueueTest extends TestCase {
 		add_filter( 'purgebridge_probe_interval', $slow );
 		try {
 			$this->assertSame( 60, Purgebridge_Recovery::interval() );
-			$this->assertSame( 60, Purgebridge_Dispatcher::mark_down( time() ) );
+			$this->assertSame( 60, Purgebridge_Relay_State::mark_down( time(), Purgebridge_Recovery::interval() ) );
 		} finally {
 			remove_filter( 'purgebridge_probe_interval', $slow );
 		}

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
 GHOST_DEFAULT_ROUTES = {
@@ -121,7 +121,7 @@ class CMSSettings:
     purge: PurgeDoorSettings = PurgeDoorSettings()
 
 
-def _secret(entry: dict, where: str, environ, name: str) -> str:
+def _secret(entry: Dict[str, Any], where: str, environ: Mapping[str, str], name: str) -> str:
     value = entry.get(name) or ""
     env_name = entry.get(name + "_env")
     if env_name:
@@ -133,7 +133,7 @@ def _secret(entry: dict, where: str, environ, name: str) -> str:
     return value
 
 
-def _paths(value, where: str) -> Tuple[str, ...]:
+def _paths(value: Any, where: str) -> Tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -141,7 +141,7 @@ def _paths(value, where: str) -> Tuple[str, ...]:
     return tuple(value)
 
 
-def parse_cms(data: Any, environ) -> CMSSettings:
+def parse_cms(data: Any, environ: Mapping[str, str]) -> CMSSettings:
     """Check a site's ``"cms"`` object; raises :class:`CMSConfigError` naming the field."""
     if data in (None, {}):
         return CMSSettings()
@@ -253,7 +253,7 @@ def verify_ghost(secret: str, header: Optional[str], body: bytes, now_ms: Option
     return int(stamp)
 
 
-def _fill(template: str, values: dict) -> Optional[str]:
+def _fill(template: str, values: Dict[str, Any]) -> Optional[str]:
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):
@@ -271,7 +271,7 @@ def _collection(path: str, settings: GhostSettings, feed: bool = True) -> List[s
     return out
 
 
-def _slugs(items) -> List[str]:
+def _slugs(items: Any) -> List[str]:
     return [i["slug"] for i in items or () if isinstance(i, dict) and isinstance(i.get("slug"), str) and i["slug"]]
 
 
@@ -290,7 +290,7 @@ def ghost_kind(body: Any) -> Optional[str]:
     if isinstance(body, dict) and len(body) == 1:
         (kind, value), = body.items()
         if isinstance(value, dict) and ("current" in value or "previous" in value):
-            return kind
+            return str(kind)
     return None
 
 
@@ -359,8 +359,8 @@ def ghost_targets(body: Any, settings: GhostSettings) -> Targets:
         if current and previous and {"name", "slug"} & set(previous):
             # a renamed tag or author is printed on the cards of the home page and of every post page
             paths += _collection(routes["home"], settings)
-            bans = (settings.post_cards,) if settings.post_cards else ()
-            return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))), bans=bans)
+            tag_bans: Tuple[str, ...] = (settings.post_cards,) if settings.post_cards else ()
+            return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))), bans=tag_bans)
     else:
         return Targets(note=f"{kind} events change no public page")
     return Targets(paths=tuple(dict.fromkeys(p for p in paths if p.startswith("/"))))
@@ -375,7 +375,7 @@ class TemplateEvent:
 
     event: str
     model: str
-    entries: Tuple[dict, ...]
+    entries: Tuple[Dict[str, Any], ...]
 
 
 def parse_template_event(body: Any) -> TemplateEvent:
@@ -400,12 +400,12 @@ def parse_template_event(body: Any) -> TemplateEvent:
         keys = keys if isinstance(keys, list) else []
         if "key" in body and not isinstance(body["key"], (dict, list)):
             keys = [body["key"]]
-        entries: Tuple[dict, ...] = tuple({**payload, "id": k} for k in keys) or (payload,)
+        entries: Tuple[Dict[str, Any], ...] = tuple({**payload, "id": k} for k in keys) or (payload,)
         return TemplateEvent(event, collection, entries)
     raise ValueError('expected a Strapi body ({"model", "entry"}) or a Directus one ({"collection", "keys"})')
 
 
-def _values(entry: dict, name: str, extra: dict) -> List[str]:
+def _values(entry: Dict[str, Any], name: str, extra: Dict[str, Any]) -> List[str]:
     value: Any = extra.get(name, entry) if name in extra else entry
     if name not in extra:
         for part in name.split("."):
@@ -426,7 +426,7 @@ def _values(entry: dict, name: str, extra: dict) -> List[str]:
     return out
 
 
-def render(template: str, entry: dict, extra: dict, quote_values: bool = True) -> List[str]:
+def render(template: str, entry: Dict[str, Any], extra: Dict[str, Any], quote_values: bool = True) -> List[str]:
     """Every filling of ``template``: a list field gives one result per item; a missing field gives none."""
     names = _PLACEHOLDER.findall(template)
     results = [template]

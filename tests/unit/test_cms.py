@@ -270,7 +270,7 @@ def test_purge_front_door_answers_like_varnish_and_refuses_clearly(cms_app):
     client = cms_app.test_client()
     ok = client.open("/hello-wagtail/", method="PURGE", headers={"Host": SITE_WAGTAIL},
                      environ_base={"REMOTE_ADDR": "127.0.0.1"})
-    assert ok.status_code == 200 and ok.status == "200 Purged"
+    assert ok.status_code == 200 and b"200 Purged" in ok.data  # Varnish's synth body
     svc = cms_app.extensions["purgebridge"]
     assert svc.queue.stats()["depth"] >= 2  # the page and its parent "/"
     outsider = client.open("/hello-wagtail/", method="PURGE", headers={"Host": SITE_WAGTAIL},

@@ -27,6 +27,12 @@ import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import quote
 
+__all__ = ["GHOST_DEFAULT_ROUTES", "GHOST_SITEMAPS", "GHOST_POST_CARDS", "GHOST_CARD_FIELDS", "GHOST_REPLAY_WINDOW",
+           "GHOST_SITE_CHANGED_WINDOW", "CMSConfigError", "GhostSignatureError", "Targets", "GhostSettings",
+           "ModelTemplates", "TemplateSettings", "PurgeDoorSettings", "CMSSettings", "TemplateEvent", "parse_cms",
+           "verify_ghost", "ghost_kind", "looks_like_ghost", "ghost_targets", "parse_template_event", "render",
+           "template_targets", "parents", "also_refresh", "known_body_route"]
+
 GHOST_DEFAULT_ROUTES = {
     "post": "/{slug}/",
     "page": "/{slug}/",

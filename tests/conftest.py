@@ -13,7 +13,8 @@
 
 The tests are laid out like the code's dependencies on the outside world: ``unit/`` (in-process),
 ``integration/`` (real varnishd, Redis, relay processes), ``wordpress/`` (real WordPress + MariaDB)
-and ``browser/`` (real Chromium on real WordPress).
+``browser/`` (real Chromium on real WordPress) and ``cms/`` (real Ghost, Strapi and Wagtail, installed by
+``.ci/setup-cms``; their helpers are plain modules there: ``instances``, ``live``, ``strapi_site``).
 """
 
 pytest_plugins = [

@@ -64,6 +64,7 @@ def create_app(overrides: Optional[Mapping[str, str]] = None, *, settings: Optio
     app.test_client_class = RSGITestClient  # in-process tests go through the adapter, as ``serve`` does
 
     from purgebridge.api.routes import bp
+    import purgebridge.api.cms  # noqa: F401 - Ghost, templates and the PURGE front door, on the same blueprint
 
     app.register_blueprint(bp)
     from purgebridge.api.site_status import bp as site_status_bp

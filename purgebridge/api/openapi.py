@@ -76,6 +76,35 @@ _SPEC = {
                                         "PURGEBRIDGE_WEBHOOK_PURGE_ALL"),
                           "413": _error("body over 256 KiB"),
                           "503": _error("no Varnish nodes configured")}}},
+        "/v1/ghost/{site}": {"post": {
+            "summary": "A Ghost custom integration's webhook, as Ghost sends it (docs/cms/ghost.md)",
+            "parameters": [{"name": "site", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the site's host, as listed in the sites file"}],
+            "security": [{"ghost_signature": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": _ok("nothing to purge (a draft, or site.changed echoing a content event)",
+                                     {"type": "object"}),
+                          "202": _ok("durably queued", _ACCEPTED),
+                          "400": _error("not JSON, or not a Ghost webhook body"),
+                          "401": _error("X-Ghost-Signature missing, wrong or outside the replay window, or no "
+                                        "cms.ghost secret for the site"),
+                          "403": _error("site not configured on this relay"),
+                          "413": _error("body over 256 KiB"),
+                          "503": _error("no Varnish nodes configured")}}},
+        "/v1/cms/{site}": {"post": {
+            "summary": "Strapi's webhook body or a Directus Flow's trigger, mapped by the site's templates "
+                       "(docs/cms/strapi.md, docs/cms/directus.md)",
+            "parameters": [{"name": "site", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the site's host, as listed in the sites file"}],
+            "security": _BEARER,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": _ok("nothing to purge (a draft save)", {"type": "object"}),
+                          "202": _ok("durably queued", _ACCEPTED),
+                          "400": _error("not JSON, not a known body, or a model without templates"),
+                          "401": _error("missing or wrong bearer token, or no cms.templates for the site"),
+                          "403": _error("site not configured on this relay"),
+                          "413": _error("body over 256 KiB"),
+                          "503": _error("no Varnish nodes configured")}}},
         "/v1/purge": {"post": {
             "summary": "Admin purge: URLs, keys, ban or everything of a site",
             "security": _BEARER,
@@ -121,6 +150,8 @@ _SPEC = {
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
+            "ghost_signature": {"type": "apiKey", "in": "header", "name": "X-Ghost-Signature",
+                                "description": "sha256=hex(HMAC-SHA256(secret, body + t)), t=<ms>"},
             "timestamp": {"type": "apiKey", "in": "header", "name": "X-Purgebridge-Timestamp"},
             "signature": {"type": "apiKey", "in": "header", "name": "X-Purgebridge-Signature",
                           "description": "sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))"},

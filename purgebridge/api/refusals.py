@@ -73,10 +73,15 @@ refusal_log = RateLimitedLog(log)
 
 
 def refusal(metrics: Metrics, route: str, method: str, path: str, exc: Refused,
-            headers: Sequence[Tuple[str, str]] = ()) -> Answer:
-    """The answer to a refused request: its JSON body (``error``, ``field``), counted by route and status, logged."""
+            headers: Sequence[Tuple[str, str]] = (), sender: str = "") -> Answer:
+    """The answer to a refused request: its JSON body (``error``, ``field``), counted by route and status, logged.
+
+    The log line names the route and, when given, the sender (its product from the User-Agent and its
+    address), so an operator sees which CMS or tool was refused and why.
+    """
     metrics.event(route, exc.status)
-    refusal_log.info("refused %s %s: %d %s", method, path, exc.status, exc.message)
+    refusal_log.info("refused %s %s (route %s%s): %d %s", method, path, route, f", sender {sender}" if sender else "",
+                     exc.status, exc.message)
     body: Dict[str, str] = {"error": exc.message}
     if exc.field:
         body["field"] = exc.field

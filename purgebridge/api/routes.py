@@ -50,10 +50,19 @@ def service() -> Service:
 
 @bp.errorhandler(Refused)
 def _refused(exc: Refused) -> Response:
-    route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else "unknown"
+    route = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else (
+        "purge_door" if request.method in ("PURGE", "BAN") else "unknown")
     status, headers, body = refusal(service().metrics, route, request.method, request.path, exc,
-                                    [("WWW-Authenticate", "Bearer")] if exc.status == 401 else [])
+                                    [("WWW-Authenticate", "Bearer")] if exc.status == 401 else [],
+                                    sender=f"{sender_kind(request.headers.get('User-Agent', ''))} from "
+                                           f"{request.remote_addr or '-'}")
     return Response(body, status, headers)
+
+
+def sender_kind(user_agent: str) -> str:
+    """The product a request says it comes from (``Ghost``, ``Strapi``, ``Wagtail-frontendcache``...), for logs."""
+    token = (user_agent or "").split(" ", 1)[0].split("/", 1)[0]
+    return "".join(c for c in token if c.isalnum() or c in "-_.")[:40] or "unknown"
 
 
 # --- shared checks -------------------------------------------------------------
@@ -152,6 +161,12 @@ def webhook() -> ResponseReturnValue:
     """URLs, keys or a content object from any CMS, with the webhook bearer token (docs/webhook.md)."""
     svc = service()
     _bearer(svc.settings.webhook_token, "webhook")
+    from purgebridge.core.cms import known_body_route
+
+    right_route = known_body_route(_json())
+    if right_route:
+        raise Refused(400, f"this is another CMS's own webhook body, which /v1/webhook does not read: "
+                           f"send it to {right_route}")
     req, host = _checked_request(validate_webhook)
     urls, keys, purge_all = list(req.urls), list(req.keys), req.purge_all
     if req.content:

@@ -115,6 +115,7 @@ VARIABLES: Dict[str, Tuple[str, Parser, str, str]] = {
     "PURGEBRIDGE_SITES": ("sites", _csv, "", "comma-separated hosts (host or host:port) this relay may purge"),
     "PURGEBRIDGE_SITES_FILE": ("sites_file", _string, "", "JSON file with per-site secrets and mapping options"),
     "PURGEBRIDGE_WEBHOOK_TOKEN": ("webhook_token", _string, "", "bearer token for POST /v1/webhook"),
+    "PURGEBRIDGE_PURGE_ALLOW": ("purge_allow", _csv, "", "addresses or networks (CIDR) allowed to send PURGE/BAN to the relay's front door, as to a Varnish node; empty: the front door refuses every sender (docs/cms/purge.md)"),
     "PURGEBRIDGE_ADMIN_TOKEN": ("admin_token", _string, "", "bearer token for POST /v1/purge and the admin routes"),
     "PURGEBRIDGE_BODY_TIMEOUT": ("body_timeout", _float_range(0.1, 300, "a number of seconds"), "10", "seconds a client has to send a whole request body; slower ones get 408 (docs/security.md)"),
     "PURGEBRIDGE_WEBHOOK_PURGE_ALL": ("webhook_purge_all", _bool, "false", "let the webhook token ban a whole site (purge_all); off: only the admin token can"),
@@ -158,6 +159,7 @@ class Settings:
     sites_file: str = ""
     webhook_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
+    purge_allow: Tuple[str, ...] = ()
     webhook_purge_all: bool = False
     body_timeout: float = 10.0
     queue: str = "purgebridge-queue.sqlite3"
@@ -319,6 +321,12 @@ def check_credentials(settings: Settings, sites: Iterable[Any]) -> None:
     named = [("PURGEBRIDGE_SECRET", settings.secret), ("PURGEBRIDGE_WEBHOOK_TOKEN", settings.webhook_token),
              ("PURGEBRIDGE_ADMIN_TOKEN", settings.admin_token)]
     named += [(f"PURGEBRIDGE_SITES_FILE (secret of {site.host})", site.secret) for site in sites if site.secret]
+    for site in sites:
+        cms = getattr(site, "cms", None)
+        if cms is not None and cms.ghost is not None:
+            named.append((f"PURGEBRIDGE_SITES_FILE (cms.ghost.secret of {site.host})", cms.ghost.secret))
+        if cms is not None and cms.templates is not None:
+            named.append((f"PURGEBRIDGE_SITES_FILE (cms.templates.token of {site.host})", cms.templates.token))
     first_use: Dict[str, str] = {}
     for name, value in named:
         if not value:

@@ -26,6 +26,7 @@ import json
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
+from purgebridge.core.cms import CMSConfigError, CMSSettings, parse_cms
 from purgebridge.config.settings import Settings
 from purgebridge.core.errors import ConfigError, InvalidURL
 from purgebridge.core.mapping import MappingOptions
@@ -51,6 +52,7 @@ class Site:
     host: str
     secret: str = field(default="", repr=False)
     mapping: Dict[str, Any] = field(default_factory=dict, compare=False)  # MappingOptions overrides
+    cms: CMSSettings = field(default_factory=CMSSettings, compare=False)  # Ghost, templates, PURGE door
 
 
 class Sites:
@@ -86,6 +88,12 @@ class Sites:
 
     def has_any_secret(self) -> bool:
         return bool(self.secrets())
+
+    def takes_cms_requests(self, settings: Optional[Settings] = None) -> bool:
+        """A site has Ghost or template settings, or the PURGE front door is open: serve needs no WordPress secret."""
+        if settings is not None and settings.purge_allow:
+            return True
+        return any(site.cms.ghost or site.cms.templates for site in self._sites.values())
 
     def secret_for(self, host: Optional[str]) -> str:
         """The one secret that may sign for ``host``: the site's own if it has one, else the global one.
@@ -145,7 +153,11 @@ def _read_file(path: str, environ: Mapping[str, str]) -> List[Site]:
         mapping = entry.get("mapping") or {}
         if not isinstance(mapping, dict):
             raise ConfigError("PURGEBRIDGE_SITES_FILE", path, f"{where}.mapping: expected an object")
-        sites.append(Site(host=host, secret=secret, mapping=mapping))
+        try:
+            cms = parse_cms(entry.get("cms"), environ)
+        except CMSConfigError as exc:
+            raise ConfigError("PURGEBRIDGE_SITES_FILE", path, f"{where}.{exc}") from None
+        sites.append(Site(host=host, secret=secret, mapping=mapping, cms=cms))
     return sites
 
 

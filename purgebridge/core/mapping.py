@@ -109,8 +109,13 @@ class MappingOptions:
     schemes: Tuple[str, ...] = ()
     tag_cloud_path: str = "/?purgebridge-fragment=tag-cloud"
     keys: bool = True
+    collection_feed: str = "feed/"  # webhook content: each collection's feed, relative to it ("rss/" for Ghost, "" for none)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.collection_feed, str) or self.collection_feed.startswith("/") \
+                or "://" in self.collection_feed or any(c in self.collection_feed for c in " ?#"):
+            raise ValueError(f"collection_feed: expected a relative path such as \"feed/\" or \"rss/\", "
+                             f"or \"\" for none, got {self.collection_feed!r}")
         if isinstance(self.pagination, bool) or not isinstance(self.pagination, int) \
                 or not 0 <= self.pagination <= MAX_PAGINATION:
             raise ValueError(f"pagination: expected a whole number from 0 to {MAX_PAGINATION}, "
@@ -695,7 +700,8 @@ def map_content(obj: Dict[str, Any], options: MappingOptions = MappingOptions(),
     """The generic webhook "content" object through the same machinery.
 
     ``{"url", "old_url", "collections": [urls], "keys": [..]}``: the URL, the
-    old URL, every collection with its pages and ``feed/``, the keys given,
+    old URL, every collection with its pages and its feed (``feed/``, or the
+    site's ``collection_feed``), the keys given,
     and ``extra_paths``. Pretty ``/page/N/`` pagination is assumed (WordPress,
     Ghost and Hugo all use it). With ``site_url`` only URLs on that host are
     kept; without it the home is the origin of ``url`` (or of the first
@@ -714,7 +720,13 @@ def map_content(obj: Dict[str, Any], options: MappingOptions = MappingOptions(),
             raise InvalidEvent("url", exc.reason) from None
         site_url = f"{scheme}://{host}/"
     ctx = Context(Home.parse(site_url), {"kind": "content"}, options)
-    targets = urls + [url for c in collections for url in ctx.archive(c)]
+    if options.collection_feed == "feed/":
+        listed = [url for c in collections for url in ctx.archive(c)]
+    else:  # the site's own feed suffix (Ghost: rss/), or none
+        feed = options.collection_feed
+        listed = [url for c in collections
+                  for url in [c, *ctx.pages(c)] + ([c.rstrip("/") + "/" + feed] if feed else [])]
+    targets = urls + listed
     return _finish(ctx.site, targets + list(options.extra_paths) + keys, options)
 
 

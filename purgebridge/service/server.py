@@ -55,10 +55,12 @@ def check_can_serve(settings, sites, insecure=False):
         raise ConfigError("PURGEBRIDGE_SITES", ",".join(settings.sites),
                           "no sites configured: set PURGEBRIDGE_SITES or PURGEBRIDGE_SITES_FILE")
     check_credentials(settings, sites)
-    if not sites.has_any_secret() and not (insecure or settings.insecure):
+    takes_other = bool(settings.webhook_token) or sites.takes_cms_requests(settings)
+    if not sites.has_any_secret() and not takes_other and not (insecure or settings.insecure):
         raise ConfigError("PURGEBRIDGE_SECRET", "",
-                          "a secret is required to serve (WordPress events are signed with it); "
-                          "pass --insecure only for local play")
+                          "a secret is required to serve (WordPress events are signed with it), unless the "
+                          "relay takes only webhooks (PURGEBRIDGE_WEBHOOK_TOKEN), CMS requests (a site's \"cms\" "
+                          "settings) or PURGEs (PURGEBRIDGE_PURGE_ALLOW); pass --insecure only for local play")
 
 
 def check_queue(settings):
@@ -246,8 +248,8 @@ def serve(settings, insecure=False, threads=THREADS, load: Optional[Callable[[],
     check_address_free(settings)
     setup_logging(settings.log_format, secrets=secrets)
     if not sites.has_any_secret():
-        log.warning("serving without a secret (--insecure): every WordPress event will be refused with 401; "
-                    "webhook and admin routes still need their tokens")
+        log.warning("serving without a WordPress secret: every WordPress event will be refused with 401; "
+                    "webhook, CMS, PURGE and admin routes still need their own token, secret or address")
     host, port = settings.listen
     listen_text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     # The queue file deleted under a running relay: stop it (exit 1) so systemd's Restart=on-failure

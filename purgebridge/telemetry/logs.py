@@ -129,4 +129,7 @@ def secrets_of(settings: _Credentials, sites: Optional[Iterable[_Tenant]] = None
     found = [settings.secret, settings.webhook_token, settings.admin_token]
     if sites is not None:
         found.extend(site.secret for site in sites)
+        for site in sites:
+            cms = getattr(site, "cms", None)
+            found += [cms.ghost.secret if cms and cms.ghost else "", cms.templates.token if cms and cms.templates else ""]
     return [s for s in found if s]

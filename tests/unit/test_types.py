@@ -44,6 +44,11 @@ def test_all_of_core_is_checked_strictly():
 
 CORE_SURFACE = {
     "backoff": {"backoff_delay"},
+    "cms": {"GHOST_DEFAULT_ROUTES", "GHOST_SITEMAPS", "GHOST_POST_CARDS", "GHOST_CARD_FIELDS",
+            "GHOST_REPLAY_WINDOW", "GHOST_SITE_CHANGED_WINDOW", "CMSConfigError", "GhostSignatureError", "Targets",
+            "GhostSettings", "ModelTemplates", "TemplateSettings", "PurgeDoorSettings", "CMSSettings",
+            "TemplateEvent", "parse_cms", "verify_ghost", "ghost_kind", "looks_like_ghost", "ghost_targets",
+            "parse_template_event", "render", "template_targets", "parents", "also_refresh", "known_body_route"},
     "errors": {"PurgebridgeError", "ConfigError", "VCLParseError", "InvalidURL", "InvalidEvent", "SignatureError",
                "QueueError", "QueueBusy", "QueueClosed", "QueueFileGone", "TransportError", "ConnectError",
                "ReadTimeout", "ProtocolError"},

@@ -259,6 +259,7 @@ def status() -> ResponseReturnValue:
         "version": _version(),
         "uptime": round(time.time() - svc.started_at, 1),
         "worker": bool(svc.worker and svc.worker.running),
+        "worker_starting": bool(svc.worker and not svc.worker.running and svc.worker.starting),
         "processes": {"api": os.getpid(), "worker": svc.worker.pid if svc.worker else None},
         "sites": svc.sites.hosts,
         "queue_writable": svc.queue.writable(),  # a real write: a full disk shows here and in /readyz

@@ -102,7 +102,7 @@ def _uptime(seconds: Optional[float]) -> str:
 def judge_status(data: Dict[str, Any]) -> StatusVerdict:
     """The verdict on a ``/v1/status`` answer: worker, queue, each node, dead letters (docs/cli.md)."""
     verdict = StatusVerdict()
-    if not data.get("worker"):
+    if not data.get("worker") and not data.get("worker_starting"):  # just started: not a failure yet
         verdict.worse(STATUS_RELAY_DEGRADED, "the relay's worker process is not running: nothing is being purged")
     if data.get("queue_writable") is False:
         verdict.worse(STATUS_RELAY_DEGRADED, "the relay's queue does not take writes (full disk?): "
@@ -127,7 +127,7 @@ def status_text(data: Dict[str, Any], base_url: str, verdict: StatusVerdict) -> 
     """``/v1/status`` for people: the relay, its queue and totals, one row per node, then the problems."""
     processes = data.get("processes") or {}
     worker = (f"worker running (pid {processes.get('worker')})" if data.get("worker")
-              else "worker NOT running")
+              else "worker starting" if data.get("worker_starting") else "worker NOT running")
     queue_ok = "queue writable" if data.get("queue_writable") is not False else "queue NOT writable"
     lines = [f"relay {data.get('version', '?')} at {base_url}: up {_uptime(data.get('uptime'))}, {worker}, "
              f"{queue_ok}"]

@@ -63,8 +63,10 @@ class RelayProcess:
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+    def log(self, tail: Optional[int] = 20000) -> str:
+        """The relay's log, its last ``tail`` characters (None: all of it); one info line per accepted event."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text if tail is None else text[-tail:]
 
     def status(self) -> dict:
         response = requests.get(self.url("/v1/status"), headers={"Authorization": f"Bearer {self.admin_token}"},

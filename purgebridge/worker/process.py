@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from purgebridge.core.errors import QueueFileGone
 from purgebridge.worker.status import STATUS_FILE, STATUS_INTERVAL, write_status
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def _queue_gone(queue: Any) -> Optional[str]:
         return None
     try:
         check()
-    except RuntimeError as exc:  # sqlite.QueueFileGone
+    except QueueFileGone as exc:
         return str(exc)
     return None
 

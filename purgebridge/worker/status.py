@@ -52,6 +52,12 @@ class WorkerView:
         return bool(snapshot and snapshot.get("running"))
 
     @property
+    def starting(self) -> bool:
+        """The worker process has just started and not reported yet (a fresh "starting" snapshot)."""
+        snapshot = self.snapshot()
+        return bool(snapshot and snapshot.get("starting") and time.time() - snapshot.get("at", 0) <= STALE_AFTER)
+
+    @property
     def pid(self) -> Optional[int]:
         snapshot = self.snapshot()
         return snapshot.get("pid") if snapshot else None

@@ -163,7 +163,7 @@ def test_a_full_disk_shows_in_readiness_and_status_and_nothing_is_resent(tmp_pat
         ready = _readyz(relay)
         assert ready.status_code == 503 and "queue not writable" in ready.json()["problems"], ready.text
         done = _cli("status", "--url", relay.url(""), cwd=tmp_path, env={"PURGEBRIDGE_ADMIN_TOKEN": ADMIN})
-        assert done.returncode == 1 and "queue does not take writes" in done.stderr, (done.stdout, done.stderr)
+        assert done.returncode == 5 and "queue does not take writes" in done.stdout, (done.stdout, done.stderr)
         body, headers = _event(host, post=2)
         refused = requests.post(relay.url("/v1/events/wordpress"), data=body, headers=headers, timeout=15)
         assert refused.status_code == 503, refused.text

@@ -84,7 +84,9 @@ def test_every_fault_is_told_the_same_way_everywhere(cluster, refusing_node, hun
     good, down, good2 = cluster.nodes
     nodes = [good.node.name, down.node.name, good2.node.name, refusing_node.node.name, hung_node]
     with Relay(tmp_path, ",".join(nodes), site) as relay:
-        # A fresh relay has sent nothing: every node is unknown, which is not down (exit 0).
+        # A fresh relay has sent nothing: every node is unknown, which is not down (exit 0). Its worker
+        # process reports within a fraction of a second; until then status says "worker starting", also exit 0.
+        wait_for(lambda: json.loads(cli(relay, "status", "--json").stdout or "{}").get("worker"), 30, "the worker")
         fresh = cli(relay, "status")
         assert fresh.returncode == 0, fresh.stdout + fresh.stderr
         rows = [line for line in fresh.stdout.splitlines() if line.startswith("127.0.0.1")]

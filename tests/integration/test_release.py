@@ -59,7 +59,14 @@ def release(tmp_path_factory):
                                capture_output=True, text=True, timeout=600, env=clean_env(), cwd=base)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     with tarfile.open(dist / f"purgebridge-{v}-production.tar.gz") as archive:
-        archive.extractall(base, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(base, filter="data")
+        else:  # Debian 12's Python 3.11.2 predates extraction filters: check every name ourselves
+            for member in archive.getmembers():
+                parts = Path(member.name).parts
+                assert (member.isfile() or member.isdir()) and not member.name.startswith("/") and ".." not in parts, \
+                    f"unsafe member in the production tarball: {member.name}"
+            archive.extractall(base)
     prod = base / f"purgebridge-{v}-production"
     assert (prod / "VERSION").read_text().strip() == v
     home = base / "home"

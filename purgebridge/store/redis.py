@@ -401,7 +401,6 @@ class RedisQueue(Backend):
         now = self.clock() if now is None else now
         for (node, lease), group in self._by_node_and_lease(claims):
             self._run("dead", node, repr(now), str(reason)[:500], lease, *[c.id for c in group])
-            log.warning("dead-lettered %d purge(s) for %s: %s", len(group), node, reason)
 
     def _nodes(self):
         return sorted(_text(n) for n in self.redis.smembers(self._key("nodes")))
@@ -414,8 +413,6 @@ class RedisQueue(Backend):
             count = int(self._run("expire", node, repr(now), repr(now - self.max_age), max(1, int(self.lease * 1000))))
             if count:
                 per_node[node] = count
-        if per_node:
-            log.warning("dead-lettered %d purge(s) older than %.0f s", sum(per_node.values()), self.max_age)
         return per_node
 
     def release_leases(self, now: Optional[float] = None) -> int:

@@ -642,7 +642,6 @@ class Queue(Backend):
             self._count(db, [("dead_lettered", claims[0].node, len(claims))])
 
         self._write(work)
-        log.warning("dead-lettered %d purge(s) for %s: %s", len(claims), claims[0].node, reason)
 
     def expire(self, now: Optional[float] = None) -> Dict[str, int]:
         """Dead-letter rows not delivered within ``max_age``; forget old signatures. Returns ``{node: rows}``."""
@@ -667,8 +666,6 @@ class Queue(Backend):
             return per_node
 
         per_node = self._write(work)
-        if per_node:
-            log.warning("dead-lettered %d purge(s) older than %.0f s", sum(per_node.values()), self.max_age)
         return per_node
 
     def release_leases(self, now: Optional[float] = None) -> int:

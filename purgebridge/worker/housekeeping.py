@@ -40,12 +40,18 @@ class Housekeeper:
         """Dead-letter what is too old; queue a ban of the sites whose purges a node lost. Returns node -> count."""
         since = getattr(self.queue, "clock", time.time)() if now is None else now
         expired = self.queue.expire(now=now)
-        if not expired or not getattr(self.settings, "dead_letter_ban", True):
+        if not expired:
             return expired
+        max_age = getattr(self.settings, "max_age", 0.0)
+        banning = getattr(self.settings, "dead_letter_ban", True)
         sites = set(self.sites.hosts)
         served = {node.name for node in self.nodes}   # not a node taken out of the config since
         for node, count in sorted(expired.items()):
-            if node not in served:
+            if not banning or node not in served:
+                why = "dead-letter bans are off" if not banning else "the node is no longer configured"
+                log.error("node %s: %d purge(s) dead-lettered after %.0f s; no ban queued (%s)",
+                          node, count, max_age, why,
+                          extra={"node": node, "dead_lettered": count, "reason": "max_age"})
                 continue
             # Only the sites whose purges were lost: one tenant's stuck rows never ban another's pages.
             hosts = sorted(self.queue.dead_hosts(node, since) & sites)
@@ -55,7 +61,6 @@ class Housekeeper:
                 continue
             self.queue.enqueue([node], [purge_all_for(host) for host in hosts], "dead-letter-ban", now=now)
             log.error("node %s: %d purge(s) dead-lettered after %.0f s; a ban of their site(s) %s is queued "
-                      "for it instead, sent when it answers again", node, count,
-                      getattr(self.settings, "max_age", 0.0), ", ".join(hosts),
+                      "for it instead, sent when it answers again", node, count, max_age, ", ".join(hosts),
                       extra={"node": node, "dead_lettered": count, "reason": "max_age", "sites": ",".join(hosts)})
         return expired

@@ -196,11 +196,10 @@ class NodeLoop:
             self._until_stored(functools.partial(self.queue.dead, group, reason))
         for reason, group in failed.items():
             self._until_stored(functools.partial(self.queue.nack, group, reason))
-        if failed or dead:
-            log.info("node %s: %d ok, %d to retry, %d dead-lettered (%s)", node.name,
-                     sum(map(len, done.values())), sum(map(len, failed.values())),
-                     sum(map(len, dead.values())), self.sender.state.last_error)
-        else:
+        if failed:   # dead letters have had their own error line above
+            log.info("node %s: %d ok, %d to retry (%s)", node.name, sum(map(len, done.values())),
+                     sum(map(len, failed.values())), self.sender.state.last_error)
+        elif not dead:
             log.debug("node %s: %d purges confirmed in %.1f ms", node.name, len(claims), elapsed * 1000)
 
     def _until_stored(self, store: Callable[[], Any]) -> None:

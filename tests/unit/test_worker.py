@@ -439,6 +439,23 @@ def test_a_node_whose_purges_were_dead_lettered_for_age_gets_a_ban_of_their_site
     assert [c.item["target"] for c in queue.claim(present.name)] == ["/c/"]   # nothing added for it
 
 
+def test_each_dead_lettered_group_is_logged_once(queue, caplog):
+    """Issue 24: the store and the worker both logged a dead letter; the worker's line (with the retry command) stays."""
+    settings = make_settings(PURGEBRIDGE_NODES="127.0.0.1:9001", PURGEBRIDGE_SITES="blog.example.test")
+    node = settings.nodes[0]
+    worker = Worker(queue, settings, deliver=FakeDeliver(lambda node, item: (Outcome.REFUSED, 403, "HTTP 403")))
+    queue.enqueue([node.name], [url("/a/"), url("/b/")], "wordpress")
+    with caplog.at_level(logging.INFO, logger="purgebridge"):
+        worker.process(node, queue.claim(node.name))
+        queue.enqueue([node.name], [url("/c/")], "wordpress", now=time.time() - 2 * settings.max_age)
+        worker.housekeep()
+    lines = [r.getMessage() for r in caplog.records
+             if "dead-lettered" in r.getMessage() and "refuses purges" not in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "2 purge(s) dead-lettered" in lines[0] and "queue retry --node 127.0.0.1:9001" in lines[0]
+    assert "1 purge(s) dead-lettered after" in lines[1]
+
+
 def test_no_ban_for_dead_letters_when_switched_off(queue):
     settings = make_settings(PURGEBRIDGE_SITES="blog.example.test", PURGEBRIDGE_DEAD_LETTER_BAN="false")
     worker = Worker(queue, settings, deliver=FakeDeliver())

@@ -217,5 +217,8 @@ def purge_door():
             raise Refused(400, f"xkey: {exc}") from None
     else:
         items = _url_items(host, [target] + cms.also_refresh(request.path, door.also), door.scheme)
+        siblings = cms.siblings_ban(request.path, door.also)
+        if siblings:
+            items.append(ban_for(host, siblings))
     _enqueue(items, "purge-door", site=host, route="purge_door")
     return _varnish_answer(200, "Purged")

@@ -31,7 +31,7 @@ __all__ = ["GHOST_DEFAULT_ROUTES", "GHOST_SITEMAPS", "GHOST_POST_CARDS", "GHOST_
            "GHOST_SITE_CHANGED_WINDOW", "CMSConfigError", "GhostSignatureError", "Targets", "GhostSettings",
            "ModelTemplates", "TemplateSettings", "PurgeDoorSettings", "CMSSettings", "TemplateEvent", "parse_cms",
            "verify_ghost", "ghost_kind", "looks_like_ghost", "ghost_targets", "parse_template_event", "render",
-           "template_targets", "parents", "also_refresh", "known_body_route"]
+           "template_targets", "parents", "also_refresh", "siblings_ban", "known_body_route"]
 
 GHOST_DEFAULT_ROUTES = {
     "post": "/{slug}/",
@@ -116,7 +116,7 @@ class TemplateSettings:
 
 @dataclass(frozen=True)
 class PurgeDoorSettings:
-    also: Tuple[str, ...] = ()     # "parents", or paths such as "/" and "/feed.xml"
+    also: Tuple[str, ...] = ()     # "parents", "siblings", or paths such as "/" and "/feed.xml"
     scheme: str = "http"
 
 
@@ -220,8 +220,9 @@ def parse_cms(data: Any, environ: Mapping[str, str]) -> CMSSettings:
             raise CMSConfigError("cms.purge", "expected an object")
         also = _paths(p.get("also", []), "cms.purge.also")
         for a in also:
-            if a != "parents" and not a.startswith("/"):
-                raise CMSConfigError("cms.purge.also", f"{a!r}: expected \"parents\" or a path starting with /")
+            if a not in ALSO_RULES and not a.startswith("/"):
+                raise CMSConfigError("cms.purge.also",
+                                     f"{a!r}: expected \"parents\", \"siblings\" or a path starting with /")
         scheme = p.get("scheme", "http")
         if scheme not in ("http", "https"):
             raise CMSConfigError("cms.purge.scheme", 'expected "http" or "https"')
@@ -478,15 +479,37 @@ def parents(path: str) -> List[str]:
     return ["/" + "/".join(parts[:i]) + ("/" if i else "") for i in range(len(parts) - 1, -1, -1)]
 
 
+ALSO_RULES = ("parents", "siblings")
+
+
 def also_refresh(path: str, also: Iterable[str]) -> List[str]:
     """The listings a purged ``path`` also refreshes, by the site's ``purge.also``."""
     out: List[str] = []
     for rule in also:
         if rule == "parents":
             out += parents(path)
-        else:
+        elif rule not in ALSO_RULES:
             out.append(rule)
     return [p for p in dict.fromkeys(out) if p != path]
+
+
+def siblings_ban(path: str, also: Iterable[str]) -> Optional[str]:
+    """With ``"siblings"`` in ``purge.also``: a ban regex for every page beside ``path`` under its parent.
+
+    Tools such as Wagtail purge only a page's new URL when its slug changes
+    and send nothing for the old one, which is a sibling of the new one. One
+    ban of the parent's direct children (``/blog/x/`` -> ``^/blog/[^/?]+/?([?]|$)``)
+    refreshes it, at the price of re-fetching the other pages of that level.
+    """
+    if "siblings" not in also or not path.split("?", 1)[0].strip("/"):
+        return None                     # the home page has no siblings
+    parent = (parents(path) or ["/"])[0]
+    return "^" + _literal(parent) + "[^/?]+/?([?]|$)"
+
+
+def _literal(text: str) -> str:
+    """``text`` as a regex matching itself, in brackets rather than backslashes (a ban travels unquoted)."""
+    return "".join(f"[{c}]" if c in ".$*+?()[{}|" else "\\" + c if c in "^\\]" else c for c in text)
 
 
 # --------------------------------------------------------------------------- which route a body belongs to

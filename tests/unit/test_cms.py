@@ -180,6 +180,23 @@ def test_parents_and_also_refresh():
     assert cms.parents("/blog/2024/hello/") == ["/blog/2024/", "/blog/", "/"]
     assert cms.also_refresh("/hello-wagtail/", ["parents", "/feed.xml"]) == ["/", "/feed.xml"]
     assert cms.also_refresh("/", ["parents"]) == []
+    assert cms.also_refresh("/a/b/", ["siblings"]) == []          # a ban, not a path
+
+
+def test_siblings_ban_covers_the_old_slug_beside_the_new_one():
+    """Wagtail sends nothing for a page's old URL after a slug change; the old URL is a sibling of the new one."""
+    import re
+
+    ban = cms.siblings_ban("/blog/new-slug/", ["parents", "siblings"])
+    assert ban == "^/blog/[^/?]+/?([?]|$)" and "\\" not in ban           # no backslash: the VCL ban is unquoted
+    matches = [u for u in ["/blog/old-slug/", "/blog/old-slug/?p=2", "/blog/", "/blog/old/deeper/", "/", "/other/x/"]
+               if re.search(ban, u)]
+    assert matches == ["/blog/old-slug/", "/blog/old-slug/?p=2"]
+    assert cms.siblings_ban("/a.b(1)/x/", ["siblings"]) == "^/a[.]b[(]1[)]/[^/?]+/?([?]|$)"
+    assert re.search(cms.siblings_ban("/a.b(1)/x/", ["siblings"]), "/a.b(1)/y/")
+    assert not re.search(cms.siblings_ban("/a.b(1)/x/", ["siblings"]), "/aXb(1)/y/")
+    assert cms.siblings_ban("/", ["siblings"]) is None and cms.siblings_ban("/blog/x/", ["parents"]) is None
+    assert cms.parse_cms({"purge": {"also": ["siblings"]}}, {}).purge.also == ("siblings",)
 
 
 def test_parse_cms_names_the_field():
@@ -207,6 +224,7 @@ def cms_app(tmp_path):
         {"host": SITE_STRAPI, "cms": {"templates": {"token": STRAPI_TOKEN, "models": {"article": {
             "urls": ["/articles/{slug}/", "/"], "keys": ["article-{documentId}"]}}}}},
         {"host": SITE_WAGTAIL, "cms": {"purge": {"also": ["parents"]}}},
+        {"host": "sections.wagtail.test", "cms": {"purge": {"also": ["parents", "siblings"]}}},
     ]}
     (tmp_path / "sites.json").write_text(json.dumps(sites))
     app = create_app({"PURGEBRIDGE_SITES_FILE": str(tmp_path / "sites.json"), "PURGEBRIDGE_NODES": "127.0.0.1:9",
@@ -284,6 +302,19 @@ def test_purge_front_door_answers_like_varnish_and_refuses_clearly(cms_app):
     keys = client.open("/", method="PURGE", headers={"Host": SITE_WAGTAIL, "xkey-purge": "post-1 post-2"},
                        environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert keys.status_code == 200
+
+
+def test_purge_front_door_with_siblings_queues_one_ban_of_the_level(cms_app):
+    svc = cms_app.extensions["purgebridge"]
+    client = cms_app.test_client()
+    ok = client.open("/blog/new-slug/", method="PURGE", headers={"Host": "sections.wagtail.test"},
+                     environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert ok.status_code == 200
+    node = svc.settings.nodes[0].name
+    queued = sorted((c.item["method"], c.item["target"], dict(map(tuple, c.item["headers"])).get("X-Ban-Url", ""))
+                    for c in svc.queue.claim(node))
+    assert queued == [("BAN", "/", "^/blog/[^/?]+/?([?]|$)"), ("PURGE", "/", ""), ("PURGE", "/blog/", ""),
+                      ("PURGE", "/blog/new-slug/", "")]
 
 
 def test_webhook_content_feed_suffix_is_per_site():

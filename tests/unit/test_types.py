@@ -48,7 +48,7 @@ CORE_SURFACE = {
             "GHOST_REPLAY_WINDOW", "GHOST_SITE_CHANGED_WINDOW", "CMSConfigError", "GhostSignatureError", "Targets",
             "GhostSettings", "ModelTemplates", "TemplateSettings", "PurgeDoorSettings", "CMSSettings",
             "TemplateEvent", "parse_cms", "verify_ghost", "ghost_kind", "looks_like_ghost", "ghost_targets",
-            "parse_template_event", "render", "template_targets", "parents", "also_refresh", "known_body_route"},
+            "parse_template_event", "render", "template_targets", "parents", "also_refresh", "siblings_ban", "known_body_route"},
     "errors": {"PurgebridgeError", "ConfigError", "VCLParseError", "InvalidURL", "InvalidEvent", "SignatureError",
                "QueueError", "QueueBusy", "QueueClosed", "QueueFileGone", "TransportError", "ConnectError",
                "ReadTimeout", "ProtocolError"},

@@ -25,8 +25,8 @@ import subprocess
 import pytest
 
 from fixtures.browser import wp_login
-from fixtures.wordpress import served_wordpress, wordpress_cluster
-from fixtures.wp_relay import WordPressRelay, check, path_of, relay, warm
+from fixtures.wordpress import served_wordpress
+from fixtures.wp_relay import check, path_of, relay, warm, wp_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.wordpress]
 
@@ -36,8 +36,12 @@ WAIT = 30  # seconds any one page or element may take on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
-def zip_site(tmp_path_factory):
-    """WordPress with purgebridge installed from the built zip through Plugin_Upgrader, then activated."""
+def wordpress_site(tmp_path_factory):
+    """WordPress with purgebridge installed from the built zip through Plugin_Upgrader, then activated.
+
+    It stands in for the shared ``wordpress_site``, so the shared ``wp_cluster``
+    and ``relay`` fixtures serve this site.
+    """
     base = tmp_path_factory.mktemp("wp-zip")
     built = subprocess.run(["bash", str(BUILD_ZIP), str(base / "purgebridge.zip")], capture_output=True, text=True,
                            timeout=120)
@@ -50,20 +54,8 @@ def zip_site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(zip_site, tmp_path_factory):
-    with wordpress_cluster(zip_site.port, tmp_path_factory.mktemp("wp-browser-cluster")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def relay(zip_site, cluster, tmp_path_factory):
-    with WordPressRelay(tmp_path_factory.mktemp("wp-browser-relay"), zip_site, cluster) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def posts(zip_site, relay):
-    site = zip_site
+def posts(wordpress_site, relay):
+    site = wordpress_site
     ids = site.php("""
         wp_set_current_user(1);
         $a = wp_insert_post(array('post_title' => 'Browser page one', 'post_status' => 'publish', 'post_content' => 'one'));
@@ -75,8 +67,8 @@ def posts(zip_site, relay):
 
 
 @pytest.fixture(scope="module")
-def admin(browser, zip_site, relay):
-    wp_login(browser, zip_site)
+def admin(browser, wordpress_site, relay):
+    wp_login(browser, wordpress_site)
     return browser
 
 
@@ -141,8 +133,8 @@ def row(driver, name):
     return driver.find_element(by("CSS_SELECTOR"), f"#purgebridge-status-{name} td").text
 
 
-def test_plugin_was_installed_from_the_zip_by_wordpress(zip_site):
-    info = zip_site.php("""
+def test_plugin_was_installed_from_the_zip_by_wordpress(wordpress_site):
+    info = wordpress_site.php("""
         require_once ABSPATH . 'wp-admin/includes/plugin.php';
         $plugins = get_plugins();
         $dir = WP_PLUGIN_DIR . '/purgebridge';
@@ -150,16 +142,16 @@ def test_plugin_was_installed_from_the_zip_by_wordpress(zip_site):
             'link' => is_link($dir), 'pot' => is_file($dir . '/languages/purgebridge.pot'), 'file' => PURGEBRIDGE_FILE);
     """)
     assert info["active"] and not info["link"] and info["pot"]
-    assert info["file"] == str(zip_site.root / "wp-content" / "plugins" / "purgebridge" / "purgebridge.php")
+    assert info["file"] == str(wordpress_site.root / "wp-content" / "plugins" / "purgebridge" / "purgebridge.php")
     header = info["header"]
     assert header["Version"] == "0.1.0" and header["RequiresWP"] == "6.1" and header["UpdateURI"]
-    assert zip_site.php("return get_bloginfo('version');").startswith(header["RequiresWP"]), \
+    assert wordpress_site.php("return get_bloginfo('version');").startswith(header["RequiresWP"]), \
         "Requires at least / Tested up to name the WordPress the tests run"
 
 
-def test_send_test_event_with_the_relay_up(admin, zip_site, relay, shots):
-    driver = settings(admin, zip_site)
-    assert_clean(driver, zip_site)
+def test_send_test_event_with_the_relay_up(admin, wordpress_site, relay, shots):
+    driver = settings(admin, wordpress_site)
+    assert_clean(driver, wordpress_site)
     assert row(driver, "relay") == 'Not checked yet: press "Send test event".'
     click_and_wait(driver, "#purgebridge-test", "#purgebridge-notice")
     notice = driver.find_element(by("ID"), "purgebridge-notice")
@@ -167,21 +159,21 @@ def test_send_test_event_with_the_relay_up(admin, zip_site, relay, shots):
     assert notice.text.startswith("The relay is running. A signed test event was accepted")
     assert re.fullmatch(r"Checked \d+ seconds? ago: The relay is running\. A signed test event was accepted.*",
                         row(driver, "relay"))
-    assert_clean(driver, zip_site)
+    assert_clean(driver, wordpress_site)
     screenshot(driver, shots / "settings-relay-up.png")
 
 
-def test_send_test_event_with_the_relay_down(admin, zip_site, relay, shots):
+def test_send_test_event_with_the_relay_down(admin, wordpress_site, relay, shots):
     relay.stop()
     try:
-        driver = settings(admin, zip_site)
+        driver = settings(admin, wordpress_site)
         click_and_wait(driver, "#purgebridge-test", "#purgebridge-notice")
         notice = driver.find_element(by("ID"), "purgebridge-notice")
         assert "notice-error" in notice.get_attribute("class")
-        assert notice.text.startswith(f"Could not reach the relay at {zip_site.relay_url}: ")
+        assert notice.text.startswith(f"Could not reach the relay at {wordpress_site.relay_url}: ")
         assert "Could not reach the relay" in row(driver, "relay")
         assert "{" not in row(driver, "relay")
-        assert_clean(driver, zip_site)
+        assert_clean(driver, wordpress_site)
         screenshot(driver, shots / "settings-relay-down.png")
     finally:
         relay.start()
@@ -199,11 +191,11 @@ def hover_menu_and_click(driver, item):
     WebDriverWait(driver, WAIT).until(ec.staleness_of(old))
 
 
-def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, posts, shots):
-    site = zip_site
+def test_purge_this_page_from_the_admin_bar(admin, wordpress_site, wp_cluster, relay, posts, shots):
+    site = wordpress_site
     one, two = path_of(site, posts["one"]), path_of(site, posts["two"])
     relay.drained()
-    warm(cluster, site, ["/", one, two])
+    warm(wp_cluster, site, ["/", one, two])
     admin.get(posts["one"])
     wait_for(admin, "#wp-admin-bar-purgebridge")
     hover_menu_and_click(admin, "purgebridge-purge-page")
@@ -215,13 +207,13 @@ def test_purge_this_page_from_the_admin_bar(admin, zip_site, cluster, relay, pos
     assert console_errors(admin) == []
     admin.save_screenshot(str(shots / "purge-this-page.png"))
     relay.drained()
-    check(cluster, site, purged=[one], kept=["/", two])
+    check(wp_cluster, site, purged=[one], kept=["/", two])
 
 
-def test_purge_all_asks_first_then_purges_every_page(admin, zip_site, cluster, relay, posts):
-    site = zip_site
+def test_purge_all_asks_first_then_purges_every_page(admin, wordpress_site, wp_cluster, relay, posts):
+    site = wordpress_site
     two = path_of(site, posts["two"])
-    warm(cluster, site, ["/", two])
+    warm(wp_cluster, site, ["/", two])
     admin.get(posts["two"])
     wait_for(admin, "#wp-admin-bar-purgebridge")
     events = relay.status()["totals"].get("events", 0)
@@ -229,17 +221,17 @@ def test_purge_all_asks_first_then_purges_every_page(admin, zip_site, cluster, r
     confirm = wait_for(admin, "#purgebridge-confirm")
     assert "Purge every page of this site?" in confirm.text
     assert relay.status()["totals"].get("events", 0) == events, "asking sent nothing"
-    check(cluster, site, purged=[], kept=["/", two])
+    check(wp_cluster, site, purged=[], kept=["/", two])
     click_and_wait(admin, "#purgebridge-confirm-purge-all", "#purgebridge-notice")
     assert admin.current_url == posts["two"]
     assert admin.find_element(by("ID"), "purgebridge-notice").text.startswith("Purge of the whole site sent.")
     relay.drained()
     assert relay.status()["totals"].get("events", 0) == events + 1
-    check(cluster, site, purged=["/", two], kept=[])
+    check(wp_cluster, site, purged=["/", two], kept=[])
 
 
-def test_site_health_shows_the_purgebridge_tests(admin, zip_site, relay):
-    admin.get(zip_site.url + "/wp-admin/site-health.php")
+def test_site_health_shows_the_purgebridge_tests(admin, wordpress_site, relay):
+    admin.get(wordpress_site.url + "/wp-admin/site-health.php")
     label = "The Purgebridge relay answers and accepts this site's signature"
     from selenium.webdriver.support.ui import WebDriverWait
     WebDriverWait(admin, WAIT).until(lambda d: label in d.page_source.replace("&#039;", "'").replace("’", "'"))
@@ -250,8 +242,8 @@ def test_site_health_shows_the_purgebridge_tests(admin, zip_site, relay):
     assert console_errors(admin) == []
 
 
-def test_refusal_notice_is_dismissed_for_good_by_its_close_button(admin, zip_site, relay):
-    site = zip_site
+def test_refusal_notice_is_dismissed_for_good_by_its_close_button(admin, wordpress_site, relay):
+    site = wordpress_site
     site.php("""
         global $wpdb;
         $wpdb->insert(Purgebridge_Queue::table(), array('created_at' => time(), 'next_attempt' => time(),
@@ -277,12 +269,12 @@ def test_refusal_notice_is_dismissed_for_good_by_its_close_button(admin, zip_sit
         site.php("Purgebridge_Operations::flush_queue(); return true;")
 
 
-def test_purge_row_action_with_a_node_down_tells_which_nodes_purged(admin, zip_site, cluster, relay, posts, shots):
+def test_purge_row_action_with_a_node_down_tells_which_nodes_purged(admin, wordpress_site, wp_cluster, relay, posts, shots):
     """A varnishd stopped: the posts list's "Purge" says 2 of 3 purged and names the down node; so does the settings page."""
-    site = zip_site
+    site = wordpress_site
     one = path_of(site, posts["one"])
-    down = cluster.nodes[1]
-    warm(cluster, site, [one])
+    down = wp_cluster.nodes[1]
+    warm(wp_cluster, site, [one])
     down.stop()
     try:
         admin.get(site.url + "/wp-admin/edit.php")
@@ -299,8 +291,8 @@ def test_purge_row_action_with_a_node_down_tells_which_nodes_purged(admin, zip_s
         assert text.startswith(f"Purge of {posts['one']} sent. Accepted by the relay. 2 of 3 Varnish nodes purged. "
                                f"Node {down.node.name} is down since "), text
         assert text.endswith("sent when it returns."), text
-        for node in (cluster.nodes[0], cluster.nodes[2]):
-            assert cluster.xcache(node, one, site.host) == "MISS"
+        for node in (wp_cluster.nodes[0], wp_cluster.nodes[2]):
+            assert wp_cluster.xcache(node, one, site.host) == "MISS"
         assert admin.find_elements(by("ID"), "purgebridge-nodes") == [], "the same sentences once, not twice"
         assert console_errors(admin) == []
         screenshot(admin, shots / "purge-row-action-node-down.png")

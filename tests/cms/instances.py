@@ -217,7 +217,25 @@ def ghost_signature(secret: str, body: bytes, ts_ms: int) -> str:
     return f"sha256={digest}, t={ts_ms}"
 
 
-class Ghost:
+class Served:
+    """A CMS process this module started: ``with Cms(...) as cms`` starts it and always stops it."""
+
+    proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Served":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Ghost(Served):
     """Ghost 5 (npm) on loopback with SQLite, configured through its Admin API.
 
     ``site_url`` is the public URL Ghost builds its links with (the Host the
@@ -279,15 +297,6 @@ class Ghost:
         wait_until(lambda: self.session.get(self.base + "/ghost/api/admin/site/", timeout=5).status_code == 200,
                    START_TIMEOUT, "Ghost start", 0.5, self.proc, self.log)
         return self
-
-    def stop(self) -> None:
-        stop(self.proc)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- admin: session (setup) and the integration's key
 
@@ -380,7 +389,7 @@ GHOST_EVENTS = (
 # --------------------------------------------------------------------------- Wagtail
 
 
-class Wagtail:
+class Wagtail(Served):
     """Wagtail 8 (PyPI, its own virtualenv) serving tests/cms/wagtail-project on loopback.
 
     The site's root is a blog index (``/``, it lists every live post with its
@@ -478,15 +487,6 @@ result = blog.id
                    60, "Wagtail start", 0.3, self.proc, self.log)
         return self
 
-    def stop(self) -> None:
-        stop(self.proc)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- editing, as the admin's views do
 
     def publish_post(self, title: str, tags=(), body: str = "") -> dict:
@@ -528,7 +528,7 @@ result = {{"id": post.id, "url": post.full_url, "path": post.url}}
 # --------------------------------------------------------------------------- Strapi
 
 
-class Strapi:
+class Strapi(Served):
     """Strapi 5 (npm) on loopback with SQLite, configured through its admin API.
 
     The project (tests/cms/strapi-project) is copied to ``workdir`` with
@@ -584,15 +584,6 @@ class Strapi:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         wait_until(lambda: self.session.get(self.base + "/_health", timeout=5).status_code == 204,
                    timeout, "Strapi start", 0.5, self.proc, self.log)
-
-    def stop(self) -> None:
-        stop(self.proc)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def _admin(self, method, path, **kw):
         headers = kw.pop("headers", {})

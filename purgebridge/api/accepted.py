@@ -38,8 +38,9 @@ def log_accepted(source: str, site: str, event_id: str, items: Optional[list] = 
     """
     fields = {"source": source, "site": site or "-", "event_id": event_id, "nodes": nodes}
     if items is not None:
-        fields.update(counts(items))
-        what = ", ".join(f"{count} {name.replace('_', '-')}" for name, count in counts(items).items() if count)
+        found = counts(items)
+        fields.update(found)
+        what = ", ".join(f"{count} {name.replace('_', '-')}" for name, count in found.items() if count)
     else:
         fields["changes"] = changes or 0
         what = f"{changes or 0} change(s)"

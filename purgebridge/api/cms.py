@@ -219,6 +219,9 @@ def purge_door():
         items = _url_items(host, [target] + cms.also_refresh(request.path, door.also), door.scheme)
         siblings = cms.siblings_ban(request.path, door.also)
         if siblings:
-            items.append(ban_for(host, siblings))
+            try:
+                items.append(ban_for(host, siblings))
+            except InvalidURL as exc:   # a path too long to ban its level within MAX_BAN_LENGTH
+                raise Refused(400, f"cms.purge.also siblings: {exc.reason}") from None
     _enqueue(items, "purge-door", site=host, route="purge_door")
     return _varnish_answer(200, "Purged")

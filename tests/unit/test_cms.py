@@ -315,6 +315,12 @@ def test_purge_front_door_with_siblings_queues_one_ban_of_the_level(cms_app):
                     for c in svc.queue.claim(node))
     assert queued == [("BAN", "/", "^/blog/[^/?]+/?([?]|$)"), ("PURGE", "/", ""), ("PURGE", "/blog/", ""),
                       ("PURGE", "/blog/new-slug/", "")]
+    # A level whose ban would pass the ban length limit: a clear 400, nothing queued (never a 500).
+    dots = "/" + "." * 1500 + "/x/"
+    refused = client.open(dots, method="PURGE", headers={"Host": "sections.wagtail.test"},
+                          environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert refused.status_code == 400 and "siblings" in refused.get_json()["error"]
+    assert svc.queue.claim(node) == []
 
 
 def test_webhook_content_feed_suffix_is_per_site():

@@ -147,87 +147,94 @@ def _paths(value: Any, where: str) -> Tuple[str, ...]:
     return tuple(value)
 
 
+def _object(value: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CMSConfigError(where, "expected an object")
+    return value
+
+
+def _long_secret(entry: Dict[str, Any], where: str, environ: Mapping[str, str], name: str, what: str) -> str:
+    value = _secret(entry, where, environ, name)
+    if len(value) < 16:
+        raise CMSConfigError(f"{where}.{name}", f"needs at least 16 characters{what}")
+    return value
+
+
 def parse_cms(data: Any, environ: Mapping[str, str]) -> CMSSettings:
     """Check a site's ``"cms"`` object; raises :class:`CMSConfigError` naming the field."""
     if data in (None, {}):
         return CMSSettings()
-    if not isinstance(data, dict):
-        raise CMSConfigError("cms", "expected an object")
+    data = _object(data, "cms")
     unknown = sorted(set(data) - {"ghost", "templates", "purge"})
     if unknown:
         raise CMSConfigError("cms", f"unknown key(s) {', '.join(unknown)}; known: ghost, templates, purge")
-    ghost = templates = None
-    if "ghost" in data:
-        g = data["ghost"]
-        if not isinstance(g, dict):
-            raise CMSConfigError("cms.ghost", "expected an object")
-        secret = _secret(g, "cms.ghost", environ, "secret")
-        if len(secret) < 16:
-            raise CMSConfigError("cms.ghost.secret", "needs at least 16 characters (Ghost's webhook secret)")
-        routes = dict(GHOST_DEFAULT_ROUTES)
-        custom = g.get("routes") or {}
-        if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
-            raise CMSConfigError("cms.ghost.routes", "expected an object of strings")
-        bad = sorted(set(custom) - set(GHOST_DEFAULT_ROUTES))
-        if bad:
-            raise CMSConfigError("cms.ghost.routes", f"unknown route(s) {', '.join(bad)}; "
-                                 f"known: {', '.join(GHOST_DEFAULT_ROUTES)}")
-        routes.update(custom)
-        pagination = g.get("pagination", 2)
-        if isinstance(pagination, bool) or not isinstance(pagination, int) or not 0 <= pagination <= 50:
-            raise CMSConfigError("cms.ghost.pagination", "expected a whole number from 0 to 50")
-        site_changed = g.get("site_changed", "ban")
-        if site_changed not in ("ban", "ignore"):
-            raise CMSConfigError("cms.ghost.site_changed", 'expected "ban" or "ignore"')
-        window = g.get("site_changed_window", GHOST_SITE_CHANGED_WINDOW)
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 600:
-            raise CMSConfigError("cms.ghost.site_changed_window", "expected seconds from 0 to 600")
-        post_cards = g.get("post_cards", GHOST_POST_CARDS)
-        if not isinstance(post_cards, str):
-            raise CMSConfigError("cms.ghost.post_cards", "expected a regular expression, or \"\" for none")
-        try:
-            re.compile(post_cards)
-        except re.error as exc:
-            raise CMSConfigError("cms.ghost.post_cards", f"not a regular expression ({exc})") from None
-        ghost = GhostSettings(secret=secret, routes=routes, pagination=pagination, post_cards=post_cards,
-                              sitemaps=bool(g.get("sitemaps", True)), site_changed=site_changed,
-                              site_changed_window=float(window))
-    if "templates" in data:
-        t = data["templates"]
-        if not isinstance(t, dict):
-            raise CMSConfigError("cms.templates", "expected an object")
-        token = _secret(t, "cms.templates", environ, "token")
-        if len(token) < 16:
-            raise CMSConfigError("cms.templates.token", "needs at least 16 characters")
-        models_in = t.get("models")
-        if not isinstance(models_in, dict) or not models_in:
-            raise CMSConfigError("cms.templates.models", "expected an object: model -> {urls, keys}")
-        models = {}
-        for name, spec in models_in.items():
-            where = f"cms.templates.models.{name}"
-            if not isinstance(spec, dict):
-                raise CMSConfigError(where, "expected an object with urls and/or keys")
-            urls = _paths(spec.get("urls", []), where + ".urls")
-            for u in urls:
-                if not u.startswith("/"):
-                    raise CMSConfigError(where + ".urls", f"{u!r}: a template is a path starting with /")
-            models[name] = ModelTemplates(urls=urls, keys=_paths(spec.get("keys", []), where + ".keys"))
-        templates = TemplateSettings(token=token, models=models, skip_drafts=bool(t.get("skip_drafts", True)))
-    purge = PurgeDoorSettings()
-    if "purge" in data:
-        p = data["purge"]
-        if not isinstance(p, dict):
-            raise CMSConfigError("cms.purge", "expected an object")
-        also = _paths(p.get("also", []), "cms.purge.also")
-        for a in also:
-            if a not in ALSO_RULES and not a.startswith("/"):
-                raise CMSConfigError("cms.purge.also",
-                                     f"{a!r}: expected \"parents\", \"siblings\" or a path starting with /")
-        scheme = p.get("scheme", "http")
-        if scheme not in ("http", "https"):
-            raise CMSConfigError("cms.purge.scheme", 'expected "http" or "https"')
-        purge = PurgeDoorSettings(also=also, scheme=scheme)
-    return CMSSettings(ghost=ghost, templates=templates, purge=purge)
+    return CMSSettings(
+        ghost=_parse_ghost(_object(data["ghost"], "cms.ghost"), environ) if "ghost" in data else None,
+        templates=(_parse_templates(_object(data["templates"], "cms.templates"), environ)
+                   if "templates" in data else None),
+        purge=_parse_purge(_object(data["purge"], "cms.purge")) if "purge" in data else PurgeDoorSettings())
+
+
+def _parse_ghost(g: Dict[str, Any], environ: Mapping[str, str]) -> GhostSettings:
+    secret = _long_secret(g, "cms.ghost", environ, "secret", " (Ghost's webhook secret)")
+    routes = dict(GHOST_DEFAULT_ROUTES)
+    custom = g.get("routes") or {}
+    if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
+        raise CMSConfigError("cms.ghost.routes", "expected an object of strings")
+    bad = sorted(set(custom) - set(GHOST_DEFAULT_ROUTES))
+    if bad:
+        raise CMSConfigError("cms.ghost.routes", f"unknown route(s) {', '.join(bad)}; "
+                             f"known: {', '.join(GHOST_DEFAULT_ROUTES)}")
+    routes.update(custom)
+    pagination = g.get("pagination", 2)
+    if isinstance(pagination, bool) or not isinstance(pagination, int) or not 0 <= pagination <= 50:
+        raise CMSConfigError("cms.ghost.pagination", "expected a whole number from 0 to 50")
+    site_changed = g.get("site_changed", "ban")
+    if site_changed not in ("ban", "ignore"):
+        raise CMSConfigError("cms.ghost.site_changed", 'expected "ban" or "ignore"')
+    window = g.get("site_changed_window", GHOST_SITE_CHANGED_WINDOW)
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 600:
+        raise CMSConfigError("cms.ghost.site_changed_window", "expected seconds from 0 to 600")
+    post_cards = g.get("post_cards", GHOST_POST_CARDS)
+    if not isinstance(post_cards, str):
+        raise CMSConfigError("cms.ghost.post_cards", "expected a regular expression, or \"\" for none")
+    try:
+        re.compile(post_cards)
+    except re.error as exc:
+        raise CMSConfigError("cms.ghost.post_cards", f"not a regular expression ({exc})") from None
+    return GhostSettings(secret=secret, routes=routes, pagination=pagination, post_cards=post_cards,
+                         sitemaps=bool(g.get("sitemaps", True)), site_changed=site_changed,
+                         site_changed_window=float(window))
+
+
+def _parse_templates(t: Dict[str, Any], environ: Mapping[str, str]) -> TemplateSettings:
+    token = _long_secret(t, "cms.templates", environ, "token", "")
+    models_in = t.get("models")
+    if not isinstance(models_in, dict) or not models_in:
+        raise CMSConfigError("cms.templates.models", "expected an object: model -> {urls, keys}")
+    models = {}
+    for name, spec in models_in.items():
+        where = f"cms.templates.models.{name}"
+        if not isinstance(spec, dict):
+            raise CMSConfigError(where, "expected an object with urls and/or keys")
+        urls = _paths(spec.get("urls", []), where + ".urls")
+        for u in urls:
+            if not u.startswith("/"):
+                raise CMSConfigError(where + ".urls", f"{u!r}: a template is a path starting with /")
+        models[name] = ModelTemplates(urls=urls, keys=_paths(spec.get("keys", []), where + ".keys"))
+    return TemplateSettings(token=token, models=models, skip_drafts=bool(t.get("skip_drafts", True)))
+
+
+def _parse_purge(p: Dict[str, Any]) -> PurgeDoorSettings:
+    also = _paths(p.get("also", []), "cms.purge.also")
+    for a in also:
+        if a not in ALSO_RULES and not a.startswith("/"):
+            raise CMSConfigError("cms.purge.also",
+                                 f"{a!r}: expected \"parents\", \"siblings\" or a path starting with /")
+    scheme = p.get("scheme", "http")
+    if scheme not in ("http", "https"):
+        raise CMSConfigError("cms.purge.scheme", 'expected "http" or "https"')
+    return PurgeDoorSettings(also=also, scheme=scheme)
 
 
 # --------------------------------------------------------------------------- Ghost

@@ -22,7 +22,7 @@ import time
 import pytest
 import requests
 
-from fixtures.relay import free_port
+from fixtures.relay import eventually, free_port
 from purgebridge.core import signing
 from purgebridge.testing import RelayProcess
 
@@ -45,16 +45,6 @@ def _send(relay):
     return requests.post(relay.url("/v1/events/wordpress"), data=body, timeout=10, headers={
         "Content-Type": "application/json", "X-Purgebridge-Timestamp": ts,
         "X-Purgebridge-Signature": signing.sign(SECRET, ts, body)})
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not seen within {timeout} s")
 
 
 def test_first_readyz_is_ready(tmp_path, cluster):
@@ -81,7 +71,7 @@ def test_a_sigterm_never_says_a_stopped_worker_did_not_stop(tmp_path, cluster, a
 def test_a_worker_that_cannot_start_is_visible(tmp_path, cluster):
     relay = _relay(tmp_path, cluster.nodes_env()).start()
     try:
-        status_file = _wait(lambda: next(iter(tmp_path.glob("purgebridge-*/worker.json")), None), 10,
+        status_file = eventually(lambda: next(iter(tmp_path.glob("purgebridge-*/worker.json")), None), 10,
                             "the worker's status file")
         worker = relay.worker_pid()
         os.unlink(status_file)
@@ -90,9 +80,9 @@ def test_a_worker_that_cannot_start_is_visible(tmp_path, cluster):
             os.kill(worker, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it failed at its next status write already
-        _wait(lambda: "could not run" in relay.log(), 15, "the reason in the log")
+        eventually(lambda: "could not run" in relay.log(), 15, "the reason in the log")
         assert "IsADirectoryError" in relay.log()
-        ready = _wait(lambda: [r for r in [requests.get(relay.url("/readyz"), timeout=10)] if r.status_code == 503],
+        ready = eventually(lambda: [r for r in [requests.get(relay.url("/readyz"), timeout=10)] if r.status_code == 503],
                       15, "/readyz 503")[0]
         assert "worker" in " ".join(ready.json()["problems"])
         metrics = requests.get(relay.url("/metrics"), timeout=10).text
@@ -102,7 +92,7 @@ def test_a_worker_that_cannot_start_is_visible(tmp_path, cluster):
         assert status.returncode == 5 and "worker NOT running" in status.stdout, (status.returncode, status.stdout)
         assert _send(relay).status_code == 202  # kept in the journal for the next worker that starts
         os.rmdir(status_file)  # repaired: the next start works and readiness comes back
-        _wait(lambda: requests.get(relay.url("/readyz"), timeout=10).status_code == 200, 60, "/readyz 200 again")
+        eventually(lambda: requests.get(relay.url("/readyz"), timeout=10).status_code == 200, 60, "/readyz 200 again")
     finally:
         relay.stop()
 
@@ -113,7 +103,7 @@ def test_a_deleted_queue_file_stops_the_relay_with_one_line(tmp_path, cluster):
         relay.worker_pid()
         before = relay.log().count("Traceback")
         os.unlink(relay.env["PURGEBRIDGE_QUEUE"])
-        _wait(lambda: relay.proc.poll() is not None, 30, "the relay's exit")
+        eventually(lambda: relay.proc.poll() is not None, 30, "the relay's exit")
         assert relay.proc.returncode == 1, relay.log()
         log = relay.log()
         assert "was deleted or replaced" in log

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from purgebridge.core import signing
-from tests.fixtures.relay import ADMIN, SECRET, Relay, change, event
+from fixtures.relay import ADMIN, SECRET, Relay, change, event, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -69,24 +69,13 @@ def log_lines(relay):
     return lines
 
 
-def wait_for(check, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
-
-
 def test_every_fault_is_told_the_same_way_everywhere(cluster, refusing_node, hung_node, site, tmp_path):
     good, down, good2 = cluster.nodes
     nodes = [good.node.name, down.node.name, good2.node.name, refusing_node.node.name, hung_node]
     with Relay(tmp_path, ",".join(nodes), site) as relay:
         # A fresh relay has sent nothing: every node is unknown, which is not down (exit 0). Its worker
         # process reports within a fraction of a second; until then status says "worker starting", also exit 0.
-        wait_for(lambda: json.loads(cli(relay, "status", "--json").stdout or "{}").get("worker"), 30, "the worker")
+        eventually(lambda: json.loads(cli(relay, "status", "--json").stdout or "{}").get("worker"), 30, "the worker")
         fresh = cli(relay, "status")
         assert fresh.returncode == 0, fresh.stdout + fresh.stderr
         rows = [line for line in fresh.stdout.splitlines() if line.startswith("127.0.0.1")]
@@ -104,7 +93,7 @@ def test_every_fault_is_told_the_same_way_everywhere(cluster, refusing_node, hun
 
         # The site's own view (its secret): delivered on the two good nodes, waiting on the down one since it
         # went down, refused on the 405 node; the hung node is waiting too once its request timed out.
-        report = wait_for(lambda: (r := site_status(relay, site).json()) and
+        report = eventually(lambda: (r := site_status(relay, site).json()) and
                           [n["state"] for n in r["nodes"]] == ["delivered", "waiting", "delivered", "refused",
                                                                "waiting"] and r,
                           what="per-site states")
@@ -153,7 +142,7 @@ def test_every_fault_is_told_the_same_way_everywhere(cluster, refusing_node, hun
 
         # The node comes back: one "back up" warning, its purges delivered, the site sees it delivered.
         down.start()
-        wait_for(lambda: site_status(relay, site).json()["nodes"][1]["state"] == "delivered", what="node back")
+        eventually(lambda: site_status(relay, site).json()["nodes"][1]["state"] == "delivered", what="node back")
         assert [cluster.xcache(down, p, site) for p in paths] == ["MISS", "MISS"]
         back = [x for x in log_lines(relay) if x.get("state") == "up" and x.get("node") == down.node.name]
         assert len(back) == 1 and back[0]["level"] == "warning" and back[0]["down_seconds"] > 0
@@ -164,7 +153,7 @@ def test_status_exit_4_for_dead_letters_and_one_line_when_the_relay_is_gone(clus
     nodes = [cluster.nodes[0].node.name, refusing_node.node.name]
     with Relay(tmp_path, ",".join(nodes), site) as relay:
         assert relay.send(event(site, change(site, 2))).status_code == 202
-        wait_for(lambda: relay.status()["queue"]["dead"] > 0, what="dead letters")
+        eventually(lambda: relay.status()["queue"]["dead"] > 0, what="dead letters")
         told = cli(relay, "status")
         assert told.returncode == 4, told.stdout + told.stderr
         assert "refusing" in told.stdout and "dead letter" in told.stdout

@@ -2,7 +2,7 @@
 
 import logging
 
-from tests.fixtures.app import ADMIN_TOKEN, SITE, admin, event_body, hook, post_change, send_event
+from fixtures.app import ADMIN_TOKEN, SITE, admin, event_body, hook, post_change, send_event
 
 
 def accepted(caplog):

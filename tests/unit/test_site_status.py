@@ -13,7 +13,7 @@ from purgebridge.core import signing
 from purgebridge.delivery.fanout import Outcome, Result
 from purgebridge.worker.worker import Worker
 
-from tests.fixtures.app import SECRET, app_overrides, send_event, event_body, post_change
+from fixtures.app import SECRET, app_overrides, send_event, event_body, post_change
 
 A_SECRET, B_SECRET = "site-a-secret-1111", "site-b-secret-2222"
 

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from purgebridge.core.errors import QueueFileGone
 from purgebridge.worker import expansion
 from purgebridge.worker.recorder import Recorder
 from purgebridge.worker.sites import SiteCache
@@ -37,6 +38,9 @@ class Expander:
             generation = self.queue.journal_generation
             try:
                 done = self.dispatch()
+            except QueueFileGone:  # the process's loop sees it too, stops the relay and says it in one line
+                stopping.wait(poll)
+                continue
             except Exception:  # keep the thread alive; the events are read again
                 log.exception("expanding the journal failed")
                 self.queue.rewind_journal()
@@ -72,6 +76,8 @@ class Expander:
             while time.monotonic() < deadline and self.expand():
                 pass
             left = self.queue.journal_pending()
+        except QueueFileGone:
+            return
         except Exception:
             log.exception("expanding the journal at shutdown failed; it is expanded at the next start")
             return

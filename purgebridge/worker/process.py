@@ -58,7 +58,7 @@ def worker_main(settings: Any, secrets: list, status_path: str) -> None:
     setup_logging(settings.log_format, secrets=secrets)
     try:
         _run_worker(settings, status_path)
-    except _QueueGone as exc:
+    except (_QueueGone, QueueFileGone) as exc:  # while running, or already while opening it
         log.error("purge worker process stops: %s", exc)
         os._exit(EXIT_QUEUE_GONE)
     except Exception as exc:  # noqa: BLE001 - whatever stops the start, say it once with its traceback

@@ -13,12 +13,12 @@ only when asked for, and its absence is a configuration error that says what
 to install. Nothing in this package imports the HTTP API or the fan-out.
 """
 
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from purgebridge.core.errors import ConfigError
 from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, QueueSettings, Store
 
-__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue"]
+__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue", "queue_file_identity"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
@@ -40,3 +40,17 @@ def open_queue(settings: QueueSettings, **kwargs: Any) -> Store:
     from purgebridge.store.sqlite import Queue
 
     return Queue.from_settings(settings, **kwargs)
+
+
+def queue_file_identity(location: str) -> Optional[Tuple[int, int]]:
+    """The (device, inode) of the SQLite queue file ``location`` names; None for Redis or no file yet.
+
+    ``serve``'s supervisor compares it over time: a queue file deleted or
+    replaced under a running relay is noticed even by a worker that could not
+    open it.
+    """
+    if is_redis(location):
+        return None
+    from purgebridge.store.sqlite import file_identity
+
+    return file_identity(location)

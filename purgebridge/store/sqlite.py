@@ -52,7 +52,7 @@ from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
 from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
 from purgebridge.store.writer import Writer
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "file_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,15 @@ def _flat(rows: Iterable[Sequence[Any]]) -> List[Any]:
 MIN_FREE = 512 * 1024  # bytes free below which the queue counts as not writable: a largest event (256 KiB) and its index
 
 
+def file_identity(path: str) -> Optional[Tuple[int, int]]:
+    """The (device, inode) of the file at ``path``, or None when there is none: "is it still the same file?"."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Queue(Backend):
     """SQLite implementation of the queue contract (``purgebridge.store.contract.Store``)."""
 
@@ -218,11 +227,7 @@ class Queue(Backend):
     # --- connections ---------------------------------------------------------
 
     def _file_identity(self) -> Optional[Tuple[int, int]]:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_dev, st.st_ino
+        return file_identity(self.path)
 
     def _check_file(self) -> None:
         """Raise QueueFileGone when the path no longer names the file this queue opened.

@@ -2,7 +2,10 @@
 
 :class:`WorkerSupervisor` runs in ``serve``'s main process: it spawns
 :func:`worker_main` in a fresh interpreter, starts a new one a second after
-it dies, and stops it (SIGTERM, then SIGKILL) when the relay stops. The
+it dies, and stops it (SIGTERM, then SIGKILL) when the relay stops. A queue
+file deleted or replaced under the relay stops the whole relay, whether the
+worker process noticed it or the supervisor did (a worker that cannot start
+never can). The
 worker process dies with its supervisor (``PR_SET_PDEATHSIG``). It tells the
 API process its state through ``worker.status`` (docs/architecture.md).
 """
@@ -16,9 +19,10 @@ import signal
 import tempfile
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from purgebridge.core.errors import QueueFileGone
+from purgebridge.store import queue_file_identity
 from purgebridge.worker.status import STATUS_FILE, STATUS_INTERVAL, write_status
 
 log = logging.getLogger(__name__)
@@ -45,23 +49,33 @@ def die_with_parent(what: str) -> None:
         os._exit(1)
 
 
-def worker_main(settings: Any, secrets: list, status_path: str) -> None:
+def worker_main(settings: Any, secrets: list, status_path: str,
+                queue_file: Optional[Tuple[int, int]] = None) -> None:
     """The worker process: open the queue, run the worker, report its state until SIGTERM/SIGINT.
 
     Any failure to start is logged with its exception before the process
     exits (EXIT_FAILED_START): the supervisor's "exited with N" alone never
-    said why (issue 25.7).
+    said why (issue 25.7). ``queue_file`` is the queue file the relay started
+    with: when it is gone, this process says so in one line and does not
+    create an empty file in its place.
     """
     from purgebridge.telemetry.logs import setup_logging
 
     die_with_parent("purge worker process")
     setup_logging(settings.log_format, secrets=secrets)
     try:
+        gone = _queue_file_gone(settings.queue, queue_file)
+        if gone:
+            raise _QueueGone(gone)
         _run_worker(settings, status_path)
     except (_QueueGone, QueueFileGone) as exc:  # while running, or already while opening it
         log.error("purge worker process stops: %s", exc)
         os._exit(EXIT_QUEUE_GONE)
     except Exception as exc:  # noqa: BLE001 - whatever stops the start, say it once with its traceback
+        gone = _queue_file_gone(settings.queue, queue_file)
+        if gone:  # deleted while it was opening it: SQLite says "disk I/O error"
+            log.error("purge worker process stops: %s", gone)
+            os._exit(EXIT_QUEUE_GONE)
         log.exception("purge worker process could not run: %s: %s", type(exc).__name__, exc)
         logging.shutdown()
         os._exit(EXIT_FAILED_START)
@@ -69,6 +83,14 @@ def worker_main(settings: Any, secrets: list, status_path: str) -> None:
 
 class _QueueGone(Exception):
     """The queue file the worker opened is no longer at its path."""
+
+
+def _queue_file_gone(location: str, expected: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why ``location`` is no longer the queue file the relay started with (``expected``), or None."""
+    if expected is None or queue_file_identity(location) == expected:
+        return None
+    return (f"the queue file {location} was deleted or replaced while the relay ran (PURGEBRIDGE_QUEUE); "
+            "restart the relay, and restore the file if you have it")
 
 
 def _queue_gone(queue: Any) -> Optional[str]:
@@ -141,8 +163,10 @@ class WorkerSupervisor:
         self._restarting = threading.Event()
         self._exited = threading.Event()  # set by _run once the current process has been reaped
         self._thread: Optional[threading.Thread] = None
+        self._queue_file: Optional[Tuple[int, int]] = None  # the queue file the relay started with
 
     def start(self) -> None:
+        self._queue_file = queue_file_identity(self.settings.queue)  # serve created it before this start
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
         self._thread.start()
 
@@ -153,21 +177,21 @@ class WorkerSupervisor:
         context = multiprocessing.get_context("spawn")
         delay = RESPAWN_DELAY
         while not self._stopping.is_set():
-            process = context.Process(target=worker_main, args=(self.settings, self.secrets, self.status_path),
-                                      name="purgebridge-worker")
+            process = context.Process(target=worker_main, name="purgebridge-worker",
+                                      args=(self.settings, self.secrets, self.status_path, self._queue_file))
             self._exited.clear()
             process.start()
             self.process = process
             self.starts += 1
             started = time.monotonic()
-            process.join()
+            gone = self._watch(process)
             self._exited.set()
             if self._stopping.is_set():
                 return
-            if self._restarting.is_set():  # asked for by restart(): no error, no delay
+            if self._restarting.is_set() and not gone:  # asked for by restart(): no error, no delay
                 self._restarting.clear()
                 continue
-            if process.exitcode == EXIT_QUEUE_GONE:
+            if gone or process.exitcode == EXIT_QUEUE_GONE:
                 self.fatal = "the queue file was deleted or replaced (PURGEBRIDGE_QUEUE); stopping the relay"
                 log.error("%s so that its service manager starts it again on a new file", self.fatal)
                 if self.on_fatal is not None:
@@ -180,6 +204,24 @@ class WorkerSupervisor:
                       delay)
             self._stopping.wait(delay)
             delay = min(delay * 2, RESPAWN_DELAY_MAX)
+
+    def _watch(self, process: multiprocessing.process.BaseProcess) -> bool:
+        """Join ``process``; True when the queue file was deleted or replaced meanwhile (then it is stopped).
+
+        The worker process notices that itself while it runs, but one that is
+        starting may meet a missing file as "disk I/O error" and would be
+        started again forever on a file no event reaches: the supervisor,
+        which saw the file the relay started with, decides.
+        """
+        gone = False
+        while True:
+            process.join(STATUS_INTERVAL)
+            replaced = _queue_file_gone(self.settings.queue, self._queue_file) is not None
+            if process.exitcode is not None:
+                return gone or replaced
+            if replaced and not gone:
+                gone = True
+                process.terminate()  # it stops in order, as for a relay stop; the loop reaps it
 
     def restart(self, settings: Any, secrets: list) -> None:
         """Stop the worker process in order (SIGTERM) and start one with ``settings`` (``serve``'s reload).

@@ -9,7 +9,8 @@
 - a SIGTERM never logs "did not stop in time" for a worker that stopped;
 - a queue file deleted under a running relay stops it with exit 1 (systemd's
   Restart=on-failure starts it on a new file) after one clear line, instead of
-  a traceback per node per second.
+  a traceback per node per second; also while no worker process runs to
+  notice it (one that is failing to start).
 """
 
 import json
@@ -47,6 +48,21 @@ def _send(relay):
         "X-Purgebridge-Signature": signing.sign(SECRET, ts, body)})
 
 
+def _fail_every_worker_start(relay, workdir):
+    """Make the worker's status file path a directory and kill the worker: every start from now on fails."""
+    status_file = eventually(lambda: next(iter(workdir.glob("purgebridge-*/worker.json")), None), 10,
+                             "the worker's status file")
+    worker = relay.worker_pid()
+    os.unlink(status_file)
+    os.mkdir(status_file)  # every worker process fails at its first status write
+    try:
+        os.kill(worker, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it failed at its next status write already
+    eventually(lambda: "could not run" in relay.log(), 15, "the reason in the log")
+    return status_file
+
+
 def test_first_readyz_is_ready(tmp_path, cluster):
     with _relay(tmp_path, cluster.nodes_env()) as relay:
         ready = requests.get(relay.url("/readyz"), timeout=10)
@@ -71,16 +87,7 @@ def test_a_sigterm_never_says_a_stopped_worker_did_not_stop(tmp_path, cluster, a
 def test_a_worker_that_cannot_start_is_visible(tmp_path, cluster):
     relay = _relay(tmp_path, cluster.nodes_env()).start()
     try:
-        status_file = eventually(lambda: next(iter(tmp_path.glob("purgebridge-*/worker.json")), None), 10,
-                            "the worker's status file")
-        worker = relay.worker_pid()
-        os.unlink(status_file)
-        os.mkdir(status_file)  # from now on every worker process fails at its first status write
-        try:
-            os.kill(worker, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it failed at its next status write already
-        eventually(lambda: "could not run" in relay.log(), 15, "the reason in the log")
+        status_file = _fail_every_worker_start(relay, tmp_path)
         assert "IsADirectoryError" in relay.log()
         ready = eventually(lambda: [r for r in [requests.get(relay.url("/readyz"), timeout=10)] if r.status_code == 503],
                       15, "/readyz 503")[0]
@@ -97,16 +104,36 @@ def test_a_worker_that_cannot_start_is_visible(tmp_path, cluster):
         relay.stop()
 
 
+def _stops_with_code_1(relay):
+    """Waits for the relay to exit on its own; a failure carries the relay's log, which says why it did not."""
+    try:
+        eventually(lambda: relay.proc.poll() is not None, 30, "the relay's exit")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{relay.log()}") from None
+    assert relay.proc.returncode == 1, relay.log()
+
+
 def test_a_deleted_queue_file_stops_the_relay_with_one_line(tmp_path, cluster):
     relay = _relay(tmp_path, cluster.nodes_env()).start()
     try:
         relay.worker_pid()
         before = relay.log().count("Traceback")
         os.unlink(relay.env["PURGEBRIDGE_QUEUE"])
-        eventually(lambda: relay.proc.poll() is not None, 30, "the relay's exit")
-        assert relay.proc.returncode == 1, relay.log()
+        _stops_with_code_1(relay)
         log = relay.log()
         assert "was deleted or replaced" in log
         assert log.count("Traceback") - before <= 1, log
+    finally:
+        relay.stop()
+
+
+def test_a_deleted_queue_file_stops_the_relay_while_no_worker_runs(tmp_path, cluster):
+    """The supervisor notices it: a worker that cannot start would otherwise be started forever on a dead file."""
+    relay = _relay(tmp_path, cluster.nodes_env()).start()
+    try:
+        _fail_every_worker_start(relay, tmp_path)
+        os.unlink(relay.env["PURGEBRIDGE_QUEUE"])
+        _stops_with_code_1(relay)
+        assert "was deleted or replaced" in relay.log()
     finally:
         relay.stop()

@@ -18,7 +18,8 @@ from typing import Any, Optional, Tuple
 from purgebridge.core.errors import ConfigError
 from purgebridge.store.contract import REPLAY_WINDOW, Claim, Enqueued, QueueSettings, Store
 
-__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue", "queue_file_identity"]
+__all__ = ["REPLAY_WINDOW", "Claim", "Enqueued", "QueueSettings", "Store", "is_redis", "open_queue", "queue_file_gone",
+           "queue_file_identity"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
@@ -54,3 +55,12 @@ def queue_file_identity(location: str) -> Optional[Tuple[int, int]]:
     from purgebridge.store.sqlite import file_identity
 
     return file_identity(location)
+
+
+def queue_file_gone(location: str, expected: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why ``location`` no longer names the queue file :func:`queue_file_identity` saw as ``expected``, or None."""
+    if expected is None or is_redis(location):
+        return None
+    from purgebridge.store.sqlite import gone_since
+
+    return gone_since(location, expected)

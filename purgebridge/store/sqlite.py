@@ -52,7 +52,7 @@ from purgebridge.store.journal import JournalEntry, JournalRow, group_rows
 from purgebridge.store.wakeup import DELIVERIES, JOURNAL, Nudge
 from purgebridge.store.writer import Writer
 
-__all__ = ["Queue", "file_identity"]
+__all__ = ["Queue", "file_identity", "gone_since"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,14 @@ def file_identity(path: str) -> Optional[Tuple[int, int]]:
     return st.st_dev, st.st_ino
 
 
+def gone_since(path: str, identity: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why ``path`` no longer names the file whose :func:`file_identity` was ``identity``; None while it does."""
+    if identity is None or file_identity(path) == identity:
+        return None
+    return (f"the queue file {path} was deleted or replaced while the relay ran (PURGEBRIDGE_QUEUE); "
+            "restart the relay, and restore the file if you have it")
+
+
 class Queue(Backend):
     """SQLite implementation of the queue contract (``purgebridge.store.contract.Store``)."""
 
@@ -193,7 +201,7 @@ class Queue(Backend):
         except BaseException:
             self.close()
             raise
-        self._identity = self._file_identity()
+        self._identity = file_identity(self.path)
 
     def _set_up(self, db: sqlite3.Connection) -> None:
         try:
@@ -226,9 +234,6 @@ class Queue(Backend):
 
     # --- connections ---------------------------------------------------------
 
-    def _file_identity(self) -> Optional[Tuple[int, int]]:
-        return file_identity(self.path)
-
     def _check_file(self) -> None:
         """Raise QueueFileGone when the path no longer names the file this queue opened.
 
@@ -237,10 +242,9 @@ class Queue(Backend):
         file: events answered 202 would never reach a node. Checked before
         every write (one stat) and by ``writable`` for /readyz.
         """
-        identity = self._identity
-        if identity is not None and self._file_identity() != identity:
-            raise QueueFileGone(f"the queue file {self.path} was deleted or replaced while the relay ran "
-                                "(PURGEBRIDGE_QUEUE); restart the relay, and restore the file if you have it")
+        gone = gone_since(self.path, self._identity)
+        if gone:
+            raise QueueFileGone(gone)
 
     def _private(self) -> None:
         """The queue file and its ``-wal``/``-shm`` readable by the relay's user only (0600).

@@ -22,7 +22,7 @@ import time
 from typing import Any, Optional, Tuple
 
 from purgebridge.core.errors import QueueFileGone
-from purgebridge.store import queue_file_identity
+from purgebridge.store import queue_file_gone, queue_file_identity
 from purgebridge.worker.status import STATUS_FILE, STATUS_INTERVAL, write_status
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def worker_main(settings: Any, secrets: list, status_path: str,
     die_with_parent("purge worker process")
     setup_logging(settings.log_format, secrets=secrets)
     try:
-        gone = _queue_file_gone(settings.queue, queue_file)
+        gone = queue_file_gone(settings.queue, queue_file)
         if gone:
             raise _QueueGone(gone)
         _run_worker(settings, status_path)
@@ -72,7 +72,7 @@ def worker_main(settings: Any, secrets: list, status_path: str,
         log.error("purge worker process stops: %s", exc)
         os._exit(EXIT_QUEUE_GONE)
     except Exception as exc:  # noqa: BLE001 - whatever stops the start, say it once with its traceback
-        gone = _queue_file_gone(settings.queue, queue_file)
+        gone = queue_file_gone(settings.queue, queue_file)
         if gone:  # deleted while it was opening it: SQLite says "disk I/O error"
             log.error("purge worker process stops: %s", gone)
             os._exit(EXIT_QUEUE_GONE)
@@ -83,14 +83,6 @@ def worker_main(settings: Any, secrets: list, status_path: str,
 
 class _QueueGone(Exception):
     """The queue file the worker opened is no longer at its path."""
-
-
-def _queue_file_gone(location: str, expected: Optional[Tuple[int, int]]) -> Optional[str]:
-    """Why ``location`` is no longer the queue file the relay started with (``expected``), or None."""
-    if expected is None or queue_file_identity(location) == expected:
-        return None
-    return (f"the queue file {location} was deleted or replaced while the relay ran (PURGEBRIDGE_QUEUE); "
-            "restart the relay, and restore the file if you have it")
 
 
 def _queue_gone(queue: Any) -> Optional[str]:
@@ -214,14 +206,12 @@ class WorkerSupervisor:
         which saw the file the relay started with, decides.
         """
         gone = False
-        while True:
+        while process.exitcode is None:
             process.join(STATUS_INTERVAL)
-            replaced = _queue_file_gone(self.settings.queue, self._queue_file) is not None
-            if process.exitcode is not None:
-                return gone or replaced
-            if replaced and not gone:
+            if not gone and queue_file_gone(self.settings.queue, self._queue_file):
                 gone = True
-                process.terminate()  # it stops in order, as for a relay stop; the loop reaps it
+                process.terminate()  # it stops in order, as for a relay stop; this loop reaps it
+        return gone
 
     def restart(self, settings: Any, secrets: list) -> None:
         """Stop the worker process in order (SIGTERM) and start one with ``settings`` (``serve``'s reload).
